@@ -1,0 +1,220 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one client of the Retrace Deployment Tracking API.
+
+All HTTP decisions live here: headers, body encoding, status interpretation, retries with
+jittered exponential backoff and ``Retry-After``, one overall deadline, and the translation
+of every failure into the exception tree of :mod:`.errors`.  Time, sleeping and randomness
+are injected so the retry logic is tested without waiting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import json
+import platform
+import random
+import re
+import time
+import typing as t
+
+from .deployment import CANCEL, COMPLETE, START, Deployment
+from .errors import ApiUnreachable, AuthenticationRejected, BadTransition, RequestRejected, UnknownAppOrEnvironment
+from .settings import DEPLOYMENT_OPTIONS, VERSION, ApiSettings
+from .transport import ConnectionFailed, TimedOut, TlsFailed, Transport
+
+RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
+SERVER_MESSAGE_LIMIT = 300
+_UNKNOWN_APP_WORDING = re.compile(r"unknown|not found|does not exist|doesn't exist|no such|not match|must match", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts: ``base * 2**(n-1)`` capped, half of it jittered."""
+
+    max_attempts: int = 6
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+
+    def backoff(self, failed_attempts: int, draw: float) -> float:
+        ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (failed_attempts - 1))
+        return ceiling / 2 + ceiling / 2 * draw
+
+
+@dataclasses.dataclass(frozen=True)
+class CallResult:
+    """What one accepted call looked like; returned by :meth:`DeploymentClient.send`."""
+
+    action: str
+    status: int
+    attempts: int
+    elapsed: float
+    payload: dict
+    server_message: str | None = None
+    #: a retry got 409 because an earlier attempt of the same call had landed
+    recovered_from_conflict: bool = False
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way worth retrying."""
+
+    def __init__(self, problem: str, retry_after: float | None = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.retry_after = retry_after
+
+
+class DeploymentClient:
+    """Sends start / complete / cancel for :class:`Deployment` objects."""
+
+    def __init__(self, settings: ApiSettings, transport: Transport, *, entry_point: str = "python",
+                 retry: RetryPolicy = RetryPolicy(), log: t.Callable[[str], None] | None = None,
+                 clock: t.Callable[[], float] = time.monotonic, wall_clock: t.Callable[[], float] = time.time,
+                 sleep: t.Callable[[float], None] = time.sleep, draw: t.Callable[[], float] = random.random):
+        self.settings = settings
+        self.transport = transport
+        self.retry = retry
+        self.user_agent = f"stackify-retrace/{VERSION} ({entry_point}; python {platform.python_version()})"
+        self._log = log or (lambda message: None)
+        self._clock, self._wall_clock, self._sleep, self._draw = clock, wall_clock, sleep, draw
+
+    def start(self, deployment: Deployment) -> CallResult:
+        return self.send(START, deployment)
+
+    def complete(self, deployment: Deployment) -> CallResult:
+        return self.send(COMPLETE, deployment)
+
+    def cancel(self, deployment: Deployment) -> CallResult:
+        return self.send(CANCEL, deployment)
+
+    def request(self, action: str, deployment: Deployment) -> dict:
+        """What would be sent, without the key: used for check mode and verbose output."""
+        return {"method": "POST", "url": self.settings.endpoint(action), "payload": deployment.payload(action)}
+
+    def send(self, action: str, deployment: Deployment) -> CallResult:
+        """Send ``action`` with retries; return on acceptance, raise a RetraceError otherwise."""
+        payload = deployment.payload(action)
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        started = self._clock()
+        deadline_at = started + self.settings.deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            timeout = min(self.settings.timeout, deadline_at - self._clock())
+            try:
+                status, message = self._attempt(action, deployment, body, timeout, attempt)
+            except _Retry as retry:
+                delay = self._delay_before_next(retry, attempt, deadline_at, action, started)
+                self._log(f"Retrace {action}: attempt {attempt} failed ({retry.problem}); retrying in {delay:.1f} s")
+                self._sleep(delay)
+                continue
+            return CallResult(action, status, attempt, self._clock() - started, payload, message,
+                              recovered_from_conflict=status == 409)
+
+    def _attempt(self, action: str, deployment: Deployment, body: bytes, timeout: float, attempt: int):
+        try:
+            response = self.transport.post(self.settings.endpoint(action), body, self._headers(), timeout)
+        except TimedOut:
+            raise _Retry(f"no answer within {timeout:.1f} s") from None
+        except TlsFailed as error:
+            raise ApiUnreachable(f"Retrace API at {self.settings.api_url} failed the TLS check: {self._clean(str(error))}. "
+                                 "Fix the certificate or its CA bundle; disable validate_certs only for testing.",
+                                 action=action, attempts=attempt) from None
+        except ConnectionFailed as error:
+            raise _Retry(self._clean(str(error))) from None
+        status = response.status
+        message = self._server_message(response.body)
+        if 200 <= status < 300:
+            return status, message
+        if status == 409 and attempt > 1:
+            self._log(f"Retrace {action}: 409 on attempt {attempt}; an earlier attempt was accepted, counting it as done")
+            return status, message
+        if status in RETRYABLE_STATUSES:
+            raise _Retry(f"HTTP {status}" + (f": {message}" if message else ""), self._retry_after(response.headers))
+        raise self._rejection(action, deployment, status, message, attempt)
+
+    def _delay_before_next(self, retry: _Retry, attempt: int, deadline_at: float, action: str, started: float) -> float:
+        remaining = deadline_at - self._clock()
+        delay = retry.retry_after if retry.retry_after is not None else self.retry.backoff(attempt, self._draw())
+        if attempt >= self.retry.max_attempts or remaining <= 0 or delay >= remaining:
+            elapsed = self._clock() - started
+            why = f"the server asked to wait {delay:.0f} s, past the deadline; " if retry.retry_after is not None and delay >= remaining else ""
+            raise ApiUnreachable(
+                f"Retrace API at {self.settings.api_url} unreachable: {action} failed after {attempt} attempt(s) over "
+                f"{elapsed:.1f} s ({why}last problem: {retry.problem}).",
+                action=action, attempts=attempt, elapsed=elapsed, last_problem=retry.problem)
+        return delay
+
+    def _headers(self) -> dict:
+        return {
+            "Authorization": f"ApiKey {self.settings.api_key.reveal()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": self.user_agent,
+        }
+
+    def _rejection(self, action: str, deployment: Deployment, status: int, message: str | None, attempts: int):
+        said = f" Retrace said: {message}" if message else ""
+        context = {"action": action, "status": status, "attempts": attempts}
+        if status == 401:
+            return AuthenticationRejected(
+                f"Retrace rejected the API key (HTTP 401) on {action}: check api_key / RETRACE_API_KEY holds your Stackify license key.", **context)
+        if status == 409:
+            return BadTransition(
+                f"Retrace refused to {action} deployment {deployment.version} of {deployment.app_name} in {deployment.environment_name} "
+                f"(HTTP 409): {_transition_hint(action)}.{said}", server_message=message, **context)
+        if status == 400 and message and _UNKNOWN_APP_WORDING.search(message):
+            return UnknownAppOrEnvironment(
+                f"Retrace does not know app '{deployment.app_name}' or environment '{deployment.environment_name}' for this account: "
+                f"create them in Retrace or correct app_name / environment_name.{said}", server_message=message, **context)
+        return RequestRejected(f"Retrace rejected the {action} request (HTTP {status}).{said}", server_message=message, **context)
+
+    def _server_message(self, body: bytes) -> str | None:
+        text = body.decode("utf-8", "replace").strip()
+        if not text:
+            return None
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict):
+            text = str(next((decoded[k] for k in ("Message", "message", "error", "Error") if decoded.get(k)), text))
+        return self._clean(text)[:SERVER_MESSAGE_LIMIT] or None
+
+    def _retry_after(self, headers: t.Mapping[str, str]) -> float | None:
+        value = (headers.get("retry-after") or "").strip()
+        if not value:
+            return None
+        if value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - self._wall_clock())
+
+    def _clean(self, text: str) -> str:
+        """Redact the key (servers may echo it) and keep one line."""
+        return " ".join(self.settings.api_key.redact(text).split())
+
+
+def _transition_hint(action: str) -> str:
+    if action == START:
+        return "this deployment is already in progress; complete or cancel it first, or use a new version"
+    return "this deployment is not in progress (never started, or already completed or cancelled)"
+
+
+API_OPTIONS = ("api_key", "api_url", "validate_certs", "timeout", "deadline")
+
+
+def create_client(options: t.Mapping[str, t.Any], transport: Transport, *, entry_point: str,
+                  log: t.Callable[[str], None] | None = None) -> tuple[DeploymentClient, Deployment]:
+    """Validate every option and return a ready client and deployment; nothing is sent.
+
+    ``options`` uses the shared option names (``api_key``, ``app_name``...); None means unset.
+    Raises :class:`~.errors.InvalidInput` naming the first bad option.
+    """
+    deployment = Deployment.create(**{name: options.get(name) for name in DEPLOYMENT_OPTIONS})
+    settings = ApiSettings.create(**{name: options[name] for name in API_OPTIONS if options.get(name) is not None})
+    return DeploymentClient(settings, transport, entry_point=entry_point, log=log), deployment

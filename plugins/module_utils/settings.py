@@ -1,0 +1,115 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Settings shared by every entry point: names, environment variables, defaults, checks.
+
+The module, the callback, the role and the Fabric tasks all read the same option
+names; this file is the one place that says what they are and which environment
+variables feed them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from urllib.parse import urlsplit
+
+from .errors import InvalidInput
+from .redaction import ApiKey
+
+VERSION = "0.1.0"
+DEFAULT_API_URL = "https://api.stackify.net"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_DEADLINE = 30.0
+
+#: option -> environment variables read for it, first one set wins
+ENVIRONMENT_VARIABLES = {
+    "api_key": ("RETRACE_API_KEY", "STACKIFY_API_KEY"),
+    "api_url": ("RETRACE_API_URL",),
+    "app_name": ("RETRACE_APP_NAME",),
+    "environment_name": ("RETRACE_ENVIRONMENT_NAME",),
+    "version": ("RETRACE_VERSION",),
+    "name": ("RETRACE_DEPLOYMENT_NAME",),
+    "branch": ("RETRACE_BRANCH",),
+    "commit": ("RETRACE_COMMIT",),
+    "uri": ("RETRACE_URI",),
+}
+DEPLOYMENT_OPTIONS = ("app_name", "environment_name", "version", "name", "branch", "commit", "uri")
+
+
+def from_environment(environ) -> dict:
+    """Options found in ``environ`` (empty values count as unset)."""
+    found = {}
+    for option, variables in ENVIRONMENT_VARIABLES.items():
+        value = next((environ[var] for var in variables if environ.get(var)), None)
+        if value is not None:
+            found[option] = value
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSettings:
+    """Where and how to talk to Retrace.  Build it with :meth:`create`."""
+
+    api_key: ApiKey
+    api_url: str = DEFAULT_API_URL
+    validate_certs: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+    deadline: float = DEFAULT_DEADLINE
+
+    @classmethod
+    def create(cls, api_key=None, api_url=None, validate_certs=True, timeout=None, deadline=None) -> "ApiSettings":
+        """Validate and normalise; raise :class:`InvalidInput` naming the option at fault."""
+        key = _check_api_key(api_key)
+        url = _check_api_url(DEFAULT_API_URL if api_url is None else api_url)
+        if not isinstance(validate_certs, bool):
+            raise InvalidInput("validate_certs", f"must be true or false, got {type(validate_certs).__name__}")
+        timeout = _check_seconds(DEFAULT_TIMEOUT if timeout is None else timeout, "timeout")
+        deadline = _check_seconds(DEFAULT_DEADLINE if deadline is None else deadline, "deadline")
+        return cls(api_key=key, api_url=url, validate_certs=validate_certs, timeout=timeout, deadline=deadline)
+
+    def endpoint(self, action: str) -> str:
+        return f"{self.api_url}/api/v1/deployments/{action}"
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_api_key(api_key) -> ApiKey:
+    if isinstance(api_key, ApiKey):
+        api_key = api_key.reveal()
+    if api_key is None or api_key == "":
+        raise InvalidInput("api_key", "is required: set api_key or the RETRACE_API_KEY environment variable")
+    if not isinstance(api_key, str):
+        raise InvalidInput("api_key", f"must be a string, got {type(api_key).__name__}")
+    # Never echo the key back, not even the offending part of it.
+    if any(char.isspace() or not char.isprintable() for char in api_key):
+        raise InvalidInput("api_key", "must not contain spaces, newlines or control characters (check how it was pasted or templated)")
+    return ApiKey(api_key)
+
+
+def _check_api_url(api_url) -> str:
+    if not isinstance(api_url, str) or not api_url.strip():
+        raise InvalidInput("api_url", "must be a non-empty URL such as https://api.stackify.net")
+    url = api_url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("api_url", f"must be an absolute https:// URL, got {url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise InvalidInput("api_url", "must not carry credentials, a query or a fragment")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise InvalidInput("api_url", f"plain http:// would send the API key unencrypted to {parts.hostname}; use https:// (http is allowed only for loopback hosts)")
+    return url
+
+
+def _check_seconds(value, option: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(option, f"must be a number of seconds, got {type(value).__name__}")
+    if not 0 < value <= 3600:
+        raise InvalidInput(option, f"must be more than 0 and at most 3600 seconds, got {value}")
+    return float(value)

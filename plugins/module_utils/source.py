@@ -1,0 +1,143 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where a deployment comes from: branch, commit and a build URL, detected rather than typed.
+
+Explicit values always win, then the CI system's environment, then git in the given directory.
+No git and no CI simply means nothing is detected.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import typing as t
+
+GIT_TIMEOUT = 5.0
+
+
+class Source(t.NamedTuple):
+    branch: str | None = None
+    commit: str | None = None
+    uri: str | None = None
+    provider: str | None = None  # e.g. "github-actions", "git"
+
+
+def _strip_ref(value: str | None) -> str | None:
+    if not value:
+        return None
+    for prefix in ("refs/heads/", "refs/tags/", "origin/"):
+        if value.startswith(prefix):
+            return value[len(prefix):]
+    return value
+
+
+def _join_url(*parts: str | None) -> str | None:
+    if not all(parts):
+        return None
+    return "/".join(part.strip("/") for part in parts)  # type: ignore[union-attr]
+
+
+def _github(env):
+    uri = _join_url(env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"), "actions/runs", env.get("GITHUB_RUN_ID"))
+    return env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME"), env.get("GITHUB_SHA"), uri
+
+
+def _gitlab(env):
+    return env.get("CI_COMMIT_BRANCH") or env.get("CI_COMMIT_REF_NAME"), env.get("CI_COMMIT_SHA"), env.get("CI_JOB_URL") or env.get("CI_PIPELINE_URL")
+
+
+def _jenkins(env):
+    return _strip_ref(env.get("BRANCH_NAME") or env.get("GIT_BRANCH")), env.get("GIT_COMMIT"), env.get("BUILD_URL")
+
+
+def _circleci(env):
+    return env.get("CIRCLE_BRANCH"), env.get("CIRCLE_SHA1"), env.get("CIRCLE_BUILD_URL")
+
+
+def _azure(env):
+    collection, project, build_id = env.get("SYSTEM_COLLECTIONURI") or env.get("SYSTEM_TEAMFOUNDATIONCOLLECTIONURI"), env.get("SYSTEM_TEAMPROJECT"), env.get("BUILD_BUILDID")
+    uri = f"{collection.rstrip('/')}/{project}/_build/results?buildId={build_id}" if collection and project and build_id else None
+    branch = env.get("SYSTEM_PULLREQUEST_SOURCEBRANCH") or env.get("BUILD_SOURCEBRANCH")
+    return _strip_ref(branch) or env.get("BUILD_SOURCEBRANCHNAME"), env.get("BUILD_SOURCEVERSION"), uri
+
+
+def _appveyor(env):
+    uri = _join_url(env.get("APPVEYOR_URL"), "project", env.get("APPVEYOR_ACCOUNT_NAME"), env.get("APPVEYOR_PROJECT_SLUG"), "builds", env.get("APPVEYOR_BUILD_ID"))
+    return env.get("APPVEYOR_REPO_BRANCH"), env.get("APPVEYOR_REPO_COMMIT"), uri
+
+
+def _teamcity(env):
+    # TeamCity exposes the branch and build URL only as configuration parameters; the usual
+    # practice is to map them to env.TEAMCITY_BUILD_BRANCH / env.BUILD_URL in the build configuration.
+    return _strip_ref(env.get("TEAMCITY_BUILD_BRANCH")), env.get("BUILD_VCS_NUMBER"), env.get("BUILD_URL")
+
+
+def _bamboo(env):
+    branch = env.get("bamboo_planRepository_branchName") or env.get("bamboo_planRepository_branch") or env.get("bamboo_repository_git_branch")
+    return branch, env.get("bamboo_planRepository_revision"), env.get("bamboo_resultsUrl") or env.get("bamboo_buildResultsUrl")
+
+
+def _codebuild(env):
+    # CodePipeline runs its builds in CodeBuild, so both are read from CodeBuild's variables.
+    branch = _strip_ref(env.get("CODEBUILD_WEBHOOK_HEAD_REF"))
+    return branch, env.get("CODEBUILD_RESOLVED_SOURCE_VERSION"), env.get("CODEBUILD_BUILD_URL")
+
+
+#: (provider, variable whose presence identifies it, reader)
+CI_PROVIDERS = (
+    ("github-actions", "GITHUB_ACTIONS", _github),
+    ("gitlab-ci", "GITLAB_CI", _gitlab),
+    ("circleci", "CIRCLECI", _circleci),
+    ("azure-devops", "TF_BUILD", _azure),
+    ("appveyor", "APPVEYOR", _appveyor),
+    ("teamcity", "TEAMCITY_VERSION", _teamcity),
+    ("bamboo", "bamboo_buildKey", _bamboo),
+    ("aws-codebuild", "CODEBUILD_BUILD_ID", _codebuild),
+    ("jenkins", "JENKINS_URL", _jenkins),
+)
+
+
+def detect_ci(environ: t.Mapping[str, str]) -> Source:
+    """Branch, commit and build URL from the first CI system recognised in ``environ``."""
+    for provider, marker, reader in CI_PROVIDERS:
+        if environ.get(marker):
+            branch, commit, uri = reader(environ)
+            return Source(branch or None, commit or None, uri or None, provider)
+    return Source()
+
+
+def run_git(directory: str, *args: str) -> str | None:
+    """Output of a git command in ``directory``, or None when git or the repository is missing."""
+    try:
+        completed = subprocess.run(("git", "-C", directory) + args, capture_output=True, text=True,
+                                   timeout=GIT_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    output = completed.stdout.strip()
+    return output if completed.returncode == 0 and output else None
+
+
+def detect_git(directory: str) -> Source:
+    """Branch and commit of the git checkout containing ``directory`` (a detached HEAD has no branch)."""
+    commit = run_git(directory, "rev-parse", "HEAD")
+    if commit is None:
+        return Source()
+    branch = run_git(directory, "rev-parse", "--abbrev-ref", "HEAD")
+    return Source(None if branch == "HEAD" else branch, commit, None, "git")
+
+
+def git_describe(directory: str) -> str | None:
+    """A version-like name of the checkout (``v1.2.0-3-gabc1234``), or None without git."""
+    return run_git(directory, "describe", "--tags", "--always", "--dirty")
+
+
+def detect_source(environ: t.Mapping[str, str] | None = None, directory: str | None = None,
+                  branch: str | None = None, commit: str | None = None, uri: str | None = None) -> Source:
+    """Fill branch / commit / uri: explicit values, then CI variables, then git in ``directory``."""
+    environ = os.environ if environ is None else environ
+    detected = [Source(branch or None, commit or None, uri or None, "explicit"), detect_ci(environ)]
+    if directory is not None and not (branch and commit):
+        detected.append(detect_git(directory))
+    merged = {field: next((getattr(found, field) for found in detected if getattr(found, field)), None) for field in ("branch", "commit", "uri")}
+    providers = [found.provider for found in detected[1:] if found.provider and any(getattr(found, f) for f in ("branch", "commit", "uri"))]
+    return Source(merged["branch"], merged["commit"], merged["uri"], "+".join(providers) or None)

@@ -1,0 +1,228 @@
+import email.utils
+import json
+
+import pytest
+
+from ansible_collections.stackify.retrace.plugins.module_utils.client import CallResult, DeploymentClient, RetryPolicy, create_client
+from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
+from ansible_collections.stackify.retrace.plugins.module_utils.errors import (
+    ApiUnreachable, AuthenticationRejected, BadTransition, InvalidInput, RequestRejected, UnknownAppOrEnvironment)
+from ansible_collections.stackify.retrace.plugins.module_utils.settings import ApiSettings
+from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, TimedOut, TlsFailed
+
+from ansible_collections.stackify.retrace.tests.unit.plugins.module_utils.fakes import FakeClock, ScriptedTransport, answer
+
+KEY = "k3y-0f-the-account"
+DEPLOYMENT = Deployment.create(app_name="Shop", environment_name="Production", version="1.4.2", branch="main")
+
+
+def make_client(*script, timeout=10.0, deadline=30.0, cost=0.0, draw=1.0, retry=RetryPolicy()):
+    clock = FakeClock()
+    transport = ScriptedTransport(*script, clock=clock, cost=cost)
+    logs = []
+    settings = ApiSettings.create(api_key=KEY, api_url="https://api.example.test/", timeout=timeout, deadline=deadline)
+    client = DeploymentClient(settings, transport, entry_point="unit", retry=retry, log=logs.append,
+                              clock=clock, wall_clock=lambda: 1_700_000_000.0, sleep=clock.sleep, draw=lambda: draw)
+    return client, transport, clock, logs
+
+
+def test_request_is_built_to_the_wire_format():
+    client, transport, _, _ = make_client(answer(202))
+    result = client.start(DEPLOYMENT)
+    call = transport.calls[0]
+    assert call["url"] == "https://api.example.test/api/v1/deployments/start"
+    assert call["headers"]["Authorization"] == f"ApiKey {KEY}"
+    assert call["headers"]["Content-Type"] == "application/json"
+    assert call["headers"]["User-Agent"].startswith("stackify-retrace/0.1.0 (unit; python ")
+    assert json.loads(call["body"]) == {"Name": "1.4.2", "Branch": "main", "Version": "1.4.2", "AppName": "Shop", "EnvironmentName": "Production"}
+    assert call["timeout"] == 10.0
+    assert result == CallResult("start", 202, 1, 0.0, DEPLOYMENT.payload("start"), "Accepted", False)
+
+
+def test_unicode_body_is_utf8_not_escaped():
+    client, transport, _, _ = make_client(answer(202))
+    client.complete(Deployment.create(app_name="Café ☕", environment_name="東京", version="1"))
+    assert "Café ☕".encode() in transport.calls[0]["body"] and "東京".encode() in transport.calls[0]["body"]
+
+
+def test_cancel_goes_to_cancel_with_identity_only():
+    client, transport, _, _ = make_client(answer(202, b""))
+    result = client.cancel(DEPLOYMENT)
+    assert transport.calls[0]["url"].endswith("/cancel")
+    assert json.loads(transport.calls[0]["body"]) == {"Version": "1.4.2", "AppName": "Shop", "EnvironmentName": "Production"}
+    assert result.server_message is None
+
+
+def test_request_preview_has_no_key():
+    client, _, _, _ = make_client()
+    preview = client.request("start", DEPLOYMENT)
+    assert preview["url"].endswith("/start") and KEY not in repr(preview)
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+def test_any_2xx_is_success(status):
+    client, _, _, _ = make_client(answer(status))
+    assert client.start(DEPLOYMENT).status == status
+
+
+def test_401_fails_at_once_without_showing_the_key_even_if_echoed():
+    client, transport, _, _ = make_client(answer(401, json.dumps({"Message": f"bad key {KEY}"}).encode()))
+    with pytest.raises(AuthenticationRejected) as caught:
+        client.start(DEPLOYMENT)
+    assert len(transport.calls) == 1 and KEY not in str(caught.value)
+    assert "rejected the API key (HTTP 401)" in str(caught.value) and caught.value.attempts == 1
+
+
+def test_400_shows_the_server_message_redacted():
+    client, transport, _, _ = make_client(answer(400, json.dumps({"Message": f"Version is required ({KEY})"}).encode()))
+    with pytest.raises(RequestRejected) as caught:
+        client.start(DEPLOYMENT)
+    assert type(caught.value) is RequestRejected and len(transport.calls) == 1
+    assert "HTTP 400" in str(caught.value) and "Version is required (********)" in str(caught.value)
+    assert caught.value.server_message == "Version is required (********)"
+
+
+@pytest.mark.parametrize("message", [
+    "Unknown AppName 'Shop' or EnvironmentName 'Production' for this account",
+    "Application not found", "Environment does not exist", "AppName and EnvironmentName must match an existing App",
+])
+def test_400_about_unknown_app_or_environment_tells_what_to_do(message):
+    client, _, _, _ = make_client(answer(400, json.dumps({"message": message}).encode()))
+    with pytest.raises(UnknownAppOrEnvironment) as caught:
+        client.start(DEPLOYMENT)
+    assert "create them in Retrace or correct app_name / environment_name" in str(caught.value)
+
+
+@pytest.mark.parametrize("action, hint", [("start", "already in progress"), ("complete", "not in progress"), ("cancel", "not in progress")])
+def test_409_on_first_attempt_is_a_bad_transition(action, hint):
+    client, transport, _, _ = make_client(answer(409, b'{"Message": "Deployment state conflict"}'))
+    with pytest.raises(BadTransition) as caught:
+        client.send(action, DEPLOYMENT)
+    assert hint in str(caught.value) and "Deployment state conflict" in str(caught.value) and len(transport.calls) == 1
+
+
+@pytest.mark.parametrize("status", [403, 404, 405, 410, 413, 422, 301, 302, 100])
+def test_other_statuses_fail_at_once(status):
+    client, transport, _, _ = make_client(answer(status, b"<html>nope</html>"))
+    with pytest.raises(RequestRejected, match=f"HTTP {status}"):
+        client.start(DEPLOYMENT)
+    assert len(transport.calls) == 1
+
+
+@pytest.mark.parametrize("failure", [answer(503), answer(500), answer(502), answer(504), answer(408), answer(429),
+                                     ConnectionFailed("connection refused"), ConnectionFailed("connection reset by the server"), TimedOut("x")])
+def test_retryable_failures_are_retried_then_succeed(failure):
+    client, transport, clock, logs = make_client(failure, failure, answer(202))
+    result = client.start(DEPLOYMENT)
+    assert result.attempts == 3 and len(transport.calls) == 3
+    assert clock.sleeps == [0.5, 1.0]  # draw=1.0 -> the full backoff ceiling
+    assert "attempt 1 failed" in logs[0] and "retrying in 0.5 s" in logs[0]
+
+
+def test_backoff_is_jittered_exponential_and_capped():
+    policy = RetryPolicy(backoff_base=0.5, backoff_cap=8.0)
+    assert [policy.backoff(n, 1.0) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert [policy.backoff(n, 0.0) for n in range(1, 4)] == [0.25, 0.5, 1.0]
+
+
+def test_retry_after_seconds_is_honoured():
+    client, _, clock, _ = make_client(answer(429, retry_after="3"), answer(202))
+    client.start(DEPLOYMENT)
+    assert clock.sleeps == [3.0]
+
+
+def test_retry_after_http_date_is_honoured():
+    when = email.utils.formatdate(1_700_000_000.0 + 4, usegmt=True)
+    client, _, clock, _ = make_client(answer(503, retry_after=when), answer(202))
+    client.start(DEPLOYMENT)
+    assert clock.sleeps == [4.0]
+
+
+def test_retry_after_in_the_past_means_now_and_garbage_falls_back_to_backoff():
+    past = email.utils.formatdate(1_600_000_000.0, usegmt=True)
+    client, _, clock, _ = make_client(answer(503, retry_after=past), answer(503, retry_after="soon"), answer(503, retry_after=" "), answer(202))
+    client.start(DEPLOYMENT)
+    assert clock.sleeps == [0.0, 1.0, 2.0]
+
+
+def test_retry_after_beyond_the_deadline_gives_up_at_once():
+    client, transport, clock, _ = make_client(answer(503, retry_after="120"), answer(202), deadline=30)
+    with pytest.raises(ApiUnreachable) as caught:
+        client.start(DEPLOYMENT)
+    assert len(transport.calls) == 1 and clock.sleeps == []
+    assert "asked to wait 120 s, past the deadline" in str(caught.value)
+
+
+def test_409_on_a_retried_attempt_counts_as_success():
+    client, transport, _, logs = make_client(TimedOut("x"), answer(409, b'{"Message": "already in progress"}'))
+    result = client.start(DEPLOYMENT)
+    assert result.recovered_from_conflict and result.status == 409 and result.attempts == 2
+    assert "earlier attempt was accepted" in logs[-1]
+
+
+def test_gives_up_after_max_attempts_with_a_clear_message():
+    client, transport, _, _ = make_client(*[answer(503)] * 3, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(ApiUnreachable) as caught:
+        client.start(DEPLOYMENT)
+    assert len(transport.calls) == 3 and caught.value.attempts == 3
+    message = str(caught.value)
+    assert message.startswith("Retrace API at https://api.example.test unreachable: start failed after 3 attempt(s) over 1.5 s")
+    assert "last problem: HTTP 503: Accepted" in message
+
+
+def test_overall_deadline_bounds_attempts_and_shrinks_the_last_timeout():
+    # every attempt hangs for its whole timeout: 4 s each, within 10 s total
+    script = [TimedOut("x")] * 10
+    clock = FakeClock()
+    timeouts = []
+
+    class Hanging:
+        def post(self, url, body, headers, timeout):
+            timeouts.append(timeout)
+            clock.advance(timeout)
+            raise script.pop(0)
+
+    settings = ApiSettings.create(api_key=KEY, api_url="https://api.example.test", timeout=4, deadline=10)
+    client = DeploymentClient(settings, Hanging(), clock=clock, sleep=clock.sleep, draw=lambda: 1.0)
+    with pytest.raises(ApiUnreachable) as caught:
+        client.start(DEPLOYMENT)
+    assert timeouts == [4.0, 4.0, pytest.approx(0.5)]
+    assert clock.now - 1000.0 <= 10.0 + 1e-9
+    assert "no answer within 0.5 s" in str(caught.value) and caught.value.elapsed == pytest.approx(10.0)
+
+
+def test_tls_failures_are_not_retried():
+    client, transport, _, _ = make_client(TlsFailed("TLS certificate verification failed: self-signed certificate"))
+    with pytest.raises(ApiUnreachable, match="failed the TLS check: TLS certificate verification failed: self-signed certificate"):
+        client.start(DEPLOYMENT)
+    assert len(transport.calls) == 1
+
+
+def test_connection_error_text_is_redacted():
+    client, _, _, _ = make_client(ConnectionFailed(f"proxy said {KEY}"), retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(ApiUnreachable) as caught:
+        client.start(DEPLOYMENT)
+    assert KEY not in str(caught.value) and "proxy said ********" in str(caught.value)
+
+
+def test_non_json_and_long_server_messages_are_trimmed_to_one_line():
+    client, _, _, _ = make_client(answer(400, ("line one\nline two " + "x" * 500).encode()))
+    with pytest.raises(RequestRejected) as caught:
+        client.start(DEPLOYMENT)
+    assert caught.value.server_message.startswith("line one line two") and len(caught.value.server_message) == 300
+
+
+def test_json_without_a_message_field_is_shown_as_text():
+    client, _, _, _ = make_client(answer(400, b'{"errors": ["Version"]}'))
+    with pytest.raises(RequestRejected, match='Retrace said: {"errors": \\["Version"\\]}'):
+        client.start(DEPLOYMENT)
+
+
+def test_create_client_validates_everything_before_building():
+    client, deployment = create_client({"api_key": KEY, "api_url": "http://127.0.0.1:1", "app_name": "Shop", "environment_name": "Prod",
+                                        "version": "1", "timeout": 2, "validate_certs": True, "deadline": None}, ScriptedTransport(), entry_point="x")
+    assert client.settings.timeout == 2.0 and client.settings.deadline == 30.0 and deployment.version == "1"
+    with pytest.raises(InvalidInput, match="^version: is required"):
+        create_client({"api_key": KEY, "app_name": "Shop", "environment_name": "Prod"}, ScriptedTransport(), entry_point="x")
+    with pytest.raises(InvalidInput, match="^api_key: is required"):
+        create_client({"app_name": "Shop", "environment_name": "Prod", "version": "1"}, ScriptedTransport(), entry_point="x")

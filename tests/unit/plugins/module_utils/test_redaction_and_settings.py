@@ -1,0 +1,110 @@
+import copy
+import pickle
+
+import pytest
+
+from ansible_collections.stackify.retrace.plugins.module_utils import settings
+from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
+from ansible_collections.stackify.retrace.plugins.module_utils.redaction import REDACTED, ApiKey, redact
+
+KEY = "s3cr3t-LICENSE-key"
+
+
+def test_api_key_never_shows_itself():
+    key = ApiKey(KEY)
+    for text in (str(key), repr(key), f"{key}", f"{key!r}", repr([key]), repr({"k": key})):
+        assert KEY not in text and REDACTED in text
+    assert key.reveal() == KEY
+
+
+def test_api_key_equality_copy_and_pickle():
+    key = ApiKey(KEY)
+    assert key == ApiKey(KEY) and key != ApiKey("other") and key != KEY
+    assert hash(key) == hash(ApiKey(KEY))
+    assert copy.copy(key) is key and copy.deepcopy({"k": key})["k"] is key
+    with pytest.raises(TypeError):
+        pickle.dumps(key)
+
+
+def test_redact_replaces_every_occurrence_and_ignores_empty_secrets():
+    assert redact(f"a {KEY} b {KEY}", KEY) == f"a {REDACTED} b {REDACTED}"
+    assert redact("nothing here", None, "") == "nothing here"
+    assert ApiKey(KEY).redact(f"echo {KEY}") == f"echo {REDACTED}"
+
+
+def test_settings_repr_hides_key():
+    created = settings.ApiSettings.create(api_key=KEY)
+    assert KEY not in repr(created)
+    assert created.api_url == "https://api.stackify.net"
+    assert (created.timeout, created.deadline, created.validate_certs) == (10.0, 30.0, True)
+
+
+def test_api_key_object_is_accepted():
+    assert settings.ApiSettings.create(api_key=ApiKey(KEY)).api_key.reveal() == KEY
+
+
+@pytest.mark.parametrize("value, problem", [
+    (None, "is required"), ("", "is required"), (123, "must be a string, got int"),
+    (KEY + "\n", "must not contain spaces, newlines or control characters"),
+    ("ab cd", "must not contain spaces"), ("ab\tcd", "must not contain spaces"), ("ab\x00cd", "control characters"),
+    ("ab\u200bcd", "control characters"),
+])
+def test_bad_keys_are_refused_without_echoing_them(value, problem):
+    with pytest.raises(InvalidInput) as caught:
+        settings.ApiSettings.create(api_key=value)
+    assert caught.value.option == "api_key" and problem in str(caught.value)
+    if isinstance(value, str) and value:
+        assert value.strip() not in str(caught.value)
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://api.stackify.net/", "https://api.stackify.net"),
+    ("https://proxy.example.com/retrace///", "https://proxy.example.com/retrace"),
+    (" http://127.0.0.1:8080/ ", "http://127.0.0.1:8080"),
+    ("http://localhost:1", "http://localhost:1"),
+    ("http://127.5.6.7", "http://127.5.6.7"),
+    ("http://[::1]:9000", "http://[::1]:9000"),
+])
+def test_api_url_is_normalised(url, expected):
+    assert settings.ApiSettings.create(api_key=KEY, api_url=url).api_url == expected
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("", "must be a non-empty URL"), (5, "must be a non-empty URL"), ("api.stackify.net", "must be an absolute https:// URL"),
+    ("ftp://api.stackify.net", "must be an absolute https:// URL"),
+    ("http://api.stackify.net", "plain http:// would send the API key unencrypted to api.stackify.net"),
+    ("http://10.0.0.5:8080", "plain http://"), ("http://localhost.evil.com", "plain http://"),
+    ("https://user:pw@api.stackify.net", "must not carry credentials"), ("https://api.stackify.net/?x=1", "a query"),
+])
+def test_bad_api_urls_are_refused(url, problem):
+    with pytest.raises(InvalidInput) as caught:
+        settings.ApiSettings.create(api_key=KEY, api_url=url)
+    assert caught.value.option == "api_url" and problem in str(caught.value)
+
+
+@pytest.mark.parametrize("option", ["timeout", "deadline"])
+@pytest.mark.parametrize("value, problem", [(0, "more than 0"), (-1, "more than 0"), (3601, "at most 3600"), ("5", "number of seconds, got str"), (True, "got bool")])
+def test_bad_durations_are_refused(option, value, problem):
+    with pytest.raises(InvalidInput) as caught:
+        settings.ApiSettings.create(api_key=KEY, **{option: value})
+    assert caught.value.option == option and problem in str(caught.value)
+
+
+def test_validate_certs_must_be_a_boolean():
+    with pytest.raises(InvalidInput, match="^validate_certs: must be true or false, got str$"):
+        settings.ApiSettings.create(api_key=KEY, validate_certs="no")
+
+
+def test_endpoint_per_action():
+    assert settings.ApiSettings.create(api_key=KEY, api_url="http://127.0.0.1:1/").endpoint("cancel") == "http://127.0.0.1:1/api/v1/deployments/cancel"
+
+
+def test_environment_variables_first_set_wins_and_empty_is_unset():
+    env = {"RETRACE_API_KEY": "", "STACKIFY_API_KEY": "from-stackify", "RETRACE_APP_NAME": "Shop", "RETRACE_DEPLOYMENT_NAME": "R1", "UNRELATED": "x"}
+    assert settings.from_environment(env) == {"api_key": "from-stackify", "app_name": "Shop", "name": "R1"}
+    assert settings.from_environment({"RETRACE_API_KEY": "a", "STACKIFY_API_KEY": "b"}) == {"api_key": "a"}
+
+
+def test_is_loopback_host():
+    assert settings.is_loopback_host("LOCALHOST.") and settings.is_loopback_host("127.0.0.1") and settings.is_loopback_host("::1")
+    assert not settings.is_loopback_host("example.com") and not settings.is_loopback_host("192.168.1.1")
