@@ -31,3 +31,5 @@ if REPO_ROOT.parent.parent.name != "ansible_collections":
 else:
     sys.path.insert(0, str(REPO_ROOT.parent.parent.parent))
 sys.path.insert(0, str(REPO_ROOT))
+
+pytest_plugins = ["retrace_emulator.pytest_plugin"]

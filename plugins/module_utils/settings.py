@@ -90,6 +90,9 @@ def _check_api_key(api_key) -> ApiKey:
     # Never echo the key back, not even the offending part of it.
     if any(char.isspace() or not char.isprintable() for char in api_key):
         raise InvalidInput("api_key", "must not contain spaces, newlines or control characters (check how it was pasted or templated)")
+    # Stackify keys are ASCII; anything else cannot go into an HTTP header and would fail deep in http.client.
+    if not api_key.isascii():
+        raise InvalidInput("api_key", "must contain only ASCII characters (check how it was pasted or templated)")
     return ApiKey(api_key)
 
 
@@ -103,7 +106,8 @@ def _check_api_url(api_url) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidInput("api_url", "must not carry credentials, a query or a fragment")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise InvalidInput("api_url", f"plain http:// would send the API key unencrypted to {parts.hostname}; use https:// (http is allowed only for loopback hosts)")
+        raise InvalidInput("api_url", f"plain http:// would send the API key unencrypted to {parts.hostname}; "
+                           "use https:// (http is allowed only for loopback hosts)")
     return url
 
 

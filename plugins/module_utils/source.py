@@ -55,14 +55,16 @@ def _circleci(env):
 
 
 def _azure(env):
-    collection, project, build_id = env.get("SYSTEM_COLLECTIONURI") or env.get("SYSTEM_TEAMFOUNDATIONCOLLECTIONURI"), env.get("SYSTEM_TEAMPROJECT"), env.get("BUILD_BUILDID")
+    collection = env.get("SYSTEM_COLLECTIONURI") or env.get("SYSTEM_TEAMFOUNDATIONCOLLECTIONURI")
+    project, build_id = env.get("SYSTEM_TEAMPROJECT"), env.get("BUILD_BUILDID")
     uri = f"{collection.rstrip('/')}/{project}/_build/results?buildId={build_id}" if collection and project and build_id else None
     branch = env.get("SYSTEM_PULLREQUEST_SOURCEBRANCH") or env.get("BUILD_SOURCEBRANCH")
     return _strip_ref(branch) or env.get("BUILD_SOURCEBRANCHNAME"), env.get("BUILD_SOURCEVERSION"), uri
 
 
 def _appveyor(env):
-    uri = _join_url(env.get("APPVEYOR_URL"), "project", env.get("APPVEYOR_ACCOUNT_NAME"), env.get("APPVEYOR_PROJECT_SLUG"), "builds", env.get("APPVEYOR_BUILD_ID"))
+    uri = _join_url(env.get("APPVEYOR_URL"), "project", env.get("APPVEYOR_ACCOUNT_NAME"), env.get("APPVEYOR_PROJECT_SLUG"),
+                    "builds", env.get("APPVEYOR_BUILD_ID"))
     return env.get("APPVEYOR_REPO_BRANCH"), env.get("APPVEYOR_REPO_COMMIT"), uri
 
 

@@ -1,5 +1,6 @@
 import email.utils
 import json
+import types
 
 import pytest
 
@@ -23,11 +24,12 @@ def make_client(*script, timeout=10.0, deadline=30.0, cost=0.0, draw=1.0, retry=
     settings = ApiSettings.create(api_key=KEY, api_url="https://api.example.test/", timeout=timeout, deadline=deadline)
     client = DeploymentClient(settings, transport, entry_point="unit", retry=retry, log=logs.append,
                               clock=clock, wall_clock=lambda: 1_700_000_000.0, sleep=clock.sleep, draw=lambda: draw)
-    return client, transport, clock, logs
+    return types.SimpleNamespace(client=client, transport=transport, clock=clock, logs=logs)
 
 
 def test_request_is_built_to_the_wire_format():
-    client, transport, _, _ = make_client(answer(202))
+    harness = make_client(answer(202))
+    client, transport = harness.client, harness.transport
     result = client.start(DEPLOYMENT)
     call = transport.calls[0]
     assert call["url"] == "https://api.example.test/api/v1/deployments/start"
@@ -40,13 +42,15 @@ def test_request_is_built_to_the_wire_format():
 
 
 def test_unicode_body_is_utf8_not_escaped():
-    client, transport, _, _ = make_client(answer(202))
+    harness = make_client(answer(202))
+    client, transport = harness.client, harness.transport
     client.complete(Deployment.create(app_name="Café ☕", environment_name="東京", version="1"))
     assert "Café ☕".encode() in transport.calls[0]["body"] and "東京".encode() in transport.calls[0]["body"]
 
 
 def test_cancel_goes_to_cancel_with_identity_only():
-    client, transport, _, _ = make_client(answer(202, b""))
+    harness = make_client(answer(202, b""))
+    client, transport = harness.client, harness.transport
     result = client.cancel(DEPLOYMENT)
     assert transport.calls[0]["url"].endswith("/cancel")
     assert json.loads(transport.calls[0]["body"]) == {"Version": "1.4.2", "AppName": "Shop", "EnvironmentName": "Production"}
@@ -54,19 +58,22 @@ def test_cancel_goes_to_cancel_with_identity_only():
 
 
 def test_request_preview_has_no_key():
-    client, _, _, _ = make_client()
+    harness = make_client()
+    client = harness.client
     preview = client.request("start", DEPLOYMENT)
     assert preview["url"].endswith("/start") and KEY not in repr(preview)
 
 
 @pytest.mark.parametrize("status", [200, 201, 202, 204])
 def test_any_2xx_is_success(status):
-    client, _, _, _ = make_client(answer(status))
+    harness = make_client(answer(status))
+    client = harness.client
     assert client.start(DEPLOYMENT).status == status
 
 
 def test_401_fails_at_once_without_showing_the_key_even_if_echoed():
-    client, transport, _, _ = make_client(answer(401, json.dumps({"Message": f"bad key {KEY}"}).encode()))
+    harness = make_client(answer(401, json.dumps({"Message": f"bad key {KEY}"}).encode()))
+    client, transport = harness.client, harness.transport
     with pytest.raises(AuthenticationRejected) as caught:
         client.start(DEPLOYMENT)
     assert len(transport.calls) == 1 and KEY not in str(caught.value)
@@ -74,7 +81,8 @@ def test_401_fails_at_once_without_showing_the_key_even_if_echoed():
 
 
 def test_400_shows_the_server_message_redacted():
-    client, transport, _, _ = make_client(answer(400, json.dumps({"Message": f"Version is required ({KEY})"}).encode()))
+    harness = make_client(answer(400, json.dumps({"Message": f"Version is required ({KEY})"}).encode()))
+    client, transport = harness.client, harness.transport
     with pytest.raises(RequestRejected) as caught:
         client.start(DEPLOYMENT)
     assert type(caught.value) is RequestRejected and len(transport.calls) == 1
@@ -87,7 +95,8 @@ def test_400_shows_the_server_message_redacted():
     "Application not found", "Environment does not exist", "AppName and EnvironmentName must match an existing App",
 ])
 def test_400_about_unknown_app_or_environment_tells_what_to_do(message):
-    client, _, _, _ = make_client(answer(400, json.dumps({"message": message}).encode()))
+    harness = make_client(answer(400, json.dumps({"message": message}).encode()))
+    client = harness.client
     with pytest.raises(UnknownAppOrEnvironment) as caught:
         client.start(DEPLOYMENT)
     assert "create them in Retrace or correct app_name / environment_name" in str(caught.value)
@@ -95,7 +104,8 @@ def test_400_about_unknown_app_or_environment_tells_what_to_do(message):
 
 @pytest.mark.parametrize("action, hint", [("start", "already in progress"), ("complete", "not in progress"), ("cancel", "not in progress")])
 def test_409_on_first_attempt_is_a_bad_transition(action, hint):
-    client, transport, _, _ = make_client(answer(409, b'{"Message": "Deployment state conflict"}'))
+    harness = make_client(answer(409, b'{"Message": "Deployment state conflict"}'))
+    client, transport = harness.client, harness.transport
     with pytest.raises(BadTransition) as caught:
         client.send(action, DEPLOYMENT)
     assert hint in str(caught.value) and "Deployment state conflict" in str(caught.value) and len(transport.calls) == 1
@@ -103,7 +113,8 @@ def test_409_on_first_attempt_is_a_bad_transition(action, hint):
 
 @pytest.mark.parametrize("status", [403, 404, 405, 410, 413, 422, 301, 302, 100])
 def test_other_statuses_fail_at_once(status):
-    client, transport, _, _ = make_client(answer(status, b"<html>nope</html>"))
+    harness = make_client(answer(status, b"<html>nope</html>"))
+    client, transport = harness.client, harness.transport
     with pytest.raises(RequestRejected, match=f"HTTP {status}"):
         client.start(DEPLOYMENT)
     assert len(transport.calls) == 1
@@ -112,7 +123,8 @@ def test_other_statuses_fail_at_once(status):
 @pytest.mark.parametrize("failure", [answer(503), answer(500), answer(502), answer(504), answer(408), answer(429),
                                      ConnectionFailed("connection refused"), ConnectionFailed("connection reset by the server"), TimedOut("x")])
 def test_retryable_failures_are_retried_then_succeed(failure):
-    client, transport, clock, logs = make_client(failure, failure, answer(202))
+    harness = make_client(failure, failure, answer(202))
+    client, transport, clock, logs = harness.client, harness.transport, harness.clock, harness.logs
     result = client.start(DEPLOYMENT)
     assert result.attempts == 3 and len(transport.calls) == 3
     assert clock.sleeps == [0.5, 1.0]  # draw=1.0 -> the full backoff ceiling
@@ -126,27 +138,31 @@ def test_backoff_is_jittered_exponential_and_capped():
 
 
 def test_retry_after_seconds_is_honoured():
-    client, _, clock, _ = make_client(answer(429, retry_after="3"), answer(202))
+    harness = make_client(answer(429, retry_after="3"), answer(202))
+    client, clock = harness.client, harness.clock
     client.start(DEPLOYMENT)
     assert clock.sleeps == [3.0]
 
 
 def test_retry_after_http_date_is_honoured():
     when = email.utils.formatdate(1_700_000_000.0 + 4, usegmt=True)
-    client, _, clock, _ = make_client(answer(503, retry_after=when), answer(202))
+    harness = make_client(answer(503, retry_after=when), answer(202))
+    client, clock = harness.client, harness.clock
     client.start(DEPLOYMENT)
     assert clock.sleeps == [4.0]
 
 
 def test_retry_after_in_the_past_means_now_and_garbage_falls_back_to_backoff():
     past = email.utils.formatdate(1_600_000_000.0, usegmt=True)
-    client, _, clock, _ = make_client(answer(503, retry_after=past), answer(503, retry_after="soon"), answer(503, retry_after=" "), answer(202))
+    harness = make_client(answer(503, retry_after=past), answer(503, retry_after="soon"), answer(503, retry_after=" "), answer(202))
+    client, clock = harness.client, harness.clock
     client.start(DEPLOYMENT)
     assert clock.sleeps == [0.0, 1.0, 2.0]
 
 
 def test_retry_after_beyond_the_deadline_gives_up_at_once():
-    client, transport, clock, _ = make_client(answer(503, retry_after="120"), answer(202), deadline=30)
+    harness = make_client(answer(503, retry_after="120"), answer(202), deadline=30)
+    client, transport, clock = harness.client, harness.transport, harness.clock
     with pytest.raises(ApiUnreachable) as caught:
         client.start(DEPLOYMENT)
     assert len(transport.calls) == 1 and clock.sleeps == []
@@ -154,14 +170,16 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once():
 
 
 def test_409_on_a_retried_attempt_counts_as_success():
-    client, transport, _, logs = make_client(TimedOut("x"), answer(409, b'{"Message": "already in progress"}'))
+    harness = make_client(TimedOut("x"), answer(409, b'{"Message": "already in progress"}'))
+    client, transport, logs = harness.client, harness.transport, harness.logs
     result = client.start(DEPLOYMENT)
     assert result.recovered_from_conflict and result.status == 409 and result.attempts == 2
     assert "earlier attempt was accepted" in logs[-1]
 
 
 def test_gives_up_after_max_attempts_with_a_clear_message():
-    client, transport, _, _ = make_client(*[answer(503)] * 3, retry=RetryPolicy(max_attempts=3))
+    harness = make_client(*[answer(503)] * 3, retry=RetryPolicy(max_attempts=3))
+    client, transport = harness.client, harness.transport
     with pytest.raises(ApiUnreachable) as caught:
         client.start(DEPLOYMENT)
     assert len(transport.calls) == 3 and caught.value.attempts == 3
@@ -192,28 +210,32 @@ def test_overall_deadline_bounds_attempts_and_shrinks_the_last_timeout():
 
 
 def test_tls_failures_are_not_retried():
-    client, transport, _, _ = make_client(TlsFailed("TLS certificate verification failed: self-signed certificate"))
+    harness = make_client(TlsFailed("TLS certificate verification failed: self-signed certificate"))
+    client, transport = harness.client, harness.transport
     with pytest.raises(ApiUnreachable, match="failed the TLS check: TLS certificate verification failed: self-signed certificate"):
         client.start(DEPLOYMENT)
     assert len(transport.calls) == 1
 
 
 def test_connection_error_text_is_redacted():
-    client, _, _, _ = make_client(ConnectionFailed(f"proxy said {KEY}"), retry=RetryPolicy(max_attempts=1))
+    harness = make_client(ConnectionFailed(f"proxy said {KEY}"), retry=RetryPolicy(max_attempts=1))
+    client = harness.client
     with pytest.raises(ApiUnreachable) as caught:
         client.start(DEPLOYMENT)
     assert KEY not in str(caught.value) and "proxy said ********" in str(caught.value)
 
 
 def test_non_json_and_long_server_messages_are_trimmed_to_one_line():
-    client, _, _, _ = make_client(answer(400, ("line one\nline two " + "x" * 500).encode()))
+    harness = make_client(answer(400, ("line one\nline two " + "x" * 500).encode()))
+    client = harness.client
     with pytest.raises(RequestRejected) as caught:
         client.start(DEPLOYMENT)
     assert caught.value.server_message.startswith("line one line two") and len(caught.value.server_message) == 300
 
 
 def test_json_without_a_message_field_is_shown_as_text():
-    client, _, _, _ = make_client(answer(400, b'{"errors": ["Version"]}'))
+    harness = make_client(answer(400, b'{"errors": ["Version"]}'))
+    client = harness.client
     with pytest.raises(RequestRejected, match='Retrace said: {"errors": \\["Version"\\]}'):
         client.start(DEPLOYMENT)
 

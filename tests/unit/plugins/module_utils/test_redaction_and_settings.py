@@ -83,7 +83,8 @@ def test_bad_api_urls_are_refused(url, problem):
 
 
 @pytest.mark.parametrize("option", ["timeout", "deadline"])
-@pytest.mark.parametrize("value, problem", [(0, "more than 0"), (-1, "more than 0"), (3601, "at most 3600"), ("5", "number of seconds, got str"), (True, "got bool")])
+@pytest.mark.parametrize("value, problem", [
+    (0, "more than 0"), (-1, "more than 0"), (3601, "at most 3600"), ("5", "number of seconds, got str"), (True, "got bool")])
 def test_bad_durations_are_refused(option, value, problem):
     with pytest.raises(InvalidInput) as caught:
         settings.ApiSettings.create(api_key=KEY, **{option: value})

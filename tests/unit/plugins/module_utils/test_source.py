@@ -6,7 +6,8 @@ from ansible_collections.stackify.retrace.plugins.module_utils import source
 
 CI_ENVIRONMENTS = {
     "github-actions": ({"GITHUB_ACTIONS": "true", "GITHUB_REF_NAME": "main", "GITHUB_SHA": "abc", "GITHUB_SERVER_URL": "https://github.com",
-                        "GITHUB_REPOSITORY": "acme/shop", "GITHUB_RUN_ID": "77"}, ("main", "abc", "https://github.com/acme/shop/actions/runs/77")),
+                        "GITHUB_REPOSITORY": "acme/shop", "GITHUB_RUN_ID": "77"},
+                       ("main", "abc", "https://github.com/acme/shop/actions/runs/77")),
     "gitlab-ci": ({"GITLAB_CI": "true", "CI_COMMIT_REF_NAME": "release", "CI_COMMIT_SHA": "def", "CI_JOB_URL": "https://gitlab.com/acme/shop/-/jobs/5"},
                   ("release", "def", "https://gitlab.com/acme/shop/-/jobs/5")),
     "jenkins": ({"JENKINS_URL": "https://ci/", "GIT_BRANCH": "origin/main", "GIT_COMMIT": "123", "BUILD_URL": "https://ci/job/shop/9/"},

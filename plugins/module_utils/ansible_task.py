@@ -1,0 +1,62 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One ``stackify.retrace.deployment`` task: validated parameters in, an Ansible result dict out.
+
+Shared by the action plugin (the normal path, on the controller) and the module's ``main()``
+(used only when the module is run without its action plugin).  Every core error is turned
+into one ``msg`` here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from .ansible_options import STATE_ACTIONS, core_options
+from .ansible_transport import AnsibleUrlsTransport
+from .client import create_client
+from .deployment import START
+from .errors import BadTransition, RetraceError
+
+
+def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1):
+    """Send (or, in check mode, describe) the call ``params['state']`` asks for.
+
+    ``hosts_in_task`` is how many hosts run this task at once: with several, a 409 on start
+    most likely means each of them tried to start the same deployment.
+    """
+    state = params["state"]
+    action = STATE_ACTIONS[state]
+    result = {"changed": False, "state": state}
+    transport = transport or AnsibleUrlsTransport(params.get("validate_certs", True), params.get("ca_path"),
+                                                  params.get("use_proxy", True))
+    try:
+        client, deployment = create_client(core_options(params), transport, entry_point=entry_point, log=log)
+        result.update(api_url=client.settings.api_url, deployment=deployment.payload(action), attempts=0)
+        if check_mode:
+            return dict(result, changed=True, msg=f"Would {_describe(action, deployment)} (check mode: nothing sent).")
+        call = client.send(action, deployment)
+    except RetraceError as error:
+        return dict(result, failed=True, msg=_failure_message(error, hosts_in_task), error=error.kind,
+                    **_contact_details(error))
+    return dict(result, changed=True, status=call.status, attempts=call.attempts,
+                msg=f"Retrace accepted the request to {_describe(action, deployment)} (HTTP {call.status}, "
+                    f"{call.attempts} attempt{'s' if call.attempts > 1 else ''}).")
+
+
+def _describe(action, deployment):
+    return f"{action} deployment {deployment.version} of {deployment.app_name} in {deployment.environment_name}"
+
+
+def _contact_details(error):
+    """Status and attempts when Retrace was contacted; an invalid option never reached it."""
+    details = {"attempts": error.attempts}
+    if error.status is not None:
+        details["status"] = error.status
+    return details
+
+
+def _failure_message(error, hosts_in_task):
+    message = str(error)
+    if isinstance(error, BadTransition) and error.action == START and hosts_in_task > 1:
+        message = message if message.endswith(".") else message + "."
+        message += (f" This task ran for {hosts_in_task} hosts, and each sent its own start: add 'run_once: true' "
+                    "to the task, or use the stackify.retrace.tracked_deployment role.")
+    return message

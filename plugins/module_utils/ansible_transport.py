@@ -1,0 +1,61 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The core's :class:`~.transport.Transport` over ``ansible.module_utils.urls``.
+
+Ansible users expect its HTTP behaviour: proxies from ``http(s)_proxy`` / ``no_proxy`` with
+``use_proxy``, CA bundles found where Ansible finds them, ``ca_path``.  Status codes, retries
+and errors stay in the core client; this class only moves bytes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import urllib.error
+
+from ansible.module_utils.urls import Request, make_context
+
+from .transport import Response, _transport_error
+
+
+class AnsibleUrlsTransport:
+    """POST through ``ansible.module_utils.urls.Request``; never follows redirects, never reads ~/.netrc."""
+
+    def __init__(self, validate_certs=True, ca_path=None, use_proxy=True):
+        self.validate_certs = validate_certs
+        self.ca_path = ca_path
+        self.use_proxy = use_proxy
+        self._tls_context = None
+        # Redirects could carry the Authorization header elsewhere, and a ~/.netrc entry for the
+        # host would replace it: both are refused.
+        self._request = Request(use_proxy=use_proxy, follow_redirects="none", use_netrc=False)
+
+    def post(self, url, body, headers, timeout):
+        try:
+            with self._request.open("POST", url, data=body, headers=dict(headers), timeout=timeout,
+                                    context=self._context_for(url)) as answer:
+                return Response(answer.status, _lower(answer.headers), answer.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return Response(error.code, _lower(error.headers), error.read())
+        except urllib.error.URLError as error:
+            raise _transport_error(error.reason) from None
+        except (OSError, http.client.HTTPException) as error:
+            raise _transport_error(error) from None
+
+    def _context_for(self, url):
+        # Request.open builds a TLS context (and scans the system CA directories) on every call
+        # unless given one: ~30 ms per task.  Plain http (loopback only) needs no real context.
+        if not url.lower().startswith("https:"):
+            return _PLAIN_HTTP_CONTEXT
+        if self._tls_context is None:
+            self._tls_context = make_context(cafile=self.ca_path, validate_certs=self.validate_certs)
+        return self._tls_context
+
+
+# Never used for a handshake: only https URLs get a real context.
+_PLAIN_HTTP_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def _lower(headers):
+    return {name.lower(): value for name, value in (headers or {}).items()}

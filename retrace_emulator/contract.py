@@ -1,0 +1,229 @@
+"""The Retrace deployment API contract (shared/RETRACE_API.md), free of any socket or HTTP code.
+
+`RetraceContract.evaluate` takes what arrived (action, Authorization header, Content-Type, raw body) and
+returns a `Verdict`: the status and JSON body to answer, plus warnings about things the real service
+would probably accept but a well-behaved client should not send. Keeping this apart from the server
+lets the fault injection decide independently whether a request is processed at all.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from retrace_emulator.accounts import Account, key_fingerprint
+
+ACTIONS = ("start", "complete", "cancel")
+REQUIRED_FIELDS = ("Version", "AppName", "EnvironmentName")
+OPTIONAL_FIELDS = ("Name", "Uri", "Branch", "Commit")
+KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
+# Our contract: the public record states no limits, so we pick ones a real database column would have.
+DEFAULT_MAX_LENGTH = 255
+MAX_LENGTH = {"Uri": 2048}
+
+IN_PROGRESS = "in_progress"
+COMPLETED = "completed"
+CANCELLED = "cancelled"
+STATE_AFTER = {"start": IN_PROGRESS, "complete": COMPLETED, "cancel": CANCELLED}
+
+
+@dataclass
+class Verdict:
+    """What the emulator answers to one API request."""
+
+    status: int
+    body: dict
+    warnings: list[str] = field(default_factory=list)
+    key_fingerprint: str | None = None
+
+
+class Rejection(Exception):
+    """A request that breaks the contract; becomes a non-2xx answer with {"Message": ...}."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_authorization(header: str | None) -> str:
+    """Return the key from ``Authorization: ApiKey <key>``.
+
+    The scheme is matched case-insensitively (RFC 9110), and extra spaces are tolerated: Stackify's
+    own samples have been published with two spaces after ``ApiKey``.
+    """
+    if not header:
+        raise Rejection(401, "Missing Authorization header: send 'Authorization: ApiKey <your Stackify API key>'")
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "apikey":
+        raise Rejection(401, "Malformed Authorization header: expected 'ApiKey <your Stackify API key>'")
+    return parts[1]
+
+
+def decode_json_body(raw: bytes) -> tuple[Any, str | None]:
+    """Decode a body as UTF-8 JSON; return (value, None) or (None, reason it is not JSON)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, f"Request body is not valid UTF-8 (byte {error.start})"
+    if not text.strip():
+        return None, "Request body is empty: expected a JSON object"
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as error:
+        return None, f"Request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+
+
+class DeploymentBook:
+    """Deployment state keyed by (account, AppName, EnvironmentName, Version); thread-safe."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._deployments: dict[tuple[str, str, str, str], dict] = {}
+
+    def apply(self, fingerprint: str, action: str, fields: dict[str, str]) -> str | None:
+        """Apply a transition; return None when it is allowed, else the reason it is not (a 409)."""
+        ident = (fingerprint, fields["AppName"], fields["EnvironmentName"], fields["Version"])
+        with self._lock:
+            current = self._deployments.get(ident)
+            refusal = _refuse_transition(action, current, fields)
+            if refusal is None:
+                self._deployments[ident] = _next_record(current, fingerprint, action, fields)
+            return refusal
+
+    def snapshot(self) -> list[dict]:
+        with self._lock:
+            return json.loads(json.dumps(list(self._deployments.values())))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._deployments.clear()
+
+
+def _describe(fields: dict[str, str]) -> str:
+    return f"deployment '{fields['Version']}' of {fields['AppName']} / {fields['EnvironmentName']}"
+
+
+def _refuse_transition(action: str, current: dict | None, fields: dict[str, str]) -> str | None:
+    state = current["state"] if current else None
+    if action == "start":
+        if state == IN_PROGRESS:
+            return f"Cannot start {_describe(fields)}: it is already in progress (complete or cancel it first)"
+        return None
+    if state is None:
+        return f"Cannot {action} {_describe(fields)}: it was never started"
+    if state != IN_PROGRESS:
+        return f"Cannot {action} {_describe(fields)}: it is already {state} (start it again to redeploy)"
+    return None
+
+
+def _next_record(current: dict | None, fingerprint: str, action: str, fields: dict[str, str]) -> dict:
+    record = dict(current) if current else {
+        "key_fingerprint": fingerprint,
+        "AppName": fields["AppName"],
+        "EnvironmentName": fields["EnvironmentName"],
+        "Version": fields["Version"],
+        "history": [],
+    }
+    record["state"] = STATE_AFTER[action]
+    # start and complete may carry the descriptive fields; a later call refines what an earlier one said.
+    record.update({name: fields[name] for name in OPTIONAL_FIELDS if name in fields})
+    record["history"] = record["history"] + [{"action": action, "time": datetime.now(timezone.utc).isoformat()}]
+    return record
+
+
+class RetraceContract:
+    """Validates requests against the accounts and applies them to the deployment book."""
+
+    def __init__(self, accounts: dict[str, Account], allow_any_app: bool = False):
+        self.accounts = accounts
+        self.allow_any_app = allow_any_app
+        self.book = DeploymentBook()
+
+    def evaluate(self, action: str, authorization: str | None, content_type: str | None, raw: bytes) -> Verdict:
+        verdict = Verdict(status=202, body={})
+        try:
+            fields = self._validate(action, authorization, content_type, raw, verdict)
+            refusal = self.book.apply(verdict.key_fingerprint, action, fields)
+        except Rejection as rejection:
+            verdict.status = rejection.status
+            verdict.body = {"Message": rejection.message}
+            return verdict
+        if refusal is not None:
+            verdict.status = 409
+            verdict.body = {"Message": refusal}
+            return verdict
+        verdict.body = {"Message": "Accepted", "Action": action, **fields}
+        return verdict
+
+    def _validate(self, action: str, authorization: str | None, content_type: str | None, raw: bytes, verdict: Verdict) -> dict[str, str]:
+        """Run every check in the order a real service would (auth first); return the accepted fields."""
+        api_key = parse_authorization(authorization)
+        verdict.key_fingerprint = key_fingerprint(api_key)
+        account = self.accounts.get(api_key)
+        if account is None:
+            raise Rejection(401, "API key rejected: no account has this key")
+        verdict.warnings.extend(_content_type_warnings(content_type))
+        body, reason = decode_json_body(raw)
+        if reason is not None:
+            raise Rejection(400, reason)
+        if not isinstance(body, dict):
+            raise Rejection(400, f"Request body must be a JSON object, not a JSON {type(body).__name__}")
+        verdict.warnings.extend(_field_warnings(action, body))
+        fields = _accepted_fields(action, body)
+        if not (self.allow_any_app or account.knows(fields["AppName"], fields["EnvironmentName"])):
+            raise Rejection(400, f"Unknown AppName '{fields['AppName']}' or EnvironmentName '{fields['EnvironmentName']}' for this account: "
+                                 "create the app and environment in Retrace first")
+        return fields
+
+
+def _content_type_warnings(content_type: str | None) -> list[str]:
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if media_type == "application/json":
+        return []
+    return [f"Content-Type is {content_type!r}; the contract says application/json"]
+
+
+def _field_warnings(action: str, body: dict) -> list[str]:
+    warnings = []
+    unknown = [name for name in body if name not in KNOWN_FIELDS]
+    if unknown:
+        hints = [f"{name} (did you mean {_case_match(name)}?)" if _case_match(name) else name for name in unknown]
+        warnings.append(f"unknown field(s) ignored: {', '.join(hints)}; field names are case-sensitive")
+    extras = [name for name in OPTIONAL_FIELDS if name in body]
+    if action == "cancel" and extras:
+        warnings.append(f"cancel carried {', '.join(extras)}; the contract says cancel carries only {', '.join(REQUIRED_FIELDS)}")
+    nulls = [name for name in OPTIONAL_FIELDS if name in body and body[name] is None]
+    if nulls:
+        warnings.append(f"null value(s) for {', '.join(nulls)}; omit optional fields instead of sending null")
+    return warnings
+
+
+def _case_match(name: str) -> str | None:
+    return next((known for known in KNOWN_FIELDS if known.lower() == name.lower()), None)
+
+
+def _accepted_fields(action: str, body: dict) -> dict[str, str]:
+    """Check types, presence and lengths; return the contract fields the action carries."""
+    carried = REQUIRED_FIELDS if action == "cancel" else KNOWN_FIELDS
+    present = {name: body[name] for name in KNOWN_FIELDS if body.get(name) is not None}
+    not_strings = [name for name, value in present.items() if not isinstance(value, str)]
+    if not_strings:
+        raise Rejection(400, f"Field(s) must be JSON strings: {', '.join(not_strings)}")
+    missing = [name for name in REQUIRED_FIELDS if not present.get(name, "").strip()]
+    if missing:
+        raise Rejection(400, f"Missing or empty required field(s): {', '.join(missing)}")
+    too_long = [f"{name} (max {_max_length(name)})" for name, value in present.items() if len(value) > _max_length(name)]
+    if too_long:
+        raise Rejection(400, f"Field(s) too long: {', '.join(too_long)}")
+    fields = {name: value for name, value in present.items() if name in carried}
+    if action != "cancel" and not fields.get("Name"):
+        fields["Name"] = fields["Version"]
+    return fields
+
+
+def _max_length(name: str) -> int:
+    return MAX_LENGTH.get(name, DEFAULT_MAX_LENGTH)

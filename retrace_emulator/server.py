@@ -1,0 +1,404 @@
+"""A real HTTP server that behaves like Retrace's deployment API, for tests and demos.
+
+Why the standard library only (http.server.ThreadingHTTPServer plus a few socket calls):
+- nothing to install: the emulator runs wherever Python 3.11 runs, in CI, on a laptop, next to a playbook;
+- the faults it injects (dropped connections, TCP resets, hanging answers, lost answers to processed
+  requests) need socket-level control that higher-level frameworks hide.
+
+The emulator is meant for loopback testing only: it binds 127.0.0.1 by default and its control
+endpoints under /_emulator/ need no API key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from retrace_emulator.accounts import Account, key_fingerprint, normalize_accounts
+from retrace_emulator.contract import ACTIONS, RetraceContract, Rejection, decode_json_body, parse_authorization
+from retrace_emulator.faults import Fault, FaultQueue, reason_phrase
+from retrace_emulator.journal import RECORDED_HEADERS, Journal
+
+LOG = logging.getLogger("retrace_emulator")
+
+API_PREFIX = "/api/v1/deployments/"
+API_PATHS = {API_PREFIX + action: action for action in ACTIONS}
+CONTROL_PREFIX = "/_emulator/"
+MAX_BODY_BYTES = 1024 * 1024
+OUTCOME_OF_EFFECT = {"drop": "dropped", "reset": "reset", "hang": "hung"}
+
+
+class RetraceEmulator:
+    """The emulated Retrace deployment API. Use as a context manager or call start() and stop().
+
+    accounts: API key -> Account (or mapping with "apps" and "environments"); None gives the demo
+    account (DEMO_API_KEY with DemoApp in Production and Staging).
+    allow_any_app: accept any AppName/EnvironmentName for every known key.
+    journal_path: also write the journal there as JSON lines.
+    """
+
+    def __init__(self, accounts: Mapping[str, Account | Mapping] | None = None, host: str = "127.0.0.1", port: int = 0,
+                 journal_path: str | None = None, allow_any_app: bool = False):
+        self.accounts = normalize_accounts(accounts)
+        self.host = host
+        self.port = port
+        self.contract = RetraceContract(self.accounts, allow_any_app)
+        self.faults = FaultQueue()
+        self._journal = Journal(journal_path)
+        self.stopping = threading.Event()
+        self._server: _EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> RetraceEmulator:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL to give clients as the API URL, e.g. http://127.0.0.1:40123."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> RetraceEmulator:
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        self.stopping = threading.Event()
+        self._server = _EmulatorHTTPServer((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._journal.open_file()
+        # A short poll interval makes stop() prompt: shutdown() waits for the serve loop to notice.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"retrace-emulator-{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and return promptly, even while requests hang."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self.stopping.set()  # wakes handlers that hang or delay
+        server.shutdown()
+        server.close_live_connections()  # wakes handlers waiting for the next request on a kept-alive connection
+        server.server_close()  # joins the handler threads
+        self._thread.join()
+        self._journal.close()
+
+    def journal(self) -> list[dict]:
+        """Copies of every journal entry, oldest first."""
+        return self._journal.entries()
+
+    def requests(self, action: str | None = None) -> list[dict]:
+        """Journal entries of deployment API calls (all actions, or only the one given)."""
+        return [entry for entry in self.journal() if entry["action"] and action in (None, entry["action"])]
+
+    def deployments(self) -> list[dict]:
+        """Current state of every deployment the emulator has seen."""
+        return self.contract.book.snapshot()
+
+    def inject(self, action: str, faults: Iterable[Mapping | Fault]) -> int:
+        """Queue faults for "start", "complete", "cancel" or "*"; each is used by one request. Return how many."""
+        return self.faults.push(action, faults)
+
+    def pending_faults(self) -> dict[str, list[dict]]:
+        return self.faults.pending()
+
+    def reset(self) -> None:
+        """Forget journal, deployments and queued faults (the journal file keeps its lines)."""
+        self._journal.clear()
+        self.contract.book.clear()
+        self.faults.clear()
+
+    def record(self, entry: dict) -> dict:
+        stored = self._journal.record(entry)
+        LOG.info("%s %s -> %s key=%s%s", entry["method"], entry["path"], entry["status"] or entry["outcome"],
+                 entry["key_fingerprint"] or "-", f" fault={entry['fault']}" if entry["fault"] else "")
+        return stored
+
+
+class _EmulatorHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that knows its live connections, so stop() can close them."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 makes bursts of parallel clients wait for SYN retries
+
+    def __init__(self, address: tuple[str, int], emulator: RetraceEmulator):
+        self.emulator = emulator
+        self._live: set[socket.socket] = set()
+        self._live_lock = threading.Lock()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _RequestHandler)
+
+    def process_request(self, request, client_address):
+        with self._live_lock:
+            self._live.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._live_lock:
+            self._live.discard(request)
+        super().shutdown_request(request)
+
+    def close_live_connections(self) -> None:
+        with self._live_lock:
+            live = list(self._live)
+        for connection in live:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
+
+    def handle_error(self, request, client_address):
+        # Clients that vanish mid-answer are normal under fault injection: no traceback on stderr.
+        LOG.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """Reads one request, applies any fault, asks the contract, records the journal entry, answers."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real service behind its load balancer
+    server_version = "RetraceEmulator/1.0"
+    sys_version = ""
+    # Headers and body go out in two writes; with Nagle's algorithm the body waits for the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
+    server: _EmulatorHTTPServer
+
+    def do_POST(self):
+        self._route()
+
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_POST
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+        """Silenced: RetraceEmulator.record logs every API request without keys; the base class's
+        lines quote the raw request line, whose query string could carry a key."""
+
+    @property
+    def emulator(self) -> RetraceEmulator:
+        return self.server.emulator
+
+    def _route(self) -> None:
+        path = urlsplit(self.path).path
+        if path.startswith(CONTROL_PREFIX):
+            self._control(path)
+        else:
+            self._api(API_PATHS.get(path))
+
+    # -- deployment API -------------------------------------------------------------------------------
+
+    def _api(self, action: str | None) -> None:
+        entry = self._new_entry(action if self.command == "POST" else None)
+        try:
+            raw = self._read_body()
+        except Rejection as rejection:
+            self.close_connection = True  # the unread body would be taken for the next request
+            self._answer(entry, rejection.status, {"Message": rejection.message})
+            return
+        entry["body_raw"] = raw.decode("utf-8", errors="replace")
+        entry["body"] = decode_json_body(raw)[0]
+        if action is None:
+            self._answer(entry, 404, {"Message": f"No such endpoint: {self.command} {urlsplit(self.path).path}"})
+        elif self.command != "POST":
+            self._answer(entry, 405, {"Message": f"{self.command} is not allowed here: use POST"}, [("Allow", "POST")])
+        else:
+            self._deployment_call(entry, action, raw)
+
+    def _deployment_call(self, entry: dict, action: str, raw: bytes) -> None:
+        fault = self.emulator.faults.pop(action)
+        if fault is not None:
+            entry["fault"] = fault.to_spec()
+            if fault.delay:
+                self.emulator.stopping.wait(fault.delay)
+            if fault.status is not None:
+                self._answer_injected_status(entry, fault)
+                return
+            if fault.cuts_connection and not fault.process:
+                self._cut(entry, fault)
+                return
+        verdict = self.emulator.contract.evaluate(action, self.headers.get("Authorization"), self.headers.get("Content-Type"), raw)
+        entry.update(processed=True, processed_status=verdict.status)
+        entry["warnings"].extend(verdict.warnings)
+        if fault is not None and fault.cuts_connection:
+            self._cut(entry, fault)
+        else:
+            self._answer(entry, verdict.status, verdict.body)
+
+    def _new_entry(self, action: str | None) -> dict:
+        return {
+            "time": datetime.now(timezone.utc).isoformat(), "monotonic": time.monotonic(),
+            "method": self.command, "path": self.path, "action": action,
+            "status": None, "outcome": None, "processed": False, "processed_status": None, "fault": None,
+            "key_fingerprint": _fingerprint_of(self.headers.get("Authorization")),
+            "headers": {name: self.headers.get(name) for name in RECORDED_HEADERS},
+            "body_raw": None, "body": None, "response": None, "warnings": [],
+        }
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked_body()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise Rejection(400, "Content-Length is not a number") from None
+        if length > MAX_BODY_BYTES:
+            raise Rejection(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
+        return self.rfile.read(length)
+
+    def _read_chunked_body(self) -> bytes:
+        chunks, total = [], 0
+        while True:
+            try:
+                size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+            except ValueError:
+                raise Rejection(400, "Malformed chunked body") from None
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise Rejection(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()  # the CRLF that ends each chunk
+        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+            pass  # trailers: none expected, skipped
+        return b"".join(chunks)
+
+    # -- answers and faults ---------------------------------------------------------------------------
+
+    def _answer(self, entry: dict, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """Record, then send: the entry must be in the journal before the client can read the answer."""
+        entry.update(status=status, response=payload, outcome="answered")
+        self._record(entry)
+        if isinstance(payload, str):
+            self._send(status, payload.encode("utf-8"), "text/plain; charset=utf-8", headers)
+        else:
+            self._send(status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8", headers)
+
+    def _answer_injected_status(self, entry: dict, fault: Fault) -> None:
+        payload = fault.body if fault.body is not None else {"Message": f"{reason_phrase(fault.status)} (injected by the emulator)"}
+        headers = [("Retry-After", fault.retry_after)] if fault.retry_after is not None else []
+        self._answer(entry, fault.status, payload, headers)
+
+    def _cut(self, entry: dict, fault: Fault) -> None:
+        """Give no HTTP answer: hang first if asked, then drop (FIN) or reset (RST) the connection."""
+        entry["outcome"] = OUTCOME_OF_EFFECT[fault.connection_effect]
+        self._record(entry)
+        self.close_connection = True
+        if fault.hang is not None:
+            self.emulator.stopping.wait(None if fault.hang == math.inf else fault.hang)
+        if fault.reset:
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+
+    def _send(self, status: int, data: bytes, content_type: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers:
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up; nothing left to tell it
+
+    def _record(self, entry: dict) -> None:
+        secret = _key_of(self.headers.get("Authorization"))
+        self.emulator.record(_redact_entry(entry, [secret, *self.emulator.accounts]))
+
+    # -- control endpoints ----------------------------------------------------------------------------
+
+    def _control(self, path: str) -> None:
+        routes = {
+            "journal": {"GET": self._get_journal},
+            "deployments": {"GET": lambda body: (200, self.emulator.deployments())},
+            "faults": {"GET": lambda body: (200, self.emulator.pending_faults()), "POST": self._post_faults},
+            "reset": {"POST": self._post_reset},
+            "health": {"GET": lambda body: (200, {"status": "ok", "url": self.emulator.url})},
+        }
+        methods = routes.get(path[len(CONTROL_PREFIX):].strip("/"))
+        try:
+            raw = self._read_body()
+        except Rejection as rejection:
+            self.close_connection = True
+            self._send_json(rejection.status, {"Message": rejection.message})
+            return
+        if methods is None:
+            self._send_json(404, {"Message": f"No such control endpoint: {path}"})
+        elif self.command not in methods:
+            self._send_json(405, {"Message": f"{self.command} is not allowed here"}, [("Allow", ", ".join(methods))])
+        else:
+            self._send_json(*methods[self.command](raw))
+
+    def _get_journal(self, _raw: bytes) -> tuple[int, Any]:
+        action = parse_qs(urlsplit(self.path).query).get("action", [None])[0]
+        return 200, self.emulator.requests(action) if action else self.emulator.journal()
+
+    def _post_faults(self, raw: bytes) -> tuple[int, Any]:
+        body, reason = decode_json_body(raw)
+        if reason is not None or not isinstance(body, dict):
+            return 400, {"Message": reason or 'expected {"action": "start", "faults": [...]}'}
+        try:
+            queued = self.emulator.inject(body.get("action", ""), body.get("faults", []))
+        except ValueError as error:
+            return 400, {"Message": str(error)}
+        return 200, {"queued": queued, "pending": self.emulator.pending_faults()}
+
+    def _post_reset(self, _raw: bytes) -> tuple[int, Any]:
+        self.emulator.reset()
+        return 200, {"Message": "journal, deployments and faults cleared"}
+
+    def _send_json(self, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
+        self._send(status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8", headers)
+
+
+def _key_of(authorization: str | None) -> str | None:
+    try:
+        return parse_authorization(authorization)
+    except Rejection:
+        return None
+
+
+def _fingerprint_of(authorization: str | None) -> str | None:
+    api_key = _key_of(authorization)
+    return key_fingerprint(api_key) if api_key else None
+
+
+def _redact_entry(entry: dict, secrets: Iterable[str | None]) -> dict:
+    """Replace any API key a client put in the path or body, so that no key is ever written anywhere."""
+    secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+    leaked = [name for name in ("path", "body_raw") if any(secret in (entry[name] or "") for secret in secrets)]
+    if not leaked:
+        return entry
+    redacted = _redact_value(entry, secrets)
+    redacted["warnings"].append(f"an API key appeared in the request {' and '.join(leaked)}; it was redacted from this entry")
+    return redacted
+
+
+def _redact_value(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, f"<redacted key {key_fingerprint(secret)}>")
+        return value
+    if isinstance(value, dict):
+        return {name: _redact_value(item, secrets) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(item, secrets) for item in value]
+    return value

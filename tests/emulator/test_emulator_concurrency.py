@@ -1,0 +1,41 @@
+"""Many clients at once: every request answered and recorded once, state consistent."""
+
+import http.client
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+from retrace_emulator import DEMO_API_KEY
+
+PARALLEL = 50
+
+
+def test_parallel_requests_are_all_answered_and_recorded(retrace_emulator):
+    def start(version: int) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", retrace_emulator.port, timeout=10)
+        body = json.dumps({"Version": f"v{version}", "AppName": "DemoApp", "EnvironmentName": "Production"})
+        connection.request("POST", "/api/v1/deployments/start", body, {"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        statuses = list(pool.map(start, range(PARALLEL)))
+    assert statuses == [202] * PARALLEL
+    journal = retrace_emulator.journal()
+    assert sorted(entry["seq"] for entry in journal) == list(range(1, PARALLEL + 1))
+    assert {entry["body"]["Version"] for entry in journal} == {f"v{n}" for n in range(PARALLEL)}
+    assert len(retrace_emulator.deployments()) == PARALLEL
+
+
+def test_racing_starts_of_one_deployment_let_exactly_one_win(retrace_emulator):
+    def start(_index: int) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", retrace_emulator.port, timeout=10)
+        body = json.dumps({"Version": "same", "AppName": "DemoApp", "EnvironmentName": "Staging"})
+        connection.request("POST", "/api/v1/deployments/start", body, {"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    with ThreadPoolExecutor(20) as pool:
+        statuses = sorted(pool.map(start, range(20)))
+    assert statuses == [202] + [409] * 19

@@ -1,0 +1,257 @@
+"""Every row of the contract table in shared/RETRACE_API.md, over real HTTP."""
+
+import json
+
+import pytest
+
+from retrace_emulator import DEMO_API_KEY
+
+
+# -- 202 --------------------------------------------------------------------------------------------
+
+def test_start_complete_cancel_are_accepted_with_202(api):
+    started = api.post("start", Name="Release 1", Uri="https://ci.example/1", Branch="main", Commit="abc123")
+    assert started.status == 202
+    assert started.json == {"Message": "Accepted", "Action": "start", "Version": "1.0.0", "AppName": "DemoApp",
+                            "EnvironmentName": "Production", "Name": "Release 1", "Uri": "https://ci.example/1",
+                            "Branch": "main", "Commit": "abc123"}
+    assert api.post("complete").status == 202
+    assert api.post("start", Version="1.0.1").status == 202
+    cancelled = api.post("cancel", Version="1.0.1")
+    assert cancelled.status == 202
+    assert cancelled.json["Action"] == "cancel"
+
+
+def test_name_defaults_to_version(api, retrace_emulator):
+    assert api.post("start").json["Name"] == "1.0.0"
+    assert retrace_emulator.deployments()[0]["Name"] == "1.0.0"
+
+
+def test_unicode_arrives_intact(api, retrace_emulator):
+    name = "D\u00e9ploiement \u65e5\u672c\u8a9e \U0001f680"
+    reply = api.post("start", body=json.dumps({"Version": "v\u00e9", "AppName": "DemoApp", "EnvironmentName": "Staging", "Name": name},
+                                              ensure_ascii=False).encode("utf-8"))
+    assert reply.status == 202
+    assert reply.json["Name"] == name
+    entry = retrace_emulator.requests("start")[0]
+    assert entry["body"]["Name"] == name
+    assert name in entry["body_raw"]
+    assert retrace_emulator.deployments()[0]["Version"] == "v\u00e9"
+
+
+def test_other_demo_environment_and_chunked_body_are_accepted(api):
+    connection = api.connect()
+    body = json.dumps({"Version": "2", "AppName": "DemoApp", "EnvironmentName": "Staging"}).encode()
+    connection.request("POST", "/api/v1/deployments/start", body=iter([body[:10], body[10:]]),
+                       headers={"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"}, encode_chunked=True)
+    assert connection.getresponse().status == 202
+    connection.close()
+
+
+def test_keep_alive_connection_serves_several_requests(api):
+    connection = api.connect()
+    headers = {"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"}
+    for action in ("start", "complete"):
+        connection.request("POST", f"/api/v1/deployments/{action}", body=json.dumps({"Version": "k", "AppName": "DemoApp", "EnvironmentName": "Staging"}),
+                           headers=headers)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 202
+    connection.close()
+
+
+# -- 401 --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("authorization", [None, "", "Bearer emulator-demo-key", "ApiKey", "ApiKey a b", "emulator-demo-key"],
+                         ids=["missing", "empty", "wrong-scheme", "no-key", "two-tokens", "no-scheme"])
+def test_missing_or_malformed_authorization_is_401(api, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    reply = api.post("start", key=None, headers=headers)
+    assert reply.status == 401
+    assert "Authorization" in reply.message
+    assert DEMO_API_KEY not in reply.raw.decode()
+
+
+def test_unknown_key_is_401_without_echoing_it(api, retrace_emulator):
+    reply = api.post("start", key="secret-unknown-key-123")
+    assert reply.status == 401
+    assert "secret-unknown-key-123" not in reply.raw.decode()
+    assert "secret-unknown-key-123" not in json.dumps(retrace_emulator.journal())
+
+
+def test_scheme_is_case_insensitive_and_spaces_tolerated(api):
+    assert api.post("start", key=None, headers={"Authorization": f"apikey  {DEMO_API_KEY}"}).status == 202
+
+
+def test_auth_is_checked_before_the_body(api):
+    assert api.post("start", body=b"not json", key="nobody").status == 401
+
+
+# -- 400 --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, fragment", [
+    (b"not json", "not valid JSON"),
+    (b"", "empty"),
+    (b"[1, 2]", "JSON object"),
+    (b'"text"', "JSON object"),
+    (b'{"Version": "1", "AppName": "DemoApp", "EnvironmentName": "Caf\xe9"}', "UTF-8"),
+], ids=["not-json", "empty", "array", "string", "bad-utf8"])
+def test_body_that_is_not_a_json_object_is_400(api, body, fragment):
+    reply = api.post("start", body=body)
+    assert reply.status == 400
+    assert fragment in reply.message
+
+
+@pytest.mark.parametrize("field", ["Version", "AppName", "EnvironmentName"])
+@pytest.mark.parametrize("action", ["start", "complete", "cancel"])
+def test_missing_required_field_is_400_naming_it(api, action, field):
+    reply = api.post(action, **{field: None})
+    assert reply.status == 400
+    assert field in reply.message
+
+
+@pytest.mark.parametrize("value", ["", "   "], ids=["empty", "blank"])
+def test_empty_required_field_is_400(api, value):
+    reply = api.post("start", AppName=value)
+    assert reply.status == 400
+    assert "AppName" in reply.message
+
+
+def test_non_string_field_is_400_naming_it(api):
+    reply = api.post("start", Version=1.0, Branch=["main"])
+    assert reply.status == 400
+    assert "Version" in reply.message and "Branch" in reply.message
+
+
+@pytest.mark.parametrize("field, limit", [("Name", 255), ("Branch", 255), ("Commit", 255), ("Version", 255), ("Uri", 2048)])
+def test_field_length_limits(api, field, limit):
+    long_value = "x" * limit
+    too_long = api.post("start", **{field: long_value + "y"})
+    assert too_long.status == 400
+    assert field in too_long.message
+    assert api.post("start", **{field: long_value}).status == 202
+
+
+def test_unknown_app_or_environment_is_400_naming_them(api):
+    reply = api.post("start", AppName="NoSuchApp")
+    assert reply.status == 400
+    assert "'NoSuchApp'" in reply.message and "'Production'" in reply.message
+    assert "create the app and environment" in reply.message
+    assert api.post("start", EnvironmentName="QA").status == 400
+
+
+@pytest.mark.retrace_emulator(allow_any_app=True)
+def test_allow_any_app_accepts_any_names(api):
+    assert api.post("start", AppName="Anything", EnvironmentName="Anywhere").status == 202
+    assert api.post("start", key="not-a-key").status == 401
+
+
+@pytest.mark.retrace_emulator(accounts={"team-key": {"apps": ["Shop", "Api"], "environments": ["Prod"]}, "wild-key": {"apps": ["*"], "environments": ["*"]}})
+def test_configured_accounts_replace_the_demo_account(api):
+    assert api.post("start", key="team-key", AppName="Api", EnvironmentName="Prod").status == 202
+    assert api.post("start", key="team-key", AppName="DemoApp").status == 400
+    assert api.post("start", key=DEMO_API_KEY).status == 401
+    assert api.post("start", key="wild-key", AppName="X", EnvironmentName="Y").status == 202
+
+
+def test_content_type_other_than_json_is_accepted_with_a_warning(api, retrace_emulator):
+    assert api.post("start", headers={"Content-Type": "text/plain"}).status == 202
+    assert "Content-Type" in retrace_emulator.requests()[0]["warnings"][0]
+
+
+def test_cancel_with_extra_fields_is_accepted_with_a_warning(api, retrace_emulator):
+    api.post("start")
+    assert api.post("cancel", Name="n", Uri="u", Branch="b", Commit="c").status == 202
+    warnings = retrace_emulator.requests("cancel")[0]["warnings"]
+    assert warnings == ["cancel carried Name, Uri, Branch, Commit; the contract says cancel carries only Version, AppName, EnvironmentName"]
+
+
+def test_unknown_fields_are_accepted_with_a_warning(api, retrace_emulator):
+    assert api.post("start", Extra="1").status == 202
+    assert "Extra" in retrace_emulator.requests()[0]["warnings"][0]
+    reply = api.post("start", body={"version": "1", "AppName": "DemoApp", "EnvironmentName": "Production"})
+    assert reply.status == 400
+    assert "did you mean Version?" in retrace_emulator.requests()[-1]["warnings"][0]
+
+
+def test_well_formed_requests_carry_no_warnings(api, retrace_emulator):
+    api.post("start", Name="n", Uri="u", Branch="b", Commit="c")
+    api.post("complete")
+    assert all(entry["warnings"] == [] for entry in retrace_emulator.journal())
+
+
+def test_oversized_body_is_413_before_it_is_read(api):
+    connection = api.connect()
+    # Announce the body but do not send it: the emulator must refuse on Content-Length alone.
+    connection.putrequest("POST", "/api/v1/deployments/start")
+    connection.putheader("Authorization", f"ApiKey {DEMO_API_KEY}")
+    connection.putheader("Content-Length", str(1024 * 1024 + 1))
+    connection.endheaders()
+    assert connection.getresponse().status == 413
+    connection.close()
+
+
+# -- 409 --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("action", ["complete", "cancel"])
+def test_complete_or_cancel_never_started_is_409(api, action):
+    reply = api.post(action)
+    assert reply.status == 409
+    assert "never started" in reply.message
+
+
+def test_start_while_in_progress_is_409(api):
+    assert api.post("start").status == 202
+    reply = api.post("start")
+    assert reply.status == 409
+    assert "already in progress" in reply.message
+
+
+@pytest.mark.parametrize("first, second", [("complete", "complete"), ("complete", "cancel"), ("cancel", "cancel"), ("cancel", "complete")])
+def test_finishing_twice_is_409(api, first, second):
+    api.post("start")
+    assert api.post(first).status == 202
+    reply = api.post(second)
+    assert reply.status == 409
+    assert "already" in reply.message
+
+
+@pytest.mark.parametrize("finish", ["complete", "cancel"])
+def test_start_again_after_finishing_is_a_redeploy(api, retrace_emulator, finish):
+    api.post("start")
+    api.post(finish)
+    assert api.post("start").status == 202
+    assert api.post("complete").status == 202
+    [deployment] = retrace_emulator.deployments()
+    assert [step["action"] for step in deployment["history"]] == ["start", finish, "start", "complete"]
+    assert deployment["state"] == "completed"
+
+
+def test_state_is_per_version_environment_and_account(api):
+    assert api.post("start").status == 202
+    assert api.post("start", Version="1.0.1").status == 202
+    assert api.post("start", EnvironmentName="Staging").status == 202
+    assert api.post("complete", Version="1.0.1").status == 202
+    assert api.post("complete").status == 202
+
+
+# -- 404 / 405 --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/api/v1/deployments/finish", "/api/v1/deployments", "/", "/api/v2/deployments/start"])
+def test_unknown_path_is_404(api, path):
+    assert api.send("POST", path, b"{}", {"Content-Type": "application/json"}).status == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+def test_wrong_method_is_405(api, retrace_emulator, method):
+    reply = api.send(method, "/api/v1/deployments/start", headers={"Authorization": f"ApiKey {DEMO_API_KEY}"})
+    assert reply.status == 405
+    assert reply.headers["Allow"] == "POST"
+    assert retrace_emulator.journal()[0]["status"] == 405
+
+
+def test_query_string_does_not_change_the_route(api):
+    assert api.post("start", headers={}, key=DEMO_API_KEY).status == 202
+    reply = api.send("POST", "/api/v1/deployments/complete?x=1", json.dumps({"Version": "1.0.0", "AppName": "DemoApp", "EnvironmentName": "Production"}),
+                     {"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"})
+    assert reply.status == 202
