@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 from collections.abc import Iterable
 
@@ -73,7 +74,7 @@ class Journal:
 
 
 def format_timeline(entries: Iterable[dict]) -> str:
-    """Render entries as a table: time offset, action, app/env/version, status, note.
+    """Render entries as a table: time offset, client, action, app/env/version, status, note.
 
     The offset counts from the first entry. The note shows the fault applied, else the error message
     or the first warning.
@@ -82,21 +83,31 @@ def format_timeline(entries: Iterable[dict]) -> str:
     if not entries:
         return "(no requests)"
     origin = entries[0]["monotonic"]
-    rows = [("TIME", "ACTION", "APP / ENVIRONMENT / VERSION", "STATUS", "NOTE")]
+    rows = [("TIME", "CLIENT", "ACTION", "APP / ENVIRONMENT / VERSION", "STATUS", "NOTE")]
     rows.extend(_timeline_row(entry, origin) for entry in entries)
-    widths = [max(len(row[column]) for row in rows) for column in range(4)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows]
+    widths = [max(len(row[column]) for row in rows) for column in range(5)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[5] for row in rows]
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _timeline_row(entry: dict, origin: float) -> tuple[str, str, str, str, str]:
+def _timeline_row(entry: dict, origin: float) -> tuple[str, str, str, str, str, str]:
     return (
         f"+{entry['monotonic'] - origin:.3f}s",
+        _client(entry.get("headers") or {}),
         entry.get("action") or f"{entry['method']} {entry['path']}",
         _target(entry.get("body")),
         _status_cell(entry),
         _note(entry),
     )
+
+
+def _client(headers: dict) -> str:
+    """Who sent it: the entry point named in our User-Agent, else the agent's first word (e.g. curl/8.5)."""
+    agent = headers.get("User-Agent") or ""
+    match = re.match(r"stackify-retrace/\S+ \(([^;)]+)", agent)
+    if match:
+        return match.group(1)
+    return agent.split(" ", 1)[0] or "-"
 
 
 def _target(body) -> str:

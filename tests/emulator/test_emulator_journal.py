@@ -117,20 +117,22 @@ def test_api_key_never_appears_anywhere(tmp_path, capsys):
 def test_format_timeline():
     entries = [
         {"seq": 1, "monotonic": 10.0, "method": "POST", "path": "/api/v1/deployments/start", "action": "start", "status": 503,
-         "outcome": "answered", "processed_status": None, "fault": {"status": 503, "retry_after": "2"}, "body": BODY, "response": {}, "warnings": []},
+         "outcome": "answered", "processed_status": None, "fault": {"status": 503, "retry_after": "2"}, "body": BODY, "response": {}, "warnings": [],
+         "headers": {"User-Agent": "stackify-retrace/0.1.0 (fabric; python 3.11.7)"}},
         {"seq": 2, "monotonic": 12.25, "method": "POST", "path": "/api/v1/deployments/start", "action": "start", "status": None,
-         "outcome": "dropped", "processed_status": 202, "fault": {"process": True, "drop": True}, "body": BODY, "response": None, "warnings": []},
+         "outcome": "dropped", "processed_status": 202, "fault": {"process": True, "drop": True}, "body": BODY, "response": None, "warnings": [],
+         "headers": {"User-Agent": "curl/8.5.0"}},
         {"seq": 3, "monotonic": 12.5, "method": "POST", "path": "/api/v1/deployments/start", "action": "start", "status": 409,
          "outcome": "answered", "processed_status": 409, "fault": None, "body": BODY, "response": {"Message": "already in progress"}, "warnings": []},
         {"seq": 4, "monotonic": 13.0, "method": "GET", "path": "/x", "action": None, "status": 404,
          "outcome": "answered", "processed_status": None, "fault": None, "body": None, "response": {"Message": "No such endpoint"}, "warnings": []},
     ]
     assert format_timeline(entries).splitlines() == [
-        "TIME     ACTION  APP / ENVIRONMENT / VERSION  STATUS         NOTE",
-        "+0.000s  start   Shop / Prod / 3.1            503            fault: status 503 Retry-After: 2",
-        "+2.250s  start   Shop / Prod / 3.1            (202) dropped  fault: process+drop",
-        "+2.500s  start   Shop / Prod / 3.1            409            already in progress",
-        "+3.000s  GET /x  -                            404            No such endpoint",
+        "TIME     CLIENT      ACTION  APP / ENVIRONMENT / VERSION  STATUS         NOTE",
+        "+0.000s  fabric      start   Shop / Prod / 3.1            503            fault: status 503 Retry-After: 2",
+        "+2.250s  curl/8.5.0  start   Shop / Prod / 3.1            (202) dropped  fault: process+drop",
+        "+2.500s  -           start   Shop / Prod / 3.1            409            already in progress",
+        "+3.000s  -           GET /x  -                            404            No such endpoint",
     ]
     assert format_timeline([]) == "(no requests)"
 

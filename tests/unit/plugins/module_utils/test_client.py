@@ -85,7 +85,7 @@ def test_400_shows_the_server_message_redacted():
     client, transport = harness.client, harness.transport
     with pytest.raises(RequestRejected) as caught:
         client.start(DEPLOYMENT)
-    assert type(caught.value) is RequestRejected and len(transport.calls) == 1
+    assert caught.type is RequestRejected and len(transport.calls) == 1
     assert "HTTP 400" in str(caught.value) and "Version is required (********)" in str(caught.value)
     assert caught.value.server_message == "Version is required (********)"
 

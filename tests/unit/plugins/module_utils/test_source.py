@@ -64,7 +64,7 @@ def fixture_repo(tmp_path):
 
 
 def test_git_checkout_gives_branch_commit_and_describe(repo):
-    path, head, _ = repo
+    path, head = repo[:2]
     assert source.detect_git(str(path)) == source.Source("trunk", head, None, "git")
     assert source.git_describe(str(path)).startswith("v1.0.0-1-g")
 
@@ -83,7 +83,7 @@ def test_outside_git_or_without_git_nothing_is_detected(tmp_path, monkeypatch):
 
 
 def test_precedence_explicit_then_ci_then_git(repo):
-    path, head, _ = repo
+    path, head = repo[:2]
     ci = {"CIRCLECI": "true", "CIRCLE_BRANCH": "ci-branch", "CIRCLE_BUILD_URL": "https://circleci.com/1"}
     found = source.detect_source(ci, str(path), branch="explicit")
     assert found == source.Source("explicit", head, "https://circleci.com/1", "circleci+git")

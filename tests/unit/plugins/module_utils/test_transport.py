@@ -24,7 +24,7 @@ from ansible_collections.stackify.retrace.plugins.module_utils import transport
 ])
 def test_reasons_map_to_transport_errors(reason, kind, text):
     error = transport._transport_error(reason)  # pylint: disable=protected-access
-    assert type(error) is kind and text in str(error)
+    assert error.__class__ is kind and text in str(error)
 
 
 def test_tls_context_is_verified_by_default_and_built_only_for_https():
