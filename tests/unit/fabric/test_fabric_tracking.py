@@ -1,0 +1,150 @@
+"""tracked() / track / deploy_to with invoke's MockContext and Fabric's MockRemote, real HTTP to the in-process emulator."""
+
+from __future__ import annotations
+
+import pytest
+from fabric import Connection
+from fabric.testing.base import Command
+from invoke import Context, MockContext, Result, Task
+from invoke.exceptions import Exit
+
+from retrace_fabric import deploy, track, tracked
+from retrace_fabric.core.deployment import Deployment
+from retrace_fabric.core.errors import InvalidInput
+from retrace_fabric.deploy import HostRunner, Step, deploy_to, parse_steps, run_recorded_hosts, step_environment
+from retrace_fabric.tracking import Terminated
+
+
+def _actions(emulator):
+    return [(entry["action"], entry["status"]) for entry in emulator.requests()]
+
+
+def test_tracked_sends_start_then_complete(retrace_config, emulator, capsys):
+    with tracked(Context(retrace_config), name="Nightly") as deployment:
+        assert _actions(emulator) == [("start", 202)]
+    assert deployment.name == "Nightly"
+    assert _actions(emulator) == [("start", 202), ("complete", 202)]
+    assert capsys.readouterr().out.count("-> HTTP 202") == 2
+
+
+def test_tracked_cancels_on_an_error_and_re_raises_it(retrace_config, emulator):
+    with pytest.raises(RuntimeError, match="boom"):
+        with tracked(Context(retrace_config)):
+            raise RuntimeError("boom")
+    assert _actions(emulator) == [("start", 202), ("cancel", 202)]
+
+
+@pytest.mark.parametrize(("interruption", "code"), [(KeyboardInterrupt(), 130), (Terminated(), 143)])
+def test_tracked_turns_an_interruption_into_exit_after_cancel(retrace_config, emulator, interruption, code):
+    with pytest.raises(Exit) as raised:
+        with tracked(Context(retrace_config)):
+            raise interruption
+    assert raised.value.code == code and "cancelled in Retrace" in str(raised.value.message)
+    assert _actions(emulator) == [("start", 202), ("cancel", 202)]
+
+
+def test_a_refused_start_stops_the_work_with_exit_1(retrace_config, emulator, monkeypatch):
+    monkeypatch.setenv("RETRACE_API_KEY", "wrong-key")
+    ran = []
+    with pytest.raises(Exit) as raised:
+        with tracked(Context(retrace_config)):
+            ran.append(True)
+    assert raised.value.code == 1 and "rejected the API key" in raised.value.message
+    assert not ran and "wrong-key" not in raised.value.message
+
+
+def test_with_strict_false_a_refused_start_only_warns(retrace_config, emulator, monkeypatch, capsys):
+    monkeypatch.setenv("RETRACE_API_KEY", "wrong-key")
+    retrace_config.retrace.strict = False
+    ran = []
+    with tracked(Context(retrace_config)):
+        ran.append(True)
+    assert ran and "Deployment tracking skipped" in capsys.readouterr().err
+
+
+def test_invalid_settings_exit_2_before_anything_is_sent(retrace_config, emulator):
+    retrace_config.retrace.app_name = None
+    with pytest.raises(Exit) as raised:
+        with tracked(Context(retrace_config)):
+            pass
+    assert raised.value.code == 2 and "app_name: is required" in raised.value.message
+    assert emulator.journal() == []
+
+
+def test_track_keeps_the_task_signature_for_invoke(retrace_config, emulator):
+    @track
+    def release(c, flavour="blue"):
+        """Release it."""
+        return flavour
+
+    task = Task(release)
+    assert [argument.name for argument in task.get_arguments()] == ["flavour"]
+    assert task(Context(retrace_config), flavour="green") == "green"
+    assert _actions(emulator) == [("start", 202), ("complete", 202)]
+
+
+def test_steps_accept_commands_and_sudo_mappings():
+    assert parse_steps(["make", {"run": "systemctl restart shop", "sudo": True}]) == [
+        Step("make"), Step("systemctl restart shop", sudo=True)]
+
+
+@pytest.mark.parametrize("steps", [[], None, "make", [""], [{"run": "x", "sudo": "yes"}], [{"cmd": "x"}], [3]])
+def test_bad_steps_name_the_setting(steps):
+    with pytest.raises(InvalidInput) as raised:
+        parse_steps(steps)
+    assert raised.value.option == "steps"
+
+
+def test_the_step_environment_is_quoted_for_ssh_and_carries_no_key():
+    deployment = Deployment.create(app_name="Shop", environment_name="Prod", version="1.0", name="Big release")
+    assert step_environment(deployment, inline=True) == {
+        "RETRACE_APP_NAME": "Shop", "RETRACE_ENVIRONMENT_NAME": "Prod", "RETRACE_VERSION": "1.0",
+        "RETRACE_DEPLOYMENT_NAME": "'Big release'"}
+    assert step_environment(deployment, inline=False)["RETRACE_DEPLOYMENT_NAME"] == "Big release"
+
+
+def test_a_failing_local_step_stops_that_target_and_is_summarised():
+    context = MockContext(run={"make": Result(exited=0, stdout="built\n"), "make install": Result(exited=3)})
+    deployment = Deployment.create(app_name="A", environment_name="E", version="1")
+    runner = HostRunner([context], parse_steps(["make", "make install", "never"]), deployment, parallel=True)
+
+    with pytest.raises(Exception, match=r"local \(failed\)"):
+        runner.run()
+    assert "step 2 (make install) exited with status 3" in runner.summary()
+
+
+def test_remote_steps_get_the_deployment_variables_inline(remote):
+    remote.expect(host="web1", user="deploy", port=22,
+                  commands=[Command("export RETRACE_APP_NAME=A RETRACE_DEPLOYMENT_NAME='v 1' RETRACE_ENVIRONMENT_NAME=E "
+                                    "RETRACE_VERSION='v 1' && ./release.sh", out=b"released\n")])
+    deployment = Deployment.create(app_name="A", environment_name="E", version="v 1")
+    runner = HostRunner([Connection("web1", user="deploy")], [Step("./release.sh")], deployment, parallel=True)
+
+    runner.run()
+
+    assert runner.outcomes[0].state == "ok"
+
+
+def test_deploy_records_each_host_and_the_post_hook_runs_them_all_at_once(retrace_config, emulator, capsys):
+    retrace_config.retrace.steps = ["echo one"]
+    context = MockContext(config=retrace_config, run={"echo one": Result("one\n")})
+
+    deploy(context, version="7.0")
+    assert emulator.journal() == [], "nothing happens per host call"
+    run_recorded_hosts(context)
+
+    assert _actions(emulator) == [("start", 202), ("complete", 202)]
+    assert emulator.requests("start")[0]["body"]["Version"] == "7.0"
+    assert "[local] one" in capsys.readouterr().out
+
+
+def test_deploy_to_exits_1_and_cancels_when_a_target_fails(retrace_config, emulator, capsys):
+    retrace_config.retrace.steps = ["false"]
+    context = MockContext(config=retrace_config, run={"false": Result(exited=1)})
+
+    with pytest.raises(Exit) as raised:
+        deploy_to([context], retrace_config)
+
+    assert raised.value.code == 1 and "cancelled in Retrace" in raised.value.message
+    assert _actions(emulator) == [("start", 202), ("cancel", 202)]
+    assert "local  failed" in capsys.readouterr().out
