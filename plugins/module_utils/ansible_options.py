@@ -62,6 +62,9 @@ ARGUMENT_SPEC = {
 }
 
 _TEXT_OPTIONS = tuple(option for option, spec in ARGUMENT_SPEC.items() if spec["type"] == "str")
+# bool before float: what the user wrote, not Python's class hierarchy; Ansible 2.19 hands over
+# tagged subclasses (_AnsibleTaggedList...), so the plain name is taken from this list.
+_NON_TEXT_TYPES = {bool: "bool", float: "float", list: "list", tuple: "list", dict: "dict", set: "set"}
 
 
 def check_text_types(args):
@@ -72,15 +75,16 @@ def check_text_types(args):
     """
     for option in _TEXT_OPTIONS:
         value = args.get(option)
-        if isinstance(value, (bool, float, list, tuple, dict, set)):
-            raise InvalidInput(option, _type_problem(value))
+        type_name = next((name for kind, name in _NON_TEXT_TYPES.items() if isinstance(value, kind)), None)
+        if type_name is not None:
+            raise InvalidInput(option, _type_problem(value, type_name))
 
 
-def _type_problem(value):
-    if isinstance(value, float):
-        return (f"must be a string, got the number {value!r}; YAML reads unquoted values such as 1.10 as numbers "
-                "(1.1), so quote it")
-    return f"must be a string, got {type(value).__name__}"
+def _type_problem(value, type_name):
+    if type_name == "float":
+        return (f"must be a string, got the number {float(value)!r}; YAML reads unquoted values such as 1.10 as "
+                "numbers (1.1), so quote it")
+    return f"must be a string, got {type_name}"
 
 
 def core_options(params):

@@ -9,13 +9,11 @@ and errors stay in the core client; this class only moves bytes.
 
 from __future__ import annotations
 
-import http.client
 import ssl
-import urllib.error
 
 from ansible.module_utils.urls import Request, make_context
 
-from .transport import Response, _transport_error
+from .transport import exchange
 
 
 class AnsibleUrlsTransport:
@@ -31,17 +29,8 @@ class AnsibleUrlsTransport:
         self._request = Request(use_proxy=use_proxy, follow_redirects="none", use_netrc=False)
 
     def post(self, url, body, headers, timeout):
-        try:
-            with self._request.open("POST", url, data=body, headers=dict(headers), timeout=timeout,
-                                    context=self._context_for(url)) as answer:
-                return Response(answer.status, _lower(answer.headers), answer.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return Response(error.code, _lower(error.headers), error.read())
-        except urllib.error.URLError as error:
-            raise _transport_error(error.reason) from None
-        except (OSError, http.client.HTTPException) as error:
-            raise _transport_error(error) from None
+        return exchange(lambda: self._request.open("POST", url, data=body, headers=dict(headers), timeout=timeout,
+                                                   context=self._context_for(url)))
 
     def _context_for(self, url):
         # Request.open builds a TLS context (and scans the system CA directories) on every call
@@ -55,7 +44,3 @@ class AnsibleUrlsTransport:
 
 # Never used for a handshake: only https URLs get a real context.
 _PLAIN_HTTP_CONTEXT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-
-
-def _lower(headers):
-    return {name.lower(): value for name, value in (headers or {}).items()}

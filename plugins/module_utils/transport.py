@@ -62,16 +62,7 @@ class UrllibTransport:
 
     def post(self, url: str, body: bytes, headers: t.Mapping[str, str], timeout: float) -> Response:
         request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-        try:
-            with self._opener(url).open(request, timeout=timeout) as answer:
-                return Response(answer.status, _lower(answer.headers), answer.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return Response(error.code, _lower(error.headers), error.read())
-        except urllib.error.URLError as error:
-            raise _transport_error(error.reason) from None
-        except (OSError, http.client.HTTPException) as error:
-            raise _transport_error(error) from None
+        return exchange(lambda: self._opener(url).open(request, timeout=timeout))
 
     def _opener(self, url: str):
         # Building an SSL context costs ~25 ms: only https needs one, and it is made once.
@@ -89,11 +80,31 @@ class UrllibTransport:
         return ssl.create_default_context(cafile=self.ca_path)
 
 
-def _lower(headers) -> dict:
+def exchange(open_request: t.Callable[[], t.Any]) -> Response:
+    """Call a urllib-style ``open_request()`` and return its answer, whatever the status.
+
+    Shared by every urllib-based transport (standard library, ``ansible.module_utils.urls``):
+    an HTTP error status is an answer, not an exception; no answer at all is a TransportError.
+    """
+    try:
+        with open_request() as answer:
+            return Response(answer.status, lowercase_headers(answer.headers), answer.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Response(error.code, lowercase_headers(error.headers), error.read())
+    except urllib.error.URLError as error:
+        raise transport_error_for(error.reason) from None
+    except (OSError, http.client.HTTPException) as error:
+        raise transport_error_for(error) from None
+
+
+def lowercase_headers(headers) -> dict:
+    """Header names in lower case, the form :class:`Response` carries."""
     return {name.lower(): value for name, value in (headers or {}).items()}
 
 
-def _transport_error(reason) -> TransportError:
+def transport_error_for(reason) -> TransportError:
+    """The TransportError a transport raises for ``reason`` (an exception, or urllib's reason text)."""
     if isinstance(reason, ssl.SSLCertVerificationError):
         return TlsFailed(f"TLS certificate verification failed: {getattr(reason, 'verify_message', None) or reason}")
     if isinstance(reason, (socket.timeout, TimeoutError)):

@@ -23,7 +23,7 @@ from ansible_collections.stackify.retrace.plugins.module_utils import transport
     (http.client.IncompleteRead(b""), transport.ConnectionFailed, "IncompleteRead"),
 ])
 def test_reasons_map_to_transport_errors(reason, kind, text):
-    error = transport._transport_error(reason)  # pylint: disable=protected-access
+    error = transport.transport_error_for(reason)
     assert error.__class__ is kind and text in str(error)
 
 

@@ -1,0 +1,133 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared option documentation of stackify.retrace: one text for every plugin that takes these options.
+
+- ``stackify.retrace.api``: where and how to reach Retrace (key, URL, TLS, proxy, time limits).
+- ``stackify.retrace.api.deployment``: which deployment a call is about.
+- ``stackify.retrace.api.plugin_environment``: the environment variables of each option, for
+  plugins whose options Ansible's configuration system reads (callbacks, lookups).  Modules
+  describe their environment fallbacks in prose instead (modules have no ``env:``).
+"""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  api_key:
+    description:
+      - Your Stackify license key (the Retrace API key), sent in the C(Authorization) header.
+      - When not set, the E(RETRACE_API_KEY) environment variable is used, then E(STACKIFY_API_KEY).
+      - Keep it in Ansible Vault or the environment; it is never printed, logged or returned.
+    type: str
+  api_url:
+    description:
+      - Base URL of the Retrace API. A trailing V(/) is ignored.
+      - When not set, the E(RETRACE_API_URL) environment variable is used.
+      - Plain V(http://) is refused except for loopback hosts (a local emulator), so the key never
+        travels unencrypted.
+    type: str
+    default: https://api.stackify.net
+  validate_certs:
+    description:
+      - Verify the TLS certificate of O(api_url). Set to V(false) only for testing.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - PEM file of CA certificates to verify O(api_url) with, instead of the system bundle.
+    type: path
+  use_proxy:
+    description:
+      - Use the proxy from the E(https_proxy) / E(http_proxy) / E(no_proxy) environment variables.
+    type: bool
+    default: true
+  timeout:
+    description:
+      - Seconds to wait for an answer to one attempt.
+    type: float
+    default: 10
+  deadline:
+    description:
+      - Seconds all attempts of one call may take together. Overloaded or unreachable servers
+        (HTTP 429, 5xx, timeouts, refused connections) are retried with backoff, honouring
+        C(Retry-After), until this deadline.
+    type: float
+    default: 30
+"""
+
+    DEPLOYMENT = r"""
+options:
+  app_name:
+    description:
+      - Name of the application, exactly as it exists in Retrace (Retrace only accepts known apps).
+      - Required. When not set, the E(RETRACE_APP_NAME) environment variable is used.
+    type: str
+  environment_name:
+    description:
+      - Name of the Retrace environment, for example V(Production); it must exist in Retrace.
+      - Required. When not set, the E(RETRACE_ENVIRONMENT_NAME) environment variable is used.
+    type: str
+  version:
+    description:
+      - Version being deployed. With O(app_name) and O(environment_name) it identifies the
+        deployment, so start and complete/cancel must use the same three values.
+      - Required. When not set, the E(RETRACE_VERSION) environment variable is used.
+      - Quote numeric versions in YAML (V("1.10"), not V(1.10), which YAML reads as 1.1).
+    type: str
+  name:
+    description:
+      - Display name of the deployment in Retrace; defaults to O(version) on Retrace's side.
+      - When not set, the E(RETRACE_DEPLOYMENT_NAME) environment variable is used.
+      - Not sent on cancel.
+    type: str
+  branch:
+    description:
+      - Source branch deployed. When not set, the E(RETRACE_BRANCH) environment variable is used.
+      - Not sent on cancel.
+    type: str
+  commit:
+    description:
+      - Commit deployed. When not set, the E(RETRACE_COMMIT) environment variable is used.
+      - Not sent on cancel.
+    type: str
+  uri:
+    description:
+      - Absolute V(http://) or V(https://) link shown with the deployment (a build, a release page).
+      - When not set, the E(RETRACE_URI) environment variable is used.
+      - Not sent on cancel.
+    type: str
+"""
+
+    PLUGIN_ENVIRONMENT = r"""
+options:
+  api_key:
+    env:
+      - name: RETRACE_API_KEY
+      - name: STACKIFY_API_KEY
+  api_url:
+    env:
+      - name: RETRACE_API_URL
+  app_name:
+    env:
+      - name: RETRACE_APP_NAME
+  environment_name:
+    env:
+      - name: RETRACE_ENVIRONMENT_NAME
+  version:
+    env:
+      - name: RETRACE_VERSION
+  name:
+    env:
+      - name: RETRACE_DEPLOYMENT_NAME
+  branch:
+    env:
+      - name: RETRACE_BRANCH
+  commit:
+    env:
+      - name: RETRACE_COMMIT
+  uri:
+    env:
+      - name: RETRACE_URI
+"""

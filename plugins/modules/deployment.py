@@ -1,0 +1,230 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: deployment
+short_description: Record the start, completion or cancellation of a deployment in Stackify Retrace
+version_added: 0.1.0
+description:
+  - Sends one call of the Retrace Deployment Tracking API
+    (C(POST /api/v1/deployments/start), C(complete) or C(cancel)), so Retrace can mark the
+    deployment on its performance graphs.
+  - Runs entirely on the Ansible controller, through an action plugin. The API key is never
+    copied to a managed host, no connection to the host is opened, and the host needs no Python,
+    so the task works in plays against Linux, Windows or network devices alike.
+    O(api_key) and the other environment fallbacks read the controller's environment.
+  - Sending the start from several hosts makes Retrace answer HTTP 409 for all but the first, so
+    set C(run_once) to V(true) for start, complete and cancel, or use the C(stackify.retrace.tracked_deployment)
+    role, which sends exactly one start and one complete or cancel around your deployment tasks.
+  - Every setting is checked before anything is sent; a bad one fails the task with a message
+    naming the option.
+author:
+  - Stackify Retrace collection maintainers (@stackify)
+extends_documentation_fragment:
+  - stackify.retrace.api
+  - stackify.retrace.api.deployment
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.conn
+  - ansible.builtin.action_common_attributes.flow
+options:
+  state:
+    description:
+      - V(started) opens the deployment, V(completed) closes it as successful, V(cancelled)
+        closes it as failed or abandoned.
+      - Retrace refuses (HTTP 409) to complete or cancel a deployment that is not in progress,
+        and to start one that already is.
+    type: str
+    required: true
+    choices: [started, completed, cancelled]
+attributes:
+  check_mode:
+    support: full
+    details: Sends nothing and returns the request it would have sent.
+  diff_mode:
+    support: none
+  platform:
+    platforms: all
+    details: Runs on the controller; the managed host is never contacted, whatever its platform.
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
+  become:
+    support: none
+  connection:
+    support: none
+    details: No connection to the managed host is opened.
+  delegation:
+    support: full
+    details: C(delegate_to) is accepted (its host's variables are used); the call is made from the controller in any case.
+notes:
+  - Retrace answers HTTP 202 when it has queued a call; the deployment can take up to five
+    minutes to appear in Retrace.
+  - For tracking a whole playbook run, from the first task to the last, use the
+    P(stackify.retrace.deployment#callback) callback plugin instead.
+seealso:
+  - name: Retrace deployment tracking
+    description: Stackify's documentation of the Deployment Tracking API.
+    link: https://docs.stackify.com/docs/deployment-tracking
+"""
+
+EXAMPLES = r"""
+# Start, deploy, complete: run_once, because the deployment is one event for all hosts.
+- name: Tell Retrace the deployment starts
+  stackify.retrace.deployment:
+    state: started
+    api_key: "{{ vault_retrace_api_key }}"   # from an Ansible Vault file
+    app_name: Shop
+    environment_name: Production
+    version: "{{ app_version }}"
+    branch: main
+    commit: "{{ app_commit }}"
+    uri: "https://ci.example.com/builds/{{ build_id }}"
+  run_once: true
+
+- name: Tell Retrace the deployment is complete
+  stackify.retrace.deployment:
+    state: completed
+    api_key: "{{ vault_retrace_api_key }}"
+    app_name: Shop
+    environment_name: Production
+    version: "{{ app_version }}"
+  run_once: true
+
+# Cancel explicitly, for example after a manual abort.
+- name: Cancel the deployment in Retrace
+  stackify.retrace.deployment:
+    state: cancelled
+    app_name: Shop
+    environment_name: Production
+    version: "2.4.1"
+  run_once: true
+
+# Key, URL and names from the controller's environment
+# (RETRACE_API_KEY, RETRACE_APP_NAME, RETRACE_ENVIRONMENT_NAME, RETRACE_VERSION...).
+- name: Start with settings from the environment
+  stackify.retrace.deployment:
+    state: started
+  run_once: true
+
+# In a play for ONE host: complete on success, cancel when a step fails; the play still fails.
+# For several hosts use the stackify.retrace.tracked_deployment role: per-host rescue
+# would send one cancel per failed host and a complete for the others.
+- name: Deploy with tracking
+  block:
+    - name: Start
+      stackify.retrace.deployment:
+        state: started
+        app_name: Shop
+        environment_name: Staging
+        version: "{{ app_version }}"
+    - name: Deploy
+      ansible.builtin.include_tasks: deploy-steps.yml
+    - name: Complete
+      stackify.retrace.deployment:
+        state: completed
+        app_name: Shop
+        environment_name: Staging
+        version: "{{ app_version }}"
+  rescue:
+    - name: Cancel
+      stackify.retrace.deployment:
+        state: cancelled
+        app_name: Shop
+        environment_name: Staging
+        version: "{{ app_version }}"
+    - name: Fail with the original error
+      ansible.builtin.fail:
+        msg: "{{ ansible_failed_task.name }} failed: {{ ansible_failed_result.msg | default('see above') }}"
+
+# Check mode: see what would be sent.
+- name: Show the request without sending it
+  stackify.retrace.deployment:
+    state: started
+    app_name: Shop
+    environment_name: Production
+    version: "2.4.1"
+  check_mode: true
+  register: retrace_request
+
+# Try it against the local emulator: python -m retrace_emulator --port 8765
+- name: Start a deployment at the emulator
+  stackify.retrace.deployment:
+    state: started
+    api_url: http://127.0.0.1:8765
+    api_key: emulator-demo-key
+    app_name: DemoApp
+    environment_name: Staging
+    version: "1.0.0"
+  run_once: true
+"""
+
+RETURN = r"""
+deployment:
+  description:
+    - The JSON fields of the request, as sent (or, in check mode, as they would be sent).
+    - C(Name) defaults to C(Version); cancel carries only C(Version), C(AppName), C(EnvironmentName).
+    - Never contains the API key.
+  returned: when the options are valid
+  type: dict
+  sample:
+    Name: "2.4.1"
+    Branch: main
+    Commit: 3f2c1ab
+    Version: "2.4.1"
+    AppName: Shop
+    EnvironmentName: Production
+state:
+  description: The O(state) requested.
+  returned: always
+  type: str
+  sample: started
+status:
+  description: HTTP status of the accepted call, or of the refusal.
+  returned: when Retrace answered
+  type: int
+  sample: 202
+attempts:
+  description: Requests made, retries included; V(0) in check mode or when nothing was sent.
+  returned: when the options are valid, or Retrace was contacted
+  type: int
+  sample: 1
+api_url:
+  description: The Retrace API base URL used, normalised.
+  returned: when the options are valid
+  type: str
+  sample: https://api.stackify.net
+error:
+  description:
+    - Kind of failure; one of V(invalid_input), V(authentication_rejected), V(request_rejected),
+      V(unknown_app_or_environment), V(bad_transition), V(api_unreachable).
+  returned: failure
+  type: str
+  sample: bad_transition
+"""
+
+from ansible.module_utils.ansible_release import __version__ as ansible_version
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import ARGUMENT_SPEC
+from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
+
+
+def main():
+    # Normally the action plugin of the same name does this on the controller; this path runs
+    # only when the module is executed on its own (for example copied into a library/ folder).
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    result = run_deployment_task(module.params, check_mode=module.check_mode,
+                                 entry_point=f"ansible-core {ansible_version} module", log=module.log)
+    if result.get("failed"):
+        module.fail_json(**{key: value for key, value in result.items() if key != "failed"})
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

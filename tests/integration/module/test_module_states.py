@@ -1,0 +1,83 @@
+"""stackify.retrace.deployment driven by ansible-playbook against the emulator: states, check mode, task keywords."""
+
+from ansible_run import DEMO, calls, play, run_playbook, task, write_playbook
+
+
+def test_each_state_is_sent_once_with_its_fields(tmp_path, ansible_env, retrace_emulator):
+    descriptive = {"name": "Release 1.0", "branch": "main", "commit": "3f2c1ab", "uri": "https://ci.example.com/b/7"}
+    playbook = write_playbook(tmp_path, [play(
+        task("started", version="1.0", **DEMO, **descriptive, keywords={"register": "started"}),
+        task("completed", version="1.0", **DEMO, **descriptive, keywords={"register": "completed"}),
+        task("started", version="1.1", **DEMO, keywords={"register": "restarted"}),
+        task("cancelled", version="1.1", **DEMO, branch="main", keywords={"register": "cancelled"}),
+        {"name": "Check the results", "ansible.builtin.assert": {"that": [
+            "started is changed and started.status == 202 and started.attempts == 1 and started.state == 'started'",
+            f"started.api_url == '{retrace_emulator.url}'",
+            "started.deployment == {'Name': 'Release 1.0', 'Uri': 'https://ci.example.com/b/7', 'Branch': 'main',"
+            " 'Commit': '3f2c1ab', 'Version': '1.0', 'AppName': 'DemoApp', 'EnvironmentName': 'Production'}",
+            "completed is changed and completed.status == 202",
+            "restarted.deployment.Name == '1.1'",
+            "cancelled.deployment == {'Version': '1.1', 'AppName': 'DemoApp', 'EnvironmentName': 'Production'}",
+            "'api_key' not in started and 'api_key' not in started.deployment",
+        ]}},
+    )])
+    run = run_playbook(playbook, env=ansible_env)
+    assert run.returncode == 0, run.stdout
+    assert calls(retrace_emulator) == [("start", 202), ("complete", 202), ("start", 202), ("cancel", 202)]
+    cancel_body = retrace_emulator.requests("cancel")[0]["body"]
+    assert cancel_body == {"Version": "1.1", "AppName": "DemoApp", "EnvironmentName": "Production"}
+
+
+def test_check_mode_sends_nothing_and_returns_the_request(tmp_path, ansible_env, retrace_emulator):
+    playbook = write_playbook(tmp_path, [play(
+        task("started", version="2.0", **DEMO, keywords={"register": "would"}),
+        {"name": "Check the result", "ansible.builtin.assert": {"that": [
+            "would is changed and would.attempts == 0 and 'status' not in would",
+            "would.deployment == {'Name': '2.0', 'Version': '2.0', 'AppName': 'DemoApp', 'EnvironmentName': 'Production'}",
+            "'check mode' in would.msg",
+        ]}},
+    )])
+    run = run_playbook(playbook, "--check", env=ansible_env)
+    assert run.returncode == 0, run.stdout
+    assert retrace_emulator.requests() == []
+
+
+def test_settings_come_from_the_controller_environment(tmp_path, ansible_env, retrace_emulator):
+    env = dict(ansible_env, RETRACE_API_KEY="", STACKIFY_API_KEY="emulator-demo-key", RETRACE_APP_NAME="DemoApp",
+               RETRACE_ENVIRONMENT_NAME="Staging", RETRACE_VERSION="3.0", RETRACE_DEPLOYMENT_NAME="Env release")
+    playbook = write_playbook(tmp_path, [play(task("started"))])
+    run = run_playbook(playbook, env=env)
+    assert run.returncode == 0, run.stdout
+    assert retrace_emulator.requests()[0]["body"] == {
+        "Name": "Env release", "Version": "3.0", "AppName": "DemoApp", "EnvironmentName": "Staging"}
+
+
+def test_hosts_are_never_contacted_whatever_they_are(tmp_path, ansible_env, retrace_emulator):
+    """Windows, network and unreachable hosts alike: no connection, no Python; run_once, loops, tags, delegate_to work."""
+    inventory = "\n".join((
+        "win1 ansible_connection=winrm ansible_shell_type=powershell ansible_host=127.0.0.1 ansible_port=1",
+        "switch1 ansible_connection=ssh ansible_network_os=ios ansible_host=127.0.0.1 ansible_port=1",
+        "linux1 ansible_host=127.0.0.1 ansible_port=1 ansible_python_interpreter=/nonexistent/python",
+    ))
+    playbook = write_playbook(tmp_path, [play(
+        task("started", version="{{ item }}", **DEMO, keywords={"run_once": True, "loop": ["4.0", "4.1"]}),
+        task("completed", version="4.0", **DEMO, keywords={"run_once": True, "delegate_to": "switch1", "no_log": True}),
+        task("cancelled", version="4.1", **DEMO, keywords={"run_once": True, "tags": ["never_selected"]}),
+        task("cancelled", version="4.1", **DEMO, keywords={"run_once": True, "tags": ["cancel"]}),
+        hosts="all",
+    )])
+    run = run_playbook(playbook, "-v", "--skip-tags", "never_selected", env=ansible_env, inventory=inventory)
+    assert run.returncode == 0, run.stdout
+    assert "UNREACHABLE" not in run.stdout
+    assert "the output has been hidden due to the fact that 'no_log: true'" in run.stdout
+    assert [(entry["action"], entry["body"]["Version"]) for entry in retrace_emulator.requests()] == [
+        ("start", "4.0"), ("start", "4.1"), ("complete", "4.0"), ("cancel", "4.1")]
+
+
+def test_start_from_several_hosts_hints_at_run_once(tmp_path, ansible_env, retrace_emulator):
+    playbook = write_playbook(tmp_path, [play(task("started", version="5.0", **DEMO), hosts="all")])
+    run = run_playbook(playbook, env=ansible_env, inventory="web1 ansible_connection=local\nweb2 ansible_connection=local\n")
+    assert run.returncode == 2, run.stdout
+    assert sorted(calls(retrace_emulator)) == [("start", 202), ("start", 409)]
+    assert "already in progress" in run.stdout
+    assert "This task ran for 2 hosts, and each sent its own start: add 'run_once: true'" in run.stdout

@@ -1,0 +1,50 @@
+"""The molecule scenarios of stackify.retrace.tracked_deployment (extensions/molecule/), each against a fresh emulator.
+
+Whatever happens on the hosts, Retrace must see exactly one start and exactly one end:
+complete when every host deployed, cancel when one failed or became unreachable, and then
+the play must still fail.
+"""
+
+import subprocess
+
+import pytest
+
+from ansible_run import BIN, REPO_ROOT
+
+MOLECULE_TIMEOUT = 180
+
+
+def molecule(command: str, scenario: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "molecule"), command, "-s", scenario], cwd=REPO_ROOT, env=env, text=True,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          timeout=MOLECULE_TIMEOUT, check=False)
+
+
+def actions(emulator) -> list[tuple[str, int]]:
+    return [(entry["action"], entry["status"]) for entry in emulator.requests()]
+
+
+def test_all_hosts_succeed_one_start_one_complete(role_env, retrace_emulator):
+    run = molecule("test", "role_all_succeed", role_env)
+    assert run.returncode == 0, run.stdout
+    assert actions(retrace_emulator) == [("start", 202), ("complete", 202)]
+    assert "included: /" in run.stdout and "for web1, web2" in run.stdout
+
+
+@pytest.mark.parametrize("scenario, failed_host, original_error, run_verify", [
+    ("role_one_host_fails", "web2", "Deployment failed on web2: Fail where the scenario says so: simulated deployment failure", True),
+    ("role_host_unreachable", "web3", "UNREACHABLE", False),  # the same verify.yml already ran for the scenario above
+])
+def test_a_failed_host_means_one_start_one_cancel_and_a_failed_play(role_env, retrace_emulator, scenario, failed_host,
+                                                                    original_error, run_verify):
+    converge = molecule("converge", scenario, role_env)
+    assert converge.returncode != 0, converge.stdout
+    assert original_error in converge.stdout
+    recap = converge.stdout.split("PLAY RECAP")[-1]
+    assert any(line.split()[0] == failed_host and ("failed=1" in line or "unreachable=1" in line)
+               for line in recap.splitlines() if line.strip())
+    assert actions(retrace_emulator) == [("start", 202), ("cancel", 202)]
+    if run_verify:
+        verify = molecule("verify", scenario, role_env)  # the scenario's own check of the journal
+        assert verify.returncode == 0, verify.stdout
+        assert "All assertions passed" in verify.stdout

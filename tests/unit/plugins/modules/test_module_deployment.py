@@ -1,0 +1,74 @@
+"""The module's own main(), used when it runs without its action plugin: same arguments, same results."""
+
+import json
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.stackify.retrace.plugins.module_utils import ansible_task
+from ansible_collections.stackify.retrace.plugins.module_utils.transport import Response
+from ansible_collections.stackify.retrace.plugins.modules import deployment
+
+ARGS = {"state": "started", "api_key": "module-unit-key", "api_url": "https://retrace.test", "app_name": "Shop",
+        "environment_name": "Production", "version": "1.0"}
+
+
+class RecordingTransport:
+    def __init__(self, *args, status=202, **kwargs):
+        self.init = (args, kwargs)
+        self.status = status
+        self.posts = []
+
+    def post(self, url, body, headers, timeout):
+        self.posts.append(json.loads(body))
+        return Response(self.status, {}, b'{"Message": "answer"}')
+
+
+class Transports(list):
+    """Stands in for the AnsibleUrlsTransport class; remembers each transport made."""
+
+    status = 202
+
+    def __call__(self, *args, **kwargs):
+        self.append(RecordingTransport(*args, status=self.status, **kwargs))
+        return self[-1]
+
+
+@pytest.fixture(name="transports")
+def fixture_transports(monkeypatch):
+    made = Transports()
+    monkeypatch.setattr(ansible_task, "AnsibleUrlsTransport", made)
+    return made
+
+
+def run_main(capsys, args):
+    with patch_module_args(args), pytest.raises(SystemExit) as exited:
+        deployment.main()
+    return exited.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_main_sends_and_exits_with_the_result(capsys, transports):
+    code, result = run_main(capsys, dict(ARGS, validate_certs=False, use_proxy=False, ca_path="/etc/ca.pem"))
+    assert code == 0 and result["changed"] is True and result["status"] == 202
+    assert transports[0].init == ((False, "/etc/ca.pem", False), {})
+    assert transports[0].posts == [{"Name": "1.0", "Version": "1.0", "AppName": "Shop", "EnvironmentName": "Production"}]
+    assert result["invocation"]["module_args"]["api_key"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+
+
+def test_main_in_check_mode_sends_nothing(capsys, transports):
+    code, result = run_main(capsys, dict(ARGS, _ansible_check_mode=True))
+    assert code == 0 and result["attempts"] == 0 and transports[0].posts == []
+
+
+def test_main_fails_with_one_message(capsys, transports):
+    transports.status = 401
+    code, result = run_main(capsys, ARGS)
+    assert code == 1 and result["failed"] is True and result["error"] == "authentication_rejected"
+    assert result["msg"].startswith("Retrace rejected the API key (HTTP 401)")
+    assert "module-unit-key" not in json.dumps(result)
+
+
+def test_main_reads_the_environment(capsys, transports, monkeypatch):
+    monkeypatch.setenv("RETRACE_APP_NAME", "FromEnv")
+    code, result = run_main(capsys, {name: value for name, value in ARGS.items() if name != "app_name"})
+    assert code == 0 and result["deployment"]["AppName"] == "FromEnv"
