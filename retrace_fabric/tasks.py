@@ -16,6 +16,11 @@ from .settings import CONFIG_DEFAULTS, SECTION
 from .tracking import build_client, describe_call, exit_on_retrace_error, say
 
 
+def _flags(task_locals: dict) -> dict:
+    """A task's flag values by option name (invoke needs each flag spelled out in the signature)."""
+    return {option: value for option, value in task_locals.items() if option != "c"}
+
+
 def _send(c, action: str, flags: dict) -> None:
     with exit_on_retrace_error(f"retrace.{action}"):
         client, deployment = build_client(c.config, flags)
@@ -31,8 +36,7 @@ def start(c, app_name=None, environment_name=None, version=None, name=None, bran
     The API key is read only from RETRACE_API_KEY (or STACKIFY_API_KEY, FABRIC_RETRACE_API_KEY,
     retrace.api_key in fabric.yaml), never from a flag: flags leak into shell history and process lists.
     """
-    _send(c, START, {"app_name": app_name, "environment_name": environment_name, "version": version, "name": name,
-                     "branch": branch, "commit": commit, "uri": uri, "api_url": api_url})
+    _send(c, START, _flags(locals()))
 
 
 @task(help=FLAG_HELP, auto_shortflags=False)
@@ -43,8 +47,7 @@ def complete(c, app_name=None, environment_name=None, version=None, name=None, b
     The API key is read only from RETRACE_API_KEY (or STACKIFY_API_KEY, FABRIC_RETRACE_API_KEY,
     retrace.api_key in fabric.yaml), never from a flag: flags leak into shell history and process lists.
     """
-    _send(c, COMPLETE, {"app_name": app_name, "environment_name": environment_name, "version": version, "name": name,
-                        "branch": branch, "commit": commit, "uri": uri, "api_url": api_url})
+    _send(c, COMPLETE, _flags(locals()))
 
 
 @task(help=FLAG_HELP, auto_shortflags=False)
@@ -55,8 +58,7 @@ def cancel(c, app_name=None, environment_name=None, version=None, name=None, bra
     The API key is read only from RETRACE_API_KEY (or STACKIFY_API_KEY, FABRIC_RETRACE_API_KEY,
     retrace.api_key in fabric.yaml), never from a flag: flags leak into shell history and process lists.
     """
-    _send(c, CANCEL, {"app_name": app_name, "environment_name": environment_name, "version": version, "name": name,
-                      "branch": branch, "commit": commit, "uri": uri, "api_url": api_url})
+    _send(c, CANCEL, _flags(locals()))
 
 
 #: ``ns.add_collection(retrace_fabric.namespace)`` gives any fabfile ``fab retrace.start`` etc.
