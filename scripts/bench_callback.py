@@ -1,0 +1,130 @@
+"""What the stackify.retrace.deployment callback costs: wall-time ratios, tracked vs. untracked.
+
+    .venv/bin/python scripts/bench_callback.py [--rounds 15] [--hosts 500]
+
+1. A trivial one-task playbook on localhost, run alternately with and without the callback
+   (against the local emulator): the ratio of the medians.  Target: <= 1.03.
+2. The same playbook against an inventory of many hosts: exactly 2 requests must reach the
+   emulator, and the tracked/untracked ratio must be no worse than with 1 host.
+
+Prints figures; never fails on timing (only on a wrong request count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from collection_path import use_checkout_as_collection
+
+COLLECTIONS_ROOT = use_checkout_as_collection()
+
+from retrace_emulator import DEMO_API_KEY, RetraceEmulator  # noqa: E402  (needs the path set above)
+
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+PLAYBOOK = """\
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: One trivial task
+      ansible.builtin.debug:
+        msg: hello
+"""
+
+
+def environment(emulator_url: str, workdir: pathlib.Path, tracked: bool) -> dict:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("ANSIBLE_", "RETRACE_", "STACKIFY_"))}
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               ANSIBLE_CONFIG=str(workdir / "none.cfg"), ANSIBLE_LOCAL_TEMP=str(workdir / "tmp"),
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_RETRY_FILES_ENABLED="false",
+               RETRACE_API_URL=emulator_url, RETRACE_API_KEY=DEMO_API_KEY, RETRACE_APP_NAME="DemoApp",
+               RETRACE_ENVIRONMENT_NAME="Production", RETRACE_VERSION="bench")
+    if tracked:
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "stackify.retrace.deployment"
+    return env
+
+
+def run_once(inventory: pathlib.Path, playbook: pathlib.Path, env: dict) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, ansible-playbook and its workers) of one run."""
+    cpu_before = _children_cpu()
+    began = time.perf_counter()
+    subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "-c", "local", "--forks", "50", str(playbook)],
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=playbook.parent)
+    return time.perf_counter() - began, _children_cpu() - cpu_before
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclasses.dataclass
+class Figures:
+    tracked_wall: float
+    untracked_wall: float
+    tracked_cpu: float
+    untracked_cpu: float
+    requests_per_run: float
+
+    @property
+    def wall_ratio(self) -> float:
+        return self.tracked_wall / self.untracked_wall
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.tracked_cpu / self.untracked_cpu
+
+
+def measure(emulator: RetraceEmulator, workdir: pathlib.Path, hosts: int, rounds: int) -> Figures:
+    """Medians of tracked and untracked runs (alternated, after one warm-up each), and requests per tracked run."""
+    inventory = workdir / f"hosts-{hosts}.ini"
+    inventory.write_text("[all]\n" + "".join(f"host{n:04d} ansible_connection=local\n" for n in range(hosts)))
+    playbook = workdir / "site.yml"
+    playbook.write_text(PLAYBOOK)
+    tracked_env = environment(emulator.url, workdir, tracked=True)
+    untracked_env = environment(emulator.url, workdir, tracked=False)
+    run_once(inventory, playbook, tracked_env)
+    run_once(inventory, playbook, untracked_env)
+    emulator.reset()
+    tracked, untracked = [], []
+    for _round in range(rounds):
+        tracked.append(run_once(inventory, playbook, tracked_env))
+        untracked.append(run_once(inventory, playbook, untracked_env))
+    return Figures(statistics.median(wall for wall, _cpu in tracked), statistics.median(wall for wall, _cpu in untracked),
+                   statistics.median(cpu for _wall, cpu in tracked), statistics.median(cpu for _wall, cpu in untracked),
+                   len(emulator.requests()) / rounds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--hosts", type=int, default=500)
+    parser.add_argument("--many-host-rounds", type=int, default=5)
+    args = parser.parse_args()
+    load_before = f"{os.getloadavg()[0]:.2f}"
+    with RetraceEmulator() as emulator, tempfile.TemporaryDirectory(prefix="retrace-bench-") as tmp:
+        workdir = pathlib.Path(tmp)
+        one = measure(emulator, workdir, 1, args.rounds)
+        many = measure(emulator, workdir, args.hosts, args.many_host_rounds)
+    print(f"load average before/after: {load_before} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
+    print(f"{'inventory':<12}{'tracked s':>11}{'untracked s':>13}{'wall ratio':>12}{'added ms':>10}{'cpu ratio':>11}{'requests/run':>14}")
+    for label, figures in (("1 host", one), (f"{args.hosts} hosts", many)):
+        print(f"{label:<12}{figures.tracked_wall:>11.3f}{figures.untracked_wall:>13.3f}{figures.wall_ratio:>12.3f}"
+              f"{(figures.tracked_wall - figures.untracked_wall) * 1000:>10.0f}{figures.cpu_ratio:>11.3f}{figures.requests_per_run:>14.1f}")
+    print(f"\ntrivial playbook, tracked/untracked wall ratio: {one.wall_ratio:.3f} (target <= 1.03)")
+    verdict = "no worse" if many.wall_ratio <= one.wall_ratio else "WORSE"
+    print(f"{args.hosts} hosts: {many.requests_per_run:g} requests per run (target 2); wall ratio {many.wall_ratio:.3f} "
+          f"vs {one.wall_ratio:.3f} with 1 host ({verdict})")
+    return 0 if one.requests_per_run == 2 and many.requests_per_run == 2 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Demo step: the callback turns plain ansible-playbook runs into Retrace deployments.
+
+demo/callback/ansible.cfg enables it and names the app and environment; the playbook knows
+nothing about Retrace.  One run completes, the next fails on one host and is cancelled.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+DEMO_DIR = pathlib.Path(__file__).resolve().parents[2] / "demo" / "callback"
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
+
+
+def run(emulator_url: str, api_key: str, workdir: pathlib.Path) -> list[str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("RETRACE_", "STACKIFY_"))}
+    env.update(ANSIBLE_CONFIG=str(DEMO_DIR / "ansible.cfg"), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+               ANSIBLE_LOCAL_TEMP=str(workdir / "tmp"), ANSIBLE_NOCOLOR="1",
+               RETRACE_API_URL=emulator_url, RETRACE_API_KEY=api_key)
+    lines = []
+    for version, extra in (("2.0.0", []), ("2.0.1", ["-e", "break_on=web2"])):
+        completed = subprocess.run([str(ANSIBLE_PLAYBOOK), str(DEMO_DIR / "deploy.yml"), "-e", f"retrace_version={version}", *extra],
+                                   cwd=DEMO_DIR, env=env, capture_output=True, text=True, check=False, timeout=60)
+        said = [line.removeprefix("Retrace: ") for line in completed.stdout.splitlines() if line.startswith("Retrace: ")]
+        lines.append(f"callback: ansible-playbook deploy.yml -e retrace_version={version} {' '.join(extra)}".rstrip()
+                     + f" -> exit {completed.returncode}; {' / '.join(said[-1:]) or 'no Retrace line: ' + completed.stderr.strip()[-200:]}")
+    return lines

@@ -1,0 +1,338 @@
+"""The callback end to end: real ansible-playbook processes, real HTTP to the emulator, the journal checked.
+
+Every test uses its own emulator and directory, so the module runs under pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+
+import ansible_runner
+import pytest
+
+from retrace_emulator import DEMO_API_KEY
+
+OK_TASK = """
+- name: Say hello
+  ansible.builtin.debug:
+    msg: hello
+"""
+FAILING_TASK = """
+- name: Break
+  ansible.builtin.fail:
+    msg: broken on purpose
+"""
+PING_TASK = """
+- name: Reach the host
+  ansible.builtin.ping:
+"""
+STARTED = "Retrace: deployment 1.0.0 of DemoApp to Production started"
+COMPLETED = "Retrace: deployment 1.0.0 of DemoApp to Production completed"
+CANCELLED = "Retrace: deployment 1.0.0 of DemoApp to Production cancelled"
+
+
+def only_warning(run) -> str:
+    warnings = [line for line in run.output.splitlines() if "[WARNING]" in line and "Retrace" in line]
+    assert len(warnings) == 1, run.output
+    return warnings[0]
+
+
+# --- how the run ends ------------------------------------------------------------------------------
+
+def test_successful_run_is_one_started_and_completed_deployment(runner):
+    playbook = runner.playbook("site.yml", OK_TASK)
+    run = runner.run(str(playbook))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+    assert run.retrace_lines() == [STARTED, COMPLETED]
+    start = runner.emulator.requests("start")[0]
+    assert start["body"]["Version"] == "1.0.0" and start["headers"]["User-Agent"].startswith("stackify-retrace/")
+    # The start line comes before the first task runs.
+    assert run.stdout.index(STARTED) < run.stdout.index("TASK [Say hello]")
+
+
+def test_task_failure_cancels_and_names_the_host(runner):
+    run = runner.run(str(runner.playbook("site.yml", FAILING_TASK)))
+    assert run.returncode == 2
+    assert runner.actions() == [("start", 202), ("cancel", 202)]
+    assert run.retrace_lines()[-1] == f"{CANCELLED}: failed on localhost"
+
+
+def test_rescued_failure_completes(runner):
+    run = runner.run(str(runner.playbook("site.yml", """
+        - name: Guarded
+          block:
+            - name: Break
+              ansible.builtin.fail:
+                msg: broken on purpose
+          rescue:
+            - name: Recover
+              ansible.builtin.debug:
+                msg: recovered
+    """)))
+    assert run.returncode == 0, run.output
+    assert "rescued=1" in run.stdout
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+
+
+def test_ignored_failures_complete(runner):
+    run = runner.run(str(runner.playbook("site.yml", """
+        - name: Ignored
+          ansible.builtin.fail:
+            msg: ignored
+          ignore_errors: true
+        - name: Never failing
+          ansible.builtin.command: "false"
+          failed_when: false
+          changed_when: false
+    """)))
+    assert run.returncode == 0, run.output
+    assert "ignored=1" in run.stdout
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+
+
+def test_unreachable_host_cancels(runner):
+    # Nothing listens on port 1 of loopback: ssh fails at once and the host is unreachable.
+    inventory = runner.write("hosts.ini", """
+        [web]
+        localhost ansible_connection=local
+        down ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh ansible_ssh_args="-o ConnectTimeout=3"
+    """)
+    run = runner.run("-i", str(inventory), str(runner.playbook("site.yml", PING_TASK, hosts="web")))
+    assert run.returncode == 4, run.output
+    assert runner.actions() == [("start", 202), ("cancel", 202)]
+    assert run.retrace_lines()[-1] == f"{CANCELLED}: unreachable: down"
+
+
+@pytest.mark.parametrize("signal_name, whole_group, expected_returncode", [
+    ("SIGINT", False, 99),
+    ("SIGINT", True, 99),  # Ctrl-C in a terminal reaches the workers too
+    ("SIGTERM", False, -signal.SIGTERM),
+])
+def test_signal_mid_run_cancels(runner, sleeper, signal_name, whole_group, expected_returncode):
+    playbook, marker = sleeper
+    run = runner.run_and_signal(getattr(signal, signal_name), marker, str(playbook), whole_group=whole_group)
+    assert run.returncode == expected_returncode, run.output
+    assert runner.actions() == [("start", 202), ("cancel", 202)]
+    assert run.retrace_lines()[-1].startswith(f"{CANCELLED}: the run was stopped by")
+    assert signal_name in run.retrace_lines()[-1]
+    assert run.seconds < 20  # the 30 s task was really interrupted
+
+
+def test_error_after_start_cancels(runner):
+    playbook = runner.write("site.yml", """
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: First play works
+              ansible.builtin.debug:
+                msg: fine
+        - hosts: "{{ group_that_is_not_defined }}"
+          gather_facts: false
+          tasks: []
+    """)
+    run = runner.run(str(playbook))
+    assert run.returncode != 0
+    assert "group_that_is_not_defined" in run.output
+    assert runner.actions() == [("start", 202), ("cancel", 202)]
+    assert "an error aborted it" in run.retrace_lines()[-1]
+
+
+def test_unparsable_second_playbook_file_cancels(runner):
+    first = runner.playbook("first.yml", OK_TASK)
+    broken = runner.write("broken.yml", "- hosts: localhost\n  tasks: [\n")
+    run = runner.run(str(first), str(broken))
+    assert run.returncode != 0
+    assert runner.actions() == [("start", 202), ("cancel", 202)]
+    assert "an error aborted it" in run.retrace_lines()[-1]
+
+
+def test_two_playbook_files_are_one_deployment(runner):
+    first = runner.playbook("first.yml", OK_TASK)
+    second = runner.playbook("second.yml", OK_TASK)
+    run = runner.run(str(first), str(second))
+    assert run.returncode == 0, run.output
+    assert run.stdout.count("PLAY RECAP") == 2
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+    assert run.retrace_lines() == [STARTED, COMPLETED]
+
+
+@pytest.mark.parametrize("failing", ["first", "second"])
+def test_two_playbook_files_one_failing_cancel_once(runner, failing):
+    tasks = {"first": OK_TASK, "second": OK_TASK, failing: FAILING_TASK}
+    run = runner.run(str(runner.playbook("first.yml", tasks["first"])), str(runner.playbook("second.yml", tasks["second"])))
+    assert run.returncode == 2
+    assert runner.actions() == [("start", 202), ("cancel", 202)]
+    assert run.retrace_lines()[-1] == f"{CANCELLED}: failed on localhost"
+
+
+def test_many_hosts_forks_and_serial_batches_are_one_deployment(runner):
+    inventory = runner.write("hosts.ini", "[fleet]\n" + "".join(f"node{n:02d} ansible_connection=local\n" for n in range(12)))
+    playbook = runner.playbook("site.yml", OK_TASK, hosts="fleet", extra="serial: 5")
+    run = runner.run("-i", str(inventory), "--forks", "4", str(playbook))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+
+
+# --- modes in which nothing is sent --------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["--check", "--syntax-check", "--list-tasks", "--list-hosts", "--list-tags"])
+def test_check_syntax_and_list_modes_send_nothing(runner, mode):
+    run = runner.run(mode, str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == []
+    assert run.retrace_lines() == []
+
+
+def test_check_mode_is_tracked_when_enabled(runner):
+    run = runner.run("--check", "-e", "retrace_track_check_mode=true", str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+def test_missing_settings_warn_once_and_send_nothing(runner):
+    run = runner.run(str(runner.playbook("site.yml", OK_TASK)), unset=("RETRACE_API_KEY", "RETRACE_APP_NAME"))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == []
+    warning = only_warning(run)
+    assert "api_key, app_name not set" in warning and "environment_name" not in warning
+
+
+def test_numeric_extra_var_is_refused_not_silently_rounded(runner):
+    run = runner.run("-e", '{"retrace_version": 1.10}', str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == []
+    assert "version: must be a string, got the number 1.1" in only_warning(run)
+
+
+def test_extra_vars_beat_environment_beat_ansible_cfg(runner):
+    runner.write("ansible.cfg", """
+        [defaults]
+        callbacks_enabled = stackify.retrace.deployment
+
+        [callback_retrace]
+        app_name = DemoApp
+        environment_name = Staging
+        version = from-ini
+        branch = from-ini
+    """)
+    playbook = runner.playbook("site.yml", OK_TASK)
+    run = runner.run("-e", "retrace_version=from-extra-vars", str(playbook),
+                     env={"RETRACE_BRANCH": "from-env"},
+                     unset=("ANSIBLE_CALLBACKS_ENABLED", "RETRACE_APP_NAME", "RETRACE_ENVIRONMENT_NAME", "RETRACE_VERSION"))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+    body = runner.emulator.requests("start")[0]["body"]
+    assert body["EnvironmentName"] == "Staging"  # ini
+    assert body["Branch"] == "from-env"  # env over ini
+    assert body["Version"] == "from-extra-vars"  # extra vars over env and ini
+
+
+def test_version_branch_and_commit_come_from_git(runner):
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=runner.workdir,
+                              check=True, capture_output=True, text=True).stdout.strip()
+    playbook = runner.playbook("site.yml", OK_TASK)
+    git("init", "-q", "-b", "release")
+    git("add", "site.yml")
+    git("commit", "-q", "-m", "site")
+    git("tag", "v2.3.4")
+    run = runner.run(str(playbook), unset=("RETRACE_VERSION",))
+    assert run.returncode == 0, run.output
+    body = runner.emulator.requests("start")[0]["body"]
+    assert body["Version"] == "v2.3.4"
+    assert body["Branch"] == "release" and body["Commit"] == git("rev-parse", "HEAD")
+    assert runner.emulator.requests("complete")[0]["body"]["Version"] == "v2.3.4"
+
+
+def test_version_falls_back_to_playbook_name_and_time_outside_git(runner):
+    run = runner.run(str(runner.playbook("site.yml", OK_TASK)), unset=("RETRACE_VERSION",))
+    assert run.returncode == 0, run.output
+    versions = [entry["body"]["Version"] for entry in runner.emulator.requests()]
+    assert len(set(versions)) == 1 and versions[0].startswith("site-") and versions[0].endswith("Z")
+
+
+# --- the API misbehaving never harms the playbook ------------------------------------------------
+
+def test_rejected_key_warns_once_and_sends_no_end(runner):
+    run = runner.run(str(runner.playbook("site.yml", OK_TASK)), env={"RETRACE_API_KEY": "not-the-key"})
+    assert run.returncode == 0, run.output
+    assert runner.actions() == [("start", 401)]
+    assert "rejected the API key" in only_warning(run)
+    assert "not-the-key" not in run.output
+
+
+def test_rejected_request_warns_and_keeps_the_failure_exit_code(runner):
+    run = runner.run(str(runner.playbook("site.yml", FAILING_TASK)), env={"RETRACE_APP_NAME": "NoSuchApp"})
+    assert run.returncode == 2
+    assert runner.actions() == [("start", 400)]
+    assert "NoSuchApp" in only_warning(run)
+
+
+def test_overloaded_api_is_retried(runner):
+    runner.emulator.inject("start", [{"status": 503, "retry_after": "1"}])
+    run = runner.run(str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == [("start", 503), ("start", 202), ("complete", 202)]
+    assert run.retrace_lines() == [STARTED, COMPLETED]
+
+
+def test_hanging_start_is_bounded_by_the_budget(runner):
+    runner.emulator.inject("start", [{"hang": True}])
+    run = runner.run("-e", "retrace_time_budget=2", str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert [entry["outcome"] for entry in runner.emulator.requests()] == ["hung"]
+    assert "unreachable" in only_warning(run)
+    # A generous bound: ansible-playbook itself takes ~1.5 s, the budget 2 s; without it the call would hang.
+    assert run.seconds < 12
+
+
+def test_hanging_end_is_bounded_by_the_budget(runner):
+    runner.emulator.inject("complete", [{"hang": True}])
+    run = runner.run("-e", "retrace_time_budget=2", str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert [entry["action"] for entry in runner.emulator.requests()] == ["start", "complete"]
+    assert runner.emulator.requests("complete")[0]["outcome"] == "hung"
+    assert "complete of deployment 1.0.0" in only_warning(run)
+    assert run.seconds < 12
+
+
+def test_api_down_never_changes_the_exit_code(runner):
+    run = runner.run("-e", "retrace_time_budget=1", str(runner.playbook("site.yml", FAILING_TASK)),
+                     env={"RETRACE_API_URL": "http://127.0.0.1:1"})
+    assert run.returncode == 2
+    assert "unreachable" in only_warning(run)
+
+
+# --- secrets and verbosity -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("tasks", [OK_TASK, FAILING_TASK])
+def test_key_never_printed_at_vvvv_but_payload_is(runner, tasks):
+    run = runner.run("-vvvv", str(runner.playbook("site.yml", tasks)))
+    assert DEMO_API_KEY not in run.output
+    assert 'Retrace start: {"method": "POST"' in run.stdout
+    assert json.dumps(runner.emulator.requests("start")[0]["body"]) in run.stdout
+
+
+def test_payload_hidden_without_verbosity(runner):
+    run = runner.run(str(runner.playbook("site.yml", OK_TASK)))
+    assert '"payload"' not in run.output
+
+
+# --- ansible-runner (the engine of AWX) -----------------------------------------------------------
+
+def test_under_ansible_runner(runner, monkeypatch):
+    project = runner.workdir / "runner" / "project"
+    project.mkdir(parents=True)
+    (project / "site.yml").write_text(runner.playbook("site.yml", OK_TASK).read_text())
+    env = {name: value for name, value in runner.env.items() if name.startswith(("ANSIBLE_", "RETRACE_"))}
+    env.pop("ANSIBLE_CONFIG")
+    monkeypatch.setenv("PATH", runner.env["PATH"])  # ansible-runner looks ansible-playbook up in its own PATH
+    result = ansible_runner.run(private_data_dir=str(runner.workdir / "runner"), playbook="site.yml", inventory="localhost",
+                                envvars={**env, "ANSIBLE_CONNECTION": "local"}, quiet=True)
+    assert result.rc == 0 and result.status == "successful", result.stdout.read()
+    assert runner.actions() == [("start", 202), ("complete", 202)]
