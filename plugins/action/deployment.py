@@ -41,7 +41,7 @@ class ActionModule(ActionBase):
         outcome = run_deployment_task(
             validation.validated_parameters,
             check_mode=self._task.check_mode,
-            entry_point=f"ansible-core {ansible_version}",
+            entry_point=f"ansible-module; ansible-core {ansible_version}",
             log=lambda message: display.vv(message, host=self._host_name(task_vars)),
             hosts_in_task=self._hosts_in_task(task_vars or {}),
         )

@@ -220,7 +220,7 @@ def main():
     # only when the module is executed on its own (for example copied into a library/ folder).
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     result = run_deployment_task(module.params, check_mode=module.check_mode,
-                                 entry_point=f"ansible-core {ansible_version} module", log=module.log)
+                                 entry_point=f"ansible-module-on-host; ansible-core {ansible_version}", log=module.log)
     if result.get("failed"):
         module.fail_json(**{key: value for key, value in result.items() if key != "failed"})
     module.exit_json(**result)

@@ -26,6 +26,8 @@ def test_each_state_is_sent_once_with_its_fields(tmp_path, ansible_env, retrace_
     assert calls(retrace_emulator) == [("start", 202), ("complete", 202), ("start", 202), ("cancel", 202)]
     cancel_body = retrace_emulator.requests("cancel")[0]["body"]
     assert cancel_body == {"Version": "1.1", "AppName": "DemoApp", "EnvironmentName": "Production"}
+    user_agent = retrace_emulator.requests("start")[0]["headers"]["User-Agent"]
+    assert user_agent.startswith("stackify-retrace/0.1.0 (ansible-module; ansible-core 2.")
 
 
 def test_check_mode_sends_nothing_and_returns_the_request(tmp_path, ansible_env, retrace_emulator):
