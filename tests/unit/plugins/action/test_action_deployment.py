@@ -41,7 +41,7 @@ def test_validated_parameters_and_task_context_reach_the_task(calls):
     params, context = calls[0]
     assert params["timeout"] == 10.0 and params["validate_certs"] is True
     assert context["check_mode"] is True and context["hosts_in_task"] == 3
-    assert context["entry_point"].startswith("ansible-core ")
+    assert context["entry_point"].startswith("ansible-module; ansible-core ")
 
 
 def test_run_once_counts_as_one_host(calls):
