@@ -40,13 +40,16 @@ def deploy(c, version=None):
 '''
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7, help="runs of each kind (default 7)")
-    parser.add_argument("--steps", type=pathlib.Path, default=REPO_ROOT / "demo" / "fabric" / "bench-deploy.yaml",
-                        help="a YAML file whose retrace.steps are deployed (default: demo/fabric/bench-deploy.yaml)")
-    args = parser.parse_args()
-    steps = yaml.safe_load(args.steps.read_text(encoding="utf-8"))["retrace"]["steps"]
+DEFAULT_STEPS = REPO_ROOT / "demo" / "fabric" / "bench-deploy.yaml"
+
+
+def measure(runs: int = 7, steps_file: pathlib.Path = DEFAULT_STEPS) -> dict:
+    """Alternating tracked/untracked ``fab -H host deploy`` runs (after one warm-up pair).
+
+    Returns {"steps", "tracked", "untracked" (lists of seconds), "calls" (requests the emulator received),
+    "expected_calls", "ratio" (of the medians), "fastest_ratio", "overhead" (seconds per deploy)}.
+    """
+    steps = yaml.safe_load(steps_file.read_text(encoding="utf-8"))["retrace"]["steps"]
     with tempfile.TemporaryDirectory(prefix="bench-fabric-") as tmp, RetraceEmulator() as emulator, \
             LoopbackSshd(pathlib.Path(tmp) / "sshd", hosts=1) as sshd:
         tracked, untracked = _projects(pathlib.Path(tmp), steps, sshd, emulator.url)
@@ -55,22 +58,33 @@ def main() -> int:
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
         command = [FAB, "-H", sshd.host_strings[0], "deploy"]
         times: dict[str, list[float]] = {"tracked": [], "untracked": []}
-        for run in range(args.runs + 1):  # run 0 warms caches and is not counted
+        for run in range(runs + 1):  # run 0 warms caches and is not counted
             for kind, directory in (("untracked", untracked), ("tracked", tracked)) if run % 2 else (("tracked", tracked), ("untracked", untracked)):
                 elapsed = _time(command + ["--version", f"bench-{run}"], directory, environ)
                 if run:
                     times[kind].append(elapsed)
         calls = len(emulator.requests())
     tracked_median, untracked_median = statistics.median(times["tracked"]), statistics.median(times["untracked"])
-    print(f"steps per deploy: {len(steps)} (from {args.steps.relative_to(REPO_ROOT) if args.steps.is_relative_to(REPO_ROOT) else args.steps})")
+    return {"steps": len(steps), **times, "calls": calls, "expected_calls": 2 * (runs + 1),
+            "ratio": tracked_median / untracked_median, "fastest_ratio": min(times["tracked"]) / min(times["untracked"]),
+            "overhead": tracked_median - untracked_median}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs of each kind (default 7)")
+    parser.add_argument("--steps", type=pathlib.Path, default=DEFAULT_STEPS,
+                        help="a YAML file whose retrace.steps are deployed (default: demo/fabric/bench-deploy.yaml)")
+    args = parser.parse_args()
+    figures = measure(args.runs, args.steps)
+    print(f"steps per deploy: {figures['steps']} (from {args.steps.relative_to(REPO_ROOT) if args.steps.is_relative_to(REPO_ROOT) else args.steps})")
     for kind in ("untracked", "tracked"):
-        values = times[kind]
+        values = figures[kind]
         print(f"{kind:>9}: median {statistics.median(values):.3f} s  min {min(values):.3f} s  max {max(values):.3f} s  ({len(values)} runs)")
-    print(f"Retrace calls received by the emulator: {calls} (expected {2 * (args.runs + 1)})")
-    print(f"wall ratio tracked / untracked (medians): {tracked_median / untracked_median:.3f}  (target <= 1.05)")
-    print(f"wall ratio tracked / untracked (fastest runs, least disturbed by machine load): "
-          f"{min(times['tracked']) / min(times['untracked']):.3f}")
-    print(f"tracking overhead: {tracked_median - untracked_median:+.3f} s per deploy")
+    print(f"Retrace calls received by the emulator: {figures['calls']} (expected {figures['expected_calls']})")
+    print(f"wall ratio tracked / untracked (medians): {figures['ratio']:.3f}  (target <= 1.05)")
+    print(f"wall ratio tracked / untracked (fastest runs, least disturbed by machine load): {figures['fastest_ratio']:.3f}")
+    print(f"tracking overhead: {figures['overhead']:+.3f} s per deploy")
     return 0
 
 

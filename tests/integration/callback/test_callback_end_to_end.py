@@ -11,8 +11,14 @@ import subprocess
 
 import ansible_runner
 import pytest
+from ansible.release import __version__ as ansible_version
 
+from ansible_collections.stackify.retrace.tests.reliability.reliability_helpers import retrace_warnings
 from retrace_emulator import DEMO_API_KEY
+
+# Before 2.19 ansible-playbook has no SIGTERM handler of its own: the main process dies (after our
+# cancel), but its forked worker finishes the running task and holds the output open until then.
+ANSIBLE_STOPS_WORKERS_ON_SIGTERM = tuple(int(part) for part in ansible_version.split(".")[:2]) >= (2, 19)
 
 OK_TASK = """
 - name: Say hello
@@ -34,7 +40,7 @@ CANCELLED = "Retrace: deployment 1.0.0 of DemoApp to Production cancelled"
 
 
 def only_warning(run) -> str:
-    warnings = [line for line in run.output.splitlines() if "[WARNING]" in line and "Retrace" in line]
+    warnings = retrace_warnings(run.output)  # joined: ansible-core before 2.19 wraps them at 80 columns
     assert len(warnings) == 1, run.output
     return warnings[0]
 
@@ -118,7 +124,8 @@ def test_signal_mid_run_cancels(runner, sleeper, signal_name, whole_group, expec
     assert runner.actions() == [("start", 202), ("cancel", 202)]
     assert run.retrace_lines()[-1].startswith(f"{CANCELLED}: the run was stopped by")
     assert signal_name in run.retrace_lines()[-1]
-    assert run.seconds < 20  # the 30 s task was really interrupted
+    if signal_name == "SIGINT" or ANSIBLE_STOPS_WORKERS_ON_SIGTERM:
+        assert run.seconds < 20  # the 30 s task was really interrupted
 
 
 def test_error_after_start_cancels(runner):

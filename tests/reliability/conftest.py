@@ -1,0 +1,42 @@
+"""Fixtures for the reliability rows no entry point's own suite covered: real subprocesses, real HTTP."""
+
+from __future__ import annotations
+
+import pathlib
+import socket
+import sys
+
+import pytest
+
+INTEGRATION = pathlib.Path(__file__).resolve().parent.parent / "integration"
+sys.path[:0] = [str(INTEGRATION / "module"), str(INTEGRATION / "fabric"), str(pathlib.Path(__file__).resolve().parent)]
+
+# pylint: disable=wrong-import-position
+from ansible_run import DEMO_KEY, child_environment  # noqa: E402
+from reliability_helpers import CALLBACK, FabDirectory  # noqa: E402
+
+
+@pytest.fixture
+def ansible_env(tmp_path, retrace_emulator):
+    """ansible-playbook's environment: the emulator's URL and the demo key, as a user would export them."""
+    return child_environment(tmp_path, RETRACE_API_URL=retrace_emulator.url, RETRACE_API_KEY=DEMO_KEY)
+
+
+@pytest.fixture
+def callback_env(ansible_env):
+    """The same, with the callback enabled and every setting it needs in RETRACE_* variables."""
+    return dict(ansible_env, ANSIBLE_CALLBACKS_ENABLED=CALLBACK, RETRACE_APP_NAME="DemoApp",
+                RETRACE_ENVIRONMENT_NAME="Production", RETRACE_VERSION="1.0.0", ANSIBLE_LOCALHOST_WARNING="false")
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def fab(tmp_path, retrace_emulator):
+    return FabDirectory(tmp_path, retrace_emulator)

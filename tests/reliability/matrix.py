@@ -1,0 +1,321 @@
+"""The reliability matrices: each row a promise, each cell the tests (by pytest node id) that keep it.
+
+A reference is ``path::test`` (every parametrization of that test) or ``path::test[id]`` (one).
+report_plugin.py matches them to the outcomes of the run and writes docs/reliability.md.  Tests
+live where their entry point's other tests live; tests/reliability/ holds only the rows no other
+suite covered.  Renaming a cited test without updating this file turns its cell into ``not run``,
+which fails ``make test``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class NotApplicable:
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Limitation:
+    """A promise the entry point cannot keep, said plainly instead of hidden; not a test."""
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    case: str
+    expected: str
+    cells: dict
+    attempts: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Matrix:
+    title: str
+    intro: str
+    rows: tuple
+    with_attempts: bool = False
+
+
+ENTRY_POINTS = ("module", "role", "callback", "fabric")
+
+CORE = "tests/integration/core/test_core_against_emulator.py"
+M_FAULTS = "tests/integration/module/test_module_faults.py"
+M_INPUT = "tests/integration/module/test_module_bad_input.py"
+M_SECRET = "tests/integration/module/test_module_secrecy.py"
+R_MOLECULE = "tests/integration/role/test_role_molecule.py"
+R_PLAYS = "tests/integration/role/test_role_playbooks.py"
+CB = "tests/integration/callback/test_callback_end_to_end.py"
+F_CALLS = "tests/integration/fabric/test_fabric_single_calls.py"
+F_SSH = "tests/integration/fabric/test_fabric_deploy_ssh.py"
+REL_FAULTS = "tests/reliability/test_fault_matrix.py"
+REL_EXITS = "tests/reliability/test_exit_paths.py"
+REL_INPUT = "tests/reliability/test_bad_input_matrix.py"
+REL_KEY = "tests/reliability/test_key_hygiene.py"
+
+
+def _refs(*references: str) -> tuple:
+    return references
+
+
+# --- fault matrix ------------------------------------------------------------------------------
+
+FAULT_ROWS = (
+    Row("503, 503, then 202", "accepted after retrying; the run goes on", {
+        "core": _refs(f"{CORE}::test_transient_failures_twice_then_accepted[fault0]"),
+        "module": _refs(f"{REL_FAULTS}::test_module_retries_503_twice_and_honours_an_http_date"),
+        "role": _refs(f"{REL_FAULTS}::test_role_recovers_from_retryable_faults[503x2-then-429-seconds]"),
+        "callback": _refs(f"{REL_FAULTS}::test_callback_recovers_from_retryable_faults[503x2-then-429-seconds]"),
+        "fabric": _refs(f"{REL_FAULTS}::test_fabric_recovers_from_retryable_faults[503x2]"),
+    }, attempts="3"),
+    Row("429 with Retry-After in seconds", "waits at least that long, then accepted", {
+        "core": _refs(f"{CORE}::test_transient_failures_twice_then_accepted[fault4]", f"{CORE}::test_retry_after_seconds_is_waited_for"),
+        "module": _refs(f"{M_FAULTS}::test_overload_and_server_errors_are_retried"),
+        "role": _refs(f"{REL_FAULTS}::test_role_recovers_from_retryable_faults[503x2-then-429-seconds]"),
+        "callback": _refs(f"{REL_FAULTS}::test_callback_recovers_from_retryable_faults[503x2-then-429-seconds]"),
+        "fabric": _refs(f"{REL_FAULTS}::test_fabric_recovers_from_retryable_faults[429-seconds]"),
+    }, attempts="2"),
+    Row("429 with Retry-After as an HTTP date", "waits until that date, then accepted", {
+        "core": _refs(f"{CORE}::test_retry_after_http_date_is_waited_for"),
+        "module": _refs(f"{REL_FAULTS}::test_module_retries_503_twice_and_honours_an_http_date"),
+        "role": _refs(f"{REL_FAULTS}::test_role_recovers_from_retryable_faults[reset-then-429-date]"),
+        "callback": _refs(f"{REL_FAULTS}::test_callback_recovers_from_retryable_faults[reset-then-429-date]"),
+        "fabric": _refs(f"{REL_FAULTS}::test_fabric_recovers_from_retryable_faults[429-http-date]"),
+    }, attempts="2"),
+    Row("connection refused", "retried until the deadline, then reported unreachable; nothing else breaks", {
+        "core": _refs(f"{CORE}::test_refused_connection_ends_in_a_clear_unreachable_error"),
+        "module": _refs(f"{M_FAULTS}::test_unreachable_api_fails_within_the_deadline"),
+        "role": _refs(f"{REL_FAULTS}::test_role_stops_before_deploying_when_the_start_is_refused[connection-refused]"),
+        "callback": _refs(f"{CB}::test_api_down_never_changes_the_exit_code"),
+        "fabric": _refs(f"{F_CALLS}::test_a_closed_port_is_reported_unreachable"),
+    }, attempts="> 1, within the deadline"),
+    Row("connection reset", "retried, then accepted", {
+        "core": _refs(f"{CORE}::test_transient_failures_twice_then_accepted[fault7]"),
+        "module": _refs(f"{M_FAULTS}::test_lost_answers_and_broken_connections_are_retried"),
+        "role": _refs(f"{REL_FAULTS}::test_role_recovers_from_retryable_faults[reset-then-429-date]"),
+        "callback": _refs(f"{REL_FAULTS}::test_callback_recovers_from_retryable_faults[reset-then-429-date]"),
+        "fabric": _refs(f"{F_CALLS}::test_retryable_faults_are_retried_until_accepted[connection reset]"),
+    }, attempts="2"),
+    Row("server hangs", "each attempt cut at the timeout; the whole call bounded by the deadline (callback: its time budget)", {
+        "core": _refs(f"{CORE}::test_hanging_server_is_bounded_by_the_deadline"),
+        "module": _refs(f"{M_FAULTS}::test_lost_answers_and_broken_connections_are_retried"),
+        "role": _refs(f"{REL_FAULTS}::test_role_recovers_from_retryable_faults[lost-answer-then-hang]"),
+        "callback": _refs(f"{CB}::test_hanging_start_is_bounded_by_the_budget", f"{CB}::test_hanging_end_is_bounded_by_the_budget"),
+        "fabric": _refs(f"{F_CALLS}::test_retryable_faults_are_retried_until_accepted[hang past the timeout]"),
+    }, attempts="> 1 within the deadline"),
+    Row("401 (key rejected)", "fails at once, says to check api_key, never shows the key", {
+        "core": _refs(f"{CORE}::test_unknown_key_is_401_once"),
+        "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
+        "role": _refs(f"{REL_FAULTS}::test_role_stops_before_deploying_when_the_start_is_refused[401]"),
+        "callback": _refs(f"{CB}::test_rejected_key_warns_once_and_sends_no_end"),
+        "fabric": _refs(f"{F_CALLS}::test_a_wrong_key_is_rejected_without_being_shown"),
+    }, attempts="1"),
+    Row("400 unknown app or environment", "fails at once, names the app and environment", {
+        "core": _refs(f"{CORE}::test_unknown_app_or_environment_is_400_with_guidance"),
+        "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
+        "role": _refs(f"{REL_FAULTS}::test_role_stops_before_deploying_when_the_start_is_refused[400-unknown-app]"),
+        "callback": _refs(f"{CB}::test_rejected_request_warns_and_keeps_the_failure_exit_code"),
+        "fabric": _refs(f"{F_CALLS}::test_an_unknown_app_is_named"),
+    }, attempts="1"),
+    Row("409 bad transition", "fails at once (start of a deployment in progress, end of one not in progress)", {
+        "core": _refs(f"{CORE}::test_bad_transitions_are_409_once"),
+        "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
+        "role": _refs(f"{REL_FAULTS}::test_role_stops_before_deploying_when_the_start_is_refused[409-in-progress]"),
+        "callback": _refs(f"{REL_FAULTS}::test_callback_warns_once_when_the_deployment_is_already_in_progress"),
+        "fabric": _refs(f"{F_CALLS}::test_complete_without_start_is_a_bad_transition"),
+    }, attempts="1"),
+    Row("409 on a retried start", "the first attempt was accepted but its answer lost: counted as accepted", {
+        "core": _refs(f"{CORE}::test_409_on_a_retried_start_counts_as_success"),
+        "module": _refs(f"{M_FAULTS}::test_lost_answers_and_broken_connections_are_retried"),
+        "role": _refs(f"{REL_FAULTS}::test_role_recovers_from_retryable_faults[lost-answer-then-hang]"),
+        "callback": _refs(f"{REL_FAULTS}::test_callback_recovers_from_retryable_faults[lost-answer]"),
+        "fabric": _refs(f"{F_CALLS}::test_an_accepted_call_whose_answer_was_lost_counts_as_done"),
+    }, attempts="2"),
+)
+
+# --- exit-path matrix ----------------------------------------------------------------------------
+
+MODULE_EXITS = NotApplicable("The module sends exactly the one call each task names; pairing a start with one end"
+                             " on every exit path is what the role, the callback and `fab deploy` are for.")
+NO_PLAYBOOK = NotApplicable("Fabric has no playbooks, rescue blocks or ignore_errors: a step is a shell command,"
+                            " and a failure it tolerates is written in the command (`cmd || true`).")
+ROLE_SIGNALS = Limitation("An interrupted or terminated ansible-playbook runs no further task, so the role cannot"
+                          " send the cancel: the deployment stays in progress in Retrace, and a new start of the same"
+                          " version is refused (409) until it is ended (`fab retrace.cancel` or the module). Enable"
+                          " the callback (stackify.retrace.deployment), which cancels on SIGINT and SIGTERM, when"
+                          " runs may be interrupted.")
+
+EXIT_ROWS = (
+    Row("success", "one start, one complete", {
+        "module": MODULE_EXITS,
+        "role": _refs(f"{R_MOLECULE}::test_all_hosts_succeed_one_start_one_complete"),
+        "callback": _refs(f"{CB}::test_successful_run_is_one_started_and_completed_deployment"),
+        "fabric": _refs(f"{F_SSH}::test_all_hosts_succeed_in_parallel_with_one_start_and_one_complete"),
+    }),
+    Row("failure", "one start, one cancel; the run still fails", {
+        "module": MODULE_EXITS,
+        "role": _refs(f"{R_MOLECULE}::test_a_failed_host_means_one_start_one_cancel_and_a_failed_play[role_one_host_fails"),
+        "callback": _refs(f"{CB}::test_task_failure_cancels_and_names_the_host"),
+        "fabric": _refs(f"{F_SSH}::test_a_failing_command_on_one_host_cancels_once"),
+    }),
+    Row("rescued or ignored failure", "one start, one complete", {
+        "module": MODULE_EXITS,
+        "role": _refs(f"{REL_EXITS}::test_role_completes_when_the_deployment_tasks_rescue_or_ignore_a_failure"),
+        "callback": _refs(f"{CB}::test_rescued_failure_completes", f"{CB}::test_ignored_failures_complete"),
+        "fabric": NO_PLAYBOOK,
+    }),
+    Row("unreachable host", "one start, one cancel; the run still fails", {
+        "module": MODULE_EXITS,
+        "role": _refs(f"{R_MOLECULE}::test_a_failed_host_means_one_start_one_cancel_and_a_failed_play[role_host_unreachable"),
+        "callback": _refs(f"{CB}::test_unreachable_host_cancels"),
+        "fabric": _refs(f"{F_SSH}::test_an_unreachable_host_cancels_once"),
+    }),
+    Row("SIGINT (Ctrl-C)", "one start, one cancel", {
+        "module": MODULE_EXITS,
+        "role": ROLE_SIGNALS,
+        "callback": _refs(f"{CB}::test_signal_mid_run_cancels[SIGINT-False-99]", f"{CB}::test_signal_mid_run_cancels[SIGINT-True-99]"),
+        "fabric": _refs(f"{F_SSH}::test_a_signal_mid_deploy_cancels_once[SIGINT]"),
+    }),
+    Row("SIGTERM", "one start, one cancel", {
+        "module": MODULE_EXITS,
+        "role": ROLE_SIGNALS,
+        "callback": _refs(f"{CB}::test_signal_mid_run_cancels[SIGTERM"),
+        "fabric": _refs(f"{F_SSH}::test_a_signal_mid_deploy_cancels_once[SIGTERM]"),
+    }),
+    Row("abort by error", "one start, one cancel (or, if the error comes before the start, nothing at all)", {
+        "module": MODULE_EXITS,
+        "role": _refs(f"{REL_EXITS}::test_role_cancels_when_a_deployment_task_errors"),
+        "callback": _refs(f"{CB}::test_error_after_start_cancels", f"{CB}::test_unparsable_second_playbook_file_cancels"),
+        "fabric": _refs(f"{REL_EXITS}::test_fabric_tracked_block_cancels_on_a_python_error",
+                        f"{REL_INPUT}::test_fabric_deploy_rejects_bad_steps_before_the_start"),
+    }),
+    Row("abort by error: the deployment tasks file does not parse", "nothing at all, or one start and one cancel", {
+        "module": MODULE_EXITS,
+        "role": Limitation("A deployment tasks file with a YAML syntax error is only read by include_tasks, after the"
+                           " start was sent; Ansible then aborts the whole run (exit 4) without running rescue, so the"
+                           " role sends no cancel. Fix proposed to the role: parse the file before the start."),
+        "callback": _refs(f"{CB}::test_unparsable_second_playbook_file_cancels"),
+        "fabric": NotApplicable("Fabric's steps are read and checked before the start (see the bad-input matrix)."),
+    }),
+    Row("several playbooks", "callback: one deployment for the whole command; role: one per play it runs in", {
+        "module": MODULE_EXITS,
+        "role": _refs(f"{REL_EXITS}::test_role_in_two_playbook_files_is_two_deployments"),
+        "callback": _refs(f"{CB}::test_two_playbook_files_are_one_deployment", f"{CB}::test_two_playbook_files_one_failing_cancel_once"),
+        "fabric": NotApplicable("Fabric has no playbooks: one `fab deploy` is one deployment."),
+    }),
+    Row("parallel hosts, one failing", "one start, one cancel after every host finished", {
+        "module": MODULE_EXITS,
+        "role": _refs(f"{R_MOLECULE}::test_a_failed_host_means_one_start_one_cancel_and_a_failed_play[role_one_host_fails"),
+        "callback": _refs(f"{CB}::test_unreachable_host_cancels"),
+        "fabric": _refs(f"{F_SSH}::test_a_failing_command_on_one_host_cancels_once"),
+    }),
+)
+
+# --- bad-input matrix ----------------------------------------------------------------------------
+
+CALLBACK_OFF = "warns once naming the setting; the playbook runs untracked"
+MODULE_ALL = _refs(f"{M_INPUT}::test_every_bad_input_fails_before_anything_is_sent")
+ROLE_INPUT = _refs(f"{R_PLAYS}::test_bad_role_input_fails_before_the_start_is_sent")
+ROLE_VIA_MODULE = NotApplicable("The role passes this setting to the module's start task, so the module's check"
+                                " (Module column) is the one that applies; it is not run again through the role.")
+
+
+def _fab(case: str) -> tuple:
+    return _refs(f"{F_CALLS}::test_bad_input_fails_before_anything_is_sent[{case}]")
+
+
+def _callback(case: str) -> tuple:
+    return _refs(f"{REL_INPUT}::test_callback_rejects_bad_settings_before_sending[{case}]")
+
+
+INPUT_ROWS = (
+    Row("api_key missing", "'api_key: is required' (and where to set it)", {
+        "module": _refs(f"{M_INPUT}::test_missing_key_is_reported_with_where_to_set_it"),
+        "role": ROLE_VIA_MODULE,
+        "callback": _refs(f"{CB}::test_missing_settings_warn_once_and_send_nothing"), "fabric": _fab("no key")}),
+    Row("api_key with a newline or space", "'api_key: must not contain spaces, newlines…'", {
+        "module": MODULE_ALL, "role": ROLE_VIA_MODULE, "callback": _callback("key-with-newline"), "fabric": _fab("key with a newline")}),
+    Row("api_url plain http:// to a remote host", "'api_url: plain http:// would send the API key unencrypted'", {
+        "module": MODULE_ALL, "role": ROLE_INPUT, "callback": _callback("plain-http"), "fabric": _fab("plain http to a remote host")}),
+    Row("api_url not an http(s) URL", "'api_url: must be an absolute https:// URL'", {
+        "module": MODULE_ALL, "role": ROLE_VIA_MODULE, "callback": _callback("api-url-not-a-url"), "fabric": _fab("api_url not http")}),
+    Row("app_name missing", "'app_name: is required'", {
+        "module": MODULE_ALL, "role": ROLE_VIA_MODULE,
+        "callback": _refs(f"{CB}::test_missing_settings_warn_once_and_send_nothing"), "fabric": _fab("no app")}),
+    Row("environment_name empty", "'environment_name: is required but is empty'", {
+        "module": MODULE_ALL, "role": ROLE_VIA_MODULE, "callback": _callback("blank-environment"), "fabric": _fab("empty environment flag")}),
+    Row("version longer than 255", "'version: must be at most 255 characters'", {
+        "module": MODULE_ALL, "role": ROLE_INPUT, "callback": _callback("version-too-long"), "fabric": _fab("version too long")}),
+    Row("version not a string", "'version: must be a string, got …'", {
+        "module": MODULE_ALL, "role": ROLE_VIA_MODULE,
+        "callback": _refs(f"{CB}::test_numeric_extra_var_is_refused_not_silently_rounded"),
+        "fabric": _fab("version not a string in fabric.yaml")}),
+    Row("name with a control character", "'name: must not contain control characters'", {
+        "module": MODULE_ALL, "role": ROLE_VIA_MODULE, "callback": _callback("name-control-character"),
+        "fabric": _fab("name with a control character")}),
+    Row("uri not an absolute URL", "'uri: must be an absolute http:// or https:// URL'", {
+        "module": MODULE_ALL, "role": ROLE_VIA_MODULE, "callback": _callback("relative-uri"), "fabric": _fab("uri not a URL")}),
+    Row("timeout not a positive number", "names 'timeout'", {
+        "module": MODULE_ALL, "role": ROLE_INPUT, "callback": _callback("negative-timeout"), "fabric": _fab("timeout negative")}),
+    Row("validate_certs not a boolean", "names 'validate_certs'", {
+        "module": MODULE_ALL, "role": ROLE_VIA_MODULE,
+        "callback": Limitation("Not rejected: Ansible's own boolean conversion turns an unknown value such as"
+                               " `retrace_validate_certs=perhaps` into false, so TLS verification is silently off."
+                               " Reported to the callback's maintainers."),
+        "fabric": _fab("validate_certs not a boolean")}),
+    Row("deployment steps missing (role: tracked_deployment_tasks, Fabric: retrace.steps)", "names the setting; nothing deployed", {
+        "module": NotApplicable("The module runs no deployment steps."), "role": ROLE_INPUT,
+        "callback": NotApplicable("The callback runs no deployment steps: the playbook is the deployment."),
+        "fabric": _refs(f"{REL_INPUT}::test_fabric_deploy_rejects_bad_steps_before_the_start")}),
+)
+
+# --- key hygiene ---------------------------------------------------------------------------------
+
+KEY_ROWS = (
+    Row("stdout and stderr, highest verbosity, success", "the key never appears", {
+        "module": _refs(f"{REL_KEY}::test_module_key_hygiene", f"{M_SECRET}::test_key_stays_secret_at_every_verbosity_and_outcome"),
+        "role": _refs(f"{REL_KEY}::test_role_key_hygiene"),
+        "callback": _refs(f"{REL_KEY}::test_callback_key_hygiene[success]", f"{CB}::test_key_never_printed_at_vvvv_but_payload_is"),
+        "fabric": _refs(f"{REL_KEY}::test_fabric_key_hygiene", f"{F_CALLS}::test_the_key_is_never_shown_even_in_fabric_debug_output"),
+    }),
+    Row("stdout and stderr, highest verbosity, every failure", "the key never appears (401, 400, 409, invalid input, unreachable, task failure)", {
+        "module": _refs(f"{REL_KEY}::test_module_key_hygiene", f"{M_SECRET}::test_key_stays_secret_at_every_verbosity_and_outcome"),
+        "role": _refs(f"{REL_KEY}::test_role_key_hygiene", f"{R_PLAYS}::test_key_stays_secret_when_the_role_fails_at_vvvv"),
+        "callback": _refs(f"{REL_KEY}::test_callback_key_hygiene"),
+        "fabric": _refs(f"{REL_KEY}::test_fabric_key_hygiene", f"{F_CALLS}::test_a_wrong_key_is_rejected_without_being_shown"),
+    }),
+    Row("logs", "the key never appears in ANSIBLE_LOG_PATH (Fabric has no log file: its -d debug output is checked)", {
+        "module": _refs(f"{REL_KEY}::test_module_key_hygiene", f"{M_SECRET}::test_key_stays_secret_at_every_verbosity_and_outcome"),
+        "role": _refs(f"{REL_KEY}::test_role_key_hygiene"),
+        "callback": _refs(f"{REL_KEY}::test_callback_key_hygiene"),
+        "fabric": _refs(f"{REL_KEY}::test_fabric_key_hygiene",
+                        f"{F_CALLS}::test_a_key_kept_in_fabric_yaml_or_fabric_env_is_redacted_from_fabric_debug_output"),
+    }),
+    Row("emulator journal", "only the key's fingerprint is recorded", {
+        "module": _refs(f"{REL_KEY}::test_module_key_hygiene"),
+        "role": _refs(f"{REL_KEY}::test_role_key_hygiene"),
+        "callback": _refs(f"{REL_KEY}::test_callback_key_hygiene"),
+        "fabric": _refs(f"{REL_KEY}::test_fabric_key_hygiene"),
+    }),
+    Row("files written", "no file the run creates or changes holds the key (temp dirs, HOME, project)", {
+        "module": _refs(f"{REL_KEY}::test_module_key_hygiene"),
+        "role": _refs(f"{REL_KEY}::test_role_key_hygiene"),
+        "callback": _refs(f"{REL_KEY}::test_callback_key_hygiene"),
+        "fabric": _refs(f"{REL_KEY}::test_fabric_key_hygiene"),
+    }),
+)
+
+MATRICES = (
+    Matrix("Fault matrix", "The Retrace API misbehaving, injected into the emulator. \"Fails\" means: the module task"
+           " fails with the error named; the role stops before the deployment tasks run; the callback prints one"
+           " warning and the playbook's own result stands; `fab` exits 1 with the message. Attempts are requests"
+           " the emulator received for that call.", FAULT_ROWS, with_attempts=True),
+    Matrix("Exit-path matrix", "However the run ends, Retrace sees one start followed by exactly one complete or"
+           " cancel, or nothing at all (checked in the emulator's journal).", EXIT_ROWS),
+    Matrix("Bad-input matrix", "Each is rejected before any request reaches the emulator (its journal stays empty),"
+           f" with a message naming the field. Module, role and Fabric fail; the callback {CALLBACK_OFF}.", INPUT_ROWS),
+    Matrix("Key hygiene", "A distinct secret key, accepted by the emulator, is used at the highest verbosity"
+           " (`-vvvv`, `fab -d`) on success and on every failure, and searched for everywhere it could leak.", KEY_ROWS),
+)

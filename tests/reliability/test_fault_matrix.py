@@ -1,0 +1,178 @@
+"""Fault-matrix rows that the module, role, callback and Fabric suites did not already cover (matrix.py).
+
+Faults are injected into the emulator; every entry point then runs for real and the journal is
+read: which requests arrived, with which answer, and how long the client waited between them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import json
+import time
+
+import pytest
+
+from ansible_run import DEMO, DEMO_KEY, calls, play, run_playbook, task, write_playbook
+from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
+from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+from reliability_helpers import retrace_warnings
+
+TWO_HOSTS = "web1 ansible_connection=local\nweb2 ansible_connection=local\n"
+STEPS = [{"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying {{ retrace_version }}"}}]
+
+
+def http_date(seconds_ahead: float) -> str:
+    return email.utils.formatdate(time.time() + seconds_ahead, usegmt=True)
+
+
+def start_directly(emulator, version: str) -> None:
+    """Put a deployment in progress the way another pipeline would."""
+    client, deployment = create_client({"api_key": DEMO_KEY, "api_url": emulator.url, **DEMO, "version": version},
+                                       UrllibTransport(), entry_point="reliability")
+    client.start(deployment)
+
+
+def role_play(tmp_path, **role_vars) -> dict:
+    (tmp_path / "steps.yml").write_text(json.dumps(STEPS))
+    variables = {"tracked_deployment_tasks": "steps.yml", "retrace_app_name": "DemoApp",
+                 "retrace_environment_name": "Production", "retrace_version": "1.0", **role_vars}
+    return {"name": "Tracked deployment", "hosts": "all", "gather_facts": False,
+            "tasks": [{"name": "Deploy", "ansible.builtin.include_role": {"name": "stackify.retrace.tracked_deployment"},
+                       "vars": variables}]}
+
+
+# (faults per action, (action, status) the journal must show, whose wait to check, extra role/callback variables)
+RECOVERIES = {
+    "503x2-then-429-seconds": ({"start": [{"status": 503}, {"status": 503}], "complete": [{"status": 429, "retry_after": "1"}]},
+                               [("start", 503), ("start", 503), ("start", 202), ("complete", 429), ("complete", 202)], "complete", {}),
+    "reset-then-429-date": ({"start": [{"reset": True}], "complete": [{"status": 429, "retry_after": "HTTP-DATE"}]},
+                            [("start", None), ("start", 202), ("complete", 429), ("complete", 202)], "complete", {}),
+    "lost-answer-then-hang": ({"start": [{"process": True, "drop": True}], "complete": [{"hang": True}]},
+                              [("start", None), ("start", 409), ("complete", None), ("complete", 202)], None, {"timeout": 1}),
+    "lost-answer": ({"start": [{"process": True, "drop": True}]}, [("start", None), ("start", 409), ("complete", 202)], None, {}),
+}
+ROLE_RECOVERIES = ("503x2-then-429-seconds", "reset-then-429-date", "lost-answer-then-hang")
+CALLBACK_RECOVERIES = ("503x2-then-429-seconds", "reset-then-429-date", "lost-answer")
+
+
+def inject(emulator, faults: dict, ahead: float = 4) -> None:
+    """Queue faults; an "HTTP-DATE" Retry-After becomes a date ``ahead`` seconds from now."""
+    for action, queue in faults.items():
+        emulator.inject(action, [dict(fault, retry_after=http_date(ahead)) if fault.get("retry_after") == "HTTP-DATE" else fault
+                                 for fault in queue])
+
+
+def check_wait(emulator, action: str | None) -> None:
+    """The retry came no earlier than Retry-After said: 1 s after, or not before the date."""
+    if not action:
+        return
+    first, second = emulator.requests(action)[:2]
+    retry_after = (first["fault"] or {}).get("retry_after")
+    if retry_after and not retry_after.isdigit():
+        not_before = email.utils.parsedate_to_datetime(retry_after)
+        assert datetime.datetime.fromisoformat(second["time"]) >= not_before, "retried before the Retry-After date"
+    else:
+        assert second["monotonic"] - first["monotonic"] >= 0.9, "Retry-After was not honoured"
+
+
+# --- module ----------------------------------------------------------------------------------------
+
+def test_module_retries_503_twice_and_honours_an_http_date(tmp_path, ansible_env, retrace_emulator):
+    inject(retrace_emulator, {"start": [{"status": 503}, {"status": 503}], "complete": [{"status": 429, "retry_after": "HTTP-DATE"}]})
+    playbook = write_playbook(tmp_path, [play(
+        task("started", version="6.0", **DEMO, keywords={"register": "started"}),
+        task("completed", version="6.0", **DEMO, keywords={"register": "completed"}),
+        {"name": "Check the attempts", "ansible.builtin.assert": {"that": [
+            "started is changed and started.attempts == 3 and started.status == 202",
+            "completed is changed and completed.attempts == 2 and completed.status == 202"]}},
+    )])
+    run = run_playbook(playbook, env=ansible_env)
+    assert run.returncode == 0, run.stdout
+    assert calls(retrace_emulator) == [("start", 503), ("start", 503), ("start", 202), ("complete", 429), ("complete", 202)]
+    check_wait(retrace_emulator, "complete")
+
+
+# --- role ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ROLE_RECOVERIES)
+def test_role_recovers_from_retryable_faults(tmp_path, ansible_env, retrace_emulator, case):
+    faults, expected, wait_for, options = RECOVERIES[case]
+    inject(retrace_emulator, faults)
+    play_ = role_play(tmp_path, **{f"retrace_{name}": value for name, value in options.items()})
+    run = run_playbook(write_playbook(tmp_path, [play_]), env=ansible_env, inventory=TWO_HOSTS)
+    assert run.returncode == 0, run.stdout
+    assert "deploying 1.0" in run.stdout
+    assert calls(retrace_emulator) == expected
+    check_wait(retrace_emulator, wait_for)
+
+
+# (role variables, prepare, journal, message)
+REFUSALS = {
+    "401": ({"retrace_api_key": "not-a-known-key"}, None, [("start", 401)], "Retrace rejected the API key (HTTP 401)"),
+    "400-unknown-app": ({"retrace_app_name": "NoSuchApp"}, None, [("start", 400)], "does not know app 'NoSuchApp'"),
+    "409-in-progress": ({}, "start", [("start", 202), ("start", 409)], "already in progress"),
+    "connection-refused": ({"retrace_api_url": "http://127.0.0.1:CLOSED", "retrace_deadline": 1.5}, None, [], "unreachable"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_role_stops_before_deploying_when_the_start_is_refused(tmp_path, ansible_env, retrace_emulator, closed_port, case):
+    role_vars, prepare, expected, message = REFUSALS[case]
+    if prepare:
+        start_directly(retrace_emulator, "1.0")
+    role_vars = {name: value.replace("CLOSED", str(closed_port)) if isinstance(value, str) else value
+                 for name, value in role_vars.items()}
+    run = run_playbook(write_playbook(tmp_path, [role_play(tmp_path, **role_vars)]), env=ansible_env, inventory=TWO_HOSTS)
+    assert run.returncode == 2, run.stdout
+    assert message in run.stdout
+    assert "deploying 1.0" not in run.stdout, "the deployment tasks ran although the start failed"
+    assert calls(retrace_emulator) == expected
+    assert "not-a-known-key" not in run.stdout
+
+
+# --- callback ----------------------------------------------------------------------------------------
+
+def callback_playbook(tmp_path):
+    return write_playbook(tmp_path, [play({"name": "Say hello", "ansible.builtin.debug": {"msg": "hello"}})])
+
+
+@pytest.mark.parametrize("case", CALLBACK_RECOVERIES)
+def test_callback_recovers_from_retryable_faults(tmp_path, callback_env, retrace_emulator, case):
+    faults, expected, wait_for, _options = RECOVERIES[case]
+    inject(retrace_emulator, faults)
+    run = run_playbook(callback_playbook(tmp_path), env=callback_env)
+    assert run.returncode == 0, run.stdout
+    assert calls(retrace_emulator) == expected
+    assert "Retrace: deployment 1.0.0 of DemoApp to Production completed" in run.stdout
+    assert retrace_warnings(run.stdout) == []
+    check_wait(retrace_emulator, wait_for)
+
+
+def test_callback_warns_once_when_the_deployment_is_already_in_progress(tmp_path, callback_env, retrace_emulator):
+    start_directly(retrace_emulator, "1.0.0")
+    run = run_playbook(callback_playbook(tmp_path), env=callback_env)
+    assert run.returncode == 0, run.stdout
+    assert calls(retrace_emulator) == [("start", 202), ("start", 409)]  # and no end: this run did not start it
+    (warning,) = retrace_warnings(run.stdout)
+    assert "HTTP 409" in warning
+
+
+# --- Fabric ------------------------------------------------------------------------------------------
+
+FABRIC_RECOVERIES = {
+    "503x2": ([{"status": 503}, {"status": 503}], [503, 503, 202], False),
+    "429-seconds": ([{"status": 429, "retry_after": "1"}], [429, 202], True),
+    "429-http-date": ([{"status": 429, "retry_after": "HTTP-DATE"}], [429, 202], True),
+}
+
+
+@pytest.mark.parametrize("case", FABRIC_RECOVERIES)
+def test_fabric_recovers_from_retryable_faults(fab, retrace_emulator, case):
+    faults, statuses, check = FABRIC_RECOVERIES[case]
+    inject(retrace_emulator, {"start": faults}, ahead=3)
+    result = fab.run("retrace.start", "--version", "7.0")
+    assert result.returncode == 0, result.stderr
+    assert [entry["status"] for entry in retrace_emulator.requests("start")] == statuses
+    assert f"({len(statuses)} attempts" in result.stdout
+    check_wait(retrace_emulator, "start" if check else None)
