@@ -193,9 +193,7 @@ EXIT_ROWS = (
     }),
     Row("abort by error: the deployment tasks file does not parse", "nothing at all, or one start and one cancel", {
         "module": MODULE_EXITS,
-        "role": Limitation("A deployment tasks file with a YAML syntax error is only read by include_tasks, after the"
-                           " start was sent; Ansible then aborts the whole run (exit 4) without running rescue, so the"
-                           " role sends no cancel. Fix proposed to the role: parse the file before the start."),
+        "role": _refs(f"{REL_EXITS}::test_role_sends_nothing_when_the_deployment_tasks_file_does_not_parse"),
         "callback": _refs(f"{CB}::test_unparsable_second_playbook_file_cancels"),
         "fabric": NotApplicable("Fabric's steps are read and checked before the start (see the bad-input matrix)."),
     }),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ansible_run import calls, run_playbook, write_playbook
 from reliability_helpers import FabDirectory
 
@@ -38,6 +40,17 @@ def test_role_cancels_when_a_deployment_task_errors(tmp_path, ansible_env, retra
     assert run.returncode == 2, run.stdout
     assert "release_directory_not_defined" in run.stdout
     assert calls(retrace_emulator) == [("start", 202), ("cancel", 202)]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("- name: Broken\n  ansible.builtin.debug: {msg: [unclosed\n", "did not find expected"),
+    ("just: a mapping\n", "must hold a YAML list of tasks"),
+])
+def test_role_sends_nothing_when_the_deployment_tasks_file_does_not_parse(tmp_path, ansible_env, retrace_emulator, content, problem):
+    run = run_playbook(role_playbook(tmp_path, content), env=ansible_env, inventory=TWO_HOSTS)
+    assert run.returncode == 2, run.stdout
+    assert problem in run.stdout
+    assert calls(retrace_emulator) == []
 
 
 def test_role_in_two_playbook_files_is_two_deployments(tmp_path, ansible_env, retrace_emulator):
