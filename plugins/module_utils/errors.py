@@ -17,12 +17,15 @@ class RetraceError(Exception):
     #: short machine-readable kind, returned by the module and shown by the demo
     kind = "error"
 
-    def __init__(self, message: str, *, action: str | None = None, status: int | None = None, attempts: int = 0):
+    def __init__(self, message: str, *, action: str | None = None, status: int | None = None, attempts: int = 0,
+                 server_message: str | None = None):
         super().__init__(message)
         self.message = message
         self.action = action
         self.status = status
         self.attempts = attempts
+        #: what Retrace said, redacted and on one line, when it answered at all
+        self.server_message = server_message
 
     def __str__(self) -> str:
         return self.message
@@ -50,10 +53,6 @@ class RequestRejected(RetraceError):
 
     kind = "request_rejected"
 
-    def __init__(self, message: str, *, server_message: str | None = None, **kwargs):
-        super().__init__(message, **kwargs)
-        self.server_message = server_message
-
 
 class UnknownAppOrEnvironment(RequestRejected):
     """Retrace does not know the AppName / EnvironmentName for this account."""
@@ -65,10 +64,6 @@ class BadTransition(RetraceError):
     """Retrace answered 409: the deployment is not in a state that allows this action."""
 
     kind = "bad_transition"
-
-    def __init__(self, message: str, *, server_message: str | None = None, **kwargs):
-        super().__init__(message, **kwargs)
-        self.server_message = server_message
 
 
 class ApiUnreachable(RetraceError):
