@@ -47,7 +47,7 @@ def test_api_key_object_is_accepted():
     (None, "is required"), ("", "is required"), (123, "must be a string, got int"),
     (KEY + "\n", "must not contain spaces, newlines or control characters"),
     ("ab cd", "must not contain spaces"), ("ab\tcd", "must not contain spaces"), ("ab\x00cd", "control characters"),
-    ("ab\u200bcd", "control characters"),
+    ("ab\u200bcd", "control characters"), ("clé-de-licence", "must contain only ASCII characters"),
 ])
 def test_bad_keys_are_refused_without_echoing_them(value, problem):
     with pytest.raises(InvalidInput) as caught:
