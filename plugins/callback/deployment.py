@@ -199,12 +199,13 @@ import time
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import check_text_types
 from ansible_collections.stackify.retrace.plugins.module_utils.client import DeploymentClient, create_client
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import CANCEL, COMPLETE, START
-from ansible_collections.stackify.retrace.plugins.module_utils.errors import RetraceError
+from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput, RetraceError
 from ansible_collections.stackify.retrace.plugins.module_utils.redaction import redact
 from ansible_collections.stackify.retrace.plugins.module_utils.source import detect_source, git_describe
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
@@ -218,6 +219,7 @@ START_SHARE = 2 / 3
 #: below this many seconds left, a call is not worth attempting
 MINIMUM_CALL_TIME = 0.05
 HOSTS_SHOWN = 5
+BOOLEAN_OPTIONS = ("validate_certs", "use_proxy", "track_check_mode")
 LISTING_MODES = ("syntax", "listhosts", "listtasks", "listtags")
 
 
@@ -257,6 +259,7 @@ class CallbackModule(CallbackBase):
         extra_vars = load_extra_vars(playbook._loader)
         # -e '{"retrace_version": 1.10}' arrives as the float 1.1: refuse it, as the module does.
         check_text_types({name: extra_vars.get(f"retrace_{name}") for name in CORE_OPTIONS})
+        _check_booleans(extra_vars)
         self.set_options(var_options=extra_vars)
         options = {name: self.get_option(name) for name in CORE_OPTIONS}
         self._api_key = options["api_key"]
@@ -384,6 +387,18 @@ class _TrackedRun:
 
 
 _PAST_TENSE = {START: "started", COMPLETE: "completed", CANCEL: "cancelled"}
+
+
+def _check_booleans(extra_vars):
+    """Refuse -e retrace_validate_certs=perhaps: Ansible would quietly read it as false and turn TLS checks off."""
+    for option in BOOLEAN_OPTIONS:
+        value = extra_vars.get(f"retrace_{option}")
+        if value is None:
+            continue
+        try:
+            boolean(value, strict=True)
+        except TypeError:
+            raise InvalidInput(option, f"must be true or false, got {value!r}") from None
 
 
 def _recap(stats):

@@ -259,9 +259,7 @@ INPUT_ROWS = (
         "module": MODULE_ALL, "role": ROLE_INPUT, "callback": _callback("negative-timeout"), "fabric": _fab("timeout negative")}),
     Row("validate_certs not a boolean", "names 'validate_certs'", {
         "module": MODULE_ALL, "role": ROLE_VIA_MODULE,
-        "callback": Limitation("Not rejected: Ansible's own boolean conversion turns an unknown value such as"
-                               " `retrace_validate_certs=perhaps` into false, so TLS verification is silently off."
-                               " Reported to the callback's maintainers."),
+        "callback": _callback("validate-certs-not-boolean"),
         "fabric": _fab("validate_certs not a boolean")}),
     Row("deployment steps missing (role: tracked_deployment_tasks, Fabric: retrace.steps)", "names the setting; nothing deployed", {
         "module": NotApplicable("The module runs no deployment steps."), "role": ROLE_INPUT,

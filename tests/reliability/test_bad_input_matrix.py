@@ -21,13 +21,15 @@ CALLBACK_CASES = {
     "name-control-character": ({"RETRACE_DEPLOYMENT_NAME": "Release\x07"}, "name: must not contain control characters"),
     "relative-uri": ({"RETRACE_URI": "builds/7"}, "uri: must be an absolute http:// or https:// URL"),
     "negative-timeout": ({}, "timeout: must be more than 0"),
+    "validate-certs-not-boolean": ({}, "validate_certs: must be true or false, got 'perhaps'"),
 }
 
 
 @pytest.mark.parametrize("case", CALLBACK_CASES)
 def test_callback_rejects_bad_settings_before_sending(tmp_path, callback_env, retrace_emulator, case):
     overrides, message = CALLBACK_CASES[case]
-    extra = ("-e", "retrace_timeout=-1") if case == "negative-timeout" else ()
+    extra = {"negative-timeout": ("-e", "retrace_timeout=-1"),
+             "validate-certs-not-boolean": ("-e", "retrace_validate_certs=perhaps")}.get(case, ())
     playbook = write_playbook(tmp_path, [{"hosts": "localhost", "gather_facts": False,
                                           "tasks": [{"name": "Say hello", "ansible.builtin.debug": {"msg": "hello"}}]}])
     run = run_playbook(playbook, *extra, env=dict(callback_env, **overrides))
