@@ -14,7 +14,7 @@ import typing as t
 
 import requests
 
-from .core.transport import ConnectionFailed, Response, TimedOut, TlsFailed
+from .core.transport import ConnectionFailed, Response, TimedOut, TlsFailed, lowercase_headers, transport_error_for
 
 
 class RequestsTransport:
@@ -36,7 +36,7 @@ class RequestsTransport:
             raise TimedOut("no answer before the timeout") from None
         except requests.exceptions.RequestException as error:
             raise ConnectionFailed(_reason(error)) from None
-        return Response(answer.status_code, {name.lower(): value for name, value in answer.headers.items()}, answer.content)
+        return Response(answer.status_code, lowercase_headers(answer.headers), answer.content)
 
     def close(self) -> None:
         self.session.close()
@@ -50,10 +50,8 @@ def _reason(error: requests.exceptions.RequestException) -> str:
         if inner is None:
             break
         cause = inner
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(cause, ConnectionResetError):
-        return "connection reset by the server"
+    if isinstance(cause, (ConnectionRefusedError, ConnectionResetError)):
+        return str(transport_error_for(cause))  # the core's wording, as with the other transports
     text = " ".join(str(cause).split())
     # urllib3 prefixes its messages with the object that raised them: keep only the explanation.
     text = re.sub(r"^<[^>]*>: ", "", text)
