@@ -9,14 +9,13 @@ import sys
 import tempfile
 import time
 
-from collection_path import REPO_ROOT, use_checkout_as_collection
+from collection_path import use_checkout_as_collection
 
 use_checkout_as_collection()
 
 from retrace_emulator import DEMO_API_KEY, RetraceEmulator, format_timeline  # noqa: E402  (needs the path set above)
 
-STEPS_DIR = REPO_ROOT / "scripts" / "demo_steps"
-#: demo steps in story order; a step whose module is not there yet is skipped with a note
+#: demo steps in story order, one module each in scripts/demo_steps/
 STEPS = ("core", "callback", "module_and_role", "fabric")
 
 
@@ -25,9 +24,6 @@ def main() -> int:
     with RetraceEmulator() as emulator, tempfile.TemporaryDirectory(prefix="retrace-demo-") as tmp:
         print(f"Retrace API emulator listening on {emulator.url} (demo account: app DemoApp, environments Production and Staging)\n")
         for step in STEPS:
-            if not (STEPS_DIR / f"{step}.py").exists():
-                print(f"- {step}: not part of this build yet")
-                continue
             module = importlib.import_module(f"demo_steps.{step}")
             workdir = pathlib.Path(tmp) / step
             workdir.mkdir()
