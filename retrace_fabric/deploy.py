@@ -25,7 +25,7 @@ from invoke.exceptions import Exit, Failure, ThreadException
 
 from .core.deployment import Deployment
 from .core.errors import InvalidInput
-from .core.settings import ENVIRONMENT_VARIABLES
+from .core.settings import ENVIRONMENT_VARIABLES, Lifecycle
 from .core.tracking import tracked_deployment
 from .settings import config_section
 from .tracking import (EXIT_FAILED, AnnouncingClient, build_client, cancel_on_sigterm, exit_on_retrace_error,
@@ -219,7 +219,8 @@ def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None =
         announcing = AnnouncingClient(client)
         runner = HostRunner(targets, steps, deployment, parallel=bool(section["parallel"]))
         try:
-            with cancel_on_sigterm(), tracked_deployment(announcing, deployment, strict=section["strict"], warn=warn):
+            with cancel_on_sigterm(), tracked_deployment(announcing.client, deployment, Lifecycle.create(strict=section["strict"]), warn=warn,
+                                                        on_sent=announcing.announce):
                 runner.run()
         except HostsFailed as failure:
             say(runner.summary())

@@ -31,6 +31,7 @@ from invoke.exceptions import Exit
 from .core.client import CallResult, DeploymentClient, create_client
 from .core.deployment import Deployment
 from .core.errors import InvalidInput, RetraceError
+from .core.settings import Lifecycle
 from .core.tracking import tracked_deployment
 from .settings import config_section, resolve_options, transport_options
 
@@ -77,22 +78,13 @@ def describe_call(client: DeploymentClient, result: CallResult) -> str:
 
 
 class AnnouncingClient:
-    """The core client, printing one line per accepted call, for the core's wrapper to drive."""
+    """Prints one line per call the core's wrapper reports as accepted (its ``on_sent``)."""
 
     def __init__(self, client: DeploymentClient):
         self.client = client
         self.sent: list[str] = []
 
-    def start(self, deployment: Deployment) -> CallResult:
-        return self._announce(self.client.start(deployment))
-
-    def complete(self, deployment: Deployment) -> CallResult:
-        return self._announce(self.client.complete(deployment))
-
-    def cancel(self, deployment: Deployment) -> CallResult:
-        return self._announce(self.client.cancel(deployment))
-
-    def _announce(self, result: CallResult) -> CallResult:
+    def announce(self, result: CallResult) -> CallResult:
         self.sent.append(result.action)
         say(describe_call(self.client, result))
         return result
@@ -137,7 +129,8 @@ def tracked(c, **flags: t.Any) -> t.Iterator[Deployment]:
         strict = config_section(c.config)["strict"]
         announcing = AnnouncingClient(client)
         try:
-            with cancel_on_sigterm(), tracked_deployment(announcing, deployment, strict=strict, warn=warn):
+            with cancel_on_sigterm(), tracked_deployment(announcing.client, deployment, Lifecycle.create(strict=strict), warn=warn,
+                                                        on_sent=announcing.announce):
                 yield deployment
         except KeyboardInterrupt as interruption:
             raise interrupted_exit(interruption, announcing) from None

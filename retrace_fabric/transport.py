@@ -20,10 +20,13 @@ from .core.transport import ConnectionFailed, Response, TimedOut, TlsFailed, low
 class RequestsTransport:
     """One ``requests.Session`` reused for every call of a run (keeps the connection alive)."""
 
-    def __init__(self, validate_certs: bool = True, ca_path: str | None = None, session: requests.Session | None = None):
+    def __init__(self, validate_certs: bool = True, ca_path: str | None = None, session: requests.Session | None = None,
+                 verify_override: bool | str | None = None):
         self.session = session or requests.Session()
         # ca_path replaces the bundle; False turns verification off (for testing only).
         self.verify: bool | str = (ca_path or True) if validate_certs else False
+        if verify_override is not None:
+            self.verify = verify_override
 
     def post(self, url: str, body: bytes, headers: t.Mapping[str, str], timeout: float) -> Response:
         try:
@@ -37,6 +40,10 @@ class RequestsTransport:
         except requests.exceptions.RequestException as error:
             raise ConnectionFailed(_reason(error)) from None
         return Response(answer.status_code, lowercase_headers(answer.headers), answer.content)
+
+    def for_new_process(self) -> "RequestsTransport":
+        """A transport with its own session, for the orphan guard's forked watcher (see core.guard)."""
+        return RequestsTransport(verify_override=self.verify)
 
     def close(self) -> None:
         self.session.close()

@@ -80,6 +80,16 @@ class DeploymentClient:
         self._log = log or (lambda message: None)
         self._clock, self._wall_clock, self._sleep, self._draw = clock, wall_clock, sleep, draw
 
+    def replace(self, *, settings: ApiSettings | None = None, transport: Transport | None = None,
+                log: t.Callable[[str], None] | None = None) -> "DeploymentClient":
+        """A copy of this client with other settings (a shorter deadline...), transport or log (None: silent)."""
+        copy = DeploymentClient.__new__(DeploymentClient)
+        copy.__dict__.update(self.__dict__)
+        copy.settings = settings or self.settings
+        copy.transport = transport or self.transport
+        copy._log = log or (lambda message: None)
+        return copy
+
     def start(self, deployment: Deployment) -> CallResult:
         return self.send(START, deployment)
 

@@ -35,6 +35,20 @@ ENVIRONMENT_VARIABLES = {
 }
 DEPLOYMENT_OPTIONS = ("app_name", "environment_name", "version", "name", "branch", "commit", "uri")
 
+# --- how a tracked run begins and ends: the same three settings on every entry point ---------------
+#: option -> environment variable; Ansible reads ``retrace_<option>``, Fabric ``retrace.<option>``
+LIFECYCLE_ENVIRONMENT_VARIABLES = {
+    "strict": "RETRACE_STRICT",
+    "stale_start": "RETRACE_STALE_START",
+    "orphan_guard": "RETRACE_ORPHAN_GUARD",
+}
+STALE_START_CHOICES = ("recover", "fail")
+# Words Ansible's own ``boolean()`` accepts (ansible.module_utils.parsing.convert_bool, 2.19), so that
+# RETRACE_STRICT=yes means the same to the callback, the module and Fabric.  Anything else is refused
+# rather than guessed: Invoke would read FABRIC_RETRACE_STRICT=false as true.
+TRUE_WORDS = frozenset(("y", "yes", "on", "1", "true", "t"))
+FALSE_WORDS = frozenset(("n", "no", "off", "0", "false", "f", ""))
+
 
 def from_environment(environ) -> dict:
     """Options found in ``environ`` (empty values count as unset)."""
@@ -69,6 +83,52 @@ class ApiSettings:
 
     def endpoint(self, action: str) -> str:
         return f"{self.api_url}/api/v1/deployments/{action}"
+
+
+def parse_boolean(value, option: str) -> bool:
+    """``value`` (a bool, 0/1, or a word such as "yes" / "false") as a bool; raise InvalidInput otherwise."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    raise InvalidInput(option, f"must be true or false, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lifecycle:
+    """How a tracked run treats Retrace (issue #9); build it with :meth:`create`.
+
+    - ``strict``: False (default) -- a start or end that Retrace refuses or cannot receive is one warning
+      and the deployment goes on; True -- it fails the run.
+    - ``stale_start``: "recover" (default) -- a start answered 409 "already in progress", with no live
+      run on this machine holding that deployment, cancels the stale deployment and starts again, once;
+      "fail" -- the 409 is an error like any other.
+    - ``orphan_guard``: True (default) -- a detached watcher cancels the deployment if the process that
+      started it dies without ending it (see :mod:`.guard`).
+    """
+
+    strict: bool = False
+    stale_start: str = "recover"
+    orphan_guard: bool = True
+
+    @classmethod
+    def create(cls, strict=None, stale_start=None, orphan_guard=None) -> "Lifecycle":
+        """Validate; None means the default. Raise :class:`InvalidInput` naming the option at fault."""
+        stale = cls.stale_start if stale_start is None else stale_start
+        if not isinstance(stale, str) or stale.strip().lower() not in STALE_START_CHOICES:
+            raise InvalidInput("stale_start", f"must be one of {', '.join(STALE_START_CHOICES)}, got {stale!r}")
+        return cls(strict=cls.strict if strict is None else parse_boolean(strict, "strict"),
+                   stale_start=stale.strip().lower(),
+                   orphan_guard=cls.orphan_guard if orphan_guard is None else parse_boolean(orphan_guard, "orphan_guard"))
+
+    @classmethod
+    def from_environment(cls, environ, **given) -> "Lifecycle":
+        """Settings ``given`` (None = unset) over ``RETRACE_STRICT`` / ``_STALE_START`` / ``_ORPHAN_GUARD``."""
+        values = {option: given.get(option) if given.get(option) is not None else (environ.get(variable) or None)
+                  for option, variable in LIFECYCLE_ENVIRONMENT_VARIABLES.items()}
+        return cls.create(**values)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -59,7 +59,7 @@ def test_with_strict_false_a_refused_start_only_warns(retrace_config, emulator, 
     ran = []
     with tracked(Context(retrace_config)):
         ran.append(True)
-    assert ran and "Deployment tracking skipped" in capsys.readouterr().err
+    assert ran and "NOT recorded: start failed" in capsys.readouterr().err
 
 
 def test_invalid_settings_exit_2_before_anything_is_sent(retrace_config, emulator):

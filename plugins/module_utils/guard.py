@@ -1,0 +1,310 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The orphan guard: a detached watcher that cancels a deployment whose run died without ending it.
+
+Why another process: AWX, Automation Platform and ansible-runner cancel a job, or end it past
+``job_timeout``, with ``os.killpg(pgid, SIGKILL)`` (ansible-runner 2.4 ``Runner.handle_termination``);
+the OOM killer, a crash or SIGHUP end a run just as abruptly.  No signal handler, ``atexit`` or
+``finally`` runs then, so only a process outside the run can still send the cancel.
+
+How it keeps the promises of the README:
+
+* **Outlives the run.**  :func:`arm_orphan_guard` forks twice; the watcher calls ``os.setsid()``, so
+  the process-group SIGKILL does not reach it, and it is reparented to init at once.
+* **Holds nothing open.**  It closes every descriptor it inherited and points 0, 1 and 2 at
+  ``/dev/null``: it never keeps the run's terminal or pty open (ansible-runner waits for EOF on it)
+  and never delays the run's exit.
+* **Never exposes the key.**  It is a fork, not an exec: the key stays in memory, never in an argv, an
+  environment or a file.  The watcher prints nothing.
+* **Says nothing when not needed.**  The run, or another process of the same run (the module's
+  ``completed`` task runs in another Ansible worker), calls :meth:`OrphanGuard.release` /
+  :func:`release_orphan_guard`; the watcher then exits without sending anything.
+* **Cancels within seconds otherwise.**  It waits on a pidfd of the owner process (Linux 5.3+), or polls
+  every :data:`POLL_INTERVAL` seconds; when the owner is gone it sends one cancel through the run's own
+  client (its retries and deadline apply), then exits.
+
+The rendezvous is a Unix socket in a directory only this user can enter (0700), named after the
+deployment (a hash of API URL, app, environment and version) and the owner's pid.  Any process can ask
+"is a live run on this machine holding this deployment?" (:func:`live_guard_owner`): stale-start
+recovery uses that so that it never cancels a sibling run that is alive on the same machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import glob
+import hashlib
+import os
+import select
+import signal
+import socket
+import tempfile
+import typing as t
+import warnings
+
+from .errors import RetraceError
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from .client import DeploymentClient
+    from .deployment import Deployment
+    from .settings import ApiSettings
+
+#: seconds between liveness checks of the owner where no pidfd is available
+POLL_INTERVAL = 0.5
+#: seconds a release or a liveness question waits for the watcher's answer
+ANSWER_TIMEOUT = 2.0
+_RELEASE, _PING = b"release\n", b"ping\n"
+
+
+class OrphanGuard:
+    """Handle of an armed watcher (or of none, when arming was not possible: :attr:`armed` is False)."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+
+    @property
+    def armed(self) -> bool:
+        return self.path is not None
+
+    def release(self) -> bool:
+        """The run ended the deployment itself: stand the watcher down.  True if it acknowledged."""
+        path, self.path = self.path, None
+        return path is not None and _ask(path, _RELEASE) == b"ok"
+
+
+def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, owner_pid: int | None = None,
+                     log: t.Callable[[str], None] | None = None) -> OrphanGuard:
+    """Fork a watcher that cancels ``deployment`` if process ``owner_pid`` (default: this one) dies first.
+
+    Returns at once (the fork costs a few milliseconds; nothing is sent).  Never raises: when the
+    watcher cannot be started (no ``fork``, no private directory) it says why through ``log`` and
+    returns an unarmed guard, and the run goes on.
+    """
+    log = log or (lambda message: None)
+    owner_pid = owner_pid or os.getpid()
+    if not hasattr(os, "fork"):
+        log("orphan guard not available on this platform (no fork)")
+        return OrphanGuard(None)
+    try:
+        path = _socket_path(client.settings, deployment, owner_pid)
+        if _ask(path, _PING):  # this owner already has a live watcher for this deployment
+            return OrphanGuard(path)
+        listener = _listen(path)
+    except OSError as error:
+        log(f"orphan guard not armed ({error.strerror or error})")
+        return OrphanGuard(None)
+    with listener:
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns about fork() in a multi-threaded process; the watcher only uses
+                # select, sockets and the HTTP client, and never a lock another thread could hold.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                child = os.fork()
+        except OSError as error:
+            log(f"orphan guard not armed ({error.strerror or error})")
+            _unlink(path)
+            return OrphanGuard(None)
+        if child == 0:
+            _become_watcher(listener, client, deployment, owner_pid, path)  # never returns
+    os.waitpid(child, 0)
+    return OrphanGuard(path)
+
+
+def release_orphan_guard(settings: "ApiSettings", deployment: "Deployment", owner_pid: int) -> bool:
+    """From any process of the run: stand down the watcher ``owner_pid`` armed for ``deployment``."""
+    return OrphanGuard(_socket_path(settings, deployment, owner_pid, create=False)).release()
+
+
+def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int | None:
+    """The pid of a live run on this machine holding ``deployment`` open, or None.
+
+    Only runs whose orphan guard is armed can be seen: runs with ``orphan_guard: false``, and runs on
+    other machines, cannot.  Sockets of watchers that no longer exist are removed on the way.
+    """
+    directory = _private_directory(create=False)
+    pattern = os.path.join(glob.escape(directory), f"{_deployment_token(settings, deployment)}.*.sock")
+    for path in sorted(glob.glob(pattern)):
+        answer = _ask(path, _PING)
+        if answer.startswith(b"alive "):
+            return int(answer.split()[1])
+        if answer == b"":
+            _unlink(path)
+    return None
+
+
+# --- the rendezvous ---------------------------------------------------------------------------------
+
+def _private_directory(create: bool = True) -> str:
+    """``$TMPDIR/stackify-retrace-<uid>``, mode 0700, refused if another user owns it or can enter it."""
+    directory = os.path.join(tempfile.gettempdir(), f"stackify-retrace-{os.getuid()}")
+    if create:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+    info = os.lstat(directory) if os.path.lexists(directory) else None
+    if info is not None and (info.st_uid != os.getuid() or info.st_mode & 0o077 or not os.path.isdir(directory)
+                             or os.path.islink(directory)):
+        raise OSError(f"{directory} is not a private directory of this user")
+    return directory
+
+
+def _deployment_token(settings: "ApiSettings", deployment: "Deployment") -> str:
+    identity = "\n".join((settings.api_url, deployment.app_name, deployment.environment_name, deployment.version))
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:24]
+
+
+def _socket_path(settings, deployment, owner_pid: int, create: bool = True) -> str:
+    directory = _private_directory(create=create)
+    return os.path.join(directory, f"{_deployment_token(settings, deployment)}.{owner_pid}.sock")
+
+
+def _listen(path: str) -> socket.socket:
+    _unlink(path)  # a watcher killed outright leaves its socket file behind
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(8)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def _ask(path: str, question: bytes) -> bytes:
+    """Send ``question`` to the watcher at ``path``; its one-line answer, or b"" if there is none."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(ANSWER_TIMEOUT)
+            connection.connect(path)
+            connection.sendall(question)
+            return connection.recv(64).strip()
+    except OSError:
+        return b""
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+# --- the watcher (runs in the forked child; never returns) --------------------------------------------
+
+def _become_watcher(listener, client, deployment, owner_pid: int, path: str) -> t.NoReturn:
+    status = 0
+    try:
+        os.setsid()  # out of the run's session and process group: killpg(SIGKILL) does not reach us
+        if os.fork() != 0:
+            os._exit(0)  # the intermediate child: the watcher is reparented to init at once
+        # Objects inherited from the run still reference descriptors closed below: no collector run
+        # may finalise them (and close a descriptor number reused by the watcher).
+        gc.disable()
+        _detach_from_run(keep=listener.fileno())
+        quiet_client = client.replace(log=None, transport=_fresh_transport(client.transport))
+        if _owner_died(listener, owner_pid):
+            _unlink(path)
+            listener.close()  # a new run asking now sees no live holder
+            _cancel(quiet_client, deployment)
+        else:
+            _unlink(path)
+    except BaseException:  # pylint: disable=broad-exception-caught
+        status = 1  # nothing to tell anyone: the watcher has no terminal
+    os._exit(status)
+
+
+def _detach_from_run(keep: int) -> None:
+    """Reset inherited signal handlers, close every inherited descriptor but ``keep``, 0-2 -> /dev/null."""
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # an administrator can still stop it
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    for fd in _open_descriptors():
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _open_descriptors() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, min(os.sysconf("SC_OPEN_MAX"), 65536)))
+
+
+def _fresh_transport(transport):
+    """A transport sharing no pooled connection with the run (their descriptors are closed)."""
+    renew = getattr(transport, "for_new_process", None)
+    return renew() if callable(renew) else transport
+
+
+def _owner_died(listener: socket.socket, owner_pid: int) -> bool:
+    """Serve liveness questions until released (False) or until the owner process is gone (True)."""
+    pidfd = _open_pidfd(owner_pid)
+    if pidfd is None and not _is_alive(owner_pid):
+        return True
+    watched = [listener] + ([pidfd] if pidfd is not None else [])
+    while True:
+        readable = select.select(watched, [], [], None if pidfd is not None else POLL_INTERVAL)[0]
+        # A release that arrived with the owner's exit still counts: serve the socket first.
+        if listener in readable and _serve(listener, owner_pid):
+            return False
+        if (pidfd is not None and pidfd in readable) or (pidfd is None and not _is_alive(owner_pid)):
+            return not _released_meanwhile(listener, owner_pid)
+
+
+def _released_meanwhile(listener: socket.socket, owner_pid: int) -> bool:
+    listener.setblocking(False)
+    try:
+        while True:
+            if _serve(listener, owner_pid):
+                return True
+    except BlockingIOError:
+        return False
+
+
+def _serve(listener: socket.socket, owner_pid: int) -> bool:
+    """Answer one question; True if it was a release."""
+    connection, _address = listener.accept()
+    with connection:
+        connection.setblocking(True)
+        connection.settimeout(ANSWER_TIMEOUT)
+        try:
+            question = connection.recv(64)
+            if question == _RELEASE:
+                connection.sendall(b"ok\n")
+                return True
+            connection.sendall(f"alive {owner_pid}\n".encode())
+        except OSError:
+            pass
+    return False
+
+
+def _open_pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    except (AttributeError, OSError):
+        return None
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purpose
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _cancel(client: "DeploymentClient", deployment: "Deployment") -> None:
+    try:
+        client.cancel(deployment)
+    except RetraceError:
+        pass  # nobody to tell: the next run's stale-start recovery is the fallback
