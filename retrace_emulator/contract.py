@@ -113,6 +113,10 @@ def _refuse_transition(action: str, current: dict | None, fields: dict[str, str]
         if state == IN_PROGRESS:
             return f"Cannot start {_describe(fields)}: it is already in progress (complete or cancel it first)"
         return None
+    if action == "complete" and state != IN_PROGRESS:
+        # A one-shot deployment: Stackify's own Jenkins plugin (stackify-deployment-common,
+        # HttpApiDataService.java) only ever posts complete, so Retrace records a complete with no start.
+        return None
     if state is None:
         return f"Cannot {action} {_describe(fields)}: it was never started"
     if state != IN_PROGRESS:
@@ -131,7 +135,10 @@ def _next_record(current: dict | None, fingerprint: str, action: str, fields: di
     record["state"] = STATE_AFTER[action]
     # start and complete may carry the descriptive fields; a later call refines what an earlier one said.
     record.update({name: fields[name] for name in OPTIONAL_FIELDS if name in fields})
-    record["history"] = record["history"] + [{"action": action, "time": datetime.now(timezone.utc).isoformat()}]
+    step = {"action": action, "time": datetime.now(timezone.utc).isoformat()}
+    if action == "complete" and (current is None or current["state"] != IN_PROGRESS):
+        step["one_shot"] = True  # completed with no start before it
+    record["history"] = record["history"] + [step]
     return record
 
 

@@ -193,11 +193,25 @@ def test_oversized_body_is_413_before_it_is_read(api):
 
 # -- 409 --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("action", ["complete", "cancel"])
-def test_complete_or_cancel_never_started_is_409(api, action):
-    reply = api.post(action)
+def test_cancel_never_started_is_409(api):
+    reply = api.post("cancel")
     assert reply.status == 409
     assert "never started" in reply.message
+
+
+def test_complete_never_started_is_a_one_shot_deployment(api, retrace_emulator):
+    # Stackify's Jenkins plugin (stackify-deployment-common, HttpApiDataService.java) only ever posts complete.
+    assert api.post("complete").status == 202
+    [record] = retrace_emulator.deployments()
+    assert record["state"] == "completed" and record["history"][0]["one_shot"] is True
+
+
+def test_complete_after_cancel_or_complete_is_a_one_shot_redeploy(api, retrace_emulator):
+    api.post("start")
+    assert api.post("cancel").status == 202
+    assert api.post("complete").status == 202
+    assert api.post("complete").status == 202
+    assert [step.get("one_shot", False) for step in retrace_emulator.deployments()[0]["history"]] == [False, False, True, True]
 
 
 def test_start_while_in_progress_is_409(api):
@@ -207,8 +221,8 @@ def test_start_while_in_progress_is_409(api):
     assert "already in progress" in reply.message
 
 
-@pytest.mark.parametrize("first, second", [("complete", "complete"), ("complete", "cancel"), ("cancel", "cancel"), ("cancel", "complete")])
-def test_finishing_twice_is_409(api, first, second):
+@pytest.mark.parametrize("first, second", [("complete", "cancel"), ("cancel", "cancel")])
+def test_cancelling_a_finished_deployment_is_409(api, first, second):
     api.post("start")
     assert api.post(first).status == 202
     reply = api.post(second)

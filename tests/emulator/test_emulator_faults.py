@@ -148,7 +148,17 @@ def test_process_then_reset_on_complete(api, retrace_emulator):
     with pytest.raises(ConnectionResetError):
         api.post("complete")
     assert retrace_emulator.deployments()[0]["state"] == "completed"
-    assert api.post("complete").status == 409
+    # The retry is accepted too: a complete when not in progress is a one-shot deployment.
+    assert api.post("complete").status == 202
+
+
+def test_process_then_reset_on_cancel_makes_the_retry_409(api, retrace_emulator):
+    api.post("start")
+    retrace_emulator.inject("cancel", [{"process": True, "reset": True}])
+    with pytest.raises(ConnectionResetError):
+        api.post("cancel")
+    assert retrace_emulator.deployments()[0]["state"] == "cancelled"
+    assert api.post("cancel").status == 409
 
 
 def test_faults_apply_only_to_their_action_and_wildcard_after_specific(api, retrace_emulator):
