@@ -4,6 +4,7 @@
 
 - ``stackify.retrace.api``: where and how to reach Retrace (key, URL, TLS, proxy, time limits).
 - ``stackify.retrace.api.deployment``: which deployment a call is about.
+- ``stackify.retrace.api.lifecycle``: strict, stale_start and orphan_guard, how a tracked run treats Retrace.
 - ``stackify.retrace.api.plugin_environment``: the environment variables of each option, for
   plugins whose options Ansible's configuration system reads (callbacks, lookups).  Modules
   describe their environment fallbacks in prose instead (modules have no ``env:``).
@@ -100,6 +101,43 @@ options:
     type: str
 """
 
+    LIFECYCLE = r"""
+options:
+  strict:
+    description:
+      - What a tracking failure does to the run. A start or end that Retrace refuses or cannot receive
+        (unreachable, deadline passed, HTTP 401/400/409) is, with V(false), one warning line saying what was
+        not recorded, and the deployment goes on; with V(true) it fails the run.
+      - An invalid setting is always an error, before anything is sent.
+      - When not set, the E(RETRACE_STRICT) environment variable is used.
+      - The same setting is C(retrace_strict) for the callback and the role and C(retrace.strict) for Fabric.
+    type: bool
+    default: false
+  stale_start:
+    description:
+      - What to do when Retrace answers a start with HTTP 409 because the same deployment (app, environment,
+        version) is already in progress.
+      - V(recover) (default) - if no live run on this machine holds that deployment, the run that started it
+        died beyond any orphan guard (its container or machine was lost): cancel it and start again, once,
+        with one warning line. A live run on this machine is never cancelled; runs on other machines cannot
+        be seen, so give parallel parts of one release (job slices, a CI matrix) their own version or
+        environment, or use V(fail).
+      - V(fail) - the 409 is a tracking failure like any other (see O(strict)).
+      - When not set, the E(RETRACE_STALE_START) environment variable is used.
+    type: str
+    choices: [recover, fail]
+    default: recover
+  orphan_guard:
+    description:
+      - Start a small watcher process that sends cancel if the process that started the deployment dies without
+        ending it (SIGKILL of the job by AWX or ansible-runner, the OOM killer, a crash, SIGHUP). It runs in its
+        own session, holds no terminal, keeps the key in memory only, and sends nothing when the run ends the
+        deployment itself.
+      - When not set, the E(RETRACE_ORPHAN_GUARD) environment variable is used.
+    type: bool
+    default: true
+"""
+
     PLUGIN_ENVIRONMENT = r"""
 options:
   api_key:
@@ -130,4 +168,13 @@ options:
   uri:
     env:
       - name: RETRACE_URI
+  strict:
+    env:
+      - name: RETRACE_STRICT
+  stale_start:
+    env:
+      - name: RETRACE_STALE_START
+  orphan_guard:
+    env:
+      - name: RETRACE_ORPHAN_GUARD
 """
