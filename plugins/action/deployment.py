@@ -10,6 +10,9 @@ their usual meaning because they are handled by Ansible before this plugin runs.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 from ansible.module_utils.ansible_release import __version__ as ansible_version
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
@@ -44,6 +47,7 @@ class ActionModule(ActionBase):
             entry_point=f"ansible-module; ansible-core {ansible_version}",
             log=lambda message: display.vv(message, host=self._host_name(task_vars)),
             hosts_in_task=self._hosts_in_task(task_vars or {}),
+            run_pid=_run_pid(),
         )
         return dict(result, **outcome)
 
@@ -56,6 +60,17 @@ class ActionModule(ActionBase):
     @staticmethod
     def _host_name(task_vars):
         return (task_vars or {}).get("inventory_hostname")
+
+
+def _run_pid():
+    """The process of the whole run, which the orphan guard watches.
+
+    Action plugins run in a worker forked from ``ansible-playbook`` (ansible-core 2.18-2.19,
+    ``ansible.utils.multiprocessing``, fork context), so the run is the worker's parent; a strategy
+    that runs tasks in the main process has no parent process of its own there.
+    """
+    parent = multiprocessing.parent_process()
+    return parent.pid if parent is not None else os.getpid()
 
 
 def _describe(errors):

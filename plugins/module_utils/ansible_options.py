@@ -15,12 +15,14 @@ from ansible.module_utils.common.parameters import AnsibleFallbackNotFound
 
 from .deployment import CANCEL, COMPLETE, START
 from .errors import InvalidInput
-from .settings import DEFAULT_API_URL, DEFAULT_DEADLINE, DEFAULT_TIMEOUT, ENVIRONMENT_VARIABLES
+from .settings import (DEFAULT_API_URL, DEFAULT_DEADLINE, DEFAULT_TIMEOUT, ENVIRONMENT_VARIABLES, LIFECYCLE_ENVIRONMENT_VARIABLES,
+                       STALE_START_CHOICES, Lifecycle)
 
 #: ``state`` option -> the core's action
 STATE_ACTIONS = {"started": START, "completed": COMPLETE, "cancelled": CANCEL}
 #: options that are not passed to the core's ``create_client``
 TRANSPORT_OPTIONS = ("ca_path", "use_proxy")
+LIFECYCLE_OPTIONS = tuple(LIFECYCLE_ENVIRONMENT_VARIABLES)
 
 
 def first_set_environment_variable(*names):
@@ -34,6 +36,11 @@ def first_set_environment_variable(*names):
         if value:
             return value
     raise AnsibleFallbackNotFound
+
+
+def _lifecycle_option(option, **spec):
+    return dict(spec, default=getattr(Lifecycle, option),
+                fallback=(first_set_environment_variable, [LIFECYCLE_ENVIRONMENT_VARIABLES[option]]))
 
 
 def _text_option(option, **spec):
@@ -59,6 +66,9 @@ ARGUMENT_SPEC = {
     "use_proxy": dict(type="bool", default=True),
     "timeout": dict(type="float", default=DEFAULT_TIMEOUT),
     "deadline": dict(type="float", default=DEFAULT_DEADLINE),
+    "strict": _lifecycle_option("strict", type="bool"),
+    "stale_start": _lifecycle_option("stale_start", type="str", choices=list(STALE_START_CHOICES)),
+    "orphan_guard": _lifecycle_option("orphan_guard", type="bool"),
 }
 
 _TEXT_OPTIONS = tuple(option for option, spec in ARGUMENT_SPEC.items() if spec["type"] == "str")
@@ -89,4 +99,10 @@ def _type_problem(value, type_name):
 
 def core_options(params):
     """The validated task parameters, by the names ``client.create_client`` takes."""
-    return {name: value for name, value in params.items() if name != "state" and name not in TRANSPORT_OPTIONS}
+    return {name: value for name, value in params.items()
+            if name != "state" and name not in TRANSPORT_OPTIONS and name not in LIFECYCLE_OPTIONS}
+
+
+def lifecycle(params):
+    """The validated task parameters' :class:`Lifecycle` (strict, stale_start, orphan_guard)."""
+    return Lifecycle.create(**{name: params.get(name) for name in LIFECYCLE_OPTIONS})

@@ -9,34 +9,65 @@ into one ``msg`` here, and nowhere else.
 
 from __future__ import annotations
 
-from .ansible_options import STATE_ACTIONS, core_options
+from .ansible_options import STATE_ACTIONS, core_options, lifecycle
 from .ansible_transport import AnsibleUrlsTransport
 from .client import create_client
 from .deployment import START
-from .errors import BadTransition, RetraceError
+from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
+from .guard import arm_orphan_guard, release_orphan_guard
+from .tracking import describe, open_deployment
 
 
-def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1):
+def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1, run_pid=None):
     """Send (or, in check mode, describe) the call ``params['state']`` asks for.
 
     ``hosts_in_task`` is how many hosts run this task at once: with several, a 409 on start
-    most likely means each of them tried to start the same deployment.
+    most likely means each of them tried to start the same deployment.  ``run_pid`` is the
+    process of the whole run (``ansible-playbook``): a ``started`` task arms the orphan guard on
+    it, a ``completed`` / ``cancelled`` task releases that guard; None (the module run on a host)
+    means no guard.
+
+    With ``strict`` false (the default) a call Retrace refuses or cannot receive returns an
+    ``ok`` result with ``tracked: false`` and one warning; with ``strict`` true the task fails.
+    Invalid options always fail the task, before anything is sent.
     """
     state = params["state"]
     action = STATE_ACTIONS[state]
-    result = {"changed": False, "state": state}
+    result = {"changed": False, "state": state, "tracked": False}
     transport = transport or AnsibleUrlsTransport(params.get("validate_certs", True), params.get("ca_path"),
                                                   params.get("use_proxy", True))
+    warnings = []
     try:
+        settings = lifecycle(params)
         client, deployment = create_client(core_options(params), transport, entry_point=entry_point, log=log)
-        result.update(api_url=client.settings.api_url, deployment=deployment.payload(action), attempts=0)
-        if check_mode:
-            return dict(result, changed=True, msg=f"Would {_describe(action, deployment)} (check mode: nothing sent).")
-        call = client.send(action, deployment)
+    except InvalidInput as error:
+        return dict(result, failed=True, msg=str(error), error=error.kind, attempts=0)
+    result.update(api_url=client.settings.api_url, deployment=deployment.payload(action), attempts=0)
+    if check_mode:
+        return dict(result, changed=True, msg=f"Would {_describe(action, deployment)} (check mode: nothing sent).")
+    try:
+        if action == START:
+            # Several hosts in one task: a 409 is a sibling host's start, never a stale one to cancel.
+            stale_start = settings.stale_start if hosts_in_task == 1 else "fail"
+            call = open_deployment(client, deployment, stale_start=stale_start, warn=warnings.append)
+        else:
+            call = client.send(action, deployment)
     except RetraceError as error:
-        return dict(result, failed=True, msg=_failure_message(error, hosts_in_task), error=error.kind,
-                    **_contact_details(error))
-    return dict(result, changed=True, status=call.status, attempts=call.attempts,
+        if run_pid is not None and not (action != START and isinstance(error, ApiUnreachable)):
+            # Retrace answered: nothing left for the guard to do.  Unreachable: it tries again at the end of the run.
+            release_orphan_guard(client.settings, deployment, run_pid)
+        message = _failure_message(error, hosts_in_task)
+        failure = dict(result, msg=message, error=error.kind, **_contact_details(error))
+        if settings.strict:
+            return dict(failure, failed=True, warnings=warnings)
+        return dict(failure, warnings=warnings + [f"Retrace: {describe(deployment)} NOT recorded: {action} failed: {message} "
+                                                  "(strict: false, so the play goes on)"])
+    if run_pid is not None:
+        if action == START and settings.orphan_guard:
+            arm_orphan_guard(client, deployment, owner_pid=run_pid, log=log)
+        elif action != START:
+            release_orphan_guard(client.settings, deployment, run_pid)
+    return dict(result, changed=True, tracked=True, status=call.status, attempts=call.attempts, warnings=warnings,
                 msg=f"Retrace accepted the request to {_describe(action, deployment)} (HTTP {call.status}, "
                     f"{call.attempts} attempt{'s' if call.attempts > 1 else ''}).")
 

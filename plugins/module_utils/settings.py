@@ -117,10 +117,11 @@ class Lifecycle:
     def create(cls, strict=None, stale_start=None, orphan_guard=None) -> "Lifecycle":
         """Validate; None means the default. Raise :class:`InvalidInput` naming the option at fault."""
         stale = cls.stale_start if stale_start is None else stale_start
-        if not isinstance(stale, str) or stale.strip().lower() not in STALE_START_CHOICES:
+        # Exactly as written, as Ansible's ``choices`` checks it: one environment, one outcome.
+        if stale not in STALE_START_CHOICES:
             raise InvalidInput("stale_start", f"must be one of {', '.join(STALE_START_CHOICES)}, got {stale!r}")
         return cls(strict=cls.strict if strict is None else parse_boolean(strict, "strict"),
-                   stale_start=stale.strip().lower(),
+                   stale_start=stale,
                    orphan_guard=cls.orphan_guard if orphan_guard is None else parse_boolean(orphan_guard, "orphan_guard"))
 
     @classmethod

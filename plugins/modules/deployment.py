@@ -21,11 +21,20 @@ description:
     role, which sends exactly one start and one complete or cancel around your deployment tasks.
   - Every setting is checked before anything is sent; a bad one fails the task with a message
     naming the option.
+  - "Tracking never takes a deployment down unless you ask for it: with O(strict=false) (the default) a call that
+    Retrace refuses or cannot receive leaves the task C(ok) with RV(tracked=false) and one warning saying what was
+    not recorded, so the play goes on deploying. Set O(strict=true) to fail the task instead. The default is
+    V(false) because a failing task stops the play, which would stop a deployment because of its monitoring."
+  - "After an accepted V(started), an orphan guard (O(orphan_guard)) watches the C(ansible-playbook) process. If the
+    run ends (killed by AWX or ansible-runner, Ctrl-C, SIGTERM, SIGHUP, a crash, or simply the end of the playbook)
+    before a V(completed) or V(cancelled) task of the same run, it cancels the deployment. To close the deployment
+    in a later, separate run, set O(orphan_guard=false) on the start."
 author:
   - Stackify Retrace collection maintainers (@stackify)
 extends_documentation_fragment:
   - stackify.retrace.api
   - stackify.retrace.api.deployment
+  - stackify.retrace.api.lifecycle
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
@@ -34,8 +43,11 @@ options:
     description:
       - V(started) opens the deployment, V(completed) closes it as successful, V(cancelled)
         closes it as failed or abandoned.
-      - Retrace refuses (HTTP 409) to complete or cancel a deployment that is not in progress,
-        and to start one that already is.
+      - V(completed) with no V(started) before it records a one-shot deployment, as Stackify's own Jenkins
+        plugin does (it only ever sends complete); give O(name), O(branch), O(commit) and O(uri) then, since
+        that call is all Retrace learns about it.
+      - Retrace refuses (HTTP 409) to cancel a deployment that is not in progress, and to start one that
+        already is (see O(stale_start) for a start left in progress by a run that died).
     type: str
     required: true
     choices: [started, completed, cancelled]
@@ -142,6 +154,25 @@ EXAMPLES = r"""
       ansible.builtin.fail:
         msg: "{{ ansible_failed_task.name }} failed: {{ ansible_failed_result.msg | default('see above') }}"
 
+# Fail the play when Retrace cannot record the start (the default only warns).
+- name: Start, strictly
+  stackify.retrace.deployment:
+    state: started
+    version: "{{ app_version }}"
+    strict: true
+  run_once: true
+
+# A one-shot deployment: only complete, with everything Retrace should show.
+- name: Record a finished deployment
+  stackify.retrace.deployment:
+    state: completed
+    version: "{{ app_version }}"
+    name: "Shop {{ app_version }}"
+    branch: main
+    commit: "{{ app_commit }}"
+    uri: "https://ci.example.com/builds/{{ build_id }}"
+  run_once: true
+
 # Check mode: see what would be sent.
 - name: Show the request without sending it
   stackify.retrace.deployment:
@@ -189,6 +220,13 @@ status:
   returned: when Retrace answered
   type: int
   sample: 202
+tracked:
+  description:
+    - Whether Retrace accepted the call. V(false) in check mode, and when the call failed with O(strict=false)
+      (the task is then C(ok) and a warning says what was not recorded).
+  returned: always
+  type: bool
+  sample: true
 attempts:
   description: Requests made, retries included; V(0) in check mode or when nothing was sent.
   returned: when the options are valid, or Retrace was contacted
@@ -203,7 +241,7 @@ error:
   description:
     - Kind of failure; one of V(invalid_input), V(authentication_rejected), V(request_rejected),
       V(unknown_app_or_environment), V(bad_transition), V(api_unreachable).
-  returned: failure
+  returned: failure, and when a call failed with O(strict=false)
   type: str
   sample: bad_transition
 """

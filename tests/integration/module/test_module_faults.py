@@ -22,25 +22,28 @@ def test_refusals_fail_at_once_with_one_clear_message(tmp_path, ansible_env, ret
         task("started", version="1.0", app_name="NoSuchApp", environment_name="Production",
              keywords={"register": "unknown_app", **IGNORE}),
         task("completed", version="1.0", **DEMO, keywords={"register": "other_4xx", **IGNORE}),
-        task("completed", version="1.0", **DEMO, keywords={"register": "not_started", **IGNORE}),
+        task("completed", version="1.1", **DEMO, keywords={"register": "one_shot", **IGNORE}),
         task("cancelled", version="1.0", **DEMO, keywords={"register": "bad_request", **IGNORE}),
+        task("cancelled", version="1.0", **DEMO, keywords={"register": "not_started", **IGNORE}),
         _checks(
             "unauthorised is failed and unauthorised.error == 'authentication_rejected' and unauthorised.status == 401",
             "unknown_app.error == 'unknown_app_or_environment' and unknown_app.status == 400",
             "other_4xx.error == 'request_rejected' and other_4xx.status == 404",
+            "one_shot is not failed and one_shot.tracked and one_shot.status == 202",
             "not_started.error == 'bad_transition' and not_started.status == 409",
             "bad_request.error == 'request_rejected' and bad_request.status == 400",
             "[unauthorised, unknown_app, other_4xx, not_started, bad_request] | map(attribute='attempts') | unique == [1]",
         ),
     )])
-    run = run_playbook(playbook, env=ansible_env)
+    run = run_playbook(playbook, env={**ansible_env, "RETRACE_STRICT": "true"})
     assert run.returncode == 0, run.stdout
-    assert calls(retrace_emulator) == [("start", 401), ("start", 400), ("complete", 404), ("complete", 409), ("cancel", 400)]
+    assert calls(retrace_emulator) == [("start", 401), ("start", 400), ("complete", 404), ("complete", 202), ("cancel", 400),
+                                       ("cancel", 409)]
     for message in (
         "Retrace rejected the API key (HTTP 401) on start: check api_key / RETRACE_API_KEY",
         "Retrace does not know app 'NoSuchApp' or environment 'Production' for this account: create them in Retrace",
         "Retrace rejected the complete request (HTTP 404).",
-        "Retrace refused to complete deployment 1.0 of DemoApp in Production (HTTP 409): this deployment is not in progress",
+        "Retrace refused to cancel deployment 1.0 of DemoApp in Production (HTTP 409): this deployment is not in progress",
         "Retrace rejected the cancel request (HTTP 400). Retrace said: Version has an unsupported format",
     ):
         assert message in run.stdout
@@ -87,10 +90,36 @@ def test_unreachable_api_fails_within_the_deadline(tmp_path, ansible_env, retrac
         _checks("overloaded is failed and overloaded.error == 'api_unreachable' and overloaded.attempts > 1",
                 "refused is failed and refused.error == 'api_unreachable' and refused.attempts > 1"),
     )])
-    run = run_playbook(playbook, env=ansible_env)
+    run = run_playbook(playbook, env={**ansible_env, "RETRACE_STRICT": "true"})
     assert run.returncode == 0, run.stdout
     assert f"Retrace API at {retrace_emulator.url} unreachable: start failed after" in run.stdout
     assert "last problem: HTTP 503" in run.stdout
     assert f"Retrace API at http://127.0.0.1:{unused_port} unreachable" in run.stdout
     assert "last problem: connection refused" in run.stdout
     assert 1 < len(retrace_emulator.requests()) < 20
+
+
+def test_without_strict_a_tracking_failure_warns_and_the_play_goes_on(tmp_path, ansible_env, retrace_emulator, unused_port):
+    playbook = write_playbook(tmp_path, [play(
+        task("started", version="4.2", **DEMO, deadline=1, api_url=f"http://127.0.0.1:{unused_port}",
+             keywords={"register": "down"}),
+        task("started", version="4.2", **DEMO, api_key="not-a-known-key", keywords={"register": "refused"}),
+        {"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying anyway"}},
+        _checks("down is not failed and not down.tracked and down.error == 'api_unreachable'",
+                "refused is not failed and not refused.tracked and refused.status == 401"),
+    )])
+    run = run_playbook(playbook, env=ansible_env)
+    assert run.returncode == 0, run.stdout
+    assert "deploying anyway" in run.stdout
+    assert run.stdout.count("[WARNING]: Retrace: deployment 4.2 of DemoApp to Production NOT recorded: start failed") == 2
+    assert calls(retrace_emulator) == [("start", 401)]
+
+
+def test_strict_true_fails_the_task(tmp_path, ansible_env, retrace_emulator, unused_port):
+    playbook = write_playbook(tmp_path, [play(
+        task("started", version="4.3", **DEMO, deadline=1, strict=True, api_url=f"http://127.0.0.1:{unused_port}"),
+        {"name": "Deployment step", "ansible.builtin.debug": {"msg": "never reached"}},
+    )])
+    run = run_playbook(playbook, env=ansible_env)
+    assert run.returncode == 2, run.stdout
+    assert "never reached" not in run.stdout and "unreachable: start failed after" in run.stdout

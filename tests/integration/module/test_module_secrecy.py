@@ -31,7 +31,7 @@ def test_key_stays_secret_at_every_verbosity_and_outcome(tmp_path, ansible_env, 
     playbook = write_playbook(tmp_path, [play(
         task("started", version="1.0", **DEMO, **key),
         task("completed", version="1.0", **DEMO, **key),
-        task("completed", version="1.0", **DEMO, **key, keywords=ignore),                          # 409
+        task("cancelled", version="1.0", **DEMO, **key, keywords=ignore),                          # 409
         task("started", version="1.1", **DEMO, api_key="{{ vault_wrong_key }}", keywords=ignore),  # 401
         task("started", version="v" * 300, **DEMO, **key, keywords=ignore),                        # invalid input
         task("started", version="1.2", **DEMO, **key, deadline=1, keywords=ignore,
@@ -40,7 +40,7 @@ def test_key_stays_secret_at_every_verbosity_and_outcome(tmp_path, ansible_env, 
         vars_files=[str(secrets)],
     )])
     log_file = tmp_path / "ansible.log"
-    env = dict(ansible_env, ANSIBLE_LOG_PATH=str(log_file))
+    env = dict(ansible_env, ANSIBLE_LOG_PATH=str(log_file), RETRACE_STRICT="true")
     del env["RETRACE_API_KEY"]
     run = run_playbook(playbook, "-vvvv", "--vault-password-file", str(password_file), env=env)
     assert run.returncode == 2, run.stdout
@@ -53,8 +53,8 @@ def test_key_stays_secret_at_every_verbosity_and_outcome(tmp_path, ansible_env, 
 
 @pytest.mark.retrace_emulator(accounts={SECRET_KEY: {"apps": ["DemoApp"], "environments": ["Production"]}})
 def test_key_from_the_environment_stays_secret(tmp_path, ansible_env, retrace_emulator):
-    env = dict(ansible_env, RETRACE_API_KEY=SECRET_KEY)
-    playbook = write_playbook(tmp_path, [play(task("started", version="2.0", **DEMO), task("completed", version="2.1", **DEMO))])
+    env = dict(ansible_env, RETRACE_API_KEY=SECRET_KEY, RETRACE_STRICT="true")
+    playbook = write_playbook(tmp_path, [play(task("started", version="2.0", **DEMO), task("cancelled", version="2.1", **DEMO))])
     run = run_playbook(playbook, "-vvvv", env=env)
     assert run.returncode == 2
     assert [entry["status"] for entry in retrace_emulator.requests()] == [202, 409]

@@ -78,7 +78,8 @@ def test_hosts_are_never_contacted_whatever_they_are(tmp_path, ansible_env, retr
 
 def test_start_from_several_hosts_hints_at_run_once(tmp_path, ansible_env, retrace_emulator):
     playbook = write_playbook(tmp_path, [play(task("started", version="5.0", **DEMO), hosts="all")])
-    run = run_playbook(playbook, env=ansible_env, inventory="web1 ansible_connection=local\nweb2 ansible_connection=local\n")
+    run = run_playbook(playbook, env={**ansible_env, "RETRACE_STRICT": "1"},
+                       inventory="web1 ansible_connection=local\nweb2 ansible_connection=local\n")
     assert run.returncode == 2, run.stdout
     assert sorted(calls(retrace_emulator)) == [("start", 202), ("start", 409)]
     assert "already in progress" in run.stdout

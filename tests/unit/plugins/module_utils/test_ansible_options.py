@@ -24,6 +24,7 @@ def _documented_options() -> dict:
     options = dict(docs_in(COLLECTION / "plugins" / "modules" / "deployment.py", "DOCUMENTATION")["options"])
     options.update(docs_in(fragments, "DOCUMENTATION")["options"])
     options.update(docs_in(fragments, "DEPLOYMENT")["options"])
+    options.update(docs_in(fragments, "LIFECYCLE")["options"])
     return options
 
 
@@ -40,6 +41,12 @@ def test_every_shared_environment_variable_is_a_fallback():
         strategy, names = ansible_options.ARGUMENT_SPEC[option]["fallback"]
         assert strategy is ansible_options.first_set_environment_variable
         assert tuple(names) == variables
+
+
+def test_every_lifecycle_environment_variable_is_a_fallback():
+    for option, variable in settings.LIFECYCLE_ENVIRONMENT_VARIABLES.items():
+        strategy, names = ansible_options.ARGUMENT_SPEC[option]["fallback"]
+        assert strategy is ansible_options.first_set_environment_variable and names == [variable]
 
 
 def test_api_key_is_no_log():

@@ -151,7 +151,7 @@ def test_stale_start_fail_raises_the_conflict():
     assert client.calls == ["start"]
 
 
-@pytest.mark.parametrize("given, option", [({"strict": "maybe"}, "strict"), ({"stale_start": "retry"}, "stale_start"),
+@pytest.mark.parametrize("given, option", [({"strict": "maybe"}, "strict"), ({"stale_start": "retry"}, "stale_start"), ({"stale_start": "Fail"}, "stale_start"),
                                            ({"orphan_guard": 2}, "orphan_guard")])
 def test_lifecycle_settings_are_checked_by_name(given, option):
     from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
@@ -163,7 +163,7 @@ def test_lifecycle_settings_are_checked_by_name(given, option):
 @pytest.mark.parametrize("word, meaning", [("yes", True), ("TRUE", True), ("on", True), ("1", True),
                                           ("no", False), ("false", False), ("off", False), ("0", False)])
 def test_lifecycle_from_environment_reads_boolean_words(word, meaning):
-    lifecycle = Lifecycle.from_environment({"RETRACE_STRICT": word, "RETRACE_ORPHAN_GUARD": word, "RETRACE_STALE_START": "Fail"})
+    lifecycle = Lifecycle.from_environment({"RETRACE_STRICT": word, "RETRACE_ORPHAN_GUARD": word, "RETRACE_STALE_START": "fail"})
     assert lifecycle == Lifecycle(strict=meaning, stale_start="fail", orphan_guard=meaning)
 
 

@@ -62,7 +62,7 @@ def test_main_in_check_mode_sends_nothing(capsys, transports):
 
 def test_main_fails_with_one_message(capsys, transports):
     transports.status = 401
-    code, result = run_main(capsys, ARGS)
+    code, result = run_main(capsys, {**ARGS, "strict": True})
     assert code == 1 and result["failed"] is True and result["error"] == "authentication_rejected"
     assert result["msg"].startswith("Retrace rejected the API key (HTTP 401)")
     assert "module-unit-key" not in json.dumps(result)

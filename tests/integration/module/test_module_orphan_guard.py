@@ -1,0 +1,110 @@
+"""The module's orphan guard, driven for real: ansible-playbook killed in the middle, with real signals.
+
+A ``started`` task arms a watcher on the ansible-playbook process; a ``completed`` / ``cancelled``
+task of the same run releases it.  When the run dies first, however it dies, one cancel arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ansible_run import BIN, DEMO, calls, play, task, write_playbook
+
+GUARD_LANDS_WITHIN = 15.0
+
+
+def _start_playbook(playbook, env, marker):
+    """ansible-playbook in its own process group (as ansible-runner runs it), once ``marker`` exists."""
+    process = subprocess.Popen([str(BIN / "ansible-playbook"), str(playbook)], env=env, cwd=playbook.parent,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read().decode()
+        time.sleep(0.05)
+    return process
+
+
+def _wait_for(emulator, expected, seconds=GUARD_LANDS_WITHIN):
+    deadline = time.monotonic() + seconds
+    while calls(emulator) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return calls(emulator)
+
+
+def _long_play(tmp_path, marker):
+    return write_playbook(tmp_path, [play(
+        task("started", version="7.0", **DEMO),
+        {"name": "Deployment step", "ansible.builtin.shell": f"touch {marker} && sleep 60"},
+        task("completed", version="7.0", **DEMO),
+    )])
+
+
+@pytest.mark.parametrize("how", ["SIGKILL to the process group", "SIGKILL to ansible-playbook alone", "SIGHUP", "SIGTERM"])
+def test_a_run_killed_after_the_start_is_cancelled_by_the_guard(tmp_path, ansible_env, retrace_emulator, how):
+    marker = tmp_path / "deploying"
+    process = _start_playbook(_long_play(tmp_path, marker), ansible_env, marker)
+    killed_at = time.monotonic()
+    if how == "SIGKILL to the process group":
+        os.killpg(process.pid, signal.SIGKILL)
+    elif how == "SIGKILL to ansible-playbook alone":
+        os.kill(process.pid, signal.SIGKILL)
+    else:
+        os.kill(process.pid, getattr(signal, how))
+    process.communicate(timeout=60)
+    with pytest.raises(ProcessLookupError):  # nothing of the run is left in its group...
+        for _ in range(100):
+            os.killpg(process.pid, 0)
+            time.sleep(0.1)
+    assert _wait_for(retrace_emulator, [("start", 202), ("cancel", 202)]) == [("start", 202), ("cancel", 202)]
+    assert time.monotonic() - killed_at < GUARD_LANDS_WITHIN
+
+
+def test_the_guard_sends_nothing_when_the_run_ends_the_deployment(tmp_path, ansible_env, retrace_emulator):
+    playbook = write_playbook(tmp_path, [play(task("started", version="7.1", **DEMO), task("completed", version="7.1", **DEMO),
+                                              task("started", version="7.2", **DEMO), task("cancelled", version="7.2", **DEMO))])
+    run = subprocess.run([str(BIN / "ansible-playbook"), str(playbook)], env=ansible_env, cwd=tmp_path, text=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout
+    time.sleep(2)  # a guard that wrongly fired would have landed by now
+    assert calls(retrace_emulator) == [("start", 202), ("complete", 202), ("start", 202), ("cancel", 202)]
+
+
+def test_a_playbook_that_ends_without_closing_the_deployment_is_cancelled(tmp_path, ansible_env, retrace_emulator):
+    playbook = write_playbook(tmp_path, [play(task("started", version="7.3", **DEMO))])
+    run = subprocess.run([str(BIN / "ansible-playbook"), str(playbook)], env=ansible_env, cwd=tmp_path, text=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout
+    assert _wait_for(retrace_emulator, [("start", 202), ("cancel", 202)]) == [("start", 202), ("cancel", 202)]
+
+
+def test_orphan_guard_false_leaves_the_deployment_open_for_a_later_run(tmp_path, ansible_env, retrace_emulator):
+    first = write_playbook(tmp_path, [play(task("started", version="7.4", orphan_guard=False, **DEMO))], name="first.yml")
+    second = write_playbook(tmp_path, [play(task("completed", version="7.4", **DEMO))], name="second.yml")
+    for playbook in (first, second):
+        run = subprocess.run([str(BIN / "ansible-playbook"), str(playbook)], env=ansible_env, cwd=tmp_path, text=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120,
+                             check=False)
+        assert run.returncode == 0, run.stdout
+        time.sleep(1)
+    assert calls(retrace_emulator) == [("start", 202), ("complete", 202)]
+    assert retrace_emulator.deployments()[0]["state"] == "completed"
+
+
+def test_a_stale_start_left_by_a_dead_run_is_recovered(tmp_path, ansible_env, retrace_emulator):
+    marker = tmp_path / "deploying"
+    process = _start_playbook(_long_play(tmp_path, marker), {**ansible_env, "RETRACE_ORPHAN_GUARD": "false"}, marker)
+    os.killpg(process.pid, signal.SIGKILL)  # no guard: as if the container had been killed
+    process.communicate(timeout=60)
+    marker.unlink()
+    process = _start_playbook(_long_play(tmp_path, marker), ansible_env, marker)
+    os.killpg(process.pid, signal.SIGTERM)
+    output = process.communicate(timeout=60)[0].decode()
+    assert "was left in progress by a run that ended without closing it" in output
+    assert _wait_for(retrace_emulator, [("start", 202), ("start", 409), ("cancel", 202), ("start", 202), ("cancel", 202)]) == [
+        ("start", 202), ("start", 409), ("cancel", 202), ("start", 202), ("cancel", 202)]
