@@ -32,4 +32,54 @@ def test_tls_context_is_verified_by_default_and_built_only_for_https():
     assert verified._tls_context().verify_mode == ssl.CERT_REQUIRED  # pylint: disable=protected-access
     assert transport.UrllibTransport(validate_certs=False)._tls_context().verify_mode == ssl.CERT_NONE  # pylint: disable=protected-access
     verified._opener("http://127.0.0.1:1/")  # pylint: disable=protected-access
-    assert list(verified._openers) == ["http"]  # pylint: disable=protected-access
+    assert list(verified._openers) == [("http", None)]  # pylint: disable=protected-access
+
+
+# --- one environment, one outcome (issue #10 case 17): the resolution every transport uses ---------
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, (None, None)),
+    ({"SSL_CERT_FILE": "/ca/ssl.pem"}, ("/ca/ssl.pem", None)),
+    ({"REQUESTS_CA_BUNDLE": "/ca/requests.pem", "SSL_CERT_FILE": "/ca/ssl.pem"}, ("/ca/requests.pem", None)),
+    ({"CURL_CA_BUNDLE": "/ca/curl.pem"}, ("/ca/curl.pem", None)),
+    ({"REQUESTS_CA_BUNDLE": "", "SSL_CERT_FILE": "/ca/ssl.pem"}, ("/ca/ssl.pem", None)),
+])
+def test_ca_bundle_variables_are_read_in_one_order(environ, expected):
+    assert transport.ca_locations(None, environ) == expected
+
+
+def test_ca_path_option_wins_and_directories_become_capath(tmp_path):
+    assert transport.ca_locations("/ca/option.pem", {"REQUESTS_CA_BUNDLE": "/ca/env.pem"}) == ("/ca/option.pem", None)
+    assert transport.ca_locations(None, {"SSL_CERT_DIR": str(tmp_path)}) == (None, str(tmp_path))
+
+
+def test_an_unreadable_ca_bundle_is_a_tls_failure(tmp_path):
+    with pytest.raises(transport.TlsFailed, match="cannot load the CA bundle"):
+        transport.tls_context(True, None, {"SSL_CERT_FILE": str(tmp_path / "missing.pem")})
+
+
+PROXY = {"https_proxy": "http://proxy.example:3128", "http_proxy": "http://proxy.example:3128"}
+
+
+@pytest.mark.parametrize("no_proxy, url, bypassed", [
+    ("127.0.0.0/8", "http://127.0.0.1:8080/api", True),
+    ("127.0.0.0/8", "https://10.0.0.1/api", False),
+    ("10.0.0.0/8, example.com", "https://api.example.com/x", True),
+    (".example.com", "https://api.example.com/x", True),
+    ("example.com", "https://notexample.com/x", False),
+    ("*", "https://anything.test/", True),
+    ("::1/128", "http://[::1]:8080/", True),
+    ("api.example.com:8443", "https://api.example.com:8443/", True),
+    ("api.example.com:8443", "https://api.example.com/", False),
+    ("", "https://api.example.com/", False),
+])
+def test_no_proxy_matching(no_proxy, url, bypassed):
+    environ = {**PROXY, "no_proxy": no_proxy}
+    assert (transport.proxy_for(url, environ) is None) is bypassed
+
+
+def test_proxy_variables_follow_urllib():
+    assert transport.proxy_for("https://api.example.com/", {"HTTPS_PROXY": "http://upper:1"}) == "http://upper:1"
+    assert transport.proxy_for("https://api.example.com/", {"https_proxy": "http://lower:1", "HTTPS_PROXY": "http://upper:1"}) == "http://lower:1"
+    assert transport.proxy_for("https://api.example.com/", {"ALL_PROXY": "http://all:1"}) is None
+    assert transport.proxy_for("http://127.0.0.1/", {"https_proxy": "http://p:1"}) is None
