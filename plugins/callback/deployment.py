@@ -15,11 +15,18 @@ description:
     (task failures, unreachable hosts, Ctrl-C, SIGTERM, or an error that aborts the run after the start).
   - One invocation is one deployment, however many playbook files, plays, hosts, forks or serial batches it has.
   - Failures that were rescued or ignored (C(ignore_errors), C(failed_when)) do not cancel the deployment.
-  - Tracking never changes the result of the playbook or the exit code of C(ansible-playbook). A missing
+  - By default tracking never changes the result of the playbook or the exit code of C(ansible-playbook). A missing
     setting, a refused key or an API that is down or hanging produces one warning line, and the time the
-    callback can add to a run is bounded by O(time_budget).
-  - Nothing is sent in C(--check) mode unless O(track_check_mode) is set. C(--syntax-check) and the
-    C(--list-*) modes never load callbacks.
+    callback can add to a run is bounded by O(time_budget). Set O(strict) to make such failures fail the run.
+  - Nothing is sent in C(--check) mode unless O(track_check_mode) is set, nor for ad-hoc commands unless
+    O(track_ad_hoc) is set. C(--syntax-check) and the C(--list-*) modes never load callbacks.
+  - The start is sent when the first task (or handler) of the run starts, so a run in which no task runs on any host
+    (C(--limit) matching no host, plays with no hosts) sends nothing and says so in one line.
+  - Once the start is accepted, an orphan guard (O(orphan_guard)) cancels the deployment if C(ansible-playbook) is
+    killed outright (SIGKILL of its process group by ansible-runner or AWX, the OOM killer); SIGHUP and SIGTERM
+    send the cancel before the process ends.
+  - Boolean settings are checked strictly wherever they come from - V(true)/V(false), V(yes)/V(no), V(on)/V(off),
+    V(1)/V(0), V(t)/V(f), V(y)/V(n); any other word is refused with one warning instead of being read as false.
   - "Settings are read, from highest to lowest precedence, from extra vars (C(-e retrace_<option>=...)),
     environment variables, the C([callback_retrace]) section of C(ansible.cfg), then the defaults.
     Extra vars are used as given: they are not templated."
@@ -35,6 +42,7 @@ author:
 extends_documentation_fragment:
   - stackify.retrace.api
   - stackify.retrace.api.deployment
+  - stackify.retrace.api.lifecycle
   - stackify.retrace.api.plugin_environment
 options:
   api_key:
@@ -156,11 +164,58 @@ options:
         key: track_check_mode
     vars:
       - name: retrace_track_check_mode
+  track_ad_hoc:
+    description:
+      - Also record ad-hoc commands (C(ansible web -m ansible.builtin.ping)) when callbacks are loaded for them
+        (E(ANSIBLE_LOAD_CALLBACK_PLUGINS), which ansible-runner and AWX set for ad-hoc jobs). Off by default, as an
+        ad-hoc command deploys nothing.
+      - When on, the version is O(version), E(RETRACE_VERSION), C(git describe) of the current directory, or
+        C(ansible-<module>-<UTC time>) (for example V(ansible-ping-20260512T101500Z)); never the host pattern.
+    type: bool
+    default: false
+    env:
+      - name: RETRACE_TRACK_AD_HOC
+    ini:
+      - section: callback_retrace
+        key: track_ad_hoc
+    vars:
+      - name: retrace_track_ad_hoc
+  strict:
+    description:
+      - What a tracking failure does to the run. With V(false) (the default), a start or end that Retrace refuses
+        or cannot receive (unreachable, time budget spent, HTTP 401/400/409) is one warning line saying what was not
+        recorded, and the playbook goes on with its own result and exit code.
+      - With V(true), V(true) means - a start that fails stops C(ansible-playbook) before its first task
+        runs, with one error line and exit code 1; a complete that fails turns a successful run's exit code into 1
+        (a cancel that fails leaves the failed run's own exit code). Invalid or missing settings stop the run too,
+        before anything is sent.
+      - "How: ansible-core turns any C(Exception) raised by a callback into a warning, so the callback raises
+        C(SystemExit(1)). It passes Ansible's clean-ups (workers stopped, temporary files removed) and becomes the
+        exit code; callbacks listed after this one get no C(v2_playbook_on_stats) then."
+    ini:
+      - section: callback_retrace
+        key: strict
+    vars:
+      - name: retrace_strict
+  stale_start:
+    ini:
+      - section: callback_retrace
+        key: stale_start
+    vars:
+      - name: retrace_stale_start
+  orphan_guard:
+    ini:
+      - section: callback_retrace
+        key: orphan_guard
+    vars:
+      - name: retrace_orphan_guard
 notes:
   - The outcome is read from the play recap (failed and unreachable counts), so a host failure that a C(rescue) block
     handled does not cancel the deployment.
   - On Ctrl-C and on an error that aborts the run, the cancel is sent as C(ansible-playbook) exits; on SIGTERM
-    (how AWX and CI systems stop a job) it is sent before the process ends.
+    (how CI systems stop a job) and SIGHUP (the terminal or SSH session closed) it is sent before the process ends;
+    on SIGKILL (how ansible-runner and AWX cancel a job or end it past its timeout) the orphan guard sends it
+    within seconds.
   - With several playbook files in one command, the deployment ends after the last one, or after the one that stopped
     the run.
 seealso:
@@ -188,27 +243,17 @@ EXAMPLES = r"""
 """
 
 import atexit
-import contextlib
-import dataclasses
-import datetime
-import json
 import os
-import pathlib
 import signal
 import time
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
-from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import check_text_types
-from ansible_collections.stackify.retrace.plugins.module_utils.client import DeploymentClient, create_client
-from ansible_collections.stackify.retrace.plugins.module_utils.deployment import CANCEL, COMPLETE, START
-from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput, RetraceError
-from ansible_collections.stackify.retrace.plugins.module_utils.redaction import redact
-from ansible_collections.stackify.retrace.plugins.module_utils.source import detect_source, git_describe
-from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable, RetraceError
+from ansible_collections.stackify.retrace.plugins.module_utils.settings import Lifecycle, parse_boolean
 
 ENTRY_POINT = "ansible-callback"
 REQUIRED_OPTIONS = ("api_key", "app_name", "environment_name")
@@ -219,12 +264,20 @@ START_SHARE = 2 / 3
 #: below this many seconds left, a call is not worth attempting
 MINIMUM_CALL_TIME = 0.05
 HOSTS_SHOWN = 5
-BOOLEAN_OPTIONS = ("validate_certs", "use_proxy", "track_check_mode")
+BOOLEAN_OPTIONS = ("validate_certs", "use_proxy", "track_check_mode", "track_ad_hoc", "strict", "orphan_guard")
 LISTING_MODES = ("syntax", "listhosts", "listtasks", "listtags")
+INI_SECTION = "callback_retrace"
+#: exit code of a run stopped by a tracking failure with strict set (ansible-core's ExitCode.GENERIC_ERROR)
+STRICT_EXIT_CODE = 1
+# The same words as module_utils.deployment, without importing it before a run needs it.
+START = "start"
+COMPLETE = "complete"
+CANCEL = "cancel"
+NO_TASK_RAN = "Retrace: no task ran on any host: no deployment recorded"
 
 
 class CallbackModule(CallbackBase):
-    """Start a deployment before the first task; complete or cancel it when the run ends."""
+    """Start a deployment before the first task that runs; complete or cancel it when the run ends."""
 
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = "notification"
@@ -233,60 +286,93 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, display=None):
         super().__init__(display=display)
-        self._tracking = None  # a _TrackedRun once the start was accepted
+        self._pending = None  # a _TrackedRun ready to start at the first task
+        self._tracking = None  # the _TrackedRun once its start was accepted
         self._playbooks_seen = 0
         self._stopped_by = None  # set by our signal handlers
         self._last_recap = None  # (failed hosts, unreachable hosts) of the latest play recap
         self._api_key = None  # kept only to redact it from unexpected error messages
+        self._strict = False
 
     # --- Ansible hooks: each is one call guarded so that tracking can never break the run -------------
 
     def v2_playbook_on_start(self, playbook):
         self._playbooks_seen += 1
         if self._playbooks_seen == 1:
-            self._guarded(self._begin, playbook)
+            self._guarded(self._prepare, playbook)
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        if self._pending is not None:
+            self._guarded(self._open)
+
+    def v2_playbook_on_handler_task_start(self, task):
+        if self._pending is not None:
+            self._guarded(self._open)
 
     def v2_playbook_on_stats(self, stats):
         self._last_recap = _recap(stats)
-        if self._playbooks_seen >= len(context.CLIARGS.get("args") or ()):
+        if self._playbooks_seen >= _playbook_count():
+            if self._pending is not None:
+                self._pending = None
+                self._display.display(NO_TASK_RAN)
             self._guarded(self._finish, *self._outcome())
 
-    # --- start -------------------------------------------------------------------------------------------
+    # --- before the first task: settings read and checked, nothing sent ------------------------------
 
-    def _begin(self, playbook):
+    def _prepare(self, playbook):
         if any(context.CLIARGS.get(mode) for mode in LISTING_MODES):
             return
         extra_vars = load_extra_vars(playbook._loader)
+        self.set_options(var_options=extra_vars)
+        # Strictness first, so that every later problem knows whether it fails the run.
+        self._strict = self._boolean("strict", extra_vars)
         # -e '{"retrace_version": 1.10}' arrives as the float 1.1: refuse it, as the module does.
         check_text_types({name: extra_vars.get(f"retrace_{name}") for name in CORE_OPTIONS})
-        _check_booleans(extra_vars)
-        self.set_options(var_options=extra_vars)
+        flags = {name: self._boolean(name, extra_vars) for name in BOOLEAN_OPTIONS}
+        lifecycle = Lifecycle.create(strict=flags["strict"], stale_start=self.get_option("stale_start"),
+                                     orphan_guard=flags["orphan_guard"])
         options = {name: self.get_option(name) for name in CORE_OPTIONS}
+        options["validate_certs"] = flags["validate_certs"]
         self._api_key = options["api_key"]
-        if context.CLIARGS.get("check") and not self.get_option("track_check_mode"):
+        if _is_ad_hoc() and not flags["track_ad_hoc"]:
+            self._display.v("Retrace: ad-hoc command, no deployment recorded (set track_ad_hoc to record it)")
+            return
+        if context.CLIARGS.get("check") and not flags["track_check_mode"]:
             self._display.v("Retrace: check mode, no deployment recorded (set track_check_mode to record it)")
             return
         missing = [name for name in REQUIRED_OPTIONS if not options[name]]
         if missing:
-            self._display.warning(f"Retrace deployment tracking is off for this run: {_missing_settings(missing)}")
-            return
+            raise _NotTracked(_missing_settings(missing))
         budget = _Budget(self.get_option("time_budget"))
         with budget.charge():
-            self._fill_from_source(options, pathlib.Path(playbook._file_name).resolve().parent)
-            transport = UrllibTransport(options["validate_certs"], self.get_option("ca_path"), self.get_option("use_proxy"))
+            # Imported here, not at the top: runs that track nothing (listings, check mode, ad-hoc)
+            # never pay for compiling the client (ansible's collection loader keeps no bytecode).
+            from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
+            from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+            _fill_from_source(options, _source_directory(playbook))
+            transport = UrllibTransport(options["validate_certs"], self.get_option("ca_path"), flags["use_proxy"])
             client, deployment = create_client(options, transport, entry_point=ENTRY_POINT, log=self._display.v)
-        run = _TrackedRun(client, deployment, budget, self._display)
-        if run.send(START, budget.remaining() * START_SHARE):
-            self._tracking = run
-            self._watch_for_early_exit()
+        self._pending = _TrackedRun(client, deployment, budget, lifecycle, self._display)
 
-    def _fill_from_source(self, options, directory):
-        if not options["version"]:
-            options["version"] = git_describe(str(directory)) or _fallback_version(context.CLIARGS.get("args"))
-        source = detect_source(os.environ, str(directory), options["branch"], options["commit"], options["uri"])
-        options.update(branch=source.branch, commit=source.commit, uri=source.uri)
+    def _boolean(self, option, extra_vars):
+        """``option`` as a bool, refusing what Ansible's own ``bool`` type would quietly read as false."""
+        value = self.get_option(option)
+        raw = _raw_setting(option, getattr(self, "_origins", {}).get(option), extra_vars)
+        return parse_boolean(value if raw is None else raw, option)
 
-    # --- end ---------------------------------------------------------------------------------------------
+    # --- the first task: start ----------------------------------------------------------------------
+
+    def _open(self):
+        run, self._pending = self._pending, None
+        try:
+            run.open()
+        except RetraceError as error:
+            self._fail_or_warn(f"Retrace: start of {run.label} failed, the deployment is NOT recorded: {error}")
+            return
+        self._tracking = run
+        self._watch_for_early_exit()
+
+    # --- end ---------------------------------------------------------------------------------------
 
     def _outcome(self, run_finished=True):
         """(action, reason) for the end of the run, from the latest recap and any signal received."""
@@ -299,38 +385,65 @@ class CallbackModule(CallbackBase):
             return CANCEL, "ansible-playbook stopped before the end of the run (an error aborted it)"
         return COMPLETE, None
 
-    def _finish(self, action, reason):
+    def _finish(self, action, reason, exit_on_failure=True):
         run, self._tracking = self._tracking, None
-        if run is not None:
-            run.send(action, run.budget.remaining(), reason)
+        if run is None:
+            return
+        try:
+            run.close(action, reason)
+        except RetraceError as error:
+            message = f"Retrace: {action} of {run.label} failed: {error}"
+            # A cancel means the run fails already; only a complete that did not land changes the exit code.
+            if action == COMPLETE and exit_on_failure:
+                self._fail_or_warn(message)
+            else:
+                self._display.warning(message)
 
     def _finish_at_exit(self):
         # Only the process that sent the start ends it: forked workers inherit handlers and atexit entries.
         if self._tracking is not None and os.getpid() == self._tracking.main_pid:
-            self._guarded(self._finish, *self._outcome(run_finished=False))
+            self._guarded(self._finish, *self._outcome(run_finished=False), False)
 
     def _watch_for_early_exit(self):
-        # Ctrl-C and aborting errors skip the recap but run atexit; SIGTERM skips both, so it gets a handler.
+        # Ctrl-C and aborting errors skip the recap but run atexit; SIGTERM and SIGHUP skip both.
         atexit.register(self._finish_at_exit)
         _chain_signal_handler(signal.SIGINT, self._on_sigint)
-        _chain_signal_handler(signal.SIGTERM, self._on_sigterm)
+        _chain_signal_handler(signal.SIGTERM, self._on_fatal_signal)
+        _chain_signal_handler(signal.SIGHUP, self._on_fatal_signal)
 
-    def _on_sigint(self):
+    def _on_sigint(self, signum):
         self._stopped_by = self._stopped_by or "Ctrl-C (SIGINT)"
 
-    def _on_sigterm(self):
-        self._stopped_by = self._stopped_by or "SIGTERM"
+    def _on_fatal_signal(self, signum):
+        self._stopped_by = self._stopped_by or signal.Signals(signum).name
         self._finish_at_exit()
 
     def _guarded(self, step, *args):
-        # The one place where any error becomes a warning: tracking must never break a playbook.
+        # The one place where any error becomes a warning (or, with strict, a failed run): tracking
+        # must never break a playbook unless the user asked for that.
         try:
             step(*args)
-        except RetraceError as error:
-            self._display.warning(f"Retrace deployment tracking is off for this run: {error}")
+        except (RetraceError, _NotTracked) as error:
+            self._fail_or_warn(f"Retrace deployment tracking is off for this run: {error}")
         except Exception as error:  # pylint: disable=broad-exception-caught
-            message = redact(_one_line(str(error)), self._api_key)
-            self._display.warning(f"Retrace deployment tracking failed ({type(error).__name__}): {message}")
+            message = _redact(_one_line(str(error)), self._api_key)
+            self._fail_or_warn(f"Retrace deployment tracking failed ({type(error).__name__}): {message}")
+
+    def _fail_or_warn(self, message):
+        if not self._strict:
+            self._display.warning(message)
+            return
+        # ansible-core 2.19 turns any Exception a callback raises into a warning
+        # (TaskQueueManager.send_callback); SystemExit is not an Exception, so it leaves through
+        # the strategy's and PlaybookExecutor's `finally` clean-ups (workers stopped, temporary files
+        # removed), passes CLI.cli_executor, which catches only Exception and KeyboardInterrupt,
+        # and becomes the exit code of ansible-playbook.
+        self._display.error(f"{message} (strict: stopping the run)")
+        raise SystemExit(STRICT_EXIT_CODE)
+
+
+class _NotTracked(Exception):
+    """Tracking cannot happen for this run (a required setting is missing)."""
 
 
 class _Budget:
@@ -339,66 +452,153 @@ class _Budget:
     def __init__(self, seconds):
         self.seconds = seconds
         self.spent = 0.0
+        self._began = None
 
     def remaining(self):
         return self.seconds - self.spent
 
-    @contextlib.contextmanager
     def charge(self):
-        began = time.monotonic()
-        try:
-            yield
-        finally:
-            self.spent += time.monotonic() - began
+        return self
+
+    def __enter__(self):
+        self._began = time.monotonic()
+
+    def __exit__(self, *exc_info):
+        self.spent += time.monotonic() - self._began
 
 
 class _TrackedRun:
-    """A started deployment: sends the calls within the budget and says what happened, in one line each."""
+    """One deployment: sends the calls within the budget and says what happened, in one line each."""
 
-    def __init__(self, client, deployment, budget, display):
+    def __init__(self, client, deployment, budget, lifecycle, display):
         self.client = client
         self.deployment = deployment
         self.budget = budget
+        self.lifecycle = lifecycle
         self.display = display
         self.main_pid = os.getpid()
+        self.guard = None
 
-    def send(self, action, seconds, reason=None):
-        """Send ``action`` within ``seconds``; return True when Retrace accepted it (failures are warned)."""
-        label = f"deployment {self.deployment.version} of {self.deployment.app_name} to {self.deployment.environment_name}"
-        if seconds < MINIMUM_CALL_TIME:
-            self.display.warning(f"Retrace: {action} of {label} not sent: the time budget is spent")
-            return False
-        self.display.v(f"Retrace {action}: " + json.dumps(self.client.request(action, self.deployment), ensure_ascii=False))
+    @property
+    def label(self):
+        deployment = self.deployment
+        return f"deployment {deployment.version} of {deployment.app_name} to {deployment.environment_name}"
+
+    def open(self):
+        """Send start (recovering a stale one); arm the orphan guard once Retrace accepted it.  Raises RetraceError."""
+        from ansible_collections.stackify.retrace.plugins.module_utils.tracking import open_deployment
+        with self.budget.charge():
+            self._log_request(START)
+            client = self._client_within(self.budget.remaining() * START_SHARE, START)
+            open_deployment(client, self.deployment, stale_start=self.lifecycle.stale_start,
+                            warn=lambda message: self.display.warning(f"Retrace: {message}"))
+        self.display.display(f"Retrace: {self.label} started")
+        if self.lifecycle.orphan_guard:
+            from ansible_collections.stackify.retrace.plugins.module_utils.guard import arm_orphan_guard
+            with self.budget.charge():
+                self.guard = arm_orphan_guard(self.client, self.deployment, log=self.display.v)
+
+    def close(self, action, reason=None):
+        """Send complete or cancel within what is left of the budget; raises RetraceError if it did not land.
+
+        The orphan guard stands down once Retrace answered.  A cancel that could not be delivered
+        (budget spent, API unreachable) leaves it armed: it tries once more after this process exits,
+        outside the run's time.
+        """
+        delivered = False
         try:
             with self.budget.charge():
-                self._client_within(seconds).send(action, self.deployment)
-        except RetraceError as error:
-            self.display.warning(f"Retrace: {action} of {label} failed: {error}")
-            return False
-        self.display.display(f"Retrace: {label} {_PAST_TENSE[action]}" + (f": {reason}" if reason else ""))
-        return True
+                self._log_request(action)
+                self._client_within(self.budget.remaining(), action).send(action, self.deployment)
+            delivered = True
+        except ApiUnreachable:
+            raise
+        except RetraceError:
+            delivered = True  # refused: Retrace answered, the guard has nothing left to do
+            raise
+        finally:
+            if self.guard is not None and (delivered or action == COMPLETE):
+                with self.budget.charge():
+                    self.guard.release()
+                self.guard = None
+        self.display.display(f"Retrace: {self.label} {_PAST_TENSE[action]}" + (f": {reason}" if reason else ""))
 
-    def _client_within(self, seconds):
-        # The client's deadline covers retries and its timeout one attempt: both must fit in what is left.
-        deadline = min(self.client.settings.deadline, seconds)
-        settings = dataclasses.replace(self.client.settings, deadline=deadline, timeout=min(self.client.settings.timeout, deadline))
-        return DeploymentClient(settings, self.client.transport, entry_point=ENTRY_POINT, retry=self.client.retry,
-                                log=self.display.v)
+    def _log_request(self, action):
+        if self.display.verbosity >= 1:
+            import json  # pylint: disable=import-outside-toplevel
+            self.display.v(f"Retrace {action}: " + json.dumps(self.client.request(action, self.deployment), ensure_ascii=False))
+
+    def _client_within(self, seconds, action):
+        """The client with its deadline and timeout cut to ``seconds`` (retries included)."""
+        if seconds < MINIMUM_CALL_TIME:
+            raise ApiUnreachable("not sent: the time budget is spent", action=action)
+        settings = self.client.settings
+        deadline = min(settings.deadline, seconds)
+        return self.client.replace(settings=_replace(settings, deadline=deadline, timeout=min(settings.timeout, deadline)),
+                                   log=self.display.v)
 
 
 _PAST_TENSE = {START: "started", COMPLETE: "completed", CANCEL: "cancelled"}
 
 
-def _check_booleans(extra_vars):
-    """Refuse -e retrace_validate_certs=perhaps: Ansible would quietly read it as false and turn TLS checks off."""
-    for option in BOOLEAN_OPTIONS:
-        value = extra_vars.get(f"retrace_{option}")
-        if value is None:
-            continue
-        try:
-            boolean(value, strict=True)
-        except TypeError:
-            raise InvalidInput(option, f"must be true or false, got {value!r}") from None
+def _replace(settings, **changes):
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    return dataclasses.replace(settings, **changes)
+
+
+def _is_ad_hoc():
+    """True in the ``ansible`` ad-hoc command: its CLI arguments name a module, and ``args`` is the host pattern."""
+    return "module_name" in context.CLIARGS or isinstance(context.CLIARGS.get("args"), str)
+
+
+def _playbook_count():
+    return 1 if _is_ad_hoc() else len(context.CLIARGS.get("args") or ())
+
+
+def _source_directory(playbook):
+    """Where git is asked for version, branch and commit: the first playbook's directory (ad-hoc: the current one)."""
+    if _is_ad_hoc():
+        return os.getcwd()
+    return os.path.dirname(os.path.realpath(playbook._file_name))
+
+
+def _fill_from_source(options, directory):
+    from ansible_collections.stackify.retrace.plugins.module_utils.source import detect_source, git_describe
+    if not options["version"]:
+        options["version"] = git_describe(directory) or _fallback_version()
+    source = detect_source(os.environ, directory, options["branch"], options["commit"], options["uri"])
+    options.update(branch=source.branch, commit=source.commit, uri=source.uri)
+
+
+def _fallback_version():
+    """``site-20260512T101500Z`` (first playbook's name), or ``ansible-ping-...`` for an ad-hoc command."""
+    if _is_ad_hoc():
+        stem = "ansible-" + (context.CLIARGS.get("module_name") or "ad-hoc").rsplit(".", 1)[-1]
+    else:
+        playbooks = context.CLIARGS.get("args") or ()
+        stem = os.path.splitext(os.path.basename(playbooks[0]))[0] if playbooks else "ansible"
+    return f"{stem}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+
+
+def _raw_setting(option, origin, extra_vars):
+    """The text a boolean setting was given as, before Ansible's lenient ``bool`` conversion; None for defaults.
+
+    ansible-core (2.19 ``ConfigManager.get_config_value_and_origin``) converts ``type: bool`` settings
+    with ``boolean(strict=False)``: ``RETRACE_STRICT=ture`` would silently be false.  ``origin`` is
+    ``var: <name>``, ``env: <NAME>``, the path of an ini file, or ``default``.
+    """
+    if not origin or origin == "default":
+        return None
+    if origin.startswith("var: "):
+        return extra_vars.get(origin[5:])
+    if origin.startswith("env: "):
+        return os.environ.get(origin[5:])
+    if os.path.isfile(origin):
+        import configparser  # pylint: disable=import-outside-toplevel
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(origin)
+        return parser.get(INI_SECTION, option, fallback=None)
+    return None
 
 
 def _recap(stats):
@@ -427,9 +627,9 @@ def _missing_settings(missing):
     return f"{', '.join(missing)} not set (use {variables}, {extra_vars}, or ansible.cfg [callback_retrace])"
 
 
-def _fallback_version(playbooks):
-    stem = pathlib.Path(playbooks[0]).stem if playbooks else "ansible"
-    return f"{stem}-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}"
+def _redact(text, api_key):
+    from ansible_collections.stackify.retrace.plugins.module_utils.redaction import redact
+    return redact(text, api_key)
 
 
 def _one_line(text):
@@ -437,11 +637,11 @@ def _one_line(text):
 
 
 def _chain_signal_handler(signum, hook):
-    """Run ``hook`` on ``signum``, then whatever handled it before (Ansible's own handler)."""
+    """Run ``hook(signum)`` on ``signum``, then whatever handled it before (Ansible's own handler, or the default)."""
     previous = signal.getsignal(signum)
 
     def handler(received, frame):
-        hook()
+        hook(received)
         if callable(previous):
             previous(received, frame)
         elif previous == signal.SIG_DFL:

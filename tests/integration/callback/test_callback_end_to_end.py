@@ -55,8 +55,8 @@ def test_successful_run_is_one_started_and_completed_deployment(runner):
     assert run.retrace_lines() == [STARTED, COMPLETED]
     start = runner.emulator.requests("start")[0]
     assert start["body"]["Version"] == "1.0.0" and start["headers"]["User-Agent"].startswith("stackify-retrace/")
-    # The start line comes before the first task runs.
-    assert run.stdout.index(STARTED) < run.stdout.index("TASK [Say hello]")
+    # The start is sent when the first task starts (after its banner), before it runs on any host.
+    assert run.stdout.index("TASK [Say hello]") < run.stdout.index(STARTED) < run.stdout.index("ok: [localhost]")
 
 
 def test_task_failure_cancels_and_names_the_host(runner):
