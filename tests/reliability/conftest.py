@@ -13,6 +13,7 @@ sys.path[:0] = [str(INTEGRATION / "module"), str(INTEGRATION / "fabric"), str(pa
 
 # pylint: disable=wrong-import-position
 from ansible_run import DEMO_KEY, child_environment  # noqa: E402
+from fabric_sshd import LoopbackSshd, sshd_available  # noqa: E402
 from reliability_helpers import CALLBACK, FabDirectory  # noqa: E402
 
 
@@ -40,3 +41,12 @@ def closed_port():
 @pytest.fixture
 def fab(tmp_path, retrace_emulator):
     return FabDirectory(tmp_path, retrace_emulator)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """A throw-away sshd on one loopback port (tests/integration/fabric/fabric_sshd.py): a real host for fab."""
+    if not sshd_available():
+        pytest.fail("sshd is not installed: run scripts/bootstrap (apt-get install openssh-server)")
+    with LoopbackSshd(tmp_path_factory.mktemp("sshd"), hosts=1) as server:
+        yield server

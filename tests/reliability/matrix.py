@@ -45,6 +45,7 @@ CORE = "tests/integration/core/test_core_against_emulator.py"
 M_FAULTS = "tests/integration/module/test_module_faults.py"
 M_INPUT = "tests/integration/module/test_module_bad_input.py"
 M_SECRET = "tests/integration/module/test_module_secrecy.py"
+M_GUARD = "tests/integration/module/test_module_orphan_guard.py"
 R_MOLECULE = "tests/integration/role/test_role_molecule.py"
 R_PLAYS = "tests/integration/role/test_role_playbooks.py"
 CB = "tests/integration/callback/test_callback_end_to_end.py"
@@ -52,6 +53,7 @@ F_CALLS = "tests/integration/fabric/test_fabric_single_calls.py"
 F_SSH = "tests/integration/fabric/test_fabric_deploy_ssh.py"
 REL_FAULTS = "tests/reliability/test_fault_matrix.py"
 REL_EXITS = "tests/reliability/test_exit_paths.py"
+REL_LIFE = "tests/reliability/test_lifecycle_paths.py"
 REL_INPUT = "tests/reliability/test_bad_input_matrix.py"
 REL_KEY = "tests/reliability/test_key_hygiene.py"
 
@@ -61,6 +63,12 @@ def _refs(*references: str) -> tuple:
 
 
 # --- fault matrix ------------------------------------------------------------------------------
+
+def _role_refused(case: str) -> tuple:
+    """The role deploys untracked with one warning, and with retrace_strict stops before deploying."""
+    return (f"{REL_FAULTS}::test_role_deploys_untracked_with_one_warning_when_the_start_is_refused[{case}]",
+            f"{REL_FAULTS}::test_role_strict_stops_before_deploying_when_the_start_is_refused[{case}]")
+
 
 FAULT_ROWS = (
     Row("503, 503, then 202", "accepted after retrying; the run goes on", {
@@ -87,7 +95,7 @@ FAULT_ROWS = (
     Row("connection refused", "retried until the deadline, then reported unreachable; nothing else breaks", {
         "core": _refs(f"{CORE}::test_refused_connection_ends_in_a_clear_unreachable_error"),
         "module": _refs(f"{M_FAULTS}::test_unreachable_api_fails_within_the_deadline"),
-        "role": _refs(f"{REL_FAULTS}::test_role_stops_before_deploying_when_the_start_is_refused[connection-refused]"),
+        "role": _role_refused("connection-refused"),
         "callback": _refs(f"{CB}::test_api_down_never_changes_the_exit_code"),
         "fabric": _refs(f"{F_CALLS}::test_a_closed_port_is_reported_unreachable"),
     }, attempts="> 1, within the deadline"),
@@ -108,22 +116,26 @@ FAULT_ROWS = (
     Row("401 (key rejected)", "fails at once, says to check api_key, never shows the key", {
         "core": _refs(f"{CORE}::test_unknown_key_is_401_once"),
         "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
-        "role": _refs(f"{REL_FAULTS}::test_role_stops_before_deploying_when_the_start_is_refused[401]"),
+        "role": _role_refused("401"),
         "callback": _refs(f"{CB}::test_rejected_key_warns_once_and_sends_no_end"),
         "fabric": _refs(f"{F_CALLS}::test_a_wrong_key_is_rejected_without_being_shown"),
     }, attempts="1"),
     Row("400 unknown app or environment", "fails at once, names the app and environment", {
         "core": _refs(f"{CORE}::test_unknown_app_or_environment_is_400_with_guidance"),
         "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
-        "role": _refs(f"{REL_FAULTS}::test_role_stops_before_deploying_when_the_start_is_refused[400-unknown-app]"),
+        "role": _role_refused("400-unknown-app"),
         "callback": _refs(f"{CB}::test_rejected_request_warns_and_keeps_the_failure_exit_code"),
         "fabric": _refs(f"{F_CALLS}::test_an_unknown_app_is_named"),
     }, attempts="1"),
-    Row("409 bad transition", "fails at once (start of a deployment in progress, end of one not in progress)", {
+    Row("409 on start: already in progress, no live run on this machine holds it",
+        "stale_start recover (default): one warning, cancel, start again once, then the run as usual;"
+        " stale_start fail: refused at once", {
         "core": _refs(f"{CORE}::test_bad_transitions_are_409_once"),
-        "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
-        "role": _refs(f"{REL_FAULTS}::test_role_stops_before_deploying_when_the_start_is_refused[409-in-progress]"),
-        "callback": _refs(f"{REL_FAULTS}::test_callback_warns_once_when_the_deployment_is_already_in_progress"),
+        "module": _refs(f"{M_GUARD}::test_a_stale_start_left_by_a_dead_run_is_recovered"),
+        "role": _refs(f"{REL_FAULTS}::test_role_recovers_a_deployment_a_dead_run_left_in_progress")
+        + _role_refused("409-in-progress-stale-start-fail"),
+        "callback": _refs(f"{REL_FAULTS}::test_callback_recovers_a_deployment_a_dead_run_left_in_progress",
+                          f"{REL_FAULTS}::test_callback_with_stale_start_fail_warns_once_and_sends_no_end"),
         "fabric": _refs(f"{F_CALLS}::test_complete_without_start_is_a_bad_transition"),
     }, attempts="1"),
     Row("409 on a retried start", "the first attempt was accepted but its answer lost: counted as accepted", {
@@ -141,11 +153,21 @@ MODULE_EXITS = NotApplicable("The module sends exactly the one call each task na
                              " on every exit path is what the role, the callback and `fab deploy` are for.")
 NO_PLAYBOOK = NotApplicable("Fabric has no playbooks, rescue blocks or ignore_errors: a step is a shell command,"
                             " and a failure it tolerates is written in the command (`cmd || true`).")
-ROLE_SIGNALS = Limitation("An interrupted or terminated ansible-playbook runs no further task, so the role cannot"
-                          " send the cancel: the deployment stays in progress in Retrace, and a new start of the same"
-                          " version is refused (409) until it is ended (`fab retrace.cancel` or the module). Enable"
-                          " the callback (stackify.retrace.deployment), which cancels on SIGINT and SIGTERM, when"
-                          " runs may be interrupted.")
+NO_RUNNER = NotApplicable("ansible-runner runs Ansible only. A CI system stopping `fab` kills it the same way:"
+                           " see the SIGKILL rows.")
+NO_HANDLERS = NotApplicable("Fabric has no plays, handlers or `meta` tasks: its steps are shell commands run in order.")
+NOT_AD_HOC = NotApplicable("Only callbacks are loaded by ad-hoc commands.")
+ONE_PROCESS = NotApplicable("One process sends both the start and the end, with the version it settled on at the start.")
+
+
+def _guard(how: str) -> tuple:
+    """A playbook whose module task `state: started` armed the orphan guard, then ended as ``how`` says."""
+    return _refs(f"{M_GUARD}::test_a_run_killed_after_the_start_is_cancelled_by_the_guard[{how}]")
+
+
+def _life(test: str, *ids: str) -> tuple:
+    return tuple(f"{REL_LIFE}::{test}[{case}]" for case in ids) if ids else _refs(f"{REL_LIFE}::{test}")
+
 
 EXIT_ROWS = (
     Row("success", "one start, one complete", {
@@ -174,13 +196,13 @@ EXIT_ROWS = (
     }),
     Row("SIGINT (Ctrl-C)", "one start, one cancel", {
         "module": MODULE_EXITS,
-        "role": ROLE_SIGNALS,
+        "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGINT-group"),
         "callback": _refs(f"{CB}::test_signal_mid_run_cancels[SIGINT-False-99]", f"{CB}::test_signal_mid_run_cancels[SIGINT-True-99]"),
         "fabric": _refs(f"{F_SSH}::test_a_signal_mid_deploy_cancels_once[SIGINT]"),
     }),
     Row("SIGTERM", "one start, one cancel", {
-        "module": MODULE_EXITS,
-        "role": ROLE_SIGNALS,
+        "module": _guard("SIGTERM"),
+        "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGTERM"),
         "callback": _refs(f"{CB}::test_signal_mid_run_cancels[SIGTERM"),
         "fabric": _refs(f"{F_SSH}::test_a_signal_mid_deploy_cancels_once[SIGTERM]"),
     }),
@@ -208,6 +230,89 @@ EXIT_ROWS = (
         "role": _refs(f"{R_MOLECULE}::test_a_failed_host_means_one_start_one_cancel_and_a_failed_play[role_one_host_fails"),
         "callback": _refs(f"{CB}::test_unreachable_host_cancels"),
         "fabric": _refs(f"{F_SSH}::test_a_failing_command_on_one_host_cancels_once"),
+    }),    # --- issue #9: the ways real runs end ---
+    Row("ansible-runner cancel (AWX, Automation Platform: SIGKILL to the job's process group)",
+        "one start, one cancel from the orphan guard within 15 s", {
+            "module": MODULE_EXITS,
+            "role": _life("test_ansible_runner_cancel_ends_the_deployment", "role"),
+            "callback": _life("test_ansible_runner_cancel_ends_the_deployment", "callback"),
+            "fabric": NO_RUNNER,
+        }),
+    Row("ansible-runner job_timeout (the same SIGKILL, decided by the clock)",
+        "one start, one cancel from the orphan guard within 15 s", {
+            "module": MODULE_EXITS,
+            "role": _life("test_ansible_runner_job_timeout_ends_the_deployment", "role"),
+            "callback": _life("test_ansible_runner_job_timeout_ends_the_deployment", "callback"),
+            "fabric": NO_RUNNER,
+        }),
+    Row("SIGKILL to the process group", "one start, one cancel from the orphan guard within 15 s", {
+        "module": _guard("SIGKILL to the process group"),
+        "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGKILL-group"),
+        "callback": _life("test_callback_run_killed_or_hung_up_is_cancelled", "SIGKILL-group"),
+        "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGKILL-group"),
+    }),
+    Row("SIGKILL to the main process alone (OOM killer, crash)", "one start, one cancel from the orphan guard within 15 s", {
+        "module": _guard("SIGKILL to ansible-playbook alone"),
+        "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGKILL-main"),
+        "callback": _life("test_callback_run_killed_or_hung_up_is_cancelled", "SIGKILL-main"),
+        "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGKILL-main"),
+    }),
+    Row("SIGHUP (to the main process; to the process group, as a closed terminal or SSH session sends it)",
+        "one start, one cancel within 15 s", {
+            "module": _guard("SIGHUP"),
+            "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGHUP"),
+            "callback": _life("test_callback_run_killed_or_hung_up_is_cancelled", "SIGHUP", "SIGHUP-group"),
+            "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGHUP", "SIGHUP-group"),
+        }),
+    Row("`meta: end_play` in the deployment tasks", "one start, one complete or cancel within 15 s; exit 0", {
+        "module": _refs(f"{M_GUARD}::test_a_playbook_that_ends_without_closing_the_deployment_is_cancelled"),
+        "role": _life("test_role_tracked_tasks_ending_the_play_end_the_deployment"),
+        "callback": _life("test_callback_run_ended_early_by_end_play_completes"),
+        "fabric": NO_HANDLERS,
+    }),
+    Row("a handler notified by the deployment tasks fails", "one start, one cancel; the run fails", {
+        "module": MODULE_EXITS,
+        "role": _life("test_role_failing_handler_notified_by_the_tracked_tasks_cancels"),
+        "callback": _life("test_callback_failing_handler_cancels"),
+        "fabric": NO_HANDLERS,
+    }),
+    Row("every host unreachable", "one start, one cancel within 15 s; the run fails", {
+        "module": MODULE_EXITS,
+        "role": _life("test_role_with_every_host_unreachable_cancels"),
+        "callback": _life("test_callback_run_with_every_host_unreachable_cancels"),
+        "fabric": _life("test_fab_deploy_with_every_host_unreachable_cancels"),
+    }),
+    Row("ad-hoc command (`ansible HOST -m ping`, callbacks loaded as ansible-runner and AWX load them)",
+        "nothing at all (unless `track_ad_hoc` is set)", {
+            "module": NOT_AD_HOC, "role": NOT_AD_HOC,
+            "callback": _life("test_ad_hoc_command_sends_nothing") + _life("test_ad_hoc_job_under_ansible_runner_sends_nothing"),
+            "fabric": NOT_AD_HOC,
+        }),
+    Row("no task ran on any host (no host matched, empty play)", "nothing at all", {
+        "module": MODULE_EXITS,
+        "role": NotApplicable("The role is tasks: where none runs, the role does not run either, and sends nothing."),
+        "callback": _life("test_run_in_which_no_task_ran_sends_nothing"),
+        "fabric": NotApplicable("`fab deploy` refuses an empty `retrace.steps` before the start (bad-input matrix)."),
+    }),
+    Row("single calls around a changing tree (start, a tracked file changes so `git describe` says -dirty, then end)",
+        "the end names the version the start opened: one start, one complete or cancel of it", {
+            "module": NotApplicable("The module never detects a version: every task names it."),
+            "role": ONE_PROCESS, "callback": ONE_PROCESS,
+            "fabric": _life("test_single_calls_end_the_version_the_start_opened_though_the_tree_changed",
+                            "complete", "cancel"),
+        }),
+    Row("Retrace down at start (default, fail-open)",
+        "the deployment steps still run; one warning says what was not recorded; exit 0", {
+            "module": _refs(f"{M_FAULTS}::test_without_strict_a_tracking_failure_warns_and_the_play_goes_on"),
+            "role": _life("test_role_with_retrace_down_at_start", "fail-open"),
+            "callback": _refs(f"{CB}::test_api_down_never_changes_the_exit_code"),
+            "fabric": _life("test_fab_deploy_with_retrace_down_at_start", "fail-open"),
+        }),
+    Row("Retrace down at start, `strict` set", "the run fails before any deployment step runs", {
+        "module": _refs(f"{M_FAULTS}::test_strict_true_fails_the_task"),
+        "role": _life("test_role_with_retrace_down_at_start", "strict"),
+        "callback": _life("test_callback_strict_fails_the_run_when_retrace_is_down"),
+        "fabric": _life("test_fab_deploy_with_retrace_down_at_start", "strict"),
     }),
 )
 
@@ -304,10 +409,12 @@ KEY_ROWS = (
 )
 
 MATRICES = (
-    Matrix("Fault matrix", "The Retrace API misbehaving, injected into the emulator. \"Fails\" means: the module task"
-           " fails with the error named; the role stops before the deployment tasks run; the callback prints one"
-           " warning and the playbook's own result stands; `fab` exits 1 with the message. Attempts are requests"
-           " the emulator received for that call.", FAULT_ROWS, with_attempts=True),
+    Matrix("Fault matrix", "The Retrace API misbehaving, injected into the emulator. \"Fails\" means: by default"
+           " (`strict` false) tracking never takes a deployment down: one warning names the error and what was not"
+           " recorded, and the role's tasks, the playbook and `fab deploy`'s steps run on; with `strict` the module task"
+           " fails with the error named, the role stops before the deployment tasks run, the callback stops the run"
+           " and `fab deploy` exits 1. The single calls `fab retrace.start|complete|cancel` exit 1 with the message."
+           " Attempts are requests the emulator received for that call.", FAULT_ROWS, with_attempts=True),
     Matrix("Exit-path matrix", "However the run ends, Retrace sees one start followed by exactly one complete or"
            " cancel, or nothing at all (checked in the emulator's journal).", EXIT_ROWS),
     Matrix("Bad-input matrix", "Each is rejected before any request reaches the emulator (its journal stays empty),"

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from ansible_run import calls, run_playbook, write_playbook
-from reliability_helpers import FabDirectory
+from ansible_run import calls, run_playbook
+from reliability_helpers import FabDirectory, role_playbook
 
 TWO_HOSTS = "web1 ansible_connection=local\nweb2 ansible_connection=local\n"
-
-
-def role_playbook(tmp_path, steps, name="playbook.yml"):
-    (tmp_path / "steps.yml").write_text(steps if isinstance(steps, str) else json.dumps(steps))
-    variables = {"tracked_deployment_tasks": "steps.yml", "retrace_app_name": "DemoApp",
-                 "retrace_environment_name": "Production", "retrace_version": "1.0"}
-    return write_playbook(tmp_path, [{"name": "Tracked deployment", "hosts": "all", "gather_facts": False, "tasks": [
-        {"name": "Deploy", "ansible.builtin.include_role": {"name": "stackify.retrace.tracked_deployment"}, "vars": variables}]}],
-        name=name)
 
 
 def test_role_completes_when_the_deployment_tasks_rescue_or_ignore_a_failure(tmp_path, ansible_env, retrace_emulator):

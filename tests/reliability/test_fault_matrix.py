@@ -107,28 +107,61 @@ def test_role_recovers_from_retryable_faults(tmp_path, ansible_env, retrace_emul
     check_wait(retrace_emulator, wait_for)
 
 
-# (role variables, prepare, journal, message)
+# (role variables, prepare, journal, message): Retrace refuses the start, or cannot be reached
 REFUSALS = {
     "401": ({"retrace_api_key": "not-a-known-key"}, None, [("start", 401)], "Retrace rejected the API key (HTTP 401)"),
     "400-unknown-app": ({"retrace_app_name": "NoSuchApp"}, None, [("start", 400)], "does not know app 'NoSuchApp'"),
-    "409-in-progress": ({}, "start", [("start", 202), ("start", 409)], "already in progress"),
+    "409-in-progress-stale-start-fail": ({"retrace_stale_start": "fail"}, "start", [("start", 202), ("start", 409)],
+                                         "already in progress"),
     "connection-refused": ({"retrace_api_url": "http://127.0.0.1:CLOSED", "retrace_deadline": 1.5}, None, [], "unreachable"),
 }
 
 
-@pytest.mark.parametrize("case", REFUSALS)
-def test_role_stops_before_deploying_when_the_start_is_refused(tmp_path, ansible_env, retrace_emulator, closed_port, case):
-    role_vars, prepare, expected, message = REFUSALS[case]
+def run_refused_role(tmp_path, ansible_env, emulator, closed_port, case, **more_vars):
+    role_vars, prepare, _expected, _message = REFUSALS[case]
     if prepare:
-        start_directly(retrace_emulator, "1.0")
+        start_directly(emulator, "1.0")
     role_vars = {name: value.replace("CLOSED", str(closed_port)) if isinstance(value, str) else value
-                 for name, value in role_vars.items()}
-    run = run_playbook(write_playbook(tmp_path, [role_play(tmp_path, **role_vars)]), env=ansible_env, inventory=TWO_HOSTS)
+                 for name, value in {**role_vars, **more_vars}.items()}
+    return run_playbook(write_playbook(tmp_path, [role_play(tmp_path, **role_vars)]), env=ansible_env, inventory=TWO_HOSTS)
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_role_deploys_untracked_with_one_warning_when_the_start_is_refused(tmp_path, ansible_env, retrace_emulator,
+                                                                          closed_port, case):
+    _role_vars, _prepare, expected, message = REFUSALS[case]
+    run = run_refused_role(tmp_path, ansible_env, retrace_emulator, closed_port, case)
+    assert run.returncode == 0, run.stdout
+    assert run.stdout.count('"msg": "deploying 1.0"') == 2, "every host must still deploy"
+    (warning,) = [line for line in retrace_warnings(run.stdout) if "not recorded" in line.lower()]
+    assert message in warning
+    assert calls(retrace_emulator) == expected, "no end may follow a start Retrace did not record"
+    assert "not-a-known-key" not in run.stdout
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_role_strict_stops_before_deploying_when_the_start_is_refused(tmp_path, ansible_env, retrace_emulator,
+                                                                     closed_port, case):
+    _role_vars, _prepare, expected, message = REFUSALS[case]
+    run = run_refused_role(tmp_path, ansible_env, retrace_emulator, closed_port, case, retrace_strict=True)
     assert run.returncode == 2, run.stdout
     assert message in run.stdout
     assert "deploying 1.0" not in run.stdout, "the deployment tasks ran although the start failed"
     assert calls(retrace_emulator) == expected
     assert "not-a-known-key" not in run.stdout
+
+
+STALE_RECOVERED = [("start", 202), ("start", 409), ("cancel", 202), ("start", 202), ("complete", 202)]
+
+
+def test_role_recovers_a_deployment_a_dead_run_left_in_progress(tmp_path, ansible_env, retrace_emulator):
+    start_directly(retrace_emulator, "1.0")  # its process is gone: no orphan guard holds it
+    run = run_playbook(write_playbook(tmp_path, [role_play(tmp_path)]), env=ansible_env, inventory=TWO_HOSTS)
+    assert run.returncode == 0, run.stdout
+    assert run.stdout.count('"msg": "deploying 1.0"') == 2
+    assert calls(retrace_emulator) == STALE_RECOVERED
+    (warning,) = retrace_warnings(run.stdout)
+    assert "left in progress" in warning
 
 
 # --- callback ----------------------------------------------------------------------------------------
@@ -149,9 +182,18 @@ def test_callback_recovers_from_retryable_faults(tmp_path, callback_env, retrace
     check_wait(retrace_emulator, wait_for)
 
 
-def test_callback_warns_once_when_the_deployment_is_already_in_progress(tmp_path, callback_env, retrace_emulator):
-    start_directly(retrace_emulator, "1.0.0")
+def test_callback_recovers_a_deployment_a_dead_run_left_in_progress(tmp_path, callback_env, retrace_emulator):
+    start_directly(retrace_emulator, "1.0.0")  # its process is gone: no orphan guard holds it
     run = run_playbook(callback_playbook(tmp_path), env=callback_env)
+    assert run.returncode == 0, run.stdout
+    assert calls(retrace_emulator) == STALE_RECOVERED
+    (warning,) = retrace_warnings(run.stdout)
+    assert "left in progress" in warning
+
+
+def test_callback_with_stale_start_fail_warns_once_and_sends_no_end(tmp_path, callback_env, retrace_emulator):
+    start_directly(retrace_emulator, "1.0.0")
+    run = run_playbook(callback_playbook(tmp_path), env=dict(callback_env, RETRACE_STALE_START="fail"))
     assert run.returncode == 0, run.stdout
     assert calls(retrace_emulator) == [("start", 202), ("start", 409)]  # and no end: this run did not start it
     (warning,) = retrace_warnings(run.stdout)

@@ -1,0 +1,317 @@
+"""Issue #9's exit paths, each run for real: every started deployment ends, whatever ends the run.
+
+Real processes, real signals (``os.killpg`` / ``os.kill`` on the real pid), ansible-runner's own
+cancel and ``job_timeout``, a real sshd for ``fab deploy``, the emulator's journal read afterwards.
+A run killed outright cannot end its deployment itself: the cancel then comes from the orphan guard
+(plugins/module_utils/guard.py), a detached process, so the journal is polled for up to
+``GUARD_WINDOW`` (15 s) and then watched a little longer, so that a second end would be seen too.
+Each test names the row of tests/reliability/matrix.py it stands for.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import ansible_runner
+import pytest
+
+from fabric_sshd import free_port
+from ansible_run import BIN, calls, play, run_playbook, write_playbook
+from reliability_helpers import (SETTLE, FabDirectory, calls_once_ended, journal_calls, role_playbook, run_and_stop)
+
+ANSIBLE_PLAYBOOK = str(BIN / "ansible-playbook")
+ANSIBLE = str(BIN / "ansible")
+TWO_HOSTS = "web1 ansible_connection=local\nweb2 ansible_connection=local\n"
+STARTED_THEN_CANCELLED = [("start", 202), ("cancel", 202)]
+DEPLOYING = [{"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying {{ retrace_version }}"}}]
+
+
+CHANGE_NOTIFYING = [{"name": "Change the configuration", "ansible.builtin.command": "true", "changed_when": True,
+                     "notify": "Restart the service"}]
+FAILING_HANDLER = [{"name": "Restart the service", "ansible.builtin.fail": {"msg": "the service did not restart"}}]
+
+
+def unreachable_hosts(port: int) -> str:
+    """Two hosts over ssh to a loopback port nothing listens on: ssh fails at once."""
+    return "".join(f'{name} ansible_host=127.0.0.1 ansible_port={port} ansible_connection=ssh '
+                   f'ansible_ssh_args="-o ConnectTimeout=3"\n' for name in ("web1", "web2"))
+
+
+def sleeping_step(marker) -> dict:
+    """A deployment step that says when it is running (``marker``) and then takes 30 s: the moment to stop the run."""
+    return {"name": "Long deployment step", "ansible.builtin.shell": f"touch {marker} && sleep 30"}
+
+
+def inventory_file(directory, text: str = TWO_HOSTS):
+    path = directory / "hosts.ini"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def not_recorded_warnings(output: str) -> list[str]:
+    """Lines warning that Retrace did not record something (Ansible [WARNING]s, or fab's ``retrace:`` lines)."""
+    return [line for line in output.splitlines() if "not recorded" in line.lower()]
+
+
+# --- ansible-runner: cancel and job_timeout (what AWX and Automation Platform do) -------------------------
+
+def run_under_ansible_runner(root, env: dict, monkeypatch, inventory: str, **options):
+    """ansible_runner.run() on root/project/site.yml, as AWX runs a job (pexpect, its own pty and process group)."""
+    monkeypatch.setenv("PATH", env["PATH"])  # ansible-runner looks ansible-playbook up in its own PATH
+    envvars = {name: value for name, value in env.items() if name.startswith(("ANSIBLE_", "RETRACE_"))}
+    envvars.pop("ANSIBLE_CONFIG", None)
+    # pexpect_timeout: how often ansible-runner polls the cancel callback and the clock (default 5 s)
+    settings = {"pexpect_timeout": 0.5, **options.pop("settings", {})}
+    return ansible_runner.run(private_data_dir=str(root), playbook="site.yml", inventory=inventory, envvars=envvars,
+                              quiet=True, settings=settings, **options)
+
+
+def runner_project(tmp_path, entry: str):
+    """root/project/site.yml for the callback (one long task) or the role (the same task as its deployment step)."""
+    root = tmp_path / "runner"
+    project = root / "project"
+    project.mkdir(parents=True)
+    marker = tmp_path / "step-is-running"
+    if entry == "callback":
+        write_playbook(project, [play(sleeping_step(marker))], name="site.yml")
+        return root, marker, "localhost ansible_connection=local"
+    role_playbook(project, [sleeping_step(marker)], name="site.yml")
+    return root, marker, TWO_HOSTS
+
+
+@pytest.mark.parametrize("entry", ["callback", "role"])
+def test_ansible_runner_cancel_ends_the_deployment(tmp_path, callback_env, ansible_env, retrace_emulator, monkeypatch, entry):
+    # Matrix row "ansible-runner cancel": Runner.handle_termination sends SIGKILL to the job's process group.
+    root, marker, inventory = runner_project(tmp_path, entry)
+    result = run_under_ansible_runner(root, callback_env if entry == "callback" else ansible_env, monkeypatch, inventory,
+                                      cancel_callback=marker.exists)
+    assert result.status == "canceled", result.stdout.read()
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED
+
+
+@pytest.mark.parametrize("entry", ["callback", "role"])
+def test_ansible_runner_job_timeout_ends_the_deployment(tmp_path, callback_env, ansible_env, retrace_emulator, monkeypatch,
+                                                       entry):
+    # Matrix row "ansible-runner job_timeout": the same process-group SIGKILL, decided by the clock.
+    root, marker, inventory = runner_project(tmp_path, entry)
+    began = time.monotonic()
+    # a cancel callback that never cancels keeps ansible-runner from installing signal handlers in pytest
+    result = run_under_ansible_runner(root, callback_env if entry == "callback" else ansible_env, monkeypatch, inventory,
+                                      settings={"job_timeout": 10}, cancel_callback=lambda: False)
+    assert result.status == "timeout", result.stdout.read()
+    assert marker.exists() and time.monotonic() - began < 30, "the job was not cut by job_timeout mid-task"
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED
+
+
+# --- the callback: killed, hung up --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stop", ["SIGKILL-group", "SIGKILL-main", "SIGHUP", "SIGHUP-group"])
+def test_callback_run_killed_or_hung_up_is_cancelled(tmp_path, callback_env, retrace_emulator, stop):
+    marker = tmp_path / "step-is-running"
+    playbook = write_playbook(tmp_path, [play(sleeping_step(marker))])
+    stopped = run_and_stop([ANSIBLE_PLAYBOOK, str(playbook)], cwd=tmp_path, env=callback_env, marker=marker, stop=stop)
+    assert stopped.returncode != 0, stopped.output
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, stopped.output
+
+
+def test_callback_run_ended_early_by_end_play_completes(tmp_path, callback_env, retrace_emulator):
+    tasks = [{"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying"}},
+             {"name": "Nothing more to do", "ansible.builtin.meta": "end_play"},
+             {"name": "Never reached", "ansible.builtin.debug": {"msg": "after end_play"}}]
+    run = run_playbook(write_playbook(tmp_path, [play(*tasks)]), env=callback_env)
+    assert run.returncode == 0, run.stdout
+    assert calls_once_ended(retrace_emulator) == [("start", 202), ("complete", 202)], run.stdout
+
+
+def test_callback_failing_handler_cancels(tmp_path, callback_env, retrace_emulator):
+    run = run_playbook(write_playbook(tmp_path, [play(*CHANGE_NOTIFYING, handlers=FAILING_HANDLER)]), env=callback_env)
+    assert run.returncode == 2, run.stdout
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, run.stdout
+
+
+def test_callback_run_with_every_host_unreachable_cancels(tmp_path, callback_env, retrace_emulator, closed_port):
+    inventory = inventory_file(tmp_path, unreachable_hosts(closed_port))
+    run = run_playbook(write_playbook(tmp_path, [play({"ansible.builtin.ping": {}}, hosts="all")]), "-i", str(inventory),
+                       env=callback_env)
+    assert run.returncode == 4, run.stdout
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, run.stdout
+
+
+def test_callback_strict_fails_the_run_when_retrace_is_down(tmp_path, callback_env, retrace_emulator, closed_port):
+    marker = tmp_path / "deployed"
+    env = dict(callback_env, RETRACE_API_URL=f"http://127.0.0.1:{closed_port}", RETRACE_STRICT="true",
+               RETRACE_TIME_BUDGET="3")
+    run = run_playbook(write_playbook(tmp_path, [play({"name": "Deployment step", "ansible.builtin.file": {
+        "path": str(marker), "state": "touch"}})]), env=env)
+    assert run.returncode not in (0, 2, 4), run.stdout  # not a playbook result: the tracking failure's own code
+    assert not marker.exists(), "strict: the deployment step ran although the start failed"
+    assert journal_calls(retrace_emulator) == []
+
+
+# --- the callback: runs that deploy nothing ------------------------------------------------------------------
+
+def test_ad_hoc_command_sends_nothing(tmp_path, callback_env, retrace_emulator):
+    # ansible-runner and AWX load callbacks for every ad-hoc job (ANSIBLE_LOAD_CALLBACK_PLUGINS=1).
+    env = dict(callback_env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
+    run = subprocess.run([ANSIBLE, "web1", "-i", str(inventory_file(tmp_path)), "-m", "ansible.builtin.ping"],
+                         cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=120, check=False)
+    assert run.returncode == 0 and "pong" in run.stdout, run.stdout
+    time.sleep(SETTLE)
+    assert journal_calls(retrace_emulator) == [], run.stdout
+
+
+def test_ad_hoc_job_under_ansible_runner_sends_nothing(tmp_path, callback_env, retrace_emulator, monkeypatch):
+    monkeypatch.setenv("PATH", callback_env["PATH"])
+    (tmp_path / "runner").mkdir()
+    envvars = {name: value for name, value in callback_env.items() if name.startswith(("ANSIBLE_", "RETRACE_"))}
+    result = ansible_runner.run(private_data_dir=str(tmp_path / "runner"), host_pattern="localhost",
+                                module="ansible.builtin.ping", inventory="localhost ansible_connection=local",
+                                envvars=envvars, quiet=True, cancel_callback=lambda: False)
+    assert result.status == "successful", result.stdout.read()
+    time.sleep(SETTLE)
+    assert journal_calls(retrace_emulator) == []
+
+
+@pytest.mark.parametrize("plays", [
+    pytest.param([{"name": "Web servers", "hosts": "no_such_group", "gather_facts": False,
+                   "tasks": [{"ansible.builtin.debug": {"msg": "never"}}]}], id="no-host-matched"),
+    pytest.param([{"name": "Nothing to do", "hosts": "localhost", "gather_facts": False, "tasks": []}], id="empty-play"),
+])
+def test_run_in_which_no_task_ran_sends_nothing(tmp_path, callback_env, retrace_emulator, plays):
+    run = run_playbook(write_playbook(tmp_path, plays), env=callback_env)
+    assert run.returncode == 0, run.stdout
+    time.sleep(SETTLE)
+    assert journal_calls(retrace_emulator) == [], run.stdout
+
+
+# --- the role: every ending of the tracked tasks ------------------------------------------------------------
+
+@pytest.mark.parametrize("stop", ["SIGINT-group", "SIGTERM", "SIGHUP", "SIGKILL-group", "SIGKILL-main"])
+def test_role_run_stopped_during_the_tracked_tasks_is_cancelled(tmp_path, ansible_env, retrace_emulator, stop):
+    marker = tmp_path / "step-is-running"
+    playbook = role_playbook(tmp_path, [sleeping_step(marker)])
+    stopped = run_and_stop([ANSIBLE_PLAYBOOK, str(playbook), "-i", str(inventory_file(tmp_path))], cwd=tmp_path,
+                           env=ansible_env, marker=marker, stop=stop)
+    assert stopped.returncode != 0, stopped.output
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, stopped.output
+
+
+def test_role_tracked_tasks_ending_the_play_end_the_deployment(tmp_path, ansible_env, retrace_emulator):
+    # "Already deployed, nothing to do": meta end_play skips the rest of the play, the role's end included.
+    steps = [*DEPLOYING, {"name": "Nothing more to do", "ansible.builtin.meta": "end_play"},
+             {"name": "Never reached", "ansible.builtin.debug": {"msg": "after end_play"}}]
+    run = run_playbook(role_playbook(tmp_path, steps), env=ansible_env, inventory=TWO_HOSTS)
+    assert run.returncode == 0, run.stdout
+    assert "after end_play" not in run.stdout
+    journal = calls_once_ended(retrace_emulator)
+    assert journal in ([("start", 202), ("complete", 202)], STARTED_THEN_CANCELLED), run.stdout
+
+
+def test_role_failing_handler_notified_by_the_tracked_tasks_cancels(tmp_path, ansible_env, retrace_emulator):
+    run = run_playbook(role_playbook(tmp_path, CHANGE_NOTIFYING, play_keywords={"handlers": FAILING_HANDLER}),
+                       env=ansible_env, inventory=TWO_HOSTS)
+    assert run.returncode == 2, run.stdout
+    assert "the service did not restart" in run.stdout
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, run.stdout
+
+
+def test_role_with_every_host_unreachable_cancels(tmp_path, ansible_env, retrace_emulator, closed_port):
+    # Nothing listens on the port: ssh fails at once, every host drops out of the play, and the role's
+    # end task (run_once, after the deployment tasks) has no host left to run on.
+    steps = [{"name": "Reach the host", "ansible.builtin.ping": {}}]
+    run = run_playbook(role_playbook(tmp_path, steps), env=ansible_env, inventory=unreachable_hosts(closed_port))
+    assert run.returncode == 4, run.stdout
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, run.stdout
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["fail-open", "strict"])
+def test_role_with_retrace_down_at_start(tmp_path, ansible_env, retrace_emulator, closed_port, strict):
+    playbook = role_playbook(tmp_path, DEPLOYING, retrace_api_url=f"http://127.0.0.1:{closed_port}", retrace_deadline=1.5,
+                             retrace_strict=strict)
+    run = run_playbook(playbook, env=ansible_env, inventory=TWO_HOSTS)
+    if strict:
+        assert run.returncode == 2, run.stdout
+        assert "deploying 1.0" not in run.stdout, "strict: the deployment tasks ran although the start failed"
+        assert "unreachable" in run.stdout
+    else:
+        assert run.returncode == 0, run.stdout
+        assert run.stdout.count('"msg": "deploying 1.0"') == 2, "every host must still deploy"
+        assert len(not_recorded_warnings(run.stdout)) == 1, run.stdout
+    assert journal_calls(retrace_emulator) == []
+
+
+# --- fab deploy: killed, hung up, Retrace down ------------------------------------------------------------
+
+TICKING_STEP = "touch {marker} && for i in $(seq 300); do echo tick; sleep 0.1; done"
+
+
+@pytest.mark.parametrize("stop", ["SIGKILL-group", "SIGKILL-main", "SIGHUP", "SIGHUP-group"])
+def test_fab_deploy_killed_or_hung_up_is_cancelled(tmp_path, retrace_emulator, sshd, stop):
+    marker = tmp_path / "step-is-running"
+    fab = FabDirectory(tmp_path, retrace_emulator, ssh=sshd.fabric_config())
+    fab.settings({"steps": [TICKING_STEP.format(marker=marker)]})
+    stopped = run_and_stop(fab.command("-H", sshd.host_strings[0], "deploy", "--version", "9.1.0"), cwd=tmp_path,
+                           env=fab.environment(), marker=marker, stop=stop)
+    assert stopped.returncode != 0, stopped.output
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, stopped.output
+
+
+def test_fab_deploy_with_every_host_unreachable_cancels(tmp_path, retrace_emulator, sshd):
+    fab = FabDirectory(tmp_path, retrace_emulator, ssh=sshd.fabric_config())
+    hosts = ",".join(f"{sshd.user}@127.0.0.1:{free_port()}" for _host in range(2))  # nothing listens there
+    result = fab.run("-H", hosts, "deploy", "--version", "9.3.0")
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["fail-open", "strict"])
+def test_fab_deploy_with_retrace_down_at_start(tmp_path, retrace_emulator, closed_port, strict):
+    marker = tmp_path / "deployed"
+    fab = FabDirectory(tmp_path, retrace_emulator)
+    fab.settings({"api_url": f"http://127.0.0.1:{closed_port}", "deadline": 1.5, "steps": [f"touch {marker}"],
+                  "strict": strict})
+    result = fab.run("deploy", "--version", "9.2.0")
+    if strict:
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert not marker.exists(), "strict: the steps ran although the start failed"
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert marker.exists(), "the steps must still run"
+        assert len(not_recorded_warnings(result.stdout + result.stderr)) == 1, result.stdout + result.stderr
+    assert journal_calls(retrace_emulator) == []
+
+
+# --- fab retrace.start / complete around a tree that changes -------------------------------------------------
+
+def git(directory, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=Release", "-c", "user.email=release@example.com", *args], cwd=directory,
+                          capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin", "HOME": str(directory),
+                                                                          "GIT_CEILING_DIRECTORIES": str(directory.parent)}
+                          ).stdout.strip()
+
+
+@pytest.mark.parametrize("end", ["complete", "cancel"])
+def test_single_calls_end_the_version_the_start_opened_though_the_tree_changed(tmp_path, retrace_emulator, end):
+    fab = FabDirectory(tmp_path, retrace_emulator)
+    lock = tmp_path / "app.lock"
+    lock.write_text("dependency==1.0\n", encoding="utf-8")
+    git(tmp_path, "init", "-q", "-b", "main")
+    git(tmp_path, "add", "app.lock")
+    git(tmp_path, "commit", "-q", "-m", "Release 1.4.2")
+    git(tmp_path, "tag", "v1.4.2")
+
+    started = fab.run("retrace.start")
+    assert started.returncode == 0, started.stderr
+    lock.write_text("dependency==1.0.1\n", encoding="utf-8")  # a build step rewrote a tracked lock file
+    assert git(tmp_path, "describe", "--tags", "--always", "--dirty").endswith("-dirty")
+    ended = fab.run(f"retrace.{end}")
+
+    assert ended.returncode == 0, ended.stderr
+    assert journal_calls(retrace_emulator) == [("start", 202), (end, 202)]
+    (start,), (finish,) = retrace_emulator.requests("start"), retrace_emulator.requests(end)
+    assert "1.4.2" in start["body"]["Version"] and "dirty" not in start["body"]["Version"]
+    assert finish["body"]["Version"] == start["body"]["Version"]
+    assert not any(entry["state"] == "in_progress" for entry in retrace_emulator.deployments())
+
