@@ -137,3 +137,33 @@ def sleeper(runner):
           ansible.builtin.shell: touch {marker} && sleep 30
     """)
     return playbook, marker
+
+
+def wait_for_actions(emulator, count: int, within: float = 15.0) -> list[tuple[str, int | None]]:
+    """The emulator's (action, status) list once it holds ``count`` entries, or after ``within`` seconds.
+
+    Waits a little longer once the count is reached, so that an extra (duplicate) call would show.
+    """
+    deadline = time.monotonic() + within
+    while len(emulator.requests()) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    return [(entry["action"], entry["status"]) for entry in emulator.requests()]
+
+
+def kill_session(pid: int) -> None:
+    """Clean up whatever a test left of a run started with ``start_new_session`` (workers, tasks)."""
+    try:
+        os.killpg(pid, 9)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def runner_private_data(runner: PlaybookRunner, playbook: pathlib.Path) -> tuple[pathlib.Path, dict]:
+    """An ansible-runner private data directory holding ``playbook``, and the envvars for the job."""
+    private = runner.workdir / "runner"
+    (private / "project").mkdir(parents=True, exist_ok=True)
+    (private / "project" / "site.yml").write_text(playbook.read_text())
+    env = {name: value for name, value in runner.env.items() if name.startswith(("ANSIBLE_", "RETRACE_"))}
+    env.pop("ANSIBLE_CONFIG")
+    return private, {**env, "ANSIBLE_CONNECTION": "local"}
