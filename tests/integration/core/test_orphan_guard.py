@@ -1,0 +1,164 @@
+"""The orphan guard (plugins/module_utils/guard.py) as a process, against the real emulator.
+
+Each test starts an "owner" process that opens a deployment and arms the guard, then ends it the
+way runs really end, and reads what the emulator received and what the watcher holds open.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import pty
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+from ansible_collections.stackify.retrace.plugins.module_utils import guard
+from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
+from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+from retrace_emulator import DEMO_API_KEY
+
+LANDS_WITHIN = 15.0
+SECRET = DEMO_API_KEY
+
+OWNER = textwrap.dedent("""
+    import os, sys, time
+    sys.path[:0] = {paths!r}
+    from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
+    from ansible_collections.stackify.retrace.plugins.module_utils.guard import arm_orphan_guard
+    from ansible_collections.stackify.retrace.plugins.module_utils.tracking import open_deployment
+    from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+    key = open(sys.argv[4]).read()
+    os.unlink(sys.argv[4])
+    client, deployment = create_client(dict(api_key=key, api_url=sys.argv[1], app_name="DemoApp",
+                                            environment_name="Production", version=sys.argv[2]), UrllibTransport(), entry_point="test")
+    open_deployment(client, deployment)
+    guard = arm_orphan_guard(client, deployment, log=print)
+    print("armed", guard.armed, flush=True)
+    if sys.argv[3] == "release":
+        client.complete(deployment)
+        print("released", guard.release(), flush=True)
+    elif sys.argv[3] == "exit":
+        sys.exit(0)
+    time.sleep(120)
+""")
+
+
+def _owner(emulator, version, mode="wait", **popen):
+    """The key reaches the owner through a file it deletes: never through its argv or environment."""
+    code = OWNER.format(paths=[path for path in sys.path if path])
+    key_file = pathlib.Path(tempfile.mkdtemp()) / "key"
+    key_file.write_text(SECRET)
+    return subprocess.Popen([sys.executable, "-c", code, emulator.url, version, mode, str(key_file)],
+                            start_new_session=True, **popen)
+
+
+def _calls(emulator):
+    return [(entry["action"], entry["status"]) for entry in emulator.requests()]
+
+
+def _until(emulator, expected):
+    deadline = time.monotonic() + LANDS_WITHIN
+    while _calls(emulator) != expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _calls(emulator)
+
+
+def _wait_armed(process):
+    line = process.stdout.readline()
+    assert line.strip() in (b"armed True", "armed True"), line
+
+
+def _client(emulator, version):
+    return create_client(dict(api_key=SECRET, api_url=emulator.url, app_name="DemoApp", environment_name="Production",
+                              version=version), UrllibTransport(), entry_point="test")
+
+
+@pytest.mark.parametrize("how", ["SIGKILL to the group", "SIGKILL to the owner", "SIGHUP", "SIGTERM", "exits"])
+def test_the_owner_dying_without_ending_the_deployment_sends_one_cancel(retrace_emulator, how):
+    process = _owner(retrace_emulator, "g1", "exit" if how == "exits" else "wait", stdout=subprocess.PIPE)
+    _wait_armed(process)
+    ended_at = time.monotonic()
+    if how == "SIGKILL to the group":
+        os.killpg(process.pid, signal.SIGKILL)
+    elif how != "exits":
+        os.kill(process.pid, {"SIGKILL to the owner": signal.SIGKILL, "SIGHUP": signal.SIGHUP, "SIGTERM": signal.SIGTERM}[how])
+    process.wait(timeout=30)
+    assert _until(retrace_emulator, [("start", 202), ("cancel", 202)]) == [("start", 202), ("cancel", 202)]
+    assert time.monotonic() - ended_at < LANDS_WITHIN
+    client, deployment = _client(retrace_emulator, "g1")
+    assert guard.live_guard_owner(client.settings, deployment) is None
+
+
+def test_a_released_guard_sends_nothing(retrace_emulator):
+    process = _owner(retrace_emulator, "g2", "release", stdout=subprocess.PIPE)
+    _wait_armed(process)
+    assert process.stdout.readline().strip() == b"released True"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    time.sleep(1.5)
+    assert _calls(retrace_emulator) == [("start", 202), ("complete", 202)]
+
+
+def test_the_watcher_holds_no_terminal_is_outside_the_group_and_keeps_the_key_in_memory(retrace_emulator):
+    controller, terminal = pty.openpty()
+    process = _owner(retrace_emulator, "g3", stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    client, deployment = _client(retrace_emulator, "g3")
+    deadline = time.monotonic() + 30
+    while guard.live_guard_owner(client.settings, deployment) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    watcher = _find_watcher(process.pid)
+    # Its own session (not the run's) and not its leader: it can never acquire a controlling terminal.
+    assert os.getpgid(watcher) != process.pid and os.getsid(watcher) not in (os.getsid(process.pid), watcher)
+    with open(f"/proc/{watcher}/cmdline", "rb") as cmdline, open(f"/proc/{watcher}/environ", "rb") as environ:
+        assert SECRET.encode() not in cmdline.read() + environ.read()
+    targets = [os.readlink(f"/proc/{watcher}/fd/{fd}") for fd in os.listdir(f"/proc/{watcher}/fd")]
+    assert not any(target.startswith(("/dev/pts", "/dev/tty")) for target in targets), targets
+    assert all(target == "/dev/null" or target.startswith(("socket:", "anon_inode:")) for target in targets), targets
+    # The run's pty is closed by the watcher: once the owner is gone, the controller side reads EOF at once.
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    eof_deadline = time.monotonic() + 5
+    while True:
+        try:
+            if not os.read(controller, 4096):
+                break
+        except OSError:  # EIO: no process holds the terminal side any more
+            break
+        assert time.monotonic() < eof_deadline
+    os.close(controller)
+    assert _until(retrace_emulator, [("start", 202), ("cancel", 202)]) == [("start", 202), ("cancel", 202)]
+
+
+def _find_watcher(owner_pid):
+    """The watcher is a fork of the owner: the same command line, another pid."""
+    with open(f"/proc/{owner_pid}/cmdline", "rb") as owner:
+        command = owner.read()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as candidate:
+                if int(pid) != owner_pid and candidate.read() == command:
+                    return int(pid)
+        except OSError:
+            continue
+    raise AssertionError("no watcher process found")
+
+
+def test_a_directory_another_user_could_enter_is_refused(tmp_path, monkeypatch, retrace_emulator):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    directory = tmp_path / f"stackify-retrace-{os.getuid()}"
+    directory.mkdir(mode=0o777)
+    directory.chmod(0o777)
+    client, deployment = _client(retrace_emulator, "g4")
+    said = []
+    assert guard.arm_orphan_guard(client, deployment, log=said.append).armed is False
+    assert said and "not a private directory" in said[0]
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o777 and list(directory.iterdir()) == []
