@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 
+from ansible import context
 from ansible.module_utils.ansible_release import __version__ as ansible_version
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
@@ -63,12 +64,16 @@ class ActionModule(ActionBase):
 
 
 def _run_pid():
-    """The process of the whole run, which the orphan guard watches.
+    """The process of the whole run, which the orphan guard watches; None for an ad-hoc command.
 
+    An ad-hoc ``ansible -m stackify.retrace.deployment -a state=started`` is a single call, like
+    ``fab retrace.start``: the deployment is meant to outlive the command, so no guard is armed.
     Action plugins run in a worker forked from ``ansible-playbook`` (ansible-core 2.18-2.19,
     ``ansible.utils.multiprocessing``, fork context), so the run is the worker's parent; a strategy
     that runs tasks in the main process has no parent process of its own there.
     """
+    if context.CLIARGS.get("module_name"):
+        return None
     parent = multiprocessing.parent_process()
     return parent.pid if parent is not None else os.getpid()
 

@@ -28,7 +28,8 @@ description:
   - "After an accepted V(started), an orphan guard (O(orphan_guard)) watches the C(ansible-playbook) process. If the
     run ends (killed by AWX or ansible-runner, Ctrl-C, SIGTERM, SIGHUP, a crash, or simply the end of the playbook)
     before a V(completed) or V(cancelled) task of the same run, it cancels the deployment. To close the deployment
-    in a later, separate run, set O(orphan_guard=false) on the start."
+    in a later, separate run, set O(orphan_guard=false) on the start. An ad-hoc C(ansible -m stackify.retrace.deployment
+    -a state=started) is a single call whose deployment outlives the command, so it arms no guard."
 author:
   - Stackify Retrace collection maintainers (@stackify)
 extends_documentation_fragment:

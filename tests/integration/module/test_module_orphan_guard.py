@@ -108,3 +108,14 @@ def test_a_stale_start_left_by_a_dead_run_is_recovered(tmp_path, ansible_env, re
     assert "was left in progress by a run that ended without closing it" in output
     assert _wait_for(retrace_emulator, [("start", 202), ("start", 409), ("cancel", 202), ("start", 202), ("cancel", 202)]) == [
         ("start", 202), ("start", 409), ("cancel", 202), ("start", 202), ("cancel", 202)]
+
+
+def test_an_ad_hoc_start_is_a_single_call_that_outlives_the_command(tmp_path, ansible_env, retrace_emulator):
+    for state in ("started", "completed"):
+        run = subprocess.run([str(BIN / "ansible"), "localhost", "-m", "stackify.retrace.deployment", "-a",
+                              f"state={state} version=7.5 app_name=DemoApp environment_name=Production"],
+                             env=ansible_env, cwd=tmp_path, text=True, stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=120, check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+        time.sleep(1.5)  # a guard armed on the ansible command would have cancelled by now
+    assert calls(retrace_emulator) == [("start", 202), ("complete", 202)]
