@@ -10,6 +10,9 @@ Reuse in your own fabfile::
     @task
     @retrace_fabric.track                              # or: with retrace_fabric.tracked(c): ...
     def deploy(c): ...
+
+Every ``retrace.*`` setting and ``FABRIC_RETRACE_*`` variable works in your own fabfile as it is: no
+``configure()`` line is needed (docs/fabric.md, "Your own fabfile").
 """
 
 from ._core import ensure_core
@@ -21,8 +24,8 @@ from . import debug_redaction  # noqa: E402
 from .deploy import deploy, deploy_to  # noqa: E402
 from .settings import CONFIG_DEFAULTS  # noqa: E402
 from .tasks import collection, namespace  # noqa: E402
-from .tracking import Terminated, track, tracked  # noqa: E402
+from .tracking import Interrupted, Terminated, track, tracked  # noqa: E402
 
 debug_redaction.install()
 
-__all__ = ["CONFIG_DEFAULTS", "Terminated", "collection", "deploy", "deploy_to", "namespace", "track", "tracked"]
+__all__ = ["CONFIG_DEFAULTS", "Interrupted", "Terminated", "collection", "deploy", "deploy_to", "namespace", "track", "tracked"]

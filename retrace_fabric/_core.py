@@ -23,7 +23,7 @@ import sys
 import types
 
 CORE_PACKAGE = "retrace_fabric.core"
-CORE_MODULES = ("client", "deployment", "errors", "guard", "redaction", "settings", "source", "tracking", "transport")
+CORE_MODULES = ("client", "deployment", "errors", "guard", "ledger", "redaction", "settings", "source", "tracking", "transport")
 
 
 def checkout_core_directory() -> pathlib.Path:

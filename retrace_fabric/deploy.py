@@ -1,19 +1,24 @@
-# Copyright: (c) 2026, Stackify Retrace integration contributors
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """``fab deploy``: the configured steps on every host, wrapped in one Retrace deployment.
 
 ``fab -H a,b deploy`` makes Fabric call a task once per host, one after another, stopping at the
 first failure.  One start before any host and one end after all of them needs the whole host
 list at once, so the ``deploy`` task only *records* the Connection Fabric hands it for each
 host, and its ``post`` hook -- which Fabric runs once, after the per-host calls -- runs the
-recorded hosts (in parallel by default) inside the core's start -> complete / cancel wrapper.
+recorded hosts inside the core's start -> complete / cancel wrapper.
+
+Every host (or the local machine) runs in a worker thread, even alone, so that the main thread is
+always free to take SIGINT / SIGTERM / SIGHUP at once: it closes the SSH sessions, ends local
+commands, sends the cancel and exits 128 + the signal.  SSH connections are opened while the start
+call is in flight; steps begin only once Retrace has answered.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 import socket
+import sys
 import threading
 import time
 import typing as t
@@ -21,21 +26,20 @@ import typing as t
 import paramiko
 from fabric import Connection
 from invoke import Task, task
-from invoke.exceptions import Exit, Failure, ThreadException
+from invoke.exceptions import Failure, ThreadException
 
 from .core.deployment import Deployment
 from .core.errors import InvalidInput
-from .core.settings import ENVIRONMENT_VARIABLES, Lifecycle
-from .core.tracking import tracked_deployment
-from .settings import config_section
-from .tracking import (EXIT_FAILED, AnnouncingClient, build_client, cancel_on_sigterm, exit_on_retrace_error,
-                       interrupted_exit, retrace_outcome, say, warn)
+from .core.settings import ENVIRONMENT_VARIABLES
+from .settings import KEY_VARIABLES, read_settings
+from .tracking import (TrackedRun, build_client, exit_on_retrace_error, is_dry_run, say, signals_raise,
+                       stop_local_commands)
 
 LOCAL = "local"
 OK, FAILED, UNREACHABLE, INTERRUPTED, NOT_RUN = "ok", "failed", "unreachable", "interrupted", "not run"
 CONNECT_ERRORS = (OSError, EOFError, paramiko.SSHException)
 COMMAND_ERRORS = CONNECT_ERRORS + (Failure, ThreadException)
-#: how often the main thread wakes while hosts run, so Ctrl-C and SIGTERM are handled promptly
+#: how often the main thread wakes while hosts run (signals are handled at once regardless)
 WAIT_SLICE = 0.1
 
 FLAG_HELP = {
@@ -49,7 +53,6 @@ FLAG_HELP = {
     "uri": "link to the build or release (http/https). Default: FABRIC_RETRACE_URI, RETRACE_URI, retrace.uri, the CI build URL",
     "api_url": "Retrace API base URL. Default: FABRIC_RETRACE_API_URL, RETRACE_API_URL, retrace.api_url, https://api.stackify.net",
 }
-
 
 class Step(t.NamedTuple):
     command: str
@@ -82,7 +85,7 @@ def parse_steps(raw) -> list[Step]:
 def _parse_step(item, index: int) -> Step:
     if isinstance(item, str) and item.strip():
         return Step(item.strip())
-    if isinstance(item, dict) and set(item) <= {"run", "sudo"} and isinstance(item.get("run"), str) and item["run"].strip():
+    if hasattr(item, "keys") and set(item.keys()) <= {"run", "sudo"} and isinstance(item.get("run"), str) and item["run"].strip():
         if not isinstance(item.get("sudo", False), bool):
             raise InvalidInput("steps", f"step {index}: sudo must be true or false")
         return Step(item["run"].strip(), item.get("sudo", False))
@@ -100,75 +103,144 @@ def step_environment(deployment: Deployment, inline: bool) -> dict[str, str]:
     return {name: shlex.quote(value) if inline else value for name, value in values.items()}
 
 
+class PrefixedLines:
+    """A stream for Invoke's ``out_stream`` / ``err_stream``: each line, as it comes, as ``[host] line``."""
+
+    def __init__(self, host: str, stream, lock: threading.Lock, silenced: t.Callable[[], bool]):
+        self.host, self.stream, self.lock, self.silenced = host, stream, lock, silenced
+        self.partial = ""
+
+    def write(self, text: str) -> int:
+        lines = (self.partial + text.replace("\r\n", "\n")).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            self.stream.flush()
+
+    def finish(self) -> None:
+        if self.partial:
+            self._emit(self.partial)
+            self.partial = ""
+
+    def _emit(self, line: str) -> None:
+        with self.lock:
+            if not self.silenced():
+                self.stream.write(f"[{self.host}] {line}\n")
+                self.stream.flush()
+
+
 class HostRunner:
     """Runs the steps on each target and keeps one :class:`HostOutcome` per target."""
 
-    def __init__(self, targets: t.Sequence, steps: t.Sequence[Step], deployment: Deployment, parallel: bool):
+    def __init__(self, targets: t.Sequence, steps: t.Sequence[Step], deployment: Deployment, *, parallel: bool,
+                 fail_fast: bool = True, labels: t.Sequence[str] | None = None):
         self.targets = list(targets)
         self.steps = list(steps)
         self.deployment = deployment
         self.parallel = parallel and len(self.targets) > 1
-        self.outcomes = [HostOutcome(label_of(target)) for target in self.targets]
+        self.fail_fast = fail_fast
+        labels = list(labels) if labels and len(labels) == len(self.targets) else [label_of(target) for target in self.targets]
+        self.outcomes = [HostOutcome(label) for label in labels]
         self._print_lock = threading.Lock()
         self._abandoned = False
+        self._connecting: dict[int, threading.Thread] = {}
+        self._connect_errors: dict[int, BaseException] = {}
+
+    def start_connecting(self) -> None:
+        """Open every SSH connection in the background (overlaps with the start call)."""
+        for index, target in enumerate(self.targets):
+            if isinstance(target, Connection):
+                thread = threading.Thread(target=self._connect, args=(index, target), daemon=True, name=f"connect-{index}")
+                self._connecting[index] = thread
+                thread.start()
+
+    def _connect(self, index: int, target) -> None:
+        try:
+            target.open()
+        except CONNECT_ERRORS as error:
+            self._connect_errors[index] = error
 
     def run(self) -> None:
-        """Run every target; raise :class:`HostsFailed` if any did not succeed."""
-        try:
-            if self.parallel:
-                self._run_parallel()
-            else:
-                for target, outcome in zip(self.targets, self.outcomes):
-                    self._run_one(target, outcome)
-        except KeyboardInterrupt:
-            self._abandon()
-            raise
-        failed = [outcome for outcome in self.outcomes if outcome.state != OK]
+        """Run every target in worker threads; raise :class:`HostsFailed` if any did not succeed."""
+        if self.parallel:
+            workers = [threading.Thread(target=self._run_one, args=(index,), daemon=True, name=f"deploy-{index}")
+                       for index in range(len(self.targets))]
+        else:
+            workers = [threading.Thread(target=self._run_serially, daemon=True, name="deploy")]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(WAIT_SLICE)
+        failed = [outcome for outcome in self.outcomes if outcome.state not in (OK, NOT_RUN)]
         if failed:
             raise HostsFailed(", ".join(f"{outcome.host} ({outcome.state})" for outcome in failed))
 
-    def _run_parallel(self) -> None:
-        threads = [threading.Thread(target=self._run_one, args=pair, name=f"deploy-{pair[1].host}", daemon=True)
-                   for pair in zip(self.targets, self.outcomes)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(WAIT_SLICE)
+    def _run_serially(self) -> None:
+        for index, outcome in enumerate(self.outcomes):
+            self._run_one(index)
+            if outcome.state != OK and self.fail_fast:
+                for skipped in self.outcomes[index + 1:]:
+                    skipped.detail = f"skipped: {outcome.host} failed first (fail_fast)"
+                return
 
-    def _run_one(self, target, outcome: HostOutcome) -> None:
+    def _run_one(self, index: int) -> None:
+        outcome = self.outcomes[index]
         outcome.started_at = time.monotonic()
         outcome.state, outcome.detail = INTERRUPTED, "running"
-        state, detail = self._steps_on(target, outcome.host)
+        state, detail = self._steps_on(index, self.targets[index], outcome.host)
         with self._print_lock:
             # After an interruption the summary is frozen: a session closed under a running
             # command must not turn "interrupted" into "failed".
             if not self._abandoned:
                 outcome.state, outcome.detail, outcome.elapsed = state, detail, time.monotonic() - outcome.started_at
 
-    def _steps_on(self, target, host: str) -> tuple[str, str]:
+    def _steps_on(self, index: int, target, host: str) -> tuple[str, str]:
         remote = isinstance(target, Connection)
         if remote:
-            try:
-                target.open()
-            except CONNECT_ERRORS as error:
+            if index in self._connecting:
+                self._connecting[index].join()
+            error = self._connect_errors.get(index)
+            if error is None and not target.is_connected:
+                try:
+                    target.open()
+                except CONNECT_ERRORS as failure:
+                    error = failure
+            if error is not None:
                 self._print(host, f"cannot connect: {describe_error(error)}")
                 return UNREACHABLE, describe_error(error)
-        environment = step_environment(self.deployment, inline=remote and target.inline_ssh_env)
-        for index, step in enumerate(self.steps, 1):
+        environment = self._environment(target, remote)
+        for index_, step in enumerate(self.steps, 1):
             self._print(host, f"$ {step}")
             run = target.sudo if step.sudo else target.run
+            out = PrefixedLines(host, sys.stdout, self._print_lock, lambda: self._abandoned)
+            err = PrefixedLines(host, sys.stderr, self._print_lock, lambda: self._abandoned)
             try:
-                result = run(step.command, warn=True, hide=True, in_stream=False, env=environment)
+                result = run(step.command, warn=True, in_stream=False, out_stream=out, err_stream=err, **environment)
             except COMMAND_ERRORS as error:
-                return FAILED, f"step {index} ({step}) could not run: {describe_error(error)}"
-            self._print(host, result.stdout + result.stderr)
+                return FAILED, f"step {index_} ({step}) could not run: {describe_error(error)}"
+            finally:
+                out.finish()
+                err.finish()
             if result.failed:
-                return FAILED, f"step {index} ({step}) exited with status {result.exited}"
+                return FAILED, f"step {index_} ({step}) exited with status {result.exited}"
         return OK, f"{len(self.steps)} step(s) done"
 
-    def _abandon(self) -> None:
-        """After Ctrl-C / SIGTERM: freeze the summary, then drop the SSH sessions so remote commands stop."""
+    def _environment(self, target, remote: bool) -> dict:
+        """``env`` (and ``replace_env``) for a step: Fabric's ``run.env``, then RETRACE_*; locally, never the key."""
+        configured = dict(target.config.run.env or {})
+        ours = step_environment(self.deployment, inline=remote and target.inline_ssh_env)
+        if remote:
+            return {"env": {**configured, **ours}}
+        inherited = {name: value for name, value in os.environ.items() if name not in KEY_VARIABLES}
+        return {"env": {**inherited, **configured, **ours}, "replace_env": True}
+
+    def abandon(self) -> None:
+        """On a signal: freeze the summary, drop the SSH sessions and end local commands, so nothing waits."""
         with self._print_lock:
             self._abandoned = True
             for outcome in self.outcomes:
@@ -177,7 +249,11 @@ class HostRunner:
                     outcome.elapsed = time.monotonic() - outcome.started_at
         for target in self.targets:
             if isinstance(target, Connection):
-                target.close()
+                try:
+                    target.close()
+                except CONNECT_ERRORS:
+                    pass  # the session is going away either way
+        stop_local_commands()
 
     def _print(self, host: str, text: str) -> None:
         lines = text.rstrip("\n").splitlines()
@@ -186,17 +262,29 @@ class HostRunner:
                 say(f"[{host}] {line}")
 
     def summary(self) -> str:
-        width = max(len(outcome.host) for outcome in self.outcomes)
+        width = max((len(outcome.host) for outcome in self.outcomes), default=0)
         rows = [f"  {outcome.host.ljust(width)}  {outcome.state:<11}  {outcome.elapsed:6.1f} s  {outcome.detail}"
                 for outcome in self.outcomes]
         return "\n".join(["Deployment summary:"] + rows)
 
 
 def label_of(target) -> str:
+    """The host by the name the user gave it (an ssh_config alias stays the alias), or ``local``."""
     if isinstance(target, Connection):
         port = f":{target.port}" if target.port != 22 else ""
-        return f"{target.user}@{target.host}{port}" if target.user else f"{target.host}{port}"
+        user = f"{target.user}@" if target.user else ""
+        return f"{user}{target.original_host or target.host}{port}"
     return LOCAL
+
+
+def typed_hosts(argv: t.Sequence[str]) -> list[str] | None:
+    """The host strings of ``-H`` / ``--hosts`` exactly as typed (Fabric keeps only their parsed parts)."""
+    for index, argument in enumerate(argv):
+        if argument in ("-H", "--hosts") and index + 1 < len(argv):
+            return [host for host in argv[index + 1].split(",")]
+        if argument.startswith("--hosts="):
+            return argument.split("=", 1)[1].split(",")
+    return None
 
 
 def describe_error(error: BaseException) -> str:
@@ -206,28 +294,29 @@ def describe_error(error: BaseException) -> str:
     return text or type(error).__name__
 
 
-def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None = None) -> None:
+def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None = None, *,
+              labels: t.Sequence[str] | None = None) -> None:
     """Deploy to ``targets`` (Connections, or one local Context) as one tracked deployment.
 
     Usable from a user's own task: ``deploy_to([Connection("web1"), Connection("web2")], c.config)``.
-    Raises ``Exit`` with a non-zero code on any failure, after printing the per-host summary.
+    Raises ``Exit`` (codes: docs/fabric.md) on any failure, after printing the per-host summary; an
+    empty ``targets`` is an invalid setting (exit 2, nothing sent).  ``labels`` name the targets in
+    the output (default: ``user@host:port`` with the host as given to the Connection).
     """
-    section = config_section(config)
     with exit_on_retrace_error():
-        steps = parse_steps(section["steps"])
-        client, deployment = build_client(config, flags)
-        announcing = AnnouncingClient(client)
-        runner = HostRunner(targets, steps, deployment, parallel=bool(section["parallel"]))
-        try:
-            with cancel_on_sigterm(), tracked_deployment(announcing.client, deployment, Lifecycle.create(strict=section["strict"]), warn=warn,
-                                                        on_sent=announcing.announce):
+        settings = read_settings(config)
+        if not targets:
+            raise InvalidInput("hosts", "no hosts to deploy to (the host list is empty)")
+        steps = parse_steps(settings.steps)
+        client, deployment = build_client(config, flags, settings)
+    runner = HostRunner(targets, steps, deployment, parallel=settings.parallel, fail_fast=settings.fail_fast, labels=labels)
+    run = TrackedRun(client, deployment, settings, dry_run=is_dry_run(config))
+    runner.start_connecting()
+    try:
+        with signals_raise(runner.abandon), run.exits(expected=(HostsFailed,), failure=lambda error: f"deploy failed on {error}"):
+            with run.lifecycle():
                 runner.run()
-        except HostsFailed as failure:
-            say(runner.summary())
-            raise Exit(f"deploy failed on {failure}; {retrace_outcome(announcing)}", code=EXIT_FAILED) from None
-        except KeyboardInterrupt as interruption:
-            say(runner.summary())
-            raise interrupted_exit(interruption, announcing) from None
+    finally:
         say(runner.summary())
 
 
@@ -257,8 +346,22 @@ def _run_recorded(c) -> None:
     if not contexts:
         return
     config = contexts[0].config
+    with exit_on_retrace_error():
+        if empty_hosts_given(sys.argv) or any(isinstance(context, Connection) and not context.host for context in contexts):
+            raise InvalidInput("hosts", "-H / --hosts was given but is empty (an unset $HOSTS?): refusing to deploy to "
+                                        "this machine instead; leave -H out to deploy locally")
     remote = [context for context in contexts if isinstance(context, Connection)]
-    deploy_to(remote or contexts[:1], config, flags)
+    deploy_to(remote or contexts[:1], config, flags, labels=typed_hosts(sys.argv) if remote else None)
+
+
+def empty_hosts_given(argv: t.Sequence[str]) -> bool:
+    """True for ``fab -H "" deploy`` / ``--hosts=``: Fabric then runs the task locally, without a word."""
+    for index, argument in enumerate(argv):
+        if argument in ("-H", "--hosts") and index + 1 < len(argv) and not argv[index + 1].strip(" ,"):
+            return True
+        if argument.startswith(("--hosts=", "-H=")) and not argument.split("=", 1)[1].strip(" ,"):
+            return True
+    return False
 
 
 run_recorded_hosts = Task(_run_recorded, name="deploy-run-hosts")
@@ -269,10 +372,12 @@ def deploy(c, app_name=None, environment_name=None, version=None, name=None, bra
     """Run retrace.steps on every host (-H) or locally, tracked in Retrace as one deployment.
 
     One start before any host is touched, one complete after every host succeeded, one cancel if
-    a host fails, cannot be reached, or the run is interrupted (Ctrl-C, SIGTERM); then a per-host
-    summary and a non-zero exit code on failure.  Hosts run in parallel unless retrace.parallel is
-    false.  Steps see RETRACE_VERSION, RETRACE_APP_NAME, RETRACE_ENVIRONMENT_NAME ... in their
-    environment.
+    a host fails, cannot be reached, or the run is interrupted (SIGINT, SIGTERM, SIGHUP: exit 128 + N);
+    then a per-host summary and a non-zero exit code on failure.  Hosts run in parallel unless
+    retrace.parallel is false (then the first failure stops the rest unless retrace.fail_fast is
+    false).  Retrace unreachable or refusing the start: one warning, and the deployment goes on
+    (retrace.strict: true makes it fail instead).  Steps see RETRACE_VERSION, RETRACE_APP_NAME,
+    RETRACE_ENVIRONMENT_NAME ... in their environment.
 
     The API key is read only from RETRACE_API_KEY (or STACKIFY_API_KEY, FABRIC_RETRACE_API_KEY,
     retrace.api_key in fabric.yaml), never from a flag: flags leak into shell history and process lists.

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, Stackify Retrace integration contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Where each Fabric setting comes from, and in which order.
+"""Where each Fabric setting comes from, in which order, and how it is checked.
 
 Shared options (the ones every entry point of stackify.retrace knows), highest first:
 
@@ -9,19 +9,27 @@ Shared options (the ones every entry point of stackify.retrace knows), highest f
 3. the shared ``RETRACE_*`` environment variables (``STACKIFY_API_KEY`` too)
 4. the ``retrace:`` section of Fabric's config files (``-f`` file, ``fabric.yaml`` beside the
    fabfile, ``~/.fabric.yaml``, ``/etc/fabric.yaml``, in Fabric's own order)
-5. detection: version from ``git describe``, branch / commit / uri from the CI system or git
+5. detection: for ``retrace.complete`` / ``cancel``, the version ``retrace.start`` sent from this
+   directory (:mod:`.core.ledger`); then ``git describe``; branch / commit / uri from the CI system or git
 6. built-in defaults (``api_url``: https://api.stackify.net)
 
-Fabric-only settings (``steps``, ``parallel``, ``strict``, ``validate_certs``, ``ca_path``,
-``timeout``, ``deadline``, ``detect_source``) follow Fabric's own config order.
+Fabric-only settings (:data:`FABRIC_SETTINGS`) come from ``FABRIC_RETRACE_<SETTING>``, then (for
+``strict``, ``stale_start``, ``orphan_guard``) ``RETRACE_<SETTING>``, then the ``retrace:`` section,
+then the default.  The environment is read here, directly, so the variables work in any fabfile,
+whether or not its collection declared the section with ``configure()``; and every boolean, from
+any source, goes through the core's one parser (Invoke itself would read ``FABRIC_X=false`` as true).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import typing as t
 
 from .core import settings as core_settings
+from .core.errors import InvalidInput
+from .core.settings import Lifecycle, parse_boolean
 from .core.source import detect_source, git_describe
 
 SECTION = "retrace"
@@ -29,34 +37,123 @@ SHARED_OPTIONS = tuple(core_settings.ENVIRONMENT_VARIABLES)
 #: options a task flag may set; the key is deliberately absent
 FLAG_OPTIONS = tuple(option for option in SHARED_OPTIONS if option != "api_key")
 FABRIC_ENV_PREFIX = "FABRIC_RETRACE_"
+#: every variable that may hold the key: removed from this process's environment once read
+KEY_VARIABLES = ("RETRACE_API_KEY", "STACKIFY_API_KEY", "FABRIC_RETRACE_API_KEY")
 
-#: the ``retrace:`` section's defaults, declared with ``Collection.configure`` so Fabric also
-#: reads ``FABRIC_RETRACE_*`` for them (Fabric ignores environment variables for undeclared keys)
-CONFIG_DEFAULTS: dict[str, t.Any] = {
-    **{option: None for option in SHARED_OPTIONS},
-    "validate_certs": True,
-    "ca_path": None,
-    "timeout": core_settings.DEFAULT_TIMEOUT,
-    "deadline": core_settings.DEFAULT_DEADLINE,
-    "steps": [],
-    "parallel": True,
-    "strict": True,
-    "detect_source": True,
+#: Fabric-only setting -> (type, default).  Types: bool, float (seconds), str, list (steps), choice.
+FABRIC_SETTINGS: dict[str, tuple[str, t.Any]] = {
+    "steps": ("list", []),
+    "parallel": ("bool", True),
+    "fail_fast": ("bool", True),
+    "strict": ("bool", False),
+    "stale_start": ("choice", "recover"),
+    "orphan_guard": ("bool", True),
+    "detect_source": ("bool", True),
+    "validate_certs": ("bool", True),
+    "ca_path": ("str", None),
+    "timeout": ("float", core_settings.DEFAULT_TIMEOUT),
+    "deadline": ("float", core_settings.DEFAULT_DEADLINE),
 }
 
+#: Every key the ``retrace:`` section may hold, None meaning "not set" (the defaults live in
+#: :data:`FABRIC_SETTINGS`).  Nothing needs to ``configure()`` it: the settings are read here.  A fabfile
+#: that wants ``c.config.retrace.<key>`` to exist anyway may declare it with these values; None keeps
+#: Invoke from casting ``FABRIC_RETRACE_*`` strings itself (it would read ``false`` as true).
+CONFIG_DEFAULTS: dict[str, t.Any] = {**{option: None for option in SHARED_OPTIONS}, **{name: None for name in FABRIC_SETTINGS}}
+KNOWN_KEYS = tuple(CONFIG_DEFAULTS)
 
-def config_section(config) -> t.Mapping[str, t.Any]:
-    """The ``retrace:`` section merged over the defaults (a user's fabfile may not declare them)."""
+
+@dataclasses.dataclass(frozen=True)
+class FabricSettings:
+    """The checked ``retrace:`` section: shared options as given, Fabric-only settings typed."""
+
+    shared: t.Mapping[str, t.Any]
+    steps: t.Any
+    parallel: bool
+    fail_fast: bool
+    strict: bool
+    stale_start: str
+    orphan_guard: bool
+    detect_source: bool
+    validate_certs: bool
+    ca_path: str | None
+    timeout: float
+    deadline: float
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return Lifecycle.create(strict=self.strict, stale_start=self.stale_start, orphan_guard=self.orphan_guard)
+
+
+def config_section(config) -> dict[str, t.Any]:
+    """The ``retrace:`` section as a dict; raise InvalidInput if it is not a mapping or has unknown keys."""
     found = config.get(SECTION) if config is not None else None
-    return {**CONFIG_DEFAULTS, **dict(found or {})}
+    if found is None:
+        return {}
+    if not hasattr(found, "keys"):
+        raise InvalidInput(SECTION, f"must be a mapping of settings (app_name: ..., steps: ...), got {type(found).__name__} {found!r}")
+    section = {key: found[key] for key in found.keys()}
+    unknown = [key for key in section if key not in KNOWN_KEYS]
+    if unknown:
+        hints = [f"{key!r}" + (f" (did you mean {match[0]}?)" if (match := difflib.get_close_matches(key.replace("-", "_"), KNOWN_KEYS, 1)) else "")
+                 for key in unknown]
+        raise InvalidInput(SECTION, f"unknown setting {', '.join(hints)}; known settings: {', '.join(KNOWN_KEYS)}")
+    return section
+
+
+def read_settings(config, environ: t.Mapping[str, str] | None = None) -> FabricSettings:
+    """Check the section and the environment; raise :class:`InvalidInput` naming the setting at fault."""
+    environ = os.environ if environ is None else environ
+    section = config_section(config)
+    values = {name: _fabric_setting(name, kind, default, section, environ) for name, (kind, default) in FABRIC_SETTINGS.items()}
+    Lifecycle.create(strict=values["strict"], stale_start=values["stale_start"], orphan_guard=values["orphan_guard"])
+    return FabricSettings(shared={option: section.get(option) for option in SHARED_OPTIONS}, **values)
+
+
+def _fabric_setting(name: str, kind: str, default, section: t.Mapping[str, t.Any], environ: t.Mapping[str, str]):
+    candidates = [(FABRIC_ENV_PREFIX + name.upper(), environ.get(FABRIC_ENV_PREFIX + name.upper()) or None)]
+    if name in core_settings.LIFECYCLE_ENVIRONMENT_VARIABLES:
+        variable = core_settings.LIFECYCLE_ENVIRONMENT_VARIABLES[name]
+        candidates.append((variable, environ.get(variable) or None))
+    candidates.append((f"{SECTION}.{name}", section.get(name)))
+    source, value = next(((source, value) for source, value in candidates if value is not None), (None, None))
+    if value is None:
+        return default
+    if kind == "bool":
+        return parse_boolean(value, name)
+    if kind == "float":
+        return _seconds(value, name, source)
+    if kind == "str" or kind == "choice":
+        if not isinstance(value, str):
+            raise InvalidInput(name, f"must be a string, got {type(value).__name__} (from {source})")
+        return value
+    if kind == "list" and isinstance(value, str):
+        raise InvalidInput(name, f"must be a list of commands in fabric.yaml, not a string (from {source})")
+    return value
+
+
+def _seconds(value, name: str, source: str) -> float:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise InvalidInput(name, f"must be a number of seconds, got {value!r} (from {source})") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(name, f"must be a number of seconds, got {type(value).__name__} (from {source})")
+    return float(value)
 
 
 def resolve_options(config, flags: t.Mapping[str, t.Any] | None = None, environ: t.Mapping[str, str] | None = None,
-                    directory: str | None = None) -> dict[str, t.Any]:
-    """Every option for the core's ``create_client``, chosen in the documented order; nothing is validated here."""
+                    directory: str | None = None, settings: FabricSettings | None = None,
+                    version_fallback: t.Callable[[dict], str | None] | None = None) -> dict[str, t.Any]:
+    """Every option for the core's ``create_client``, chosen in the documented order; nothing is validated here.
+
+    ``version_fallback(options)`` is asked for a version when no flag, variable or setting gave one,
+    before ``git describe`` (single calls pass the ledger's answer).
+    """
     environ = os.environ if environ is None else environ
     flags = flags or {}
-    section = config_section(config)
+    settings = settings or read_settings(config, environ)
     shared_environment = core_settings.from_environment(environ)
     options: dict[str, t.Any] = {}
     for option in SHARED_OPTIONS:
@@ -64,13 +161,14 @@ def resolve_options(config, flags: t.Mapping[str, t.Any] | None = None, environ:
             flags.get(option) if option in FLAG_OPTIONS else None,
             environ.get(FABRIC_ENV_PREFIX + option.upper()) or None,
             shared_environment.get(option),
-            section.get(option),
+            settings.shared.get(option),
         )
         options[option] = next((value for value in candidates if value is not None), None)
-    if section["detect_source"]:
+    if options["version"] is None and version_fallback is not None:
+        options["version"] = version_fallback(options)
+    if settings.detect_source:
         options.update(_detected(options, environ, directory or os.getcwd()))
-    for option in ("validate_certs", "timeout", "deadline"):
-        options[option] = section[option]
+    options.update(validate_certs=settings.validate_certs, timeout=settings.timeout, deadline=settings.deadline)
     return options
 
 
@@ -84,6 +182,7 @@ def _detected(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str], dire
     return filled
 
 
-def transport_options(config) -> dict[str, t.Any]:
-    section = config_section(config)
-    return {"validate_certs": section["validate_certs"], "ca_path": section["ca_path"]}
+def forget_key_variables(environ: t.MutableMapping[str, str]) -> None:
+    """Drop the key's variables once read: commands run later (local steps, git) must not inherit it."""
+    for name in KEY_VARIABLES:
+        environ.pop(name, None)

@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, Stackify Retrace integration contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Tracking for any Fabric task: a context manager, a decorator, and the one place errors become ``Exit``.
+"""Tracking for any Fabric task: a context manager, a decorator, signals, and the one place errors become ``Exit``.
 
 ::
 
@@ -13,41 +13,65 @@
 
     @task
     @track                                 # the same, around the whole task
-    def migrate(c): ...
+    def migrate(c, version=None): ...      # a task's own version / app_name ... arguments are used
+
+Exit codes (docs/fabric.md has the table): 0 done; 1 the deployment failed, or Retrace refused / could
+not be reached with ``strict`` on; 2 a setting is wrong (nothing sent); 128 + N interrupted by signal N
+(130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
+import os
 import signal
 import sys
 import threading
+import time
 import typing as t
 
 from invoke.exceptions import Exit
 
 from .core.client import CallResult, DeploymentClient, create_client
-from .core.deployment import Deployment
-from .core.errors import InvalidInput, RetraceError
-from .core.settings import Lifecycle
-from .core.tracking import tracked_deployment
-from .settings import config_section, resolve_options, transport_options
+from .core.deployment import CANCEL, COMPLETE, START, Deployment
+from .core.errors import BadTransition, InvalidInput, RetraceError
+from .core.tracking import describe, tracked_deployment
+from .core.transport import UrllibTransport
+from .settings import FLAG_OPTIONS, FabricSettings, forget_key_variables, read_settings, resolve_options
 
 ENTRY_POINT = "fabric"
-#: exit codes: 1 the deployment failed or Retrace refused / could not be reached; 2 a setting is wrong
 EXIT_FAILED = 1
 EXIT_INVALID = 2
-EXIT_INTERRUPTED = 128 + signal.SIGINT
-EXIT_TERMINATED = 128 + signal.SIGTERM
+#: the signals a run turns into a cancel and an exit code of 128 + the signal's number
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: seconds local commands get to end after SIGTERM before they are killed
+LOCAL_GRACE = 1.0
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM as an exception, so the wrapper cancels exactly as it does for Ctrl-C.
+class Interrupted(BaseException):
+    """SIGINT, SIGTERM or SIGHUP as an exception, so the wrapper cancels exactly as for any error.
 
-    A KeyboardInterrupt subclass, because invoke forwards those to a local command it is running.
+    Not a KeyboardInterrupt: Invoke's command runner catches those and keeps waiting for the command.
     """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+#: the name this exception had when only SIGTERM was handled
+Terminated = Interrupted
 
 
 def say(message: str) -> None:
@@ -55,15 +79,32 @@ def say(message: str) -> None:
 
 
 def warn(message: str) -> None:
+    """A line that says something was NOT done (loud: these are what a reader of a CI log must see)."""
+    print(f"retrace: WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """The client's progress lines (a retry...): worth seeing, not a warning."""
     print(f"retrace: {message}", file=sys.stderr, flush=True)
 
 
-def build_client(config, flags: t.Mapping[str, t.Any] | None = None) -> tuple[DeploymentClient, Deployment]:
-    """Resolve the settings (see :mod:`retrace_fabric.settings`) and validate them; nothing is sent."""
-    from .transport import RequestsTransport  # requests costs ~85 ms to import: only when a call is due
+def is_dry_run(config) -> bool:
+    """``fab --dry``: commands are printed, not run, and nothing is sent to Retrace."""
+    run = config.get("run") if config is not None else None
+    return bool(run and run.get("dry"))
 
-    options = resolve_options(config, flags)
-    client, deployment = create_client(options, RequestsTransport(**transport_options(config)), entry_point=ENTRY_POINT, log=warn)
+
+def build_client(config, flags: t.Mapping[str, t.Any] | None = None, settings: FabricSettings | None = None,
+                 version_fallback=None) -> tuple[DeploymentClient, Deployment]:
+    """Resolve the settings (see :mod:`retrace_fabric.settings`) and validate them; nothing is sent.
+
+    Raises :class:`InvalidInput`.  Once the key is read, its variables leave this process's environment.
+    """
+    settings = settings or read_settings(config)
+    options = resolve_options(config, flags, settings=settings, version_fallback=version_fallback)
+    transport = UrllibTransport(settings.validate_certs, settings.ca_path)
+    client, deployment = create_client(options, transport, entry_point=ENTRY_POINT, log=note)
+    forget_key_variables(os.environ)
     return client, deployment
 
 
@@ -77,17 +118,9 @@ def describe_call(client: DeploymentClient, result: CallResult) -> str:
     return f"retrace.{result.action}: sent {sent} to {client.settings.endpoint(result.action)} -> {answer} ({attempts}, {result.elapsed:.2f} s)"
 
 
-class AnnouncingClient:
-    """Prints one line per call the core's wrapper reports as accepted (its ``on_sent``)."""
-
-    def __init__(self, client: DeploymentClient):
-        self.client = client
-        self.sent: list[str] = []
-
-    def announce(self, result: CallResult) -> CallResult:
-        self.sent.append(result.action)
-        say(describe_call(self.client, result))
-        return result
+def describe_dry_run(client: DeploymentClient, deployment: Deployment, action: str) -> str:
+    sent = json.dumps(deployment.payload(action), ensure_ascii=False, separators=(", ", ": "))
+    return f"retrace.{action}: would send {sent} to {client.settings.endpoint(action)} (--dry: nothing sent)"
 
 
 @contextlib.contextmanager
@@ -101,64 +134,228 @@ def exit_on_retrace_error(prefix: str = "retrace") -> t.Iterator[None]:
         raise Exit(f"{prefix}: {error}", code=EXIT_FAILED) from None
 
 
+# --- signals ------------------------------------------------------------------------------------
+
 @contextlib.contextmanager
-def cancel_on_sigterm() -> t.Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`Terminated` (only the main thread can install handlers)."""
+def signals_raise(on_signal: t.Callable[[], None] | None = None) -> t.Iterator[None]:
+    """While the block runs, SIGINT / SIGTERM / SIGHUP call ``on_signal()`` then raise :class:`Interrupted`.
+
+    ``on_signal`` stops what is running (closes SSH sessions, ends local commands), so that nothing
+    waits for a command's end before the cancel.  Only the main thread can install handlers; a signal
+    this process ignores (``nohup``, SIGINT of a background job) stays ignored.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+
+    def handler(signum, frame):
+        if on_signal is not None:
+            on_signal()
+        raise Interrupted(signum)
+
+    previous = {}
+    for signum in HANDLED_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+def stop_local_commands(grace: float = LOCAL_GRACE) -> None:
+    """SIGTERM every process this one started (local steps and their children), SIGKILL those left after ``grace``.
+
+    The orphan guard is not among them: it detached itself (double fork), so it is no descendant.
+    """
+    pids = _descendants(os.getpid())
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    ends_at = time.monotonic() + grace
+    while pids and time.monotonic() < ends_at:
+        pids = [pid for pid in pids if _running(pid)]
+        if pids:
+            time.sleep(0.02)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, pending = [], [root]
+    while pending:
+        for child in children.get(pending.pop(), ()):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+# --- one tracked run ----------------------------------------------------------------------------
+
+STARTING, WORKING, COMPLETING, ENDED = "starting", "working", "completing", "ended"
+
+
+class TrackedRun:
+    """One deployment's start -> work -> complete / cancel, with what Retrace was told, in words.
+
+    The core's :func:`tracked_deployment` does the lifecycle (stale-start recovery, orphan guard,
+    cancel on any exception, fail-open unless strict).  What it leaves to entry points is handled
+    here: an interruption while start or complete is in flight sends a cancel (a 409 then means
+    nothing was left in progress), and every ending becomes one ``Exit`` with the right code.
+    """
+
+    def __init__(self, client: DeploymentClient, deployment: Deployment, settings: FabricSettings, *, dry_run: bool = False):
+        self.client = client
+        self.deployment = deployment
+        self.settings = settings
+        self.dry_run = dry_run
+        self.phase = STARTING
+        self.sent: list[str] = []
+        self.notes: list[str] = []
+
+    def announce(self, result: CallResult) -> None:
+        self.sent.append(result.action)
+        say(describe_call(self.client, result))
+
+    @contextlib.contextmanager
+    def lifecycle(self) -> t.Iterator[Deployment]:
+        if self.dry_run:
+            say(describe_dry_run(self.client, self.deployment, START))
+            self.phase = WORKING
+            yield self.deployment
+            self.phase = ENDED
+            say(describe_dry_run(self.client, self.deployment, COMPLETE))
+            return
+        try:
+            with tracked_deployment(self.client, self.deployment, self.settings.lifecycle, warn=warn, on_sent=self.announce):
+                self.phase = WORKING
+                yield self.deployment
+                self.phase = COMPLETING
+        except (Interrupted, KeyboardInterrupt):
+            if self.phase in (STARTING, COMPLETING):
+                self._cancel_in_flight()
+            raise
+
+    def _cancel_in_flight(self) -> None:
+        """Start or complete was interrupted mid-call: it may have landed, so cancel (409: nothing to cancel)."""
+        try:
+            self.announce(self.client.cancel(self.deployment))
+        except BadTransition:
+            self.notes.append("the complete had reached Retrace first" if self.phase == COMPLETING
+                              else "the start had not reached Retrace")
+        except RetraceError as error:
+            warn(f"{describe(self.deployment)}: the cancel after the interruption failed: {error}")
+            self.notes.append("the cancel failed: see the warning above")
+
+    def outcome(self) -> str:
+        """What Retrace was told, in words, for the last line of a run that did not succeed."""
+        if self.dry_run:
+            return "nothing was sent to Retrace (--dry)"
+        if self.notes and not self.sent:
+            return f"nothing was left in progress in Retrace ({self.notes[-1]})"
+        if not self.sent:
+            return "Retrace was not told (start was not accepted)"
+        if self.sent[-1] == CANCEL:
+            return "the deployment was cancelled in Retrace"
+        if self.sent[-1] == COMPLETE:
+            return "the deployment was completed in Retrace"
+        if self.notes:
+            return f"the deployment is left to Retrace as it is ({self.notes[-1]})"
+        if self.settings.orphan_guard:
+            return "the cancel did not get through: the orphan guard sends it once fab has exited"
+        return "the cancel did not get through (see the warning above): the deployment is still in progress in Retrace"
+
+    @contextlib.contextmanager
+    def exits(self, expected: tuple[type[Exception], ...] = (), failure: t.Callable[[Exception], str] = str) -> t.Iterator[None]:
+        """Turn how the run ended into one ``Exit``; ``failure(error)`` words the ``expected`` failures.
+
+        Anything else (a task's own exception) is re-raised unchanged, after the cancel.
+        """
+        try:
+            yield
+        except Interrupted as interruption:
+            raise Exit(f"retrace: interrupted by {interruption.signal_name}; {self.outcome()}", code=interruption.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit(f"retrace: interrupted; {self.outcome()}", code=128 + signal.SIGINT) from None
+        except (Exit, SystemExit) as early:
+            code = early.code
+            if code in (0, None):
+                # A clean exit in the middle of a deployment is not a finished deployment: Retrace got a
+                # cancel, and CI must not read the run as a success either.
+                raise Exit(f"retrace: the task exited (status 0) before the tracked block finished; {self.outcome()}. "
+                           "Return from the block instead to complete the deployment.", code=EXIT_FAILED) from None
+            raise
+        except RetraceError as error:
+            if isinstance(error, InvalidInput):
+                raise Exit(f"retrace: invalid setting {error} (nothing was sent to Retrace)", code=EXIT_INVALID) from None
+            raise Exit(f"retrace: {error} (strict: tracking failures fail the run); {self.outcome()}", code=EXIT_FAILED) from None
+        except expected as error:
+            raise Exit(f"{failure(error)}; {self.outcome()}", code=EXIT_FAILED) from None
+
+
+def stop_commands_of(c) -> t.Callable[[], None]:
+    """What a signal stops in a user's tracked block: the Connection's session, and local commands."""
+    def stop() -> None:
+        close = getattr(c, "close", None)
+        if callable(close):
+            with contextlib.suppress(OSError, EOFError):  # a half-closed session must not block the cancel
+                close()
+        stop_local_commands()
+    return stop
 
 
 @contextlib.contextmanager
 def tracked(c, **flags: t.Any) -> t.Iterator[Deployment]:
     """Start a Retrace deployment, run the block, then complete it -- or cancel it on any error,
-    Ctrl-C or SIGTERM.  ``flags`` take the task flag names (``version="1.4.2"``); everything else
-    comes from the ``retrace:`` config and the ``RETRACE_*`` environment.
+    ``Exit``/``sys.exit`` (the run then exits 1), SIGINT, SIGTERM or SIGHUP (exit 128 + signal).
+
+    ``flags`` take the task flag names (``version="1.4.2"``); everything else comes from the ``retrace:``
+    config and the ``RETRACE_*`` / ``FABRIC_RETRACE_*`` environment.  Raises ``Exit`` (code 2) for an
+    invalid setting before anything is sent.  Under ``fab --dry`` nothing is sent.
     """
     with exit_on_retrace_error():
-        client, deployment = build_client(c.config, flags)
-        strict = config_section(c.config)["strict"]
-        announcing = AnnouncingClient(client)
-        try:
-            with cancel_on_sigterm(), tracked_deployment(announcing.client, deployment, Lifecycle.create(strict=strict), warn=warn,
-                                                        on_sent=announcing.announce):
-                yield deployment
-        except KeyboardInterrupt as interruption:
-            raise interrupted_exit(interruption, announcing) from None
-
-
-def retrace_outcome(announcing: AnnouncingClient) -> str:
-    """What Retrace was told, in words, for the last line of a failed run."""
-    if not announcing.sent:
-        return "Retrace was not told (start was not accepted)"
-    if announcing.sent[-1] == "cancel":
-        return "the deployment was cancelled in Retrace"
-    if announcing.sent[-1] == "complete":
-        return "the deployment was completed in Retrace"
-    return "Retrace could not be told to cancel: see the warning above"
-
-
-def interrupted_exit(interruption: KeyboardInterrupt, announcing: AnnouncingClient) -> Exit:
-    if isinstance(interruption, Terminated):
-        return Exit(f"retrace: terminated (SIGTERM); {retrace_outcome(announcing)}", code=EXIT_TERMINATED)
-    return Exit(f"retrace: interrupted; {retrace_outcome(announcing)}", code=EXIT_INTERRUPTED)
+        settings = read_settings(c.config)
+        client, deployment = build_client(c.config, flags, settings)
+    run = TrackedRun(client, deployment, settings, dry_run=is_dry_run(c.config))
+    with signals_raise(stop_commands_of(c)), run.exits(), run.lifecycle():
+        yield deployment
 
 
 def track(function: t.Callable) -> t.Callable:
-    """Decorator form of :func:`tracked` for a task ``function(c, ...)``; put it under ``@task``."""
+    """Decorator form of :func:`tracked` for a task ``function(c, ...)``; put it under ``@task``.
+
+    Arguments of the task named like the flags (``version``, ``app_name``, ``environment_name``, ``name``,
+    ``branch``, ``commit``, ``uri``, ``api_url``) are used for the deployment when given.
+    """
+    signature = inspect.signature(function)
 
     @functools.wraps(function)
     def tracked_task(c, *args, **kwargs):
-        with tracked(c):
+        bound = signature.bind_partial(c, *args, **kwargs).arguments
+        flags = {option: bound[option] for option in FLAG_OPTIONS if bound.get(option) is not None}
+        with tracked(c, **flags):
             return function(c, *args, **kwargs)
 
     return tracked_task

@@ -9,6 +9,9 @@ from retrace_emulator.accounts import DEMO_API_KEY
 IDENTITY = ("--version", "3.0.0")
 
 
+STRICT = {"FABRIC_RETRACE_STRICT": "yes"}
+
+
 def _lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
@@ -83,7 +86,7 @@ def test_an_api_that_stays_overloaded_is_reported_unreachable_within_the_deadlin
     project.fabric_yaml({"deadline": 2})
     project.emulator.inject("start", [{"status": 503}] * 20)
 
-    result = project.run("retrace.start", *IDENTITY)
+    result = project.run("retrace.start", *IDENTITY, env=STRICT)
 
     assert result.returncode == 1
     assert "unreachable" in result.stderr and "HTTP 503" in result.stderr
@@ -95,7 +98,7 @@ def test_a_closed_port_is_reported_unreachable(project):
     project.fabric_yaml({"deadline": 1.5})
     project.emulator.stop()
 
-    result = project.run("retrace.start", *IDENTITY)
+    result = project.run("retrace.start", *IDENTITY, env=STRICT)
 
     assert result.returncode == 1
     assert "unreachable" in result.stderr and "connection refused" in result.stderr
@@ -104,7 +107,7 @@ def test_a_closed_port_is_reported_unreachable(project):
 def test_another_4xx_fails_at_once(project):
     project.emulator.inject("start", [{"status": 404}])
 
-    result = project.run("retrace.start", *IDENTITY)
+    result = project.run("retrace.start", *IDENTITY, env=STRICT)
 
     assert result.returncode == 1 and "HTTP 404" in result.stderr
     assert len(project.emulator.requests("start")) == 1
@@ -113,7 +116,7 @@ def test_another_4xx_fails_at_once(project):
 def test_a_wrong_key_is_rejected_without_being_shown(project):
     wrong_key = "wrong-key-0123456789"
 
-    result = project.run("retrace.start", *IDENTITY, env={"RETRACE_API_KEY": wrong_key})
+    result = project.run("retrace.start", *IDENTITY, env={"RETRACE_API_KEY": wrong_key, **STRICT})
 
     assert result.returncode == 1
     assert "rejected the API key" in result.stderr
@@ -122,17 +125,40 @@ def test_a_wrong_key_is_rejected_without_being_shown(project):
 
 
 def test_an_unknown_app_is_named(project):
-    result = project.run("retrace.start", *IDENTITY, "--app-name", "NoSuchApp")
+    result = project.run("retrace.start", *IDENTITY, "--app-name", "NoSuchApp", env={"RETRACE_STRICT": "true"})
 
     assert result.returncode == 1
     assert "does not know app 'NoSuchApp'" in result.stderr
 
 
-def test_complete_without_start_is_a_bad_transition(project):
-    result = project.run("retrace.complete", *IDENTITY)
+def test_cancel_without_start_is_a_bad_transition(project):
+    result = project.run("retrace.cancel", *IDENTITY, env=STRICT)
 
     assert result.returncode == 1
     assert "HTTP 409" in result.stderr and "not in progress" in result.stderr
+
+
+@pytest.mark.parametrize("strict, code", [(None, 0), ("yes", 1), ("false", 0)])
+def test_without_strict_a_refused_or_unreachable_call_warns_and_exits_0(project, strict, code):
+    project.fabric_yaml({"deadline": 1})
+    project.emulator.stop()
+
+    result = project.run("retrace.start", *IDENTITY, env={"FABRIC_RETRACE_STRICT": strict})
+
+    assert result.returncode == code, result.stderr
+    if code == 0:
+        assert result.stderr.count("WARNING") == 1 and "NOT recorded: start failed" in result.stderr
+
+
+def test_complete_without_start_is_a_one_shot_deployment_with_every_field(project):
+    result = project.run("retrace.complete", *IDENTITY, "--name", "Hotfix", "--branch", "main", "--commit", "abc123",
+                         "--uri", "https://ci.example.com/build/7")
+
+    assert result.returncode == 0, result.stderr
+    assert project.actions() == [("complete", 202)]
+    body = project.emulator.requests("complete")[0]["body"]
+    assert {key: body.get(key) for key in ("Name", "Branch", "Commit", "Uri")} == {
+        "Name": "Hotfix", "Branch": "main", "Commit": "abc123", "Uri": "https://ci.example.com/build/7"}
 
 
 BAD_INPUT = {
@@ -147,14 +173,20 @@ BAD_INPUT = {
     "name with a control character": (("--name", "a\x07b"), {}, {}, "name: must not contain control characters"),
     "uri not a URL": (("--uri", "build 7"), {}, {}, "uri: must be an absolute http:// or https:// URL"),
     "timeout negative": ((), {}, {"timeout": -1}, "timeout: must be more than 0"),
-    "validate_certs not a boolean": ((), {}, {"validate_certs": "no"}, "validate_certs: must be true or false"),
+    "validate_certs not a boolean": ((), {}, {"validate_certs": "maybe"}, "validate_certs: must be true or false"),
+    "strict not a boolean": ((), {"FABRIC_RETRACE_STRICT": "maybe"}, {}, "strict: must be true or false"),
+    "retrace not a mapping": ((), {}, None, "retrace: must be a mapping"),
+    "misspelt setting": ((), {}, {"app-name": "Shop"}, "did you mean app_name"),
 }
 
 
 @pytest.mark.parametrize("flags, env, settings, message", BAD_INPUT.values(), ids=BAD_INPUT.keys())
 def test_bad_input_fails_before_anything_is_sent(project, flags, env, settings, message):
-    project.fabric_yaml(settings)
-    needs_version = "--version" not in flags and "version" not in settings
+    if settings is None:
+        (project.directory / "fabric.yaml").write_text("retrace: FooApp\n", encoding="utf-8")
+    else:
+        project.fabric_yaml(settings)
+    needs_version = "--version" not in flags and "version" not in (settings or {})
     arguments = ("--version", "3.1.0", *flags) if needs_version else flags
 
     result = project.run("retrace.start", *arguments, env=env)

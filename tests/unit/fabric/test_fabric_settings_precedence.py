@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import retrace_fabric  # noqa: F401  # pylint: disable=unused-import  # registers retrace_fabric.core
-from retrace_fabric.settings import CONFIG_DEFAULTS, resolve_options
+from retrace_fabric.core.errors import InvalidInput
+from retrace_fabric.settings import FABRIC_SETTINGS, read_settings, resolve_options
 
 FILE = {"retrace": {"version": "file", "app_name": "FileApp", "detect_source": False}}
 
@@ -47,7 +48,7 @@ def test_the_shared_deployment_name_variable_feeds_name():
 
 def test_a_config_without_a_retrace_section_gets_the_defaults():
     options = resolve_options({}, {"version": "1", "branch": "b", "commit": "c", "uri": "https://u"}, {})
-    assert options["validate_certs"] is True and options["timeout"] == CONFIG_DEFAULTS["timeout"]
+    assert options["validate_certs"] is True and options["timeout"] == FABRIC_SETTINGS["timeout"][1]
     assert options["api_url"] is None  # the core applies https://api.stackify.net
 
 
@@ -63,3 +64,38 @@ def test_detection_fills_only_what_is_unset(tmp_path, monkeypatch):
 def test_detection_can_be_switched_off(tmp_path):
     environ = {"CIRCLECI": "true", "CIRCLE_BRANCH": "ci-branch"}
     assert resolve_options({"retrace": {"detect_source": False}}, {}, environ, directory=str(tmp_path))["branch"] is None
+
+
+@pytest.mark.parametrize("word, expected", [("false", False), ("no", False), ("0", False), ("off", False),
+                                            ("true", True), ("yes", True), ("1", True)])
+def test_every_boolean_setting_reads_words_from_any_source(word, expected):
+    for name in ("strict", "parallel", "fail_fast", "orphan_guard", "detect_source", "validate_certs"):
+        assert getattr(read_settings({}, {f"FABRIC_RETRACE_{name.upper()}": word}), name) is expected
+        assert getattr(read_settings({"retrace": {name: word}}, {}), name) is expected
+
+
+def test_fabric_variables_beat_shared_variables_beat_the_section():
+    section = {"retrace": {"strict": True, "stale_start": "recover"}}
+    assert read_settings(section, {"RETRACE_STRICT": "no"}).strict is False
+    assert read_settings(section, {"RETRACE_STRICT": "no", "FABRIC_RETRACE_STRICT": "yes"}).strict is True
+    assert read_settings(section, {"RETRACE_STALE_START": "fail"}).stale_start == "fail"
+    assert read_settings({}, {"FABRIC_RETRACE_TIMEOUT": "2.5"}).timeout == 2.5
+
+
+def test_defaults_strict_off_guard_on_recover():
+    settings = read_settings({}, {})
+    assert (settings.strict, settings.orphan_guard, settings.stale_start, settings.fail_fast) == (False, True, "recover", True)
+
+
+@pytest.mark.parametrize("config, environ, option, text", [
+    ({"retrace": "FooApp"}, {}, "retrace", "must be a mapping"),
+    ({"retrace": {"app-name": "x"}}, {}, "retrace", "did you mean app_name"),
+    ({"retrace": {"stpes": []}}, {}, "retrace", "did you mean steps"),
+    ({}, {"FABRIC_RETRACE_STRICT": "maybe"}, "strict", "true or false"),
+    ({}, {"FABRIC_RETRACE_TIMEOUT": "soon"}, "timeout", "number of seconds"),
+    ({}, {"RETRACE_STALE_START": "ignore"}, "stale_start", "recover, fail"),
+])
+def test_bad_settings_name_the_setting(config, environ, option, text):
+    with pytest.raises(InvalidInput) as raised:
+        read_settings(config, environ)
+    assert raised.value.option == option and text in str(raised.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from fabric import Connection
 from fabric.testing.base import Command
@@ -12,7 +14,7 @@ from retrace_fabric import deploy, track, tracked
 from retrace_fabric.core.deployment import Deployment
 from retrace_fabric.core.errors import InvalidInput
 from retrace_fabric.deploy import HostRunner, Step, deploy_to, parse_steps, run_recorded_hosts, step_environment
-from retrace_fabric.tracking import Terminated
+from retrace_fabric.tracking import Interrupted
 
 
 def _actions(emulator):
@@ -34,7 +36,8 @@ def test_tracked_cancels_on_an_error_and_re_raises_it(retrace_config, emulator):
     assert _actions(emulator) == [("start", 202), ("cancel", 202)]
 
 
-@pytest.mark.parametrize(("interruption", "code"), [(KeyboardInterrupt(), 130), (Terminated(), 143)])
+@pytest.mark.parametrize(("interruption", "code"), [(KeyboardInterrupt(), 130), (Interrupted(signal.SIGINT), 130),
+                                                    (Interrupted(signal.SIGTERM), 143), (Interrupted(signal.SIGHUP), 129)])
 def test_tracked_turns_an_interruption_into_exit_after_cancel(retrace_config, emulator, interruption, code):
     with pytest.raises(Exit) as raised:
         with tracked(Context(retrace_config)):
@@ -43,8 +46,9 @@ def test_tracked_turns_an_interruption_into_exit_after_cancel(retrace_config, em
     assert _actions(emulator) == [("start", 202), ("cancel", 202)]
 
 
-def test_a_refused_start_stops_the_work_with_exit_1(retrace_config, emulator, monkeypatch):
+def test_with_strict_true_a_refused_start_stops_the_work_with_exit_1(retrace_config, emulator, monkeypatch):
     monkeypatch.setenv("RETRACE_API_KEY", "wrong-key")
+    retrace_config.retrace.strict = "yes"
     ran = []
     with pytest.raises(Exit) as raised:
         with tracked(Context(retrace_config)):
@@ -53,9 +57,8 @@ def test_a_refused_start_stops_the_work_with_exit_1(retrace_config, emulator, mo
     assert not ran and "wrong-key" not in raised.value.message
 
 
-def test_with_strict_false_a_refused_start_only_warns(retrace_config, emulator, monkeypatch, capsys):
+def test_by_default_a_refused_start_only_warns(retrace_config, emulator, monkeypatch, capsys):
     monkeypatch.setenv("RETRACE_API_KEY", "wrong-key")
-    retrace_config.retrace.strict = False
     ran = []
     with tracked(Context(retrace_config)):
         ran.append(True)
@@ -135,7 +138,7 @@ def test_deploy_records_each_host_and_the_post_hook_runs_them_all_at_once(retrac
 
     assert _actions(emulator) == [("start", 202), ("complete", 202)]
     assert emulator.requests("start")[0]["body"]["Version"] == "7.0"
-    assert "[local] one" in capsys.readouterr().out
+    assert "[local] $ echo one" in capsys.readouterr().out
 
 
 def test_deploy_to_exits_1_and_cancels_when_a_target_fails(retrace_config, emulator, capsys):
@@ -148,3 +151,37 @@ def test_deploy_to_exits_1_and_cancels_when_a_target_fails(retrace_config, emula
     assert raised.value.code == 1 and "cancelled in Retrace" in raised.value.message
     assert _actions(emulator) == [("start", 202), ("cancel", 202)]
     assert "local  failed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("raise_early", [lambda: (_ for _ in ()).throw(Exit()), lambda: (_ for _ in ()).throw(SystemExit(0))])
+def test_a_clean_exit_inside_tracked_cancels_and_exits_1(retrace_config, emulator, raise_early):
+    with pytest.raises(Exit) as raised:
+        with tracked(Context(retrace_config)):
+            raise_early()
+    assert raised.value.code == 1 and "cancelled in Retrace" in raised.value.message
+    assert _actions(emulator) == [("start", 202), ("cancel", 202)]
+
+
+def test_track_uses_the_tasks_own_version_argument(retrace_config, emulator):
+    @track
+    def release(c, version=None):
+        """Release it."""
+        return version
+
+    assert Task(release)(Context(retrace_config), version="9.9.9") == "9.9.9"
+    assert emulator.requests("start")[0]["body"]["Version"] == "9.9.9"
+
+
+def test_deploy_to_no_hosts_is_invalid_and_sends_nothing(retrace_config, emulator):
+    retrace_config.retrace.steps = ["true"]
+    with pytest.raises(Exit) as raised:
+        deploy_to([], retrace_config)
+    assert raised.value.code == 2 and "hosts" in raised.value.message
+    assert emulator.journal() == []
+
+
+def test_a_dry_run_sends_nothing(retrace_config, emulator, capsys):
+    retrace_config.run.dry = True
+    with tracked(Context(retrace_config)):
+        pass
+    assert emulator.journal() == [] and "would send" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""RequestsTransport: the core's Transport protocol over requests, against real loopback servers."""
+"""The transport Fabric uses (the core's UrllibTransport, as the callback does), against real loopback servers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from cryptography.x509.oid import NameOID
 
 import retrace_fabric  # noqa: F401  # pylint: disable=unused-import  # registers retrace_fabric.core
 from retrace_fabric.core.transport import ConnectionFailed, TimedOut, TlsFailed
-from retrace_fabric.transport import RequestsTransport
+from retrace_fabric.tracking import build_client
+from retrace_fabric.core.transport import UrllibTransport as RequestsTransport  # the name these tests grew up with
 
 HEADERS = {"Authorization": "ApiKey emulator-demo-key", "Content-Type": "application/json"}
 BODY = b'{"Version":"1","AppName":"DemoApp","EnvironmentName":"Production"}'
@@ -102,16 +103,19 @@ def _self_signed(directory):
     return context, cert_path
 
 
-@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_an_untrusted_certificate_fails_tls_and_a_given_ca_bundle_is_trusted(serve, tmp_path):
     context, cert_path = _self_signed(tmp_path)
     url = f"https://localhost:{serve(_Redirect, context)}/api/v1/deployments/start"
 
-    with pytest.raises(TlsFailed, match="TLS verification failed"):
+    with pytest.raises(TlsFailed, match="TLS certificate verification failed"):
         RequestsTransport().post(url, BODY, HEADERS, 2)
     assert RequestsTransport(ca_path=str(cert_path)).post(url, BODY, HEADERS, 2).status == 307
     assert RequestsTransport(validate_certs=False).post(url, BODY, HEADERS, 2).status == 307
 
 
-def test_proxies_come_from_the_environment():
-    assert RequestsTransport().session.trust_env is True
+def test_fabric_builds_the_cores_urllib_transport_with_its_tls_settings():
+    config = {"retrace": {"app_name": "A", "environment_name": "E", "version": "1", "api_key": "k", "validate_certs": "no",
+                          "ca_path": "/ca.pem", "detect_source": False}}
+    client, _deployment = build_client(config)
+    assert isinstance(client.transport, RequestsTransport)
+    assert (client.transport.validate_certs, client.transport.ca_path) == (False, "/ca.pem")
