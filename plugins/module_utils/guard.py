@@ -112,8 +112,15 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
 
 
 def release_orphan_guard(settings: "ApiSettings", deployment: "Deployment", owner_pid: int) -> bool:
-    """From any process of the run: stand down the watcher ``owner_pid`` armed for ``deployment``."""
-    return OrphanGuard(_socket_path(settings, deployment, owner_pid, create=False)).release()
+    """From any process of the run: stand down the watcher ``owner_pid`` armed for ``deployment``.
+
+    True if a watcher acknowledged; False if there was none (never armed, or already gone).
+    """
+    try:
+        path = _socket_path(settings, deployment, owner_pid, create=False)
+    except OSError:
+        return False  # no private directory: no watcher could have been armed there
+    return OrphanGuard(path).release()
 
 
 def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int | None:
@@ -122,7 +129,10 @@ def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int |
     Only runs whose orphan guard is armed can be seen: runs with ``orphan_guard: false``, and runs on
     other machines, cannot.  Sockets of watchers that no longer exist are removed on the way.
     """
-    directory = _private_directory(create=False)
+    try:
+        directory = _private_directory(create=False)
+    except OSError:
+        return None  # no private directory: no watcher could have been armed there
     pattern = os.path.join(glob.escape(directory), f"{_deployment_token(settings, deployment)}.*.sock")
     for path in sorted(glob.glob(pattern)):
         answer = _ask(path, _PING)

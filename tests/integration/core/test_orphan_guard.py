@@ -162,3 +162,12 @@ def test_a_directory_another_user_could_enter_is_refused(tmp_path, monkeypatch, 
     assert guard.arm_orphan_guard(client, deployment, log=said.append).armed is False
     assert said and "not a private directory" in said[0]
     assert stat.S_IMODE(directory.stat().st_mode) == 0o777 and list(directory.iterdir()) == []
+
+
+def test_release_and_liveness_questions_never_raise_when_the_directory_is_unsafe(tmp_path, monkeypatch, retrace_emulator):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    (tmp_path / f"stackify-retrace-{os.getuid()}").mkdir(mode=0o777)
+    (tmp_path / f"stackify-retrace-{os.getuid()}").chmod(0o777)
+    client, deployment = _client(retrace_emulator, "g5")
+    assert guard.release_orphan_guard(client.settings, deployment, os.getpid()) is False
+    assert guard.live_guard_owner(client.settings, deployment) is None
