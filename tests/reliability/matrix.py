@@ -48,7 +48,9 @@ M_SECRET = "tests/integration/module/test_module_secrecy.py"
 M_GUARD = "tests/integration/module/test_module_orphan_guard.py"
 R_MOLECULE = "tests/integration/role/test_role_molecule.py"
 R_PLAYS = "tests/integration/role/test_role_playbooks.py"
+R_LIFE = "tests/integration/role/test_role_lifecycle.py"
 CB = "tests/integration/callback/test_callback_end_to_end.py"
+CB_LIFE = "tests/integration/callback/test_callback_lifecycle.py"
 F_CALLS = "tests/integration/fabric/test_fabric_single_calls.py"
 F_SSH = "tests/integration/fabric/test_fabric_deploy_ssh.py"
 REL_FAULTS = "tests/reliability/test_fault_matrix.py"
@@ -134,8 +136,8 @@ FAULT_ROWS = (
         "module": _refs(f"{M_GUARD}::test_a_stale_start_left_by_a_dead_run_is_recovered"),
         "role": _refs(f"{REL_FAULTS}::test_role_recovers_a_deployment_a_dead_run_left_in_progress")
         + _role_refused("409-in-progress-stale-start-fail"),
-        "callback": _refs(f"{REL_FAULTS}::test_callback_recovers_a_deployment_a_dead_run_left_in_progress",
-                          f"{REL_FAULTS}::test_callback_with_stale_start_fail_warns_once_and_sends_no_end"),
+        "callback": _refs(f"{CB_LIFE}::test_stale_start_is_recovered_with_one_line",
+                          f"{CB_LIFE}::test_stale_start_fail_keeps_the_409_as_a_warning"),
         "fabric": _refs(f"{F_CALLS}::test_complete_without_start_is_a_bad_transition"),
     }, attempts="1"),
     Row("409 on a retried start", "the first attempt was accepted but its answer lost: counted as accepted", {
@@ -196,13 +198,14 @@ EXIT_ROWS = (
     }),
     Row("SIGINT (Ctrl-C)", "one start, one cancel", {
         "module": MODULE_EXITS,
-        "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGINT-group"),
+        "role": _refs(f"{R_LIFE}::test_a_signal_during_the_tracked_tasks_cancels[SIGINT]")
+        + _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGINT-group"),
         "callback": _refs(f"{CB}::test_signal_mid_run_cancels[SIGINT-False-99]", f"{CB}::test_signal_mid_run_cancels[SIGINT-True-99]"),
         "fabric": _refs(f"{F_SSH}::test_a_signal_mid_deploy_cancels_once[SIGINT]"),
     }),
     Row("SIGTERM", "one start, one cancel", {
         "module": _guard("SIGTERM"),
-        "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGTERM"),
+        "role": _refs(f"{R_LIFE}::test_a_signal_during_the_tracked_tasks_cancels[SIGTERM]"),
         "callback": _refs(f"{CB}::test_signal_mid_run_cancels[SIGTERM"),
         "fabric": _refs(f"{F_SSH}::test_a_signal_mid_deploy_cancels_once[SIGTERM]"),
     }),
@@ -234,64 +237,66 @@ EXIT_ROWS = (
     Row("ansible-runner cancel (AWX, Automation Platform: SIGKILL to the job's process group)",
         "one start, one cancel from the orphan guard within 15 s", {
             "module": MODULE_EXITS,
-            "role": _life("test_ansible_runner_cancel_ends_the_deployment", "role"),
-            "callback": _life("test_ansible_runner_cancel_ends_the_deployment", "callback"),
+            "role": _life("test_ansible_runner_cancel_ends_the_role_s_deployment"),
+            "callback": _refs(f"{CB_LIFE}::test_ansible_runner_cancel_is_cancelled_and_runner_is_not_held"),
             "fabric": NO_RUNNER,
         }),
     Row("ansible-runner job_timeout (the same SIGKILL, decided by the clock)",
         "one start, one cancel from the orphan guard within 15 s", {
             "module": MODULE_EXITS,
-            "role": _life("test_ansible_runner_job_timeout_ends_the_deployment", "role"),
-            "callback": _life("test_ansible_runner_job_timeout_ends_the_deployment", "callback"),
+            "role": _life("test_ansible_runner_job_timeout_ends_the_role_s_deployment"),
+            "callback": _refs(f"{CB_LIFE}::test_ansible_runner_job_timeout_is_cancelled"),
             "fabric": NO_RUNNER,
         }),
     Row("SIGKILL to the process group", "one start, one cancel from the orphan guard within 15 s", {
         "module": _guard("SIGKILL to the process group"),
-        "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGKILL-group"),
-        "callback": _life("test_callback_run_killed_or_hung_up_is_cancelled", "SIGKILL-group"),
+        "role": _refs(f"{R_LIFE}::test_a_signal_during_the_tracked_tasks_cancels[SIGKILL]"),
+        "callback": _refs(f"{CB_LIFE}::test_sigkill_is_cancelled_by_the_orphan_guard[process-group]"),
         "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGKILL-group"),
     }),
     Row("SIGKILL to the main process alone (OOM killer, crash)", "one start, one cancel from the orphan guard within 15 s", {
         "module": _guard("SIGKILL to ansible-playbook alone"),
         "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGKILL-main"),
-        "callback": _life("test_callback_run_killed_or_hung_up_is_cancelled", "SIGKILL-main"),
+        "callback": _refs(f"{CB_LIFE}::test_sigkill_is_cancelled_by_the_orphan_guard[main-process-only]"),
         "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGKILL-main"),
     }),
     Row("SIGHUP (to the main process; to the process group, as a closed terminal or SSH session sends it)",
         "one start, one cancel within 15 s", {
             "module": _guard("SIGHUP"),
-            "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGHUP"),
-            "callback": _life("test_callback_run_killed_or_hung_up_is_cancelled", "SIGHUP", "SIGHUP-group"),
+            "role": _refs(f"{R_LIFE}::test_a_signal_during_the_tracked_tasks_cancels[SIGHUP]")
+            + _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGHUP-group"),
+            "callback": _refs(f"{CB_LIFE}::test_sighup_cancels_before_the_process_ends"),
             "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGHUP", "SIGHUP-group"),
         }),
     Row("`meta: end_play` in the deployment tasks", "one start, one complete or cancel within 15 s; exit 0", {
         "module": _refs(f"{M_GUARD}::test_a_playbook_that_ends_without_closing_the_deployment_is_cancelled"),
-        "role": _life("test_role_tracked_tasks_ending_the_play_end_the_deployment"),
+        "role": _refs(f"{R_LIFE}::test_meta_end_play_in_the_tracked_tasks_is_cancelled"),
         "callback": _life("test_callback_run_ended_early_by_end_play_completes"),
         "fabric": NO_HANDLERS,
     }),
     Row("a handler notified by the deployment tasks fails", "one start, one cancel; the run fails", {
         "module": MODULE_EXITS,
-        "role": _life("test_role_failing_handler_notified_by_the_tracked_tasks_cancels"),
+        "role": _refs(f"{R_LIFE}::test_a_failing_handler_notified_by_the_tracked_tasks_cancels"),
         "callback": _life("test_callback_failing_handler_cancels"),
         "fabric": NO_HANDLERS,
     }),
     Row("every host unreachable", "one start, one cancel within 15 s; the run fails", {
         "module": MODULE_EXITS,
-        "role": _life("test_role_with_every_host_unreachable_cancels"),
+        "role": _refs(f"{R_LIFE}::test_every_host_unreachable_is_cancelled"),
         "callback": _life("test_callback_run_with_every_host_unreachable_cancels"),
         "fabric": _life("test_fab_deploy_with_every_host_unreachable_cancels"),
     }),
     Row("ad-hoc command (`ansible HOST -m ping`, callbacks loaded as ansible-runner and AWX load them)",
         "nothing at all (unless `track_ad_hoc` is set)", {
             "module": NOT_AD_HOC, "role": NOT_AD_HOC,
-            "callback": _life("test_ad_hoc_command_sends_nothing") + _life("test_ad_hoc_job_under_ansible_runner_sends_nothing"),
+            "callback": _refs(f"{CB_LIFE}::test_ad_hoc_command_sends_nothing")
+            + _life("test_ad_hoc_job_under_ansible_runner_sends_nothing"),
             "fabric": NOT_AD_HOC,
         }),
     Row("no task ran on any host (no host matched, empty play)", "nothing at all", {
         "module": MODULE_EXITS,
         "role": NotApplicable("The role is tasks: where none runs, the role does not run either, and sends nothing."),
-        "callback": _life("test_run_in_which_no_task_ran_sends_nothing"),
+        "callback": _refs(f"{CB_LIFE}::test_run_in_which_no_task_ran_sends_nothing_and_says_so"),
         "fabric": NotApplicable("`fab deploy` refuses an empty `retrace.steps` before the start (bad-input matrix)."),
     }),
     Row("single calls around a changing tree (start, a tracked file changes so `git describe` says -dirty, then end)",
@@ -304,14 +309,14 @@ EXIT_ROWS = (
     Row("Retrace down at start (default, fail-open)",
         "the deployment steps still run; one warning says what was not recorded; exit 0", {
             "module": _refs(f"{M_FAULTS}::test_without_strict_a_tracking_failure_warns_and_the_play_goes_on"),
-            "role": _life("test_role_with_retrace_down_at_start", "fail-open"),
+            "role": _refs(f"{R_LIFE}::test_retrace_down_at_the_start_warns_and_deploys_anyway"),
             "callback": _refs(f"{CB}::test_api_down_never_changes_the_exit_code"),
             "fabric": _life("test_fab_deploy_with_retrace_down_at_start", "fail-open"),
         }),
     Row("Retrace down at start, `strict` set", "the run fails before any deployment step runs", {
         "module": _refs(f"{M_FAULTS}::test_strict_true_fails_the_task"),
-        "role": _life("test_role_with_retrace_down_at_start", "strict"),
-        "callback": _life("test_callback_strict_fails_the_run_when_retrace_is_down"),
+        "role": _refs(f"{R_LIFE}::test_strict_fails_the_play_before_any_tracked_task"),
+        "callback": _refs(f"{CB_LIFE}::test_strict_failed_start_stops_the_run_before_any_task"),
         "fabric": _life("test_fab_deploy_with_retrace_down_at_start", "strict"),
     }),
 )

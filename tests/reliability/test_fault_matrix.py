@@ -182,24 +182,6 @@ def test_callback_recovers_from_retryable_faults(tmp_path, callback_env, retrace
     check_wait(retrace_emulator, wait_for)
 
 
-def test_callback_recovers_a_deployment_a_dead_run_left_in_progress(tmp_path, callback_env, retrace_emulator):
-    start_directly(retrace_emulator, "1.0.0")  # its process is gone: no orphan guard holds it
-    run = run_playbook(callback_playbook(tmp_path), env=callback_env)
-    assert run.returncode == 0, run.stdout
-    assert calls(retrace_emulator) == STALE_RECOVERED
-    (warning,) = retrace_warnings(run.stdout)
-    assert "left in progress" in warning
-
-
-def test_callback_with_stale_start_fail_warns_once_and_sends_no_end(tmp_path, callback_env, retrace_emulator):
-    start_directly(retrace_emulator, "1.0.0")
-    run = run_playbook(callback_playbook(tmp_path), env=dict(callback_env, RETRACE_STALE_START="fail"))
-    assert run.returncode == 0, run.stdout
-    assert calls(retrace_emulator) == [("start", 202), ("start", 409)]  # and no end: this run did not start it
-    (warning,) = retrace_warnings(run.stdout)
-    assert "HTTP 409" in warning
-
-
 # --- Fabric ------------------------------------------------------------------------------------------
 
 FABRIC_RECOVERIES = {

@@ -5,7 +5,7 @@ cancel and ``job_timeout``, a real sshd for ``fab deploy``, the emulator's journ
 A run killed outright cannot end its deployment itself: the cancel then comes from the orphan guard
 (plugins/module_utils/guard.py), a detached process, so the journal is polled for up to
 ``GUARD_WINDOW`` (15 s) and then watched a little longer, so that a second end would be seen too.
-Each test names the row of tests/reliability/matrix.py it stands for.
+Only the cases no entry point's own suite runs live here; tests/reliability/matrix.py cites both.
 """
 
 from __future__ import annotations
@@ -16,16 +16,13 @@ import time
 import ansible_runner
 import pytest
 
+from ansible_run import BIN, play, run_playbook, write_playbook
 from fabric_sshd import free_port
-from ansible_run import BIN, calls, play, run_playbook, write_playbook
 from reliability_helpers import (SETTLE, FabDirectory, calls_once_ended, journal_calls, role_playbook, run_and_stop)
 
 ANSIBLE_PLAYBOOK = str(BIN / "ansible-playbook")
-ANSIBLE = str(BIN / "ansible")
 TWO_HOSTS = "web1 ansible_connection=local\nweb2 ansible_connection=local\n"
 STARTED_THEN_CANCELLED = [("start", 202), ("cancel", 202)]
-DEPLOYING = [{"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying {{ retrace_version }}"}}]
-
 
 CHANGE_NOTIFYING = [{"name": "Change the configuration", "ansible.builtin.command": "true", "changed_when": True,
                      "notify": "Restart the service"}]
@@ -67,53 +64,37 @@ def run_under_ansible_runner(root, env: dict, monkeypatch, inventory: str, **opt
                               quiet=True, settings=settings, **options)
 
 
-def runner_project(tmp_path, entry: str):
-    """root/project/site.yml for the callback (one long task) or the role (the same task as its deployment step)."""
+def runner_project(tmp_path):
+    """root/project/site.yml running the role with one long deployment step."""
     root = tmp_path / "runner"
     project = root / "project"
     project.mkdir(parents=True)
     marker = tmp_path / "step-is-running"
-    if entry == "callback":
-        write_playbook(project, [play(sleeping_step(marker))], name="site.yml")
-        return root, marker, "localhost ansible_connection=local"
     role_playbook(project, [sleeping_step(marker)], name="site.yml")
     return root, marker, TWO_HOSTS
 
 
-@pytest.mark.parametrize("entry", ["callback", "role"])
-def test_ansible_runner_cancel_ends_the_deployment(tmp_path, callback_env, ansible_env, retrace_emulator, monkeypatch, entry):
-    # Matrix row "ansible-runner cancel": Runner.handle_termination sends SIGKILL to the job's process group.
-    root, marker, inventory = runner_project(tmp_path, entry)
-    result = run_under_ansible_runner(root, callback_env if entry == "callback" else ansible_env, monkeypatch, inventory,
-                                      cancel_callback=marker.exists)
+def test_ansible_runner_cancel_ends_the_role_s_deployment(tmp_path, ansible_env, retrace_emulator, monkeypatch):
+    # Runner.handle_termination sends SIGKILL to the job's process group (the callback's suite has the same case).
+    root, marker, inventory = runner_project(tmp_path)
+    result = run_under_ansible_runner(root, ansible_env, monkeypatch, inventory, cancel_callback=marker.exists)
     assert result.status == "canceled", result.stdout.read()
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED
 
 
-@pytest.mark.parametrize("entry", ["callback", "role"])
-def test_ansible_runner_job_timeout_ends_the_deployment(tmp_path, callback_env, ansible_env, retrace_emulator, monkeypatch,
-                                                       entry):
-    # Matrix row "ansible-runner job_timeout": the same process-group SIGKILL, decided by the clock.
-    root, marker, inventory = runner_project(tmp_path, entry)
+def test_ansible_runner_job_timeout_ends_the_role_s_deployment(tmp_path, ansible_env, retrace_emulator, monkeypatch):
+    # The same process-group SIGKILL, decided by the clock.
+    root, marker, inventory = runner_project(tmp_path)
     began = time.monotonic()
     # a cancel callback that never cancels keeps ansible-runner from installing signal handlers in pytest
-    result = run_under_ansible_runner(root, callback_env if entry == "callback" else ansible_env, monkeypatch, inventory,
-                                      settings={"job_timeout": 10}, cancel_callback=lambda: False)
+    result = run_under_ansible_runner(root, ansible_env, monkeypatch, inventory, settings={"job_timeout": 10},
+                                      cancel_callback=lambda: False)
     assert result.status == "timeout", result.stdout.read()
     assert marker.exists() and time.monotonic() - began < 30, "the job was not cut by job_timeout mid-task"
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED
 
 
-# --- the callback: killed, hung up --------------------------------------------------------------------------
-
-@pytest.mark.parametrize("stop", ["SIGKILL-group", "SIGKILL-main", "SIGHUP", "SIGHUP-group"])
-def test_callback_run_killed_or_hung_up_is_cancelled(tmp_path, callback_env, retrace_emulator, stop):
-    marker = tmp_path / "step-is-running"
-    playbook = write_playbook(tmp_path, [play(sleeping_step(marker))])
-    stopped = run_and_stop([ANSIBLE_PLAYBOOK, str(playbook)], cwd=tmp_path, env=callback_env, marker=marker, stop=stop)
-    assert stopped.returncode != 0, stopped.output
-    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, stopped.output
-
+# --- the callback: endings its own suite (tests/integration/callback/) does not try -------------------
 
 def test_callback_run_ended_early_by_end_play_completes(tmp_path, callback_env, retrace_emulator):
     tasks = [{"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying"}},
@@ -138,30 +119,6 @@ def test_callback_run_with_every_host_unreachable_cancels(tmp_path, callback_env
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, run.stdout
 
 
-def test_callback_strict_fails_the_run_when_retrace_is_down(tmp_path, callback_env, retrace_emulator, closed_port):
-    marker = tmp_path / "deployed"
-    env = dict(callback_env, RETRACE_API_URL=f"http://127.0.0.1:{closed_port}", RETRACE_STRICT="true",
-               RETRACE_TIME_BUDGET="3")
-    run = run_playbook(write_playbook(tmp_path, [play({"name": "Deployment step", "ansible.builtin.file": {
-        "path": str(marker), "state": "touch"}})]), env=env)
-    assert run.returncode not in (0, 2, 4), run.stdout  # not a playbook result: the tracking failure's own code
-    assert not marker.exists(), "strict: the deployment step ran although the start failed"
-    assert journal_calls(retrace_emulator) == []
-
-
-# --- the callback: runs that deploy nothing ------------------------------------------------------------------
-
-def test_ad_hoc_command_sends_nothing(tmp_path, callback_env, retrace_emulator):
-    # ansible-runner and AWX load callbacks for every ad-hoc job (ANSIBLE_LOAD_CALLBACK_PLUGINS=1).
-    env = dict(callback_env, ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    run = subprocess.run([ANSIBLE, "web1", "-i", str(inventory_file(tmp_path)), "-m", "ansible.builtin.ping"],
-                         cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, timeout=120, check=False)
-    assert run.returncode == 0 and "pong" in run.stdout, run.stdout
-    time.sleep(SETTLE)
-    assert journal_calls(retrace_emulator) == [], run.stdout
-
-
 def test_ad_hoc_job_under_ansible_runner_sends_nothing(tmp_path, callback_env, retrace_emulator, monkeypatch):
     monkeypatch.setenv("PATH", callback_env["PATH"])
     (tmp_path / "runner").mkdir()
@@ -174,21 +131,12 @@ def test_ad_hoc_job_under_ansible_runner_sends_nothing(tmp_path, callback_env, r
     assert journal_calls(retrace_emulator) == []
 
 
-@pytest.mark.parametrize("plays", [
-    pytest.param([{"name": "Web servers", "hosts": "no_such_group", "gather_facts": False,
-                   "tasks": [{"ansible.builtin.debug": {"msg": "never"}}]}], id="no-host-matched"),
-    pytest.param([{"name": "Nothing to do", "hosts": "localhost", "gather_facts": False, "tasks": []}], id="empty-play"),
-])
-def test_run_in_which_no_task_ran_sends_nothing(tmp_path, callback_env, retrace_emulator, plays):
-    run = run_playbook(write_playbook(tmp_path, plays), env=callback_env)
-    assert run.returncode == 0, run.stdout
-    time.sleep(SETTLE)
-    assert journal_calls(retrace_emulator) == [], run.stdout
+# --- the role: signals its own suite does not send -----------------------------------------------------
 
-
-# --- the role: every ending of the tracked tasks ------------------------------------------------------------
-
-@pytest.mark.parametrize("stop", ["SIGINT-group", "SIGTERM", "SIGHUP", "SIGKILL-group", "SIGKILL-main"])
+# The role's own suite (tests/integration/role/test_role_lifecycle.py) sends SIGINT, SIGTERM and SIGHUP to
+# ansible-playbook and SIGKILL to its group; these are the ways it does not: Ctrl-C and a closed terminal
+# reach the whole group, the OOM killer only the main process.
+@pytest.mark.parametrize("stop", ["SIGINT-group", "SIGHUP-group", "SIGKILL-main"])
 def test_role_run_stopped_during_the_tracked_tasks_is_cancelled(tmp_path, ansible_env, retrace_emulator, stop):
     marker = tmp_path / "step-is-running"
     playbook = role_playbook(tmp_path, [sleeping_step(marker)])
@@ -196,50 +144,6 @@ def test_role_run_stopped_during_the_tracked_tasks_is_cancelled(tmp_path, ansibl
                            env=ansible_env, marker=marker, stop=stop)
     assert stopped.returncode != 0, stopped.output
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, stopped.output
-
-
-def test_role_tracked_tasks_ending_the_play_end_the_deployment(tmp_path, ansible_env, retrace_emulator):
-    # "Already deployed, nothing to do": meta end_play skips the rest of the play, the role's end included.
-    steps = [*DEPLOYING, {"name": "Nothing more to do", "ansible.builtin.meta": "end_play"},
-             {"name": "Never reached", "ansible.builtin.debug": {"msg": "after end_play"}}]
-    run = run_playbook(role_playbook(tmp_path, steps), env=ansible_env, inventory=TWO_HOSTS)
-    assert run.returncode == 0, run.stdout
-    assert "after end_play" not in run.stdout
-    journal = calls_once_ended(retrace_emulator)
-    assert journal in ([("start", 202), ("complete", 202)], STARTED_THEN_CANCELLED), run.stdout
-
-
-def test_role_failing_handler_notified_by_the_tracked_tasks_cancels(tmp_path, ansible_env, retrace_emulator):
-    run = run_playbook(role_playbook(tmp_path, CHANGE_NOTIFYING, play_keywords={"handlers": FAILING_HANDLER}),
-                       env=ansible_env, inventory=TWO_HOSTS)
-    assert run.returncode == 2, run.stdout
-    assert "the service did not restart" in run.stdout
-    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, run.stdout
-
-
-def test_role_with_every_host_unreachable_cancels(tmp_path, ansible_env, retrace_emulator, closed_port):
-    # Nothing listens on the port: ssh fails at once, every host drops out of the play, and the role's
-    # end task (run_once, after the deployment tasks) has no host left to run on.
-    steps = [{"name": "Reach the host", "ansible.builtin.ping": {}}]
-    run = run_playbook(role_playbook(tmp_path, steps), env=ansible_env, inventory=unreachable_hosts(closed_port))
-    assert run.returncode == 4, run.stdout
-    assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, run.stdout
-
-
-@pytest.mark.parametrize("strict", [False, True], ids=["fail-open", "strict"])
-def test_role_with_retrace_down_at_start(tmp_path, ansible_env, retrace_emulator, closed_port, strict):
-    playbook = role_playbook(tmp_path, DEPLOYING, retrace_api_url=f"http://127.0.0.1:{closed_port}", retrace_deadline=1.5,
-                             retrace_strict=strict)
-    run = run_playbook(playbook, env=ansible_env, inventory=TWO_HOSTS)
-    if strict:
-        assert run.returncode == 2, run.stdout
-        assert "deploying 1.0" not in run.stdout, "strict: the deployment tasks ran although the start failed"
-        assert "unreachable" in run.stdout
-    else:
-        assert run.returncode == 0, run.stdout
-        assert run.stdout.count('"msg": "deploying 1.0"') == 2, "every host must still deploy"
-        assert len(not_recorded_warnings(run.stdout)) == 1, run.stdout
-    assert journal_calls(retrace_emulator) == []
 
 
 # --- fab deploy: killed, hung up, Retrace down ------------------------------------------------------------
