@@ -16,7 +16,7 @@ use_checkout_as_collection()
 from retrace_emulator import DEMO_API_KEY, RetraceEmulator, format_timeline  # noqa: E402  (needs the path set above)
 
 #: demo steps in story order, one module each in scripts/demo_steps/
-STEPS = ("core", "callback", "module_and_role", "fabric")
+STEPS = ("core", "callback", "module_and_role", "lifecycle", "fabric")
 
 
 def main() -> int:
