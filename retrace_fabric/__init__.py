@@ -22,10 +22,12 @@ ensure_core()
 # pylint: disable=wrong-import-position
 from . import debug_redaction  # noqa: E402
 from .deploy import deploy, deploy_to  # noqa: E402
+from . import settings  # noqa: E402
 from .settings import CONFIG_DEFAULTS  # noqa: E402
 from .tasks import collection, namespace  # noqa: E402
 from .tracking import Interrupted, Terminated, track, tracked  # noqa: E402
 
 debug_redaction.install()
+settings.capture_fabric_variables()
 
 __all__ = ["CONFIG_DEFAULTS", "Interrupted", "Terminated", "collection", "deploy", "deploy_to", "namespace", "track", "tracked"]

@@ -27,6 +27,7 @@ import paramiko
 from fabric import Connection
 from invoke import Task, task
 from invoke.exceptions import Failure, ThreadException
+from invoke.runners import normalize_hide
 
 from .core.deployment import Deployment
 from .core.errors import InvalidInput
@@ -219,8 +220,12 @@ class HostRunner:
             run = target.sudo if step.sudo else target.run
             out = PrefixedLines(host, sys.stdout, self._print_lock, lambda: self._abandoned)
             err = PrefixedLines(host, sys.stderr, self._print_lock, lambda: self._abandoned)
+            # Invoke writes to a stream it is given even when --hide says not to: give it only the shown ones.
+            hidden = normalize_hide(target.config.run.hide)
+            streams = {name: stream for name, stream in (("out_stream", out), ("err_stream", err))
+                       if ("stdout" if name == "out_stream" else "stderr") not in hidden}
             try:
-                result = run(step.command, warn=True, in_stream=False, out_stream=out, err_stream=err, **environment)
+                result = run(step.command, warn=True, in_stream=False, **streams, **environment)
             except COMMAND_ERRORS as error:
                 return FAILED, f"step {index_} ({step}) could not run: {describe_error(error)}"
             finally:

@@ -85,6 +85,29 @@ class FabricSettings:
         return Lifecycle.create(strict=self.strict, stale_start=self.stale_start, orphan_guard=self.orphan_guard)
 
 
+#: FABRIC_RETRACE_* variables taken out of the environment when this package is imported (see
+#: :func:`capture_fabric_variables`); read through :func:`environment`.
+_CAPTURED: dict[str, str] = {}
+
+
+def capture_fabric_variables(environ: t.MutableMapping[str, str] | None = None) -> None:
+    """Take ``FABRIC_RETRACE_*`` out of the environment before Invoke loads it (the fabfile is imported first).
+
+    Invoke casts such a variable to the type the same key has in a config file: ``false`` becomes true
+    for a boolean, ``0.5`` crashes with a traceback for a whole number.  Kept here, they are parsed
+    by :func:`read_settings` like every other source -- and FABRIC_RETRACE_API_KEY no longer reaches
+    any command this run starts.
+    """
+    environ = os.environ if environ is None else environ
+    for name in [name for name in environ if name.startswith(FABRIC_ENV_PREFIX)]:
+        _CAPTURED[name] = environ.pop(name)
+
+
+def environment() -> dict[str, str]:
+    """The process environment with the captured ``FABRIC_RETRACE_*`` variables (live ones win)."""
+    return {**_CAPTURED, **os.environ}
+
+
 def config_section(config) -> dict[str, t.Any]:
     """The ``retrace:`` section as a dict; raise InvalidInput if it is not a mapping or has unknown keys."""
     found = config.get(SECTION) if config is not None else None
@@ -103,7 +126,7 @@ def config_section(config) -> dict[str, t.Any]:
 
 def read_settings(config, environ: t.Mapping[str, str] | None = None) -> FabricSettings:
     """Check the section and the environment; raise :class:`InvalidInput` naming the setting at fault."""
-    environ = os.environ if environ is None else environ
+    environ = environment() if environ is None else environ
     section = config_section(config)
     values = {name: _fabric_setting(name, kind, default, section, environ) for name, (kind, default) in FABRIC_SETTINGS.items()}
     Lifecycle.create(strict=values["strict"], stale_start=values["stale_start"], orphan_guard=values["orphan_guard"])
@@ -151,7 +174,7 @@ def resolve_options(config, flags: t.Mapping[str, t.Any] | None = None, environ:
     ``version_fallback(options)`` is asked for a version when no flag, variable or setting gave one,
     before ``git describe`` (single calls pass the ledger's answer).
     """
-    environ = os.environ if environ is None else environ
+    environ = environment() if environ is None else environ
     flags = flags or {}
     settings = settings or read_settings(config, environ)
     shared_environment = core_settings.from_environment(environ)
@@ -183,6 +206,13 @@ def _detected(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str], dire
 
 
 def forget_key_variables(environ: t.MutableMapping[str, str]) -> None:
-    """Drop the key's variables once read: commands run later (local steps, git) must not inherit it."""
+    """Move the key's variables out of ``environ`` into this module's memory, once read.
+
+    Commands run later (local steps, a user's ``c.run``, git) must not inherit the key, yet a second
+    ``tracked()`` in the same run must still find it (:func:`environment` includes what was moved).
+    """
     for name in KEY_VARIABLES:
-        environ.pop(name, None)
+        if name in environ:
+            value = environ.pop(name)
+            if environ is os.environ:
+                _CAPTURED[name] = value

@@ -1,0 +1,255 @@
+"""Fabric conventions and hygiene, with the real ``fab`` over loopback sshd and the emulator (issue #10 cases 6-16,
+issue #9: fail-open ``fab deploy``, single calls around a changing tree)."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from retrace_emulator.accounts import DEMO_API_KEY
+from test_fabric_interrupts import Running
+
+
+def _own_fabfile(project, source: str) -> None:
+    (project.directory / "fabfile.py").unlink()
+    (project.directory / "fabfile.py").write_text(source)
+
+
+def _runtime(project, **run) -> None:
+    runtime = yaml.safe_load(project.runtime_config.read_text())
+    runtime["run"].update(run)
+    project.runtime_config.write_text(yaml.safe_dump(runtime))
+
+
+# --- 6. the key never reaches a step -------------------------------------------------------------
+
+def test_local_and_remote_steps_never_see_the_key(ssh_project, sshd):
+    dump = ssh_project.directory / "env"
+    ssh_project.fabric_yaml({"steps": [f"env >> {dump}"]})
+
+    local = ssh_project.run("deploy", "--version", "6.0.1", env={"STACKIFY_API_KEY": DEMO_API_KEY})
+    remote = ssh_project.run("-H", sshd.host_strings[0], "deploy", "--version", "6.0.2")
+
+    assert local.returncode == 0 and remote.returncode == 0, local.stderr + remote.stderr
+    text = dump.read_text()
+    assert text.count("RETRACE_VERSION=6.0.") == 2 and DEMO_API_KEY not in text
+
+
+# --- 7. --dry sends nothing ------------------------------------------------------------------------
+
+def test_a_dry_run_records_nothing(project):
+    marker = project.directory / "ran"
+    project.fabric_yaml({"steps": [f"touch {marker}"]})
+
+    result = project.run("--dry", "deploy", "--version", "7.0.0")
+    single = project.run("--dry", "retrace.start", "--version", "7.0.0")
+
+    assert result.returncode == 0 and single.returncode == 0, result.stderr + single.stderr
+    assert project.emulator.journal() == [] and not marker.exists()
+    assert "would send" in result.stdout and "would send" in single.stdout
+
+
+# --- 8 / 9. booleans from any source; Fabric-only settings in any fabfile, no configure() ---------
+
+@pytest.mark.parametrize("source", ["FABRIC_RETRACE_STRICT", "RETRACE_STRICT", "fabric.yaml"])
+def test_strict_false_in_words_means_false(project, source):
+    marker = project.directory / "ran"
+    project.fabric_yaml({"steps": [f"touch {marker}"], "deadline": 1, **({"strict": "no"} if source == "fabric.yaml" else {})})
+    project.emulator.stop()
+
+    result = project.run("deploy", "--version", "8.0.0", env={} if source == "fabric.yaml" else {source: "false"})
+
+    assert result.returncode == 0, result.stderr
+    assert marker.exists() and "NOT recorded: start failed" in result.stderr
+
+
+def test_validate_certs_accepts_the_same_words_as_strict(project):
+    project.fabric_yaml({"validate_certs": "no", "strict": "yes"})
+    assert project.run("retrace.start", "--version", "8.0.1").returncode == 0
+
+
+ADDED_TASK_FABFILE = '''
+from invoke import Collection, task
+import retrace_fabric
+
+@task
+def release(c):
+    with retrace_fabric.tracked(c):
+        c.run("touch ran-in-root-task")
+
+ns = Collection(release)
+ns.add_task(retrace_fabric.deploy)
+'''
+
+
+@pytest.mark.parametrize("task", ["deploy", "release"])
+def test_fabric_only_variables_work_in_your_own_fabfile(project, task):
+    _own_fabfile(project, ADDED_TASK_FABFILE)
+    project.fabric_yaml({"version": "9.0.0", "steps": ["touch ran-in-deploy"]})
+    project.emulator.inject("start", [{"hang": 30}] * 6)
+
+    began = time.monotonic()
+    result = project.run(task, env={"FABRIC_RETRACE_STRICT": "yes", "FABRIC_RETRACE_TIMEOUT": "0.5", "FABRIC_RETRACE_DEADLINE": "1"})
+
+    assert time.monotonic() - began < 6, "FABRIC_RETRACE_DEADLINE=1 was ignored"
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "unreachable" in result.stderr
+    assert not list(project.directory.glob("ran-in-*")), "strict was ignored: the work ran"
+
+
+# --- 10 / 11. a section that is not a mapping; an empty host list ---------------------------------
+
+def test_a_retrace_section_that_is_not_a_mapping_is_named(project):
+    (project.directory / "fabric.yaml").write_text("retrace: FooApp\n")
+    result = project.run("deploy", "--version", "10.0.0")
+    assert result.returncode == 2 and "retrace: must be a mapping" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_misspelt_settings_are_named(project):
+    project.fabric_yaml({"stpes": ["true"]})
+    result = project.run("deploy", "--version", "10.0.1")
+    assert result.returncode == 2 and "did you mean steps" in result.stderr
+    assert project.emulator.journal() == []
+
+
+def test_an_empty_host_list_deploys_nowhere(project):
+    marker = project.directory / "ran"
+    project.fabric_yaml({"steps": [f"touch {marker}"]})
+
+    result = project.run("-H", "", "deploy", "--version", "11.0.0")
+
+    assert result.returncode == 2 and "-H / --hosts was given but is empty" in result.stderr
+    assert project.emulator.journal() == [] and not marker.exists()
+
+
+def test_deploy_to_an_empty_list_is_an_invalid_setting(project):
+    _own_fabfile(project, "from invoke import task\nimport retrace_fabric\n\n@task\ndef go(c):\n"
+                          "    retrace_fabric.deploy_to([], c.config)\n")
+    result = project.run("go", "--version" if False else "go")  # noqa: SIM222  # a task without flags
+    assert result.returncode == 2 and "no hosts to deploy to" in result.stderr and "Traceback" not in result.stderr
+    assert project.emulator.journal() == []
+
+
+# --- 12. a tracked task's own version argument ----------------------------------------------------
+
+def test_track_records_the_tasks_own_version(project):
+    _own_fabfile(project, "from invoke import task\nimport retrace_fabric\n\n@task\n@retrace_fabric.track\n"
+                          "def release(c, version=None):\n    c.run('true')\n")
+    result = project.run("release", "--version", "12.3.4")
+    assert result.returncode == 0, result.stderr
+    assert [entry["body"]["Version"] for entry in project.emulator.requests()] == ["12.3.4", "12.3.4"]
+
+
+# --- 13. step output as it comes; -e, --hide and run.env apply ------------------------------------
+
+def test_step_output_streams_line_by_line(project):
+    project.fabric_yaml({"steps": ["echo first; sleep 2; echo second"]})
+    fab = Running(project, "deploy", "--version", "13.0.0")
+    fab.wait_for(lambda: "[local] first" in fab.stdout_path.read_text(), "the first line", timeout=10)
+
+    assert "[local] second" not in fab.stdout_path.read_text(), "output was held back until the step ended"
+    assert fab.process.wait(timeout=20) == 0
+
+
+def test_fabric_echo_hide_and_run_env_apply_to_steps(project):
+    _runtime(project, env={"FROM_RUN_ENV": "yes-it-is"})
+    project.fabric_yaml({"steps": ["echo value=$FROM_RUN_ENV", "echo to-stderr >&2"]})
+
+    shown = project.run("-e", "deploy", "--version", "13.0.1")
+    hidden = project.run("--hide", "both", "deploy", "--version", "13.0.2")
+
+    assert shown.returncode == 0 and hidden.returncode == 0
+    assert "[local] value=yes-it-is" in shown.stdout and "[local] to-stderr" in shown.stderr
+    assert "echo value=$FROM_RUN_ENV" in shown.stdout.replace("\x1b[1;37m", "").replace("\x1b[0m", "")
+    assert "value=yes-it-is" not in hidden.stdout and "to-stderr" not in hidden.stderr
+
+
+# --- 14. serial runs stop at the first failure (fail_fast, default true) --------------------------
+
+@pytest.mark.parametrize("fail_fast, others", [(None, "not run"), (False, "ok")])
+def test_serial_runs_stop_at_the_first_failure_unless_told(ssh_project, sshd, fail_fast, others):
+    first = sshd.ports[0]
+    ssh_project.fabric_yaml({"parallel": False, "steps": [f'test "${{SSH_CONNECTION##* }}" != {first}'],
+                             **({} if fail_fast is None else {"fail_fast": fail_fast})})
+
+    result = ssh_project.run("-H", ",".join(sshd.host_strings), "deploy", "--version", "14.0.0")
+
+    assert result.returncode == 1
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert [row[1] if row[1] != "not" else "not run" for row in rows] == ["failed", others, others]
+    assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+
+
+# --- 15. hosts are shown as typed -----------------------------------------------------------------
+
+def test_two_names_of_one_host_are_two_rows(ssh_project, sshd):
+    port = sshd.ports[0]
+    typed = [f"{sshd.user}@127.0.0.1:{port}", f"{sshd.user}@localhost:{port}"]
+
+    result = ssh_project.run("-H", ",".join(typed), "deploy", "--version", "15.0.0")
+
+    assert result.returncode == 0, result.stderr
+    rows = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert rows == typed
+
+
+# --- 16. pip install leaves the checkout as it was -------------------------------------------------
+
+def test_building_the_wheel_writes_nothing_into_the_checkout(tmp_path):
+    repository = pathlib.Path(__file__).resolve().parents[3]
+    checkout = tmp_path / "checkout"
+    subprocess.run(f"git -C {repository} ls-files -z | xargs -0 -I{{}} cp --parents {{}} {checkout}", shell=True, check=True,
+                   executable="/bin/bash") if checkout.mkdir() is None else None
+    before = sorted(str(path.relative_to(checkout)) for path in checkout.rglob("*"))
+    pip = pathlib.Path(__import__("sys").executable).with_name("pip")
+
+    built = subprocess.run([str(pip), "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheels"), str(checkout)],
+                           capture_output=True, text=True, timeout=300, check=False)
+
+    assert built.returncode == 0, built.stderr
+    assert sorted(str(path.relative_to(checkout)) for path in checkout.rglob("*")) == before
+    wheel = next((tmp_path / "wheels").glob("*.whl"))
+    names = subprocess.run([str(pathlib.Path(pip).with_name("python")), "-m", "zipfile", "-l", str(wheel)],
+                           capture_output=True, text=True, check=True).stdout
+    assert "retrace_fabric/core/ledger.py" in names and "retrace_fabric/tracking.py" in names
+
+
+# --- issue #9: fail-open deploy, single calls around a changing tree ------------------------------
+
+def test_deploy_goes_on_when_retrace_is_down_with_one_warning(project):
+    marker = project.directory / "ran"
+    project.fabric_yaml({"steps": [f"touch {marker}"], "deadline": 1})
+    project.emulator.stop()
+
+    result = project.run("deploy", "--version", "9.6.0")
+
+    assert result.returncode == 0, result.stderr
+    assert marker.exists()
+    assert result.stderr.count("WARNING") == 1 and "NOT recorded" in result.stderr
+
+
+def test_complete_names_the_version_start_sent_even_after_the_tree_changed(project):
+    def git(*args):
+        subprocess.run(["git", "-C", str(project.directory), *args], check=True, capture_output=True,
+                       env={"HOME": str(project.home), "PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
+                            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"})
+    git("init", "-q", "-b", "main")
+    git("add", "fabric.yaml")
+    git("commit", "-q", "-m", "first")
+    git("tag", "v1.4.2")
+
+    started = project.run("retrace.start")
+    (project.directory / "fabric.yaml").write_text((project.directory / "fabric.yaml").read_text() + "# rewritten by a build step\n")
+    completed = project.run("retrace.complete")
+    again = project.run("retrace.start")
+
+    assert started.returncode == completed.returncode == again.returncode == 0, completed.stderr
+    versions = [(entry["action"], entry["body"]["Version"], entry["status"]) for entry in project.emulator.requests()]
+    assert versions == [("start", "v1.4.2", 202), ("complete", "v1.4.2", 202), ("start", "v1.4.2-dirty", 202)]
+    assert "the one retrace.start sent from this directory" in completed.stdout
+    state = project.home / ".local" / "state" / "stackify-retrace" / "started.json"
+    assert oct(state.stat().st_mode & 0o777) == "0o600" and DEMO_API_KEY not in state.read_text()

@@ -1,0 +1,191 @@
+"""Real signals to the real ``fab`` (issue #10 cases 1-5, issue #9 SIGHUP / SIGKILL): one start, one cancel, 128 + N.
+
+Each test starts ``fab`` in its own session, waits until a step is really running (it touches a
+marker file), sends the signal to fab's process (or its whole group, as a terminal's Ctrl-C or
+ansible-runner's cancel does), and reads what the emulator received.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+#: seconds fab gets to end after the signal (it has to send one cancel; the steps sleep for 20 s)
+PROMPT = 5.0
+GUARD_WINDOW = 15.0
+
+
+class Running:
+    """A fab process in its own session, its output in files (no pipe can keep a test waiting)."""
+
+    def __init__(self, project, *args: str, env: dict | None = None):
+        self.directory = pathlib.Path(project.directory)
+        self.stdout_path, self.stderr_path = self.directory / "fab.out", self.directory / "fab.err"
+        with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
+            self.process = subprocess.Popen(project.command(*args), cwd=project.directory, env=project.environment(env),
+                                            stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+
+    def wait_for(self, condition, what: str, timeout: float = 20.0) -> None:
+        ends_at = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                pytest.fail(f"fab ended before {what}: {self.process.returncode}\n{self.output()}")
+            if time.monotonic() > ends_at:
+                self.process.kill()
+                pytest.fail(f"never saw {what}\n{self.output()}")
+            time.sleep(0.05)
+
+    def signal(self, signum: int, group: bool = False) -> float:
+        (os.killpg if group else os.kill)(self.process.pid, signum)
+        return time.monotonic()
+
+    def ended_within(self, sent_at: float, seconds: float) -> int:
+        try:
+            code = self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail(f"fab still running {seconds} s after the signal\n{self.output()}")
+        assert time.monotonic() - sent_at < seconds
+        return code
+
+    def output(self) -> str:
+        return self.stdout_path.read_text() + self.stderr_path.read_text()
+
+
+def _marker_steps(project, tail: list[str] | None = None) -> pathlib.Path:
+    marker = pathlib.Path(project.directory) / "step-running"
+    project.fabric_yaml({"steps": [f"touch {marker}; sleep 20", f"touch {marker}.next"] + (tail or [])})
+    return marker
+
+
+def _actions(project):
+    return project.actions()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_during_a_local_step_cancels_at_once_and_runs_no_further_step(project, signum, code):
+    marker = _marker_steps(project)
+    fab = Running(project, "deploy", "--version", "5.0.1")
+    fab.wait_for(marker.exists, "the local step running")
+
+    returned = fab.ended_within(fab.signal(signum), PROMPT)
+
+    assert returned == code, fab.output()
+    assert _actions(project) == [("start", 202), ("cancel", 202)]
+    assert not pathlib.Path(f"{marker}.next").exists(), "the next step ran"
+    assert f"interrupted by {signal.Signals(signum).name}" in fab.output()
+    assert "see the warning above" not in fab.output()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_during_a_single_host_run_cancels_at_once(ssh_project, sshd, signum, code):
+    marker = _marker_steps(ssh_project)
+    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.0.2")
+    fab.wait_for(marker.exists, "the remote step running")
+
+    assert fab.ended_within(fab.signal(signum), PROMPT) == code, fab.output()
+    assert _actions(ssh_project) == [("start", 202), ("cancel", 202)]
+
+
+def test_a_signal_during_a_serial_run_cancels_at_once(ssh_project, sshd):
+    marker = _marker_steps(ssh_project)
+    ssh_project.fabric_yaml({"parallel": False, "steps": [f"touch {marker}; sleep 20"]})
+    fab = Running(ssh_project, "-H", ",".join(sshd.host_strings[:2]), "deploy", "--version", "5.0.3")
+    fab.wait_for(marker.exists, "the first host's step running")
+
+    assert fab.ended_within(fab.signal(signal.SIGINT), PROMPT) == 130, fab.output()
+    assert _actions(ssh_project) == [("start", 202), ("cancel", 202)]
+    assert "stopped by the interruption" in fab.output()
+
+
+@pytest.mark.parametrize("pty", [False, True], ids=["pipes", "run.pty"])
+def test_ctrl_c_to_the_whole_group_exits_130_not_1(project, pty):
+    marker = _marker_steps(project)
+    runtime = yaml.safe_load(project.runtime_config.read_text())
+    runtime["run"]["pty"] = pty
+    project.runtime_config.write_text(yaml.safe_dump(runtime))
+    fab = Running(project, "deploy", "--version", "5.0.4")
+    fab.wait_for(marker.exists, "the local step running")
+
+    assert fab.ended_within(fab.signal(signal.SIGINT, group=True), PROMPT) == 130, fab.output()
+    assert _actions(project) == [("start", 202), ("cancel", 202)]
+    assert "exited with status -2" not in fab.output()
+
+
+def test_an_interrupt_while_complete_is_in_flight_sends_a_cancel(project):
+    project.fabric_yaml({"steps": ["true"], "timeout": 5, "deadline": 10})
+    project.emulator.inject("complete", [{"hang": 10}])
+    fab = Running(project, "deploy", "--version", "5.0.5")
+    fab.wait_for(lambda: project.emulator.requests("complete"), "complete in flight")
+
+    assert fab.ended_within(fab.signal(signal.SIGTERM), PROMPT) == 143, fab.output()
+    assert _actions(project)[0] == ("start", 202) and _actions(project)[-1] == ("cancel", 202)
+    assert "cancelled in Retrace" in fab.output() and "see the warning above" not in fab.output()
+
+
+def test_an_interrupt_while_start_is_in_flight_leaves_nothing_in_progress(project):
+    marker = _marker_steps(project)
+    project.fabric_yaml({"steps": [f"touch {marker}"], "timeout": 5, "deadline": 10})
+    project.emulator.inject("start", [{"hang": 10}])
+    fab = Running(project, "deploy", "--version", "5.0.6")
+    fab.wait_for(lambda: project.emulator.requests("start"), "start in flight")
+
+    assert fab.ended_within(fab.signal(signal.SIGINT), PROMPT) == 130, fab.output()
+    assert [action for action, _status in _actions(project)] == ["start", "cancel"]
+    assert not marker.exists(), "a step ran after the interruption"
+
+
+OWN_FABFILE = '''
+import sys
+from fabric import task
+from invoke import Collection
+from invoke.exceptions import Exit
+import retrace_fabric
+
+
+@task
+def release(c, how="exit"):
+    with retrace_fabric.tracked(c):
+        if how == "exit":
+            raise Exit()
+        sys.exit(0)
+
+
+ns = Collection(release)
+'''
+
+
+@pytest.mark.parametrize("how", ["exit", "sys.exit"])
+def test_a_clean_exit_inside_tracked_cancels_and_fails_the_run(project, how):
+    (project.directory / "fabfile.py").unlink()
+    (project.directory / "fabfile.py").write_text(OWN_FABFILE)
+    project.fabric_yaml({"version": "5.0.7"})
+
+    result = project.run("release", "--how", how)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert project.actions() == [("start", 202), ("cancel", 202)]
+    assert "before the tracked block finished" in result.stderr
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["process group", "fab alone"])
+def test_sigkill_leaves_one_cancel_to_the_orphan_guard(project, group):
+    marker = _marker_steps(project)
+    fab = Running(project, "deploy", "--version", "5.0.8")
+    fab.wait_for(marker.exists, "the local step running")
+
+    fab.signal(signal.SIGKILL, group=group)
+    fab.process.wait(timeout=PROMPT)
+    ends_at = time.monotonic() + GUARD_WINDOW
+    while project.actions()[-1:] != [("cancel", 202)] and time.monotonic() < ends_at:
+        time.sleep(0.1)
+
+    assert project.actions() == [("start", 202), ("cancel", 202)]
+    if not group:
+        os.killpg(fab.process.pid, signal.SIGKILL)  # the step fab left behind
