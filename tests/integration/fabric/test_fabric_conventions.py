@@ -186,15 +186,21 @@ def test_serial_runs_stop_at_the_first_failure_unless_told(ssh_project, sshd, fa
 
 # --- 15. hosts are shown as typed -----------------------------------------------------------------
 
-def test_two_names_of_one_host_are_two_rows(ssh_project, sshd):
-    port = sshd.ports[0]
-    typed = [f"{sshd.user}@127.0.0.1:{port}", f"{sshd.user}@localhost:{port}"]
+def test_two_ssh_config_aliases_of_one_host_are_two_rows_named_as_typed(ssh_project, sshd):
+    ssh_config = ssh_project.home / ".ssh" / "config"  # Fabric reads ~/.ssh/config when load_ssh_configs is on
+    ssh_config.parent.mkdir()
+    ssh_config.write_text("".join(f"Host {alias}\n  HostName 127.0.0.1\n  Port {sshd.ports[0]}\n  User {sshd.user}\n"
+                                  for alias in ("alpha", "beta")))
+    runtime = yaml.safe_load(ssh_project.runtime_config.read_text())
+    runtime["load_ssh_configs"] = True
+    ssh_project.runtime_config.write_text(yaml.safe_dump(runtime))
 
-    result = ssh_project.run("-H", ",".join(typed), "deploy", "--version", "15.0.0")
+    result = ssh_project.run("-H", "alpha,beta", "deploy", "--version", "15.0.0")
 
     assert result.returncode == 0, result.stderr
     rows = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
-    assert rows == typed
+    assert rows == ["alpha", "beta"]
+    assert "[alpha] $ true" in result.stdout and "[beta] $ true" in result.stdout
 
 
 # --- 16. pip install leaves the checkout as it was -------------------------------------------------
