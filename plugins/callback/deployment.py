@@ -496,7 +496,9 @@ class _TrackedRun:
         if self.lifecycle.orphan_guard:
             from ansible_collections.stackify.retrace.plugins.module_utils.guard import arm_orphan_guard
             with self.budget.charge():
-                self.guard = arm_orphan_guard(self.client, self.deployment, log=self.display.v)
+                # Not armed means a SIGKILL would leave the deployment in progress: worth one warning line.
+                self.guard = arm_orphan_guard(self.client, self.deployment,
+                                              log=lambda message: self.display.warning(f"Retrace: {message}"))
 
     def close(self, action, reason=None):
         """Send complete or cancel within what is left of the budget; raises RetraceError if it did not land.

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -82,19 +84,6 @@ def test_sigkill_is_cancelled_by_the_orphan_guard(runner, sleeper, whole_group):
         kill_session(process.pid)
 
 
-def test_sigkill_without_the_guard_leaves_the_start_only(runner, sleeper):
-    """The option really turns the watcher off (and shows what the guard is for)."""
-    playbook, marker = sleeper
-    process, output = start_in_background(runner, str(playbook), env={"RETRACE_ORPHAN_GUARD": "false"})
-    try:
-        wait_for(marker, process, output)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-        assert wait_for_actions(runner.emulator, 2, within=3) == [("start", 202)]
-    finally:
-        kill_session(process.pid)
-
-
 def run_under_ansible_runner(runner, playbook, monkeypatch, **options):
     private, envvars = runner_private_data(runner, playbook)
     monkeypatch.setenv("PATH", runner.env["PATH"])  # ansible-runner looks ansible-playbook up in its own PATH
@@ -148,39 +137,59 @@ def test_sighup_cancels_before_the_process_ends(runner, sleeper, whole_group):
 
 # --- the guard stays quiet when the run closed the deployment itself -----------------------------------
 
+@pytest.fixture
+def private_tmp():
+    """A TMPDIR for one run, so that the guard sockets found there are its own.
+
+    Short, under /tmp: a Unix socket path holds at most 107 bytes, and pytest's tmp_path is too deep.
+    """
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="rg-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def guard_sockets(directory: pathlib.Path) -> list[str]:
+    return sorted(path.name for path in directory.glob("stackify-retrace-*/*.sock"))
+
+
 @pytest.mark.parametrize("task, expected", [
     (OK_TASK, [("start", 202), ("complete", 202)]),
     ("- ansible.builtin.fail:\n    msg: broken", STARTED_THEN_CANCELLED),
 ])
-def test_guard_sends_nothing_after_the_run_ended_the_deployment(runner, task, expected):
-    run = runner.run(str(runner.playbook("site.yml", task)))
+def test_guard_is_armed_during_the_run_and_quiet_after_it(runner, private_tmp, task, expected):
+    """A watcher holds the deployment while tasks run; when the run ended it itself, the watcher goes silently."""
+    seen = runner.workdir / "sockets-seen-by-the-task"
+    playbook = runner.playbook("site.yml", f"- ansible.builtin.shell: ls {private_tmp}/stackify-retrace-*/*.sock > {seen}\n{task}")
+    run = runner.run(str(playbook), env={"TMPDIR": str(private_tmp)})
     assert run.returncode in (0, 2), run.output
+    assert seen.read_text().strip().endswith(".sock"), "no orphan guard was armed during the run"
     assert wait_for_actions(runner.emulator, 3, within=3) == expected
+    assert guard_sockets(private_tmp) == []  # released: the watcher removed its socket and exited
 
 
-def test_guard_sends_nothing_after_a_sigterm_cancel(runner, sleeper):
-    playbook, marker = sleeper
-    run = runner.run_and_signal(signal.SIGTERM, marker, str(playbook))
-    assert run.returncode == -signal.SIGTERM, run.output
-    assert wait_for_actions(runner.emulator, 3, within=3) == STARTED_THEN_CANCELLED
+def test_orphan_guard_false_arms_no_watcher(runner, private_tmp):
+    seen = runner.workdir / "sockets-seen-by-the-task"
+    playbook = runner.playbook("site.yml", f"- ansible.builtin.shell: ls {private_tmp}/stackify-retrace-*/*.sock > {seen}")
+    run = runner.run(str(playbook), env={"TMPDIR": str(private_tmp)})
+    assert seen.read_text().strip().endswith(".sock"), run.output  # the default arms one...
+    run = runner.run("-e", "retrace_orphan_guard=false", str(playbook), env={"TMPDIR": str(private_tmp)})
+    assert run.returncode == 2 and "No such file" in run.output  # ...the option none
+    assert runner.actions() == [("start", 202), ("complete", 202), ("start", 202), ("cancel", 202)]
 
 
 # --- stale starts --------------------------------------------------------------------------------------
 
-def test_stale_start_is_recovered_with_one_line(runner):
+def test_stale_start_is_recovered_with_one_line_unless_told_to_fail(runner):
     assert post(runner.emulator, "start") == 202  # a run that died beyond any guard left it in progress
-    run = runner.run(str(runner.playbook("site.yml", OK_TASK)))
+    playbook = runner.playbook("site.yml", OK_TASK)
+    run = runner.run(str(playbook), env={"RETRACE_STALE_START": "fail"})
     assert run.returncode == 0, run.output
-    assert runner.actions() == [("start", 202), ("start", 409), ("cancel", 202), ("start", 202), ("complete", 202)]
-    assert "left in progress by a run that ended without closing it" in only_warning(run.output)
-
-
-def test_stale_start_fail_keeps_the_409_as_a_warning(runner):
-    assert post(runner.emulator, "start") == 202
-    run = runner.run(str(runner.playbook("site.yml", OK_TASK)), env={"RETRACE_STALE_START": "fail"})
-    assert run.returncode == 0, run.output
-    assert runner.actions() == [("start", 202), ("start", 409)]
     assert "already in progress" in only_warning(run.output)
+    assert runner.actions() == [("start", 202), ("start", 409)]
+    run = runner.run(str(playbook))
+    assert run.returncode == 0, run.output
+    assert "left in progress by a run that ended without closing it" in only_warning(run.output)
+    assert runner.actions()[2:] == [("start", 409), ("cancel", 202), ("start", 202), ("complete", 202)]
 
 
 def test_a_live_sibling_run_is_never_cancelled(runner, sleeper):
@@ -214,29 +223,27 @@ def test_strict_failed_start_stops_the_run_before_any_task(runner, how, env, arg
     assert "complete" not in [action for action, _status in runner.actions()]
 
 
-def test_strict_failed_complete_makes_a_successful_run_fail(runner):
+def test_strict_failed_end_makes_the_exit_code_non_zero(runner):
+    refused = {"status": 400, "body": '{"Message": "refused on purpose"}'}
+    ok_playbook = str(runner.playbook("site.yml", OK_TASK))
+    runner.emulator.inject("complete", [refused])
+    run = runner.run(ok_playbook)
+    assert run.returncode == 0 and "refused on purpose" in only_warning(run.output)  # not strict: a warning only
+
     runner.write("ansible.cfg", "[callback_retrace]\nstrict = on\n")
-    runner.emulator.inject("complete", [{"status": 400, "body": '{"Message": "refused on purpose"}'}])
-    run = runner.run(str(runner.playbook("site.yml", OK_TASK)))
+    runner.emulator.inject("complete", [refused])
+    run = runner.run(ok_playbook, env={"RETRACE_VERSION": "2.0.0"})  # 1.0.0 is still in progress
     assert run.returncode == 1, run.output
     assert "PLAY RECAP" in run.stdout and "failed=0" in run.stdout
-    assert f"Retrace: complete of {DEPLOYMENT} failed" in run.stderr and "refused on purpose" in run.stderr
-    assert runner.actions() == [("start", 202), ("complete", 400)]
+    assert "Retrace: complete of deployment 2.0.0 of DemoApp to Production failed" in run.stderr
+    assert "refused on purpose" in run.stderr
 
-
-def test_strict_failed_cancel_keeps_the_run_s_own_exit_code(runner):
-    runner.emulator.inject("cancel", [{"status": 400, "body": '{"Message": "refused on purpose"}'}])
-    run = runner.run(str(runner.playbook("site.yml", "- ansible.builtin.fail:\n    msg: broken")),
-                     env={"RETRACE_STRICT": "true"})
+    runner.emulator.inject("cancel", [refused])  # a failed run keeps its own exit code
+    run = runner.run(str(runner.playbook("broken.yml", "- ansible.builtin.fail:\n    msg: broken")),
+                     env={"RETRACE_VERSION": "3.0.0"})
     assert run.returncode == 2, run.output
     assert "refused on purpose" in only_warning(run.output)
-
-
-def test_without_strict_the_same_failures_only_warn(runner):
-    runner.emulator.inject("complete", [{"status": 400, "body": '{"Message": "refused on purpose"}'}])
-    run = runner.run(str(runner.playbook("site.yml", OK_TASK)))
-    assert run.returncode == 0, run.output
-    assert "refused on purpose" in only_warning(run.output)
+    assert runner.actions() == [("start", 202), ("complete", 400)] * 2 + [("start", 202), ("cancel", 400)]
 
 
 # --- booleans are read strictly from every source -------------------------------------------------------
@@ -305,4 +312,5 @@ def test_first_playbook_file_without_hosts_then_a_real_one_is_one_deployment(run
     assert run.returncode == 0, run.output
     assert runner.actions() == [("start", 202), ("complete", 202)]
     assert run.retrace_lines() == [f"Retrace: {DEPLOYMENT} started", f"Retrace: {DEPLOYMENT} completed"]
+    assert run.stdout.index("skipping: no hosts matched") < run.stdout.index(f"Retrace: {DEPLOYMENT} started")
 
