@@ -1,6 +1,6 @@
 """Every performance promise of the docs, measured in one run on this machine: `make bench`.
 
-    .venv/bin/python scripts/benchmark.py [--quick] [--hang-budget 5]
+    .venv/bin/python scripts/benchmark.py [--quick] [--hang-budget 5] [--chaos-runs 102] [--chaos-seed N]
 
 Prints the machine, then medians and ratios (tracked and untracked runs alternate, so both see the
 same load), each against its goal:
@@ -9,7 +9,9 @@ same load), each against its goal:
 2. module task / ansible.builtin.uri task making the same POST (goal <= 0.25);
 3. `fab deploy`, one host over loopback SSH, tracked / untracked (goal <= 1.05);
 4. the API hanging: wall time the callback, the module and `fab deploy` add, against their budgets;
-5. the emulator: requests per second it sustains on loopback.
+5. the emulator: requests per second it sustains on loopback;
+6. the chaos soak (scripts/bench_chaos.py): runs of the callback, the role and `fab deploy` stopped at
+   random moments by random signals or an ansible-runner cancel; deployments left in progress (goal 0).
 
 A benchmark, not a test: it never fails on a figure (exit 0 unless something could not be measured),
 and it is not part of `make test`.  docs/benchmark.md explains each figure.
@@ -39,6 +41,7 @@ sys.path[:0] = [str(SCRIPTS), str(ROOT)]
 
 # pylint: disable=wrong-import-position
 import bench_callback  # noqa: E402
+import bench_chaos  # noqa: E402
 import bench_fabric  # noqa: E402
 import bench_module  # noqa: E402
 import yaml  # noqa: E402
@@ -262,6 +265,26 @@ def emulator_figures(threads: int, seconds: float, limit: int) -> list[Figure]:
                    "informative", None)]
 
 
+# --- 6. the chaos soak ----------------------------------------------------------------------------------
+
+def chaos_figures(runs: int, seed: int | None) -> list[Figure]:
+    """scripts/bench_chaos.py's soak (it prints its own tables); its headline figures."""
+    seed = seed if seed is not None else int(time.time())
+    soak = bench_chaos.soak(runs, seed, parallel=2, grace=20.0, budget=600.0)
+    left = ", ".join(f"{name} {count}" for name, count in {**soak["per_entry"], **soak["per_stop"]}.items() if count)
+    guard = (f"median {soak['guard_median']:.2f} s, max {soak['guard_max']:.2f} s over {soak['guard_ends']} ends"
+             if soak["guard_ends"] else "no end landed after a run was gone")
+    return [
+        Figure(f"chaos soak: deployments left in progress ({soak['runs']} runs, seed {soak['seed']})",
+               f"{soak['in_progress']}" + (f"  ({left})" if left else ""), "0", soak["in_progress"] == 0),
+        Figure("chaos soak: deployments ended twice, or ends refused (409)",
+               f"{soak['double_ends']} / {soak['refused_ends']}", "0 / 0",
+               soak["double_ends"] == 0 and soak["refused_ends"] == 0),
+        Figure("chaos soak: orphan guard, from the stop to its cancel landing", guard, "<= 15 s",
+               None if not soak["guard_ends"] else soak["guard_max"] <= 15),
+    ]
+
+
 # --- report --------------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -270,6 +293,9 @@ def main() -> int:
     parser.add_argument("--hang-budget", type=float, default=5.0, help="time budget / deadline given to each entry point "
                         "while the API hangs (default 5 s)")
     parser.add_argument("--hosts", type=int, default=500, help="hosts in the many-host callback inventory (default 500)")
+    parser.add_argument("--chaos-runs", type=int, default=None, help="runs of the chaos soak (default 102, 34 with --quick;"
+                        " 0 skips it)")
+    parser.add_argument("--chaos-seed", type=int, default=None, help="replay a chaos soak (default: the current time)")
     args = parser.parse_args()
     rounds = {"callback": 3, "many": 1, "module": 2, "fabric": 2, "rps": 3.0} if args.quick else \
         {"callback": 11, "many": 3, "module": 5, "fabric": 7, "rps": 10.0}
@@ -290,6 +316,10 @@ def main() -> int:
     figures += hang_figures(args.hang_budget)
     print("measuring the emulator ...", flush=True)
     figures += emulator_figures(threads=4, seconds=rounds["rps"], limit=20000)
+    chaos_runs = args.chaos_runs if args.chaos_runs is not None else (34 if args.quick else 102)
+    if chaos_runs:
+        print("running the chaos soak ...", flush=True)
+        figures += chaos_figures(chaos_runs, args.chaos_seed)
 
     width = max(len(figure.name) for figure in figures)
     print(f"\n{'figure':<{width}}  {'goal':<26}  {'verdict':<7}  value")
