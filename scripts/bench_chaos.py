@@ -1,6 +1,6 @@
 """Chaos soak: deployments stopped at random moments, by random means; how many stay in progress in Retrace?
 
-    .venv/bin/python scripts/bench_chaos.py [--runs 102] [--seed N] [--parallel 2] [--grace 20] [--budget 600]
+    .venv/bin/python scripts/bench_chaos.py [--runs 153] [--seed N] [--parallel 2] [--grace 20] [--budget 600]
 
 Each run is a real ``ansible-playbook`` with the callback, a real ``ansible-playbook`` with the
 tracked_deployment role, or a real ``fab deploy`` (local steps), against one Retrace emulator on
@@ -348,7 +348,7 @@ def report(outcomes: list[Outcome], seed: int, seconds: float, planned: int) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=102, help="runs in all (default 102: 6 of each of the 17 pairs)")
+    parser.add_argument("--runs", type=int, default=153, help="runs in all (default 153: 9 of each of the 17 pairs)")
     parser.add_argument("--seed", type=int, default=None, help="replay a soak (default: the current time)")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--grace", type=float, default=20.0, help="seconds to wait for orphan guards after the last run")

@@ -1,6 +1,6 @@
 """Every performance promise of the docs, measured in one run on this machine: `make bench`.
 
-    .venv/bin/python scripts/benchmark.py [--quick] [--hang-budget 5] [--chaos-runs 102] [--chaos-seed N]
+    .venv/bin/python scripts/benchmark.py [--quick] [--hang-budget 5] [--chaos-runs 153] [--chaos-seed N]
 
 Prints the machine, then medians and ratios (tracked and untracked runs alternate, so both see the
 same load), each against its goal:
@@ -293,7 +293,7 @@ def main() -> int:
     parser.add_argument("--hang-budget", type=float, default=5.0, help="time budget / deadline given to each entry point "
                         "while the API hangs (default 5 s)")
     parser.add_argument("--hosts", type=int, default=500, help="hosts in the many-host callback inventory (default 500)")
-    parser.add_argument("--chaos-runs", type=int, default=None, help="runs of the chaos soak (default 102, 34 with --quick;"
+    parser.add_argument("--chaos-runs", type=int, default=None, help="runs of the chaos soak (default 153, 34 with --quick;"
                         " 0 skips it)")
     parser.add_argument("--chaos-seed", type=int, default=None, help="replay a chaos soak (default: the current time)")
     args = parser.parse_args()
@@ -316,7 +316,7 @@ def main() -> int:
     figures += hang_figures(args.hang_budget)
     print("measuring the emulator ...", flush=True)
     figures += emulator_figures(threads=4, seconds=rounds["rps"], limit=20000)
-    chaos_runs = args.chaos_runs if args.chaos_runs is not None else (34 if args.quick else 102)
+    chaos_runs = args.chaos_runs if args.chaos_runs is not None else (34 if args.quick else 153)
     if chaos_runs:
         print("running the chaos soak ...", flush=True)
         figures += chaos_figures(chaos_runs, args.chaos_seed)
