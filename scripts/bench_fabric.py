@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import pathlib
 import statistics
 import subprocess
@@ -66,11 +67,14 @@ def measure(runs: int = 7, steps_file: pathlib.Path = DEFAULT_STEPS, hanging_run
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
         command = [FAB, "-H", sshd.host_strings[0], "deploy"]
         times: dict[str, list[float]] = {"tracked": [], "untracked": []}
+        cpu: dict[str, list[float]] = {"tracked": [], "untracked": []}
         for run in range(runs + 1):  # run 0 warms caches and is not counted
             for kind, directory in (("untracked", untracked), ("tracked", tracked)) if run % 2 else (("tracked", tracked), ("untracked", untracked)):
+                before = _children_cpu()
                 elapsed = _time(command + ["--version", f"bench-{run}"], directory, environ)
                 if run:
                     times[kind].append(elapsed)
+                    cpu[kind].append(_children_cpu() - before)
         calls = len(emulator.requests())
         hanging_added = []
         _set_deadline(tracked, HANGING_DEADLINE)
@@ -83,7 +87,14 @@ def measure(runs: int = 7, steps_file: pathlib.Path = DEFAULT_STEPS, hanging_run
     return {"steps": len(steps), **times, "calls": calls, "expected_calls": 2 * (runs + 1),
             "pair_ratio": statistics.median(pairs), "ratio": tracked_median / untracked_median,
             "fastest_ratio": min(times["tracked"]) / min(times["untracked"]),
-            "overhead": tracked_median - untracked_median, "hanging_added": hanging_added}
+            "overhead": tracked_median - untracked_median, "hanging_added": hanging_added,
+            "cpu_ratio": statistics.median(cpu["tracked"]) / statistics.median(cpu["untracked"])}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes: fab and its local commands, not sshd."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _set_deadline(directory: pathlib.Path, seconds: float) -> None:
@@ -109,6 +120,7 @@ def main() -> int:
     print(f"wall ratio tracked / untracked (medians): {figures['ratio']:.3f}")
     print(f"wall ratio tracked / untracked (fastest runs, least disturbed by machine load): {figures['fastest_ratio']:.3f}")
     print(f"tracking overhead: {figures['overhead']:+.3f} s per deploy")
+    print(f"CPU time of fab and its local commands, tracked / untracked (medians; insensitive to other load): {figures['cpu_ratio']:.3f}")
     added = figures["hanging_added"]
     if added:
         print(f"API hanging (deadline {HANGING_DEADLINE:.0f} s): tracked deploy took {', '.join(f'{value:+.2f}' for value in added)} s "

@@ -259,3 +259,20 @@ def test_complete_names_the_version_start_sent_even_after_the_tree_changed(proje
     assert "the one retrace.start sent from this directory" in completed.stdout
     state = project.home / ".local" / "state" / "stackify-retrace" / "started.json"
     assert oct(state.stat().st_mode & 0o777) == "0o600" and DEMO_API_KEY not in state.read_text()
+
+
+@pytest.mark.parametrize("stale_start, expected", [
+    (None, ["start 202", "start 409", "cancel 202", "start 202", "complete 202"]),
+    ("fail", ["start 202", "start 409"]),
+])
+def test_a_deployment_left_in_progress_is_recovered_once_unless_told_to_fail(project, stale_start, expected):
+    left_behind = project.run("retrace.start", "--version", "9.9.1")  # a run that died beyond any guard
+    project.fabric_yaml({"steps": ["true"], **({"stale_start": stale_start} if stale_start else {})})
+
+    result = project.run("deploy", "--version", "9.9.1", env={"FABRIC_RETRACE_STRICT": "yes" if stale_start else None})
+
+    assert left_behind.returncode == 0
+    assert [f"{action} {status}" for action, status in project.actions()] == expected
+    assert result.returncode == (1 if stale_start else 0), result.stdout + result.stderr
+    if not stale_start:
+        assert result.stderr.count("was left in progress by a run that ended without closing it") == 1
