@@ -53,6 +53,8 @@ CB = "tests/integration/callback/test_callback_end_to_end.py"
 CB_LIFE = "tests/integration/callback/test_callback_lifecycle.py"
 F_CALLS = "tests/integration/fabric/test_fabric_single_calls.py"
 F_SSH = "tests/integration/fabric/test_fabric_deploy_ssh.py"
+F_INT = "tests/integration/fabric/test_fabric_interrupts.py"
+F_CONV = "tests/integration/fabric/test_fabric_conventions.py"
 REL_FAULTS = "tests/reliability/test_fault_matrix.py"
 REL_EXITS = "tests/reliability/test_exit_paths.py"
 REL_LIFE = "tests/reliability/test_lifecycle_paths.py"
@@ -136,10 +138,9 @@ FAULT_ROWS = (
         "module": _refs(f"{M_GUARD}::test_a_stale_start_left_by_a_dead_run_is_recovered"),
         "role": _refs(f"{REL_FAULTS}::test_role_recovers_a_deployment_a_dead_run_left_in_progress")
         + _role_refused("409-in-progress-stale-start-fail"),
-        "callback": _refs(f"{CB_LIFE}::test_stale_start_is_recovered_with_one_line",
-                          f"{CB_LIFE}::test_stale_start_fail_keeps_the_409_as_a_warning"),
-        "fabric": _refs(f"{F_CALLS}::test_complete_without_start_is_a_bad_transition"),
-    }, attempts="1"),
+        "callback": _refs(f"{CB_LIFE}::test_stale_start_is_recovered_with_one_line_unless_told_to_fail"),
+        "fabric": _refs(f"{F_CONV}::test_a_deployment_left_in_progress_is_recovered_once_unless_told_to_fail"),
+    }, attempts="1 per call (start 409, cancel, start)"),
     Row("409 on a retried start", "the first attempt was accepted but its answer lost: counted as accepted", {
         "core": _refs(f"{CORE}::test_409_on_a_retried_start_counts_as_success"),
         "module": _refs(f"{M_FAULTS}::test_lost_answers_and_broken_connections_are_retried"),
@@ -252,13 +253,13 @@ EXIT_ROWS = (
         "module": _guard("SIGKILL to the process group"),
         "role": _refs(f"{R_LIFE}::test_a_signal_during_the_tracked_tasks_cancels[SIGKILL]"),
         "callback": _refs(f"{CB_LIFE}::test_sigkill_is_cancelled_by_the_orphan_guard[process-group]"),
-        "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGKILL-group"),
+        "fabric": _refs(f"{F_INT}::test_sigkill_leaves_one_cancel_to_the_orphan_guard[process group]"),
     }),
     Row("SIGKILL to the main process alone (OOM killer, crash)", "one start, one cancel from the orphan guard within 15 s", {
         "module": _guard("SIGKILL to ansible-playbook alone"),
         "role": _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGKILL-main"),
         "callback": _refs(f"{CB_LIFE}::test_sigkill_is_cancelled_by_the_orphan_guard[main-process-only]"),
-        "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGKILL-main"),
+        "fabric": _refs(f"{F_INT}::test_sigkill_leaves_one_cancel_to_the_orphan_guard[fab alone]"),
     }),
     Row("SIGHUP (to the main process; to the process group, as a closed terminal or SSH session sends it)",
         "one start, one cancel within 15 s", {
@@ -266,7 +267,9 @@ EXIT_ROWS = (
             "role": _refs(f"{R_LIFE}::test_a_signal_during_the_tracked_tasks_cancels[SIGHUP]")
             + _life("test_role_run_stopped_during_the_tracked_tasks_is_cancelled", "SIGHUP-group"),
             "callback": _refs(f"{CB_LIFE}::test_sighup_cancels_before_the_process_ends"),
-            "fabric": _life("test_fab_deploy_killed_or_hung_up_is_cancelled", "SIGHUP", "SIGHUP-group"),
+            "fabric": _refs(f"{F_INT}::test_a_signal_during_a_local_step_cancels_at_once_and_runs_no_further_step[1-129]",
+                            f"{F_INT}::test_a_signal_during_a_single_host_run_cancels_at_once[1-129]")
+            + _life("test_fab_deploy_hung_up_over_ssh_is_cancelled", "SIGHUP-group"),
         }),
     Row("`meta: end_play` in the deployment tasks", "one start, one complete or cancel within 15 s; exit 0", {
         "module": _refs(f"{M_GUARD}::test_a_playbook_that_ends_without_closing_the_deployment_is_cancelled"),
@@ -303,15 +306,15 @@ EXIT_ROWS = (
         "the end names the version the start opened: one start, one complete or cancel of it", {
             "module": NotApplicable("The module never detects a version: every task names it."),
             "role": ONE_PROCESS, "callback": ONE_PROCESS,
-            "fabric": _life("test_single_calls_end_the_version_the_start_opened_though_the_tree_changed",
-                            "complete", "cancel"),
+            "fabric": _refs(f"{F_CONV}::test_complete_names_the_version_start_sent_even_after_the_tree_changed")
+            + _life("test_single_calls_end_the_version_the_start_opened_though_the_tree_changed", "cancel"),
         }),
     Row("Retrace down at start (default, fail-open)",
         "the deployment steps still run; one warning says what was not recorded; exit 0", {
             "module": _refs(f"{M_FAULTS}::test_without_strict_a_tracking_failure_warns_and_the_play_goes_on"),
             "role": _refs(f"{R_LIFE}::test_retrace_down_at_the_start_warns_and_deploys_anyway"),
             "callback": _refs(f"{CB}::test_api_down_never_changes_the_exit_code"),
-            "fabric": _life("test_fab_deploy_with_retrace_down_at_start", "fail-open"),
+            "fabric": _refs(f"{F_CONV}::test_deploy_goes_on_when_retrace_is_down_with_one_warning"),
         }),
     Row("Retrace down at start, `strict` set", "the run fails before any deployment step runs", {
         "module": _refs(f"{M_FAULTS}::test_strict_true_fails_the_task"),
@@ -418,7 +421,7 @@ MATRICES = (
            " (`strict` false) tracking never takes a deployment down: one warning names the error and what was not"
            " recorded, and the role's tasks, the playbook and `fab deploy`'s steps run on; with `strict` the module task"
            " fails with the error named, the role stops before the deployment tasks run, the callback stops the run"
-           " and `fab deploy` exits 1. The single calls `fab retrace.start|complete|cancel` exit 1 with the message."
+           " and `fab deploy` or the single call (`fab retrace.start|complete|cancel`) exits 1 with the message."
            " Attempts are requests the emulator received for that call.", FAULT_ROWS, with_attempts=True),
     Matrix("Exit-path matrix", "However the run ends, Retrace sees one start followed by exactly one complete or"
            " cancel, or nothing at all (checked in the emulator's journal).", EXIT_ROWS),
