@@ -524,8 +524,9 @@ class _TrackedRun:
         from ansible_collections.stackify.retrace.plugins.module_utils.tracking import open_deployment
         with self.budget.charge():
             self._log_request(START)
-            client = self._client_within(self.budget.remaining() * START_SHARE, START)
-            open_deployment(client, self.deployment, stale_start=self.lifecycle.stale_start,
+            # Stale-start recovery may take three calls (start, cancel, start): they share the start's share.
+            open_deployment(self._client_within(self.budget.remaining() * START_SHARE), self.deployment,
+                            stale_start=self.lifecycle.stale_start,
                             warn=lambda message: self.display.warning(f"Retrace: {message}"))
         self.display.display(f"Retrace: {self.label} started")
         if self.lifecycle.orphan_guard:
@@ -546,7 +547,7 @@ class _TrackedRun:
         try:
             with self.budget.charge():
                 self._log_request(action)
-                self._client_within(self.budget.remaining(), action).send(action, self.deployment)
+                self._client_within(self.budget.remaining()).send(action, self.deployment)
             delivered = True
         except ApiUnreachable:
             raise
@@ -565,14 +566,38 @@ class _TrackedRun:
             import json  # pylint: disable=import-outside-toplevel
             self.display.v(f"Retrace {action}: " + json.dumps(self.client.request(action, self.deployment), ensure_ascii=False))
 
-    def _client_within(self, seconds, action):
-        """The client with its deadline and timeout cut to ``seconds`` (retries included)."""
-        if seconds < MINIMUM_CALL_TIME:
+    def _client_within(self, seconds):
+        return _ClientWithin(self.client, seconds, self.display.v)
+
+
+class _ClientWithin:
+    """The run's client, with every call it sends (retries included) ending within ``seconds`` from now, together.
+
+    Offers what :func:`open_deployment` uses of a DeploymentClient: ``settings``, ``start``, ``cancel``.
+    """
+
+    def __init__(self, client, seconds, log):
+        self.settings = client.settings
+        self._client = client
+        self._until = time.monotonic() + seconds
+        self._log = log
+
+    def send(self, action, deployment):
+        left = self._until - time.monotonic()
+        if left < MINIMUM_CALL_TIME:
             raise ApiUnreachable("not sent: the time budget is spent", action=action)
-        settings = self.client.settings
-        deadline = min(settings.deadline, seconds)
-        return self.client.replace(settings=_replace(settings, deadline=deadline, timeout=min(settings.timeout, deadline)),
-                                   log=self.display.v)
+        deadline = min(self.settings.deadline, left)
+        settings = _replace(self.settings, deadline=deadline, timeout=min(self.settings.timeout, deadline))
+        return self._client.replace(settings=settings, log=self._log).send(action, deployment)
+
+    def start(self, deployment):
+        return self.send(START, deployment)
+
+    def complete(self, deployment):
+        return self.send(COMPLETE, deployment)
+
+    def cancel(self, deployment):
+        return self.send(CANCEL, deployment)
 
 
 _PAST_TENSE = {START: "started", COMPLETE: "completed", CANCEL: "cancelled"}
@@ -601,10 +626,26 @@ def _source_directory(playbook):
 
 def _fill_from_source(options, directory):
     from ansible_collections.stackify.retrace.plugins.module_utils.source import detect_source, git_describe
+    # Outside a git checkout, asking git costs a process start (a fork of this large process) for nothing.
+    checkout = directory if _inside_git_checkout(directory) else None
     if not options["version"]:
-        options["version"] = git_describe(directory) or _fallback_version()
-    source = detect_source(os.environ, directory, options["branch"], options["commit"], options["uri"])
+        options["version"] = (git_describe(checkout) if checkout else None) or _fallback_version()
+    source = detect_source(os.environ, checkout, options["branch"], options["commit"], options["uri"])
     options.update(branch=source.branch, commit=source.commit, uri=source.uri)
+
+
+def _inside_git_checkout(directory):
+    """True when git could find a repository for ``directory``: GIT_DIR is set, or a ``.git`` is found upwards."""
+    if os.environ.get("GIT_DIR"):
+        return True
+    current = os.path.abspath(directory)
+    while True:
+        if os.path.exists(os.path.join(current, ".git")):
+            return True
+        parent = os.path.dirname(current)
+        if parent == current:
+            return False
+        current = parent
 
 
 def _fallback_version():

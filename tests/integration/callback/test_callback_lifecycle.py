@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import pathlib
 import shutil
 import signal
@@ -314,3 +315,19 @@ def test_first_playbook_file_without_hosts_then_a_real_one_is_one_deployment(run
     assert run.retrace_lines() == [f"Retrace: {DEPLOYMENT} started", f"Retrace: {DEPLOYMENT} completed"]
     assert run.stdout.index("skipping: no hosts matched") < run.stdout.index(f"Retrace: {DEPLOYMENT} started")
 
+
+
+# --- the API hanging: the callback's time stays within time_budget ----------------------------------------
+
+def test_stale_start_recovery_shares_the_start_s_part_of_the_budget(runner):
+    """start (409), cancel, start again: three calls within the start's share of the budget, not one share each."""
+    assert post(runner.emulator, "start") == 202
+    runner.emulator.inject("start", [{"delay": 0.01}, {"hang": True}])  # the 409 as usual, then the new start hangs
+    runner.emulator.inject("cancel", [{"delay": 1.5}])
+    run = runner.run("-e", "retrace_time_budget=3", str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert [entry["action"] for entry in runner.emulator.requests()] == ["start", "start", "cancel", "start"]
+    failure = retrace_warnings(run.output)[-1]
+    # The start's share is 2 s of 3; the cancel took 1.5 of them: the last start had what was left, not 2 s more.
+    waited = float(re.search(r"no answer within ([0-9.]+) s", failure).group(1))
+    assert waited < 1.0, failure

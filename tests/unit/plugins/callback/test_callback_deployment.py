@@ -251,3 +251,19 @@ def test_ignored_signal_stays_ignored_after_the_hook():
         assert calls == ["hook"]
     finally:
         signal.signal(signal.SIGUSR2, previous)
+
+
+# --- where git is asked ----------------------------------------------------------------------------------
+
+def test_git_is_asked_only_inside_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    nested = tmp_path / "repo" / "deploy" / "playbooks"
+    nested.mkdir(parents=True)
+    assert callback._inside_git_checkout(str(nested)) is False
+    (tmp_path / "repo" / ".git").mkdir()
+    assert callback._inside_git_checkout(str(nested)) is True
+
+
+def test_git_dir_in_the_environment_counts_as_a_checkout(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
+    assert callback._inside_git_checkout(str(tmp_path)) is True
