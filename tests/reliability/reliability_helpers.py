@@ -57,6 +57,15 @@ class FabDirectory:
 
 def retrace_warnings(output: str) -> list[str]:
     """Ansible's warnings about Retrace, each on one line: ansible-core before 2.19 wraps them at 80 columns."""
+    return [" ".join(parts) for parts in _warning_lines(output) if "Retrace" in parts[0]]
+
+
+def ansible_warnings(output: str) -> list[str]:
+    """Every Ansible [WARNING], each on one line."""
+    return [" ".join(parts) for parts in _warning_lines(output)]
+
+
+def _warning_lines(output: str) -> list[list[str]]:
     warnings, current = [], None
     for line in output.splitlines():
         if line.startswith("[WARNING]:"):
@@ -66,10 +75,10 @@ def retrace_warnings(output: str) -> list[str]:
             current.append(line.strip())
         else:
             current = None
-    return [" ".join(parts) for parts in warnings if "Retrace" in parts[0]]
+    return warnings
 
 
-# --- runs that end abruptly (tests/reliability/test_lifecycle_paths.py, scripts/bench_chaos.py) -----------
+# --- runs that end abruptly (tests/reliability/test_lifecycle_paths.py) ----------------------------------------
 
 #: seconds the orphan guard has to land its cancel after the run died (issue #9: "within 15 s")
 GUARD_WINDOW = 15.0

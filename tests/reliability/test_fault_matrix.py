@@ -16,7 +16,7 @@ import pytest
 from ansible_run import DEMO, DEMO_KEY, calls, play, run_playbook, task, write_playbook
 from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
-from reliability_helpers import retrace_warnings
+from reliability_helpers import ansible_warnings, retrace_warnings
 
 TWO_HOSTS = "web1 ansible_connection=local\nweb2 ansible_connection=local\n"
 STEPS = [{"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying {{ retrace_version }}"}}]
@@ -160,8 +160,8 @@ def test_role_recovers_a_deployment_a_dead_run_left_in_progress(tmp_path, ansibl
     assert run.returncode == 0, run.stdout
     assert run.stdout.count('"msg": "deploying 1.0"') == 2
     assert calls(retrace_emulator) == STALE_RECOVERED
-    (warning,) = retrace_warnings(run.stdout)
-    assert "left in progress" in warning
+    (warning,) = [warning for warning in ansible_warnings(run.stdout) if "left in progress" in warning]
+    assert "Retrace" in warning, f"a warning among a playbook's output must say what it is about: {warning}"
 
 
 # --- callback ----------------------------------------------------------------------------------------
