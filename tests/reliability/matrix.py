@@ -269,7 +269,7 @@ EXIT_ROWS = (
             "callback": _refs(f"{CB_LIFE}::test_sighup_cancels_before_the_process_ends"),
             "fabric": _refs(f"{F_INT}::test_a_signal_during_a_local_step_cancels_at_once_and_runs_no_further_step[1-129]",
                             f"{F_INT}::test_a_signal_during_a_single_host_run_cancels_at_once[1-129]")
-            + _life("test_fab_deploy_hung_up_over_ssh_is_cancelled", "SIGHUP-group"),
+            + _life("test_fab_deploy_hung_up_over_ssh_is_cancelled"),
         }),
     Row("`meta: end_play` in the deployment tasks", "one start, one complete or cancel within 15 s; exit 0", {
         "module": _refs(f"{M_GUARD}::test_a_playbook_that_ends_without_closing_the_deployment_is_cancelled"),
@@ -307,7 +307,7 @@ EXIT_ROWS = (
             "module": NotApplicable("The module never detects a version: every task names it."),
             "role": ONE_PROCESS, "callback": ONE_PROCESS,
             "fabric": _refs(f"{F_CONV}::test_complete_names_the_version_start_sent_even_after_the_tree_changed")
-            + _life("test_single_calls_end_the_version_the_start_opened_though_the_tree_changed", "cancel"),
+            + _life("test_single_call_cancel_ends_the_version_the_start_opened_though_the_tree_changed"),
         }),
     Row("Retrace down at start (default, fail-open)",
         "the deployment steps still run; one warning says what was not recorded; exit 0", {
@@ -320,7 +320,7 @@ EXIT_ROWS = (
         "module": _refs(f"{M_FAULTS}::test_strict_true_fails_the_task"),
         "role": _refs(f"{R_LIFE}::test_strict_fails_the_play_before_any_tracked_task"),
         "callback": _refs(f"{CB_LIFE}::test_strict_failed_start_stops_the_run_before_any_task"),
-        "fabric": _life("test_fab_deploy_with_retrace_down_at_start", "strict"),
+        "fabric": _life("test_fab_deploy_strict_with_retrace_down_runs_no_step"),
     }),
 )
 

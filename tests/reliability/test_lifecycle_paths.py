@@ -46,11 +46,6 @@ def inventory_file(directory, text: str = TWO_HOSTS):
     return path
 
 
-def not_recorded_warnings(output: str) -> list[str]:
-    """Lines warning that Retrace did not record something (Ansible [WARNING]s, or fab's ``retrace:`` lines)."""
-    return [line for line in output.splitlines() if "not recorded" in line.lower()]
-
-
 # --- ansible-runner: cancel and job_timeout (what AWX and Automation Platform do) -------------------------
 
 def run_under_ansible_runner(root, env: dict, monkeypatch, inventory: str, **options):
@@ -87,10 +82,10 @@ def test_ansible_runner_job_timeout_ends_the_role_s_deployment(tmp_path, ansible
     root, marker, inventory = runner_project(tmp_path)
     began = time.monotonic()
     # a cancel callback that never cancels keeps ansible-runner from installing signal handlers in pytest
-    result = run_under_ansible_runner(root, ansible_env, monkeypatch, inventory, settings={"job_timeout": 10},
+    result = run_under_ansible_runner(root, ansible_env, monkeypatch, inventory, settings={"job_timeout": 20},
                                       cancel_callback=lambda: False)
     assert result.status == "timeout", result.stdout.read()
-    assert marker.exists() and time.monotonic() - began < 30, "the job was not cut by job_timeout mid-task"
+    assert marker.exists() and time.monotonic() - began < 45, "the job was not cut by job_timeout mid-task"
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED
 
 
@@ -146,20 +141,19 @@ def test_role_run_stopped_during_the_tracked_tasks_is_cancelled(tmp_path, ansibl
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, stopped.output
 
 
-# --- fab deploy: hung up, every host unreachable, Retrace down with strict ------------------------------------------------------------
+# --- fab deploy: hung up, every host unreachable, Retrace down with strict ------------------------------
 
 TICKING_STEP = "touch {marker} && for i in $(seq 300); do echo tick; sleep 0.1; done"
 
 
 # Fabric's own suite (tests/integration/fabric/) kills fab alone and its group with SIGKILL, and sends SIGHUP to
 # fab; a terminal or SSH session that closes sends SIGHUP to the whole foreground group, remote step included.
-@pytest.mark.parametrize("stop", ["SIGHUP-group"])
-def test_fab_deploy_hung_up_over_ssh_is_cancelled(tmp_path, retrace_emulator, sshd, stop):
+def test_fab_deploy_hung_up_over_ssh_is_cancelled(tmp_path, retrace_emulator, sshd):
     marker = tmp_path / "step-is-running"
     fab = FabDirectory(tmp_path, retrace_emulator, ssh=sshd.fabric_config())
     fab.settings({"steps": [TICKING_STEP.format(marker=marker)]})
     stopped = run_and_stop(fab.command("-H", sshd.host_strings[0], "deploy", "--version", "9.1.0"), cwd=tmp_path,
-                           env=fab.environment(), marker=marker, stop=stop)
+                           env=fab.environment(), marker=marker, stop="SIGHUP-group")
     assert stopped.returncode != 0, stopped.output
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, stopped.output
 
@@ -172,24 +166,19 @@ def test_fab_deploy_with_every_host_unreachable_cancels(tmp_path, retrace_emulat
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("strict", [True], ids=["strict"])  # fail-open: Fabric's own suite
-def test_fab_deploy_with_retrace_down_at_start(tmp_path, retrace_emulator, closed_port, strict):
+def test_fab_deploy_strict_with_retrace_down_runs_no_step(tmp_path, retrace_emulator, closed_port):
+    # Without strict it deploys with one warning: Fabric's own suite (test_fabric_conventions.py).
     marker = tmp_path / "deployed"
     fab = FabDirectory(tmp_path, retrace_emulator)
     fab.settings({"api_url": f"http://127.0.0.1:{closed_port}", "deadline": 1.5, "steps": [f"touch {marker}"],
-                  "strict": strict})
+                  "strict": True})
     result = fab.run("deploy", "--version", "9.2.0")
-    if strict:
-        assert result.returncode == 1, result.stdout + result.stderr
-        assert not marker.exists(), "strict: the steps ran although the start failed"
-    else:
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert marker.exists(), "the steps must still run"
-        assert len(not_recorded_warnings(result.stdout + result.stderr)) == 1, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert not marker.exists(), "strict: the steps ran although the start failed"
     assert journal_calls(retrace_emulator) == []
 
 
-# --- fab retrace.start / complete around a tree that changes -------------------------------------------------
+# --- fab retrace.start / cancel around a tree that changes -------------------------------------------------
 
 def git(directory, *args: str) -> str:
     return subprocess.run(["git", "-c", "user.name=Release", "-c", "user.email=release@example.com", *args], cwd=directory,
@@ -198,8 +187,8 @@ def git(directory, *args: str) -> str:
                           ).stdout.strip()
 
 
-@pytest.mark.parametrize("end", ["cancel"])  # complete: Fabric's own suite
-def test_single_calls_end_the_version_the_start_opened_though_the_tree_changed(tmp_path, retrace_emulator, end):
+def test_single_call_cancel_ends_the_version_the_start_opened_though_the_tree_changed(tmp_path, retrace_emulator):
+    # retrace.complete after the same change: Fabric's own suite (test_fabric_conventions.py).
     fab = FabDirectory(tmp_path, retrace_emulator)
     lock = tmp_path / "app.lock"
     lock.write_text("dependency==1.0\n", encoding="utf-8")
@@ -212,11 +201,11 @@ def test_single_calls_end_the_version_the_start_opened_though_the_tree_changed(t
     assert started.returncode == 0, started.stderr
     lock.write_text("dependency==1.0.1\n", encoding="utf-8")  # a build step rewrote a tracked lock file
     assert git(tmp_path, "describe", "--tags", "--always", "--dirty").endswith("-dirty")
-    ended = fab.run(f"retrace.{end}")
+    ended = fab.run("retrace.cancel")
 
     assert ended.returncode == 0, ended.stderr
-    assert journal_calls(retrace_emulator) == [("start", 202), (end, 202)]
-    (start,), (finish,) = retrace_emulator.requests("start"), retrace_emulator.requests(end)
+    assert journal_calls(retrace_emulator) == [("start", 202), ("cancel", 202)]
+    (start,), (finish,) = retrace_emulator.requests("start"), retrace_emulator.requests("cancel")
     assert "1.4.2" in start["body"]["Version"] and "dirty" not in start["body"]["Version"]
     assert finish["body"]["Version"] == start["body"]["Version"]
     assert not any(entry["state"] == "in_progress" for entry in retrace_emulator.deployments())
