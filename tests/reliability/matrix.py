@@ -163,6 +163,15 @@ NOT_AD_HOC = NotApplicable("Only callbacks are loaded by ad-hoc commands.")
 ONE_PROCESS = NotApplicable("One process sends both the start and the end, with the version it settled on at the start.")
 
 
+MACHINE_LOST = Limitation("When the machine or container running the deployment is lost with everything in it (power cut,"
+                          " `podman kill` of an ansible-runner job with container isolation, an evicted pod), no"
+                          " process is left to send the cancel, the orphan guard included: the deployment stays in"
+                          " progress in Retrace. The next run of the same version recovers it (the fault matrix's"
+                          " 409 row: one warning, cancel, start again), and `fab retrace.cancel` or the module ends it"
+                          " by hand. Runs on other machines cannot tell a lost run from a live one: that is why"
+                          " recovery only looks for live runs on its own machine (docs/lifecycle.md).")
+
+
 def _guard(how: str) -> tuple:
     """A playbook whose module task `state: started` armed the orphan guard, then ended as ``how`` says."""
     return _refs(f"{M_GUARD}::test_a_run_killed_after_the_start_is_cancelled_by_the_guard[{how}]")
@@ -271,6 +280,9 @@ EXIT_ROWS = (
                             f"{F_INT}::test_a_signal_during_a_single_host_run_cancels_at_once[1-129]")
             + _life("test_fab_deploy_hung_up_over_ssh_is_cancelled"),
         }),
+    Row("the machine or container is lost mid-run", "nothing can be sent; the next run of the version recovers it", {
+        "module": MACHINE_LOST, "role": MACHINE_LOST, "callback": MACHINE_LOST, "fabric": MACHINE_LOST,
+    }),
     Row("`meta: end_play` in the deployment tasks", "one start, one complete or cancel within 15 s; exit 0", {
         "module": _refs(f"{M_GUARD}::test_a_playbook_that_ends_without_closing_the_deployment_is_cancelled"),
         "role": _refs(f"{R_LIFE}::test_meta_end_play_in_the_tracked_tasks_is_cancelled"),
