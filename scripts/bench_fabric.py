@@ -51,7 +51,7 @@ DEFAULT_STEPS = REPO_ROOT / "demo" / "fabric" / "bench-deploy.yaml"
 HANGING_DEADLINE = 5.0
 
 
-def measure(runs: int = 7, steps_file: pathlib.Path = DEFAULT_STEPS, hanging_runs: int = 3) -> dict:
+def measure(runs: int = 7, steps_file: pathlib.Path = DEFAULT_STEPS, hanging_runs: int = 0) -> dict:
     """Alternating tracked/untracked ``fab -H host deploy`` runs (after one warm-up pair), then runs with the API hanging.
 
     Returns {"steps", "tracked", "untracked" (lists of seconds), "calls" (requests the emulator received),

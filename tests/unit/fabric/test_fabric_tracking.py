@@ -185,3 +185,29 @@ def test_a_dry_run_sends_nothing(retrace_config, emulator, capsys):
     with tracked(Context(retrace_config)):
         pass
     assert emulator.journal() == [] and "would send" in capsys.readouterr().out
+
+
+def test_host_strings_are_kept_as_typed_and_an_empty_list_is_noticed():
+    from retrace_fabric.deploy import empty_hosts_given, typed_hosts
+
+    assert typed_hosts(["fab", "-H", "web1,deploy@web2:2222", "deploy"]) == ["web1", "deploy@web2:2222"]
+    assert typed_hosts(["fab", "--hosts=a,b", "deploy"]) == ["a", "b"]
+    assert typed_hosts(["fab", "deploy"]) is None
+    assert empty_hosts_given(["fab", "-H", "", "deploy"]) and empty_hosts_given(["fab", "--hosts=", "deploy"])
+    assert empty_hosts_given(["fab", "-H", " , ", "deploy"])
+    assert not empty_hosts_given(["fab", "-H", "web1", "deploy"]) and not empty_hosts_given(["fab", "deploy"])
+
+
+def test_step_output_is_prefixed_line_by_line_as_it_comes():
+    import io
+    import threading
+
+    from retrace_fabric.deploy import PrefixedLines
+
+    sink = io.StringIO()
+    lines = PrefixedLines("web1", sink, threading.Lock(), lambda: False)
+    lines.write("one\ntw")
+    assert sink.getvalue() == "[web1] one\n"
+    lines.write("o\r\nthree")
+    lines.finish()
+    assert sink.getvalue() == "[web1] one\n[web1] two\n[web1] three\n"
