@@ -33,7 +33,7 @@ from .core.deployment import Deployment
 from .core.errors import InvalidInput
 from .core.settings import ENVIRONMENT_VARIABLES
 from .settings import KEY_VARIABLES, read_settings
-from .tracking import (TrackedRun, build_client, exit_on_retrace_error, is_dry_run, say, signals_raise,
+from .tracking import (LOADED_AT, TrackedRun, build_client, exit_on_retrace_error, is_dry_run, say, signals_raise,
                        stop_local_commands)
 
 LOCAL = "local"
@@ -300,13 +300,15 @@ def describe_error(error: BaseException) -> str:
 
 
 def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None = None, *,
-              labels: t.Sequence[str] | None = None) -> None:
+              labels: t.Sequence[str] | None = None, budget_from: float | None = None) -> None:
     """Deploy to ``targets`` (Connections, or one local Context) as one tracked deployment.
 
     Usable from a user's own task: ``deploy_to([Connection("web1"), Connection("web2")], c.config)``.
     Raises ``Exit`` (codes: docs/fabric.md) on any failure, after printing the per-host summary; an
     empty ``targets`` is an invalid setting (exit 2, nothing sent).  ``labels`` name the targets in
-    the output (default: ``user@host:port`` with the host as given to the Connection).
+    the output (default: ``user@host:port`` with the host as given to the Connection).  ``budget_from``
+    (a ``time.monotonic()``) counts the start's deadline from then: ``fab deploy`` passes the moment the
+    fabfile was loaded, so a hanging Retrace adds no more than the deadline to the whole run.
     """
     with exit_on_retrace_error():
         settings = read_settings(config)
@@ -315,7 +317,7 @@ def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None =
         steps = parse_steps(settings.steps)
         client, deployment = build_client(config, flags, settings)
     runner = HostRunner(targets, steps, deployment, parallel=settings.parallel, fail_fast=settings.fail_fast, labels=labels)
-    run = TrackedRun(client, deployment, settings, dry_run=is_dry_run(config))
+    run = TrackedRun(client, deployment, settings, dry_run=is_dry_run(config), budget_from=budget_from)
     runner.start_connecting()
     try:
         with signals_raise(runner.abandon), run.exits(expected=(HostsFailed,), failure=lambda error: f"deploy failed on {error}"):
@@ -356,7 +358,7 @@ def _run_recorded(c) -> None:
             raise InvalidInput("hosts", "-H / --hosts was given but is empty (an unset $HOSTS?): refusing to deploy to "
                                         "this machine instead; leave -H out to deploy locally")
     remote = [context for context in contexts if isinstance(context, Connection)]
-    deploy_to(remote or contexts[:1], config, flags, labels=typed_hosts(sys.argv) if remote else None)
+    deploy_to(remote or contexts[:1], config, flags, labels=typed_hosts(sys.argv) if remote else None, budget_from=LOADED_AT)
 
 
 def empty_hosts_given(argv: t.Sequence[str]) -> bool:
