@@ -311,7 +311,8 @@ class TrackedRun:
             if code in (0, None):
                 # A clean exit in the middle of a deployment is not a finished deployment: Retrace got a
                 # cancel, and CI must not read the run as a success either.
-                raise Exit(f"retrace: the task exited (status 0) before the tracked block finished; {self.outcome()}. "
+                said = f" ({early.message})" if isinstance(early, Exit) and early.message else ""
+                raise Exit(f"retrace: the task exited (status 0){said} before the tracked block finished; {self.outcome()}. "
                            "Return from the block instead to complete the deployment.", code=EXIT_FAILED) from None
             raise
         except RetraceError as error:

@@ -189,3 +189,31 @@ def test_sigkill_leaves_one_cancel_to_the_orphan_guard(project, group):
     assert project.actions() == [("start", 202), ("cancel", 202)]
     if not group:
         os.killpg(fab.process.pid, signal.SIGKILL)  # the step fab left behind
+
+
+TRACKED_COMMAND_FABFILE = '''
+from fabric import task
+import retrace_fabric
+
+
+@task
+def release(c, marker=""):
+    with retrace_fabric.tracked(c, version="5.1.0"):
+        c.run(f"touch {marker}; sleep 20", in_stream=False)
+        c.run(f"touch {marker}.next", in_stream=False)
+'''
+
+
+@pytest.mark.parametrize("signum, code, remote", [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, True),
+                                                  (signal.SIGHUP, 129, True)])
+def test_a_signal_during_c_run_inside_tracked_cancels_at_once(ssh_project, sshd, signum, code, remote):
+    (ssh_project.directory / "fabfile.py").unlink()
+    (ssh_project.directory / "fabfile.py").write_text(TRACKED_COMMAND_FABFILE)
+    marker = ssh_project.directory / "command-running"
+    hosts = ("-H", sshd.host_strings[0]) if remote else ()
+    fab = Running(ssh_project, *hosts, "release", "--marker", str(marker))
+    fab.wait_for(marker.exists, "the command running")
+
+    assert fab.ended_within(fab.signal(signum), PROMPT) == code, fab.output()
+    assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+    assert not pathlib.Path(f"{marker}.next").exists()
