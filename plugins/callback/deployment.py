@@ -287,6 +287,7 @@ from ansible.plugins.callback import CallbackBase
 from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import check_text_types
+from ansible_collections.stackify.retrace.plugins.module_utils.deployment import CANCEL, COMPLETE, START
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable, RetraceError
 from ansible_collections.stackify.retrace.plugins.module_utils.settings import Lifecycle, parse_boolean
 
@@ -304,10 +305,6 @@ LISTING_MODES = ("syntax", "listhosts", "listtasks", "listtags")
 INI_SECTION = "callback_retrace"
 #: exit code of a run stopped by a tracking failure with strict set (ansible-core's ExitCode.GENERIC_ERROR)
 STRICT_EXIT_CODE = 1
-# The same words as module_utils.deployment, without importing it before a run needs it.
-START = "start"
-COMPLETE = "complete"
-CANCEL = "cancel"
 NO_TASK_RAN = "Retrace: no task ran on any host: no deployment recorded"
 
 
