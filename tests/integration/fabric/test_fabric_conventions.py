@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
+import sys
 import time
 
 import pytest
@@ -129,7 +130,7 @@ def test_an_empty_host_list_deploys_nowhere(project):
 def test_deploy_to_an_empty_list_is_an_invalid_setting(project):
     _own_fabfile(project, "from invoke import task\nimport retrace_fabric\n\n@task\ndef go(c):\n"
                           "    retrace_fabric.deploy_to([], c.config)\n")
-    result = project.run("go", "--version" if False else "go")  # noqa: SIM222  # a task without flags
+    result = project.run("go")
     assert result.returncode == 2 and "no hosts to deploy to" in result.stderr and "Traceback" not in result.stderr
     assert project.emulator.journal() == []
 
@@ -208,10 +209,12 @@ def test_two_ssh_config_aliases_of_one_host_are_two_rows_named_as_typed(ssh_proj
 def test_building_the_wheel_writes_nothing_into_the_checkout(tmp_path):
     repository = pathlib.Path(__file__).resolve().parents[3]
     checkout = tmp_path / "checkout"
-    subprocess.run(f"git -C {repository} ls-files -z | xargs -0 -I{{}} cp --parents {{}} {checkout}", shell=True, check=True,
-                   executable="/bin/bash") if checkout.mkdir() is None else None
+    checkout.mkdir()
+    tracked_files = subprocess.run(["git", "-C", str(repository), "ls-files", "-z"], capture_output=True, check=True).stdout
+    subprocess.run(["xargs", "-0", "-I{}", "cp", "--parents", "{}", str(checkout)], input=tracked_files, cwd=repository,
+                   check=True)
     before = sorted(str(path.relative_to(checkout)) for path in checkout.rglob("*"))
-    pip = pathlib.Path(__import__("sys").executable).with_name("pip")
+    pip = pathlib.Path(sys.executable).with_name("pip")
 
     built = subprocess.run([str(pip), "wheel", "--no-deps", "-q", "-w", str(tmp_path / "wheels"), str(checkout)],
                            capture_output=True, text=True, timeout=300, check=False)
@@ -219,8 +222,7 @@ def test_building_the_wheel_writes_nothing_into_the_checkout(tmp_path):
     assert built.returncode == 0, built.stderr
     assert sorted(str(path.relative_to(checkout)) for path in checkout.rglob("*")) == before
     wheel = next((tmp_path / "wheels").glob("*.whl"))
-    names = subprocess.run([str(pathlib.Path(pip).with_name("python")), "-m", "zipfile", "-l", str(wheel)],
-                           capture_output=True, text=True, check=True).stdout
+    names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True, check=True).stdout
     assert "retrace_fabric/core/ledger.py" in names and "retrace_fabric/tracking.py" in names
 
 
