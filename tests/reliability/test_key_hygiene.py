@@ -41,20 +41,24 @@ def hygiene_env(env: dict, tmp_path: pathlib.Path) -> dict:
 
 @ACCOUNT
 def test_module_key_hygiene(tmp_path, ansible_env, retrace_emulator, closed_port):
+    # RETRACE_STRICT: each failure fails its task (and shows its error there); the one task with strict false
+    # shows the same kind of error as a warning instead (fail-open, the default).
     ignore = {"ignore_errors": True}
+    wrong_key = "{{ lookup('env', 'WRONG_KEY') }}"
     playbook = write_playbook(tmp_path, [play(
         task("started", version="1.0", **DEMO),
         task("completed", version="1.0", **DEMO),
-        task("completed", version="1.0", **DEMO, keywords=ignore),                                           # 409
-        task("started", version="1.1", **DEMO, api_key="{{ lookup('env', 'WRONG_KEY') }}", keywords=ignore),  # 401
+        task("cancelled", version="1.0", **DEMO, keywords=ignore),                                            # 409
+        task("started", version="1.1", **DEMO, api_key=wrong_key, keywords=ignore),                           # 401
+        task("started", version="1.1", **DEMO, api_key=wrong_key, strict=False),                              # 401, warned
         task("started", version="1.2", app_name="NoSuchApp", environment_name="Production", keywords=ignore),  # 400
         task("started", version="v" * 300, **DEMO, keywords=ignore),                                          # invalid input
         task("started", version="1.3", **DEMO, deadline=1, api_url=f"http://127.0.0.1:{closed_port}", keywords=ignore),
         task("cancelled", version="1.4", **DEMO),                                                              # 409 fails the play
     )])
-    run = run_playbook(playbook, "-vvvv", env=hygiene_env(ansible_env, tmp_path))
+    run = run_playbook(playbook, "-vvvv", env=dict(hygiene_env(ansible_env, tmp_path), RETRACE_STRICT="true"))
     assert run.returncode == 2, run.stdout
-    assert [entry["status"] for entry in retrace_emulator.requests()] == [202, 202, 409, 401, 400, 409]
+    assert [entry["status"] for entry in retrace_emulator.requests()] == [202, 202, 409, 401, 401, 400, 409]
     assert (tmp_path / "ansible.log").stat().st_size > 0
     assert_nowhere(run.stdout, emulator=retrace_emulator, directory=tmp_path)
 
@@ -106,7 +110,8 @@ def test_callback_key_hygiene(tmp_path, callback_env, retrace_emulator, case):
 
 @ACCOUNT
 def test_fabric_key_hygiene(fab, retrace_emulator, closed_port):
-    env = {"RETRACE_API_KEY": SECRET}
+    # RETRACE_STRICT: each failure exits 1 with its error; one call without it warns instead (fail-open).
+    env = {"RETRACE_API_KEY": SECRET, "RETRACE_STRICT": "true"}
     outputs = []
 
     def fab_run(*args, expect, extra=None):
@@ -119,11 +124,12 @@ def test_fabric_key_hygiene(fab, retrace_emulator, closed_port):
     fab.settings({"steps": ["false"]})
     retrace_emulator.inject("cancel", [{"status": 503, "retry_after": "0"}])
     fab_run("deploy", "--version", "1.1", expect=1)                                     # step fails, cancel retried
-    fab_run("retrace.complete", "--version", "1.1", expect=1)                           # 409
+    fab_run("retrace.cancel", "--version", "1.1", expect=1)                             # 409
     fab_run("retrace.start", "--version", "1.2", expect=1, extra={"RETRACE_API_KEY": WRONG})  # 401
+    fab_run("retrace.start", "--version", "1.2", expect=0, extra={"RETRACE_API_KEY": WRONG, "RETRACE_STRICT": "false"})
     fab_run("retrace.start", "--version", "1.3", "--app-name", "NoSuchApp", expect=1)   # 400
     fab_run("retrace.start", "--version", "v" * 300, expect=2)                          # invalid input
     fab.settings({"api_url": f"http://127.0.0.1:{closed_port}", "deadline": 1})
     fab_run("retrace.start", "--version", "1.4", expect=1)                              # unreachable
-    assert [entry["status"] for entry in retrace_emulator.requests()] == [202, 202, 202, 503, 202, 409, 401, 400]
+    assert [entry["status"] for entry in retrace_emulator.requests()] == [202, 202, 202, 503, 202, 409, 401, 401, 400]
     assert_nowhere(*outputs, emulator=retrace_emulator, directory=fab.directory)
