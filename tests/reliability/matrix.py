@@ -68,6 +68,9 @@ def _refs(*references: str) -> tuple:
 
 # --- fault matrix ------------------------------------------------------------------------------
 
+OWN_START_ONLY = NotApplicable("It sends an end only for the start it sent itself and Retrace accepted.")
+
+
 def _role_refused(case: str) -> tuple:
     """The role deploys untracked with one warning, and with retrace_strict stops before deploying."""
     return (f"{REL_FAULTS}::test_role_deploys_untracked_with_one_warning_when_the_start_is_refused[{case}]",
@@ -134,13 +137,21 @@ FAULT_ROWS = (
     Row("409 on start: already in progress, no live run on this machine holds it",
         "stale_start recover (default): one warning, cancel, start again once, then the run as usual;"
         " stale_start fail: refused at once", {
-        "core": _refs(f"{CORE}::test_bad_transitions_are_409_once"),
+        "core": _refs(f"{CORE}::test_bad_transitions_are_409_once[start-start]"),
         "module": _refs(f"{M_GUARD}::test_a_stale_start_left_by_a_dead_run_is_recovered"),
         "role": _refs(f"{REL_FAULTS}::test_role_recovers_a_deployment_a_dead_run_left_in_progress")
         + _role_refused("409-in-progress-stale-start-fail"),
         "callback": _refs(f"{CB_LIFE}::test_stale_start_is_recovered_with_one_line_unless_told_to_fail"),
         "fabric": _refs(f"{F_CONV}::test_a_deployment_left_in_progress_is_recovered_once_unless_told_to_fail"),
     }, attempts="1 per call (start 409, cancel, start)"),
+    Row("409 on an end: cancel of a deployment not in progress",
+        "refused at once (a complete with no start is not refused: it is a one-shot deployment, 202)", {
+        "core": _refs(f"{CORE}::test_bad_transitions_are_409_once[cancel-None]"),
+        "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
+        "role": OWN_START_ONLY, "callback": OWN_START_ONLY,
+        "fabric": _refs(f"{F_CALLS}::test_cancel_without_start_is_a_bad_transition",
+                        f"{F_CALLS}::test_complete_without_start_is_a_one_shot_deployment_with_every_field"),
+    }, attempts="1"),
     Row("409 on a retried start", "the first attempt was accepted but its answer lost: counted as accepted", {
         "core": _refs(f"{CORE}::test_409_on_a_retried_start_counts_as_success"),
         "module": _refs(f"{M_FAULTS}::test_lost_answers_and_broken_connections_are_retried"),
