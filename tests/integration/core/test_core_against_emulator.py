@@ -90,7 +90,7 @@ def test_unknown_app_or_environment_is_400_with_guidance(retrace_emulator):
     assert statuses(retrace_emulator) == [400]
 
 
-@pytest.mark.parametrize("action, first", [("complete", None), ("cancel", None), ("start", "start"), ("complete", "complete")])
+@pytest.mark.parametrize("action, first", [("cancel", None), ("start", "start"), ("cancel", "complete")])
 def test_bad_transitions_are_409_once(retrace_emulator, action, first):
     client = client_for(retrace_emulator)
     client.start(deployment())
@@ -102,6 +102,16 @@ def test_bad_transitions_are_409_once(retrace_emulator, action, first):
         client.send(action, deployment())
     assert caught.value.status == 409 and caught.value.attempts == 1
     assert statuses(retrace_emulator)[-1] == 409
+
+
+@pytest.mark.parametrize("first", [None, "cancel", "complete"])
+def test_a_complete_when_not_in_progress_is_a_one_shot_deployment(retrace_emulator, first):
+    client = client_for(retrace_emulator)
+    if first:
+        client.start(deployment())
+        client.send(first, deployment())
+    assert client.complete(deployment("1.0.0", branch="main")).status == 202
+    assert retrace_emulator.deployments()[0]["state"] == "completed"
 
 
 def test_injected_4xx_is_not_retried(retrace_emulator):
