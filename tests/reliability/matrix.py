@@ -146,7 +146,9 @@ FAULT_ROWS = (
     }, attempts="1 per call (start 409, cancel, start)"),
     Row("409 on an end: cancel of a deployment not in progress",
         "refused at once (a complete with no start is not refused: it is a one-shot deployment, 202)", {
-        "core": _refs(f"{CORE}::test_bad_transitions_are_409_once[cancel-None]"),
+        "core": _refs(f"{CORE}::test_bad_transitions_are_409_once[cancel-None]",
+                      f"{CORE}::test_bad_transitions_are_409_once[cancel-complete]",
+                      f"{CORE}::test_a_complete_when_not_in_progress_is_a_one_shot_deployment"),
         "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
         "role": OWN_START_ONLY, "callback": OWN_START_ONLY,
         "fabric": _refs(f"{F_CALLS}::test_cancel_without_start_is_a_bad_transition",
