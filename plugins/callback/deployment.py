@@ -250,46 +250,12 @@ import sys
 import time
 
 
-class _BytecodeCachingFinder:
-    """Loads this collection's module_utils through Python's own source loader, which keeps bytecode.
-
-    Why: ansible-core's collection loader compiles every collection module from source on every
-    run and writes no ``.pyc`` (2.19: ``_AnsibleCollectionPkgLoader.get_code``).  For the callback's
-    module_utils that is about 25 ms of CPU per ``ansible-playbook`` run, most of what tracking costs.
-    Only submodules of our own module_utils package are served (its parent package still comes from
-    Ansible's loader, so ``__path__`` and relative imports are Ansible's); where ``__pycache__`` cannot
-    be written, Python simply compiles, as Ansible would.
-    """
-
-    PACKAGE = "ansible_collections.stackify.retrace.plugins.module_utils"
-
-    def find_spec(self, fullname, path=None, target=None):
-        package, _dot, leaf = fullname.rpartition(".")
-        if package != self.PACKAGE or not path:
-            return None
-        for directory in path:
-            source = os.path.join(directory, leaf + ".py")
-            if os.path.isfile(source):
-                return importlib.util.spec_from_file_location(fullname, source)
-        return None
-
-    def invalidate_caches(self):
-        pass
-
-
-if not any(isinstance(finder, _BytecodeCachingFinder) or type(finder).__name__ == "_BytecodeCachingFinder"
-           for finder in sys.meta_path):
-    sys.meta_path.insert(0, _BytecodeCachingFinder())
-
-# pylint: disable=wrong-import-position
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.utils.vars import load_extra_vars
 
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import check_text_types
-from ansible_collections.stackify.retrace.plugins.module_utils.deployment import CANCEL, COMPLETE, START
-from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable, RetraceError
-from ansible_collections.stackify.retrace.plugins.module_utils.settings import Lifecycle, parse_boolean
+# The collection's own modules are imported where they are used, after _install_bytecode_cache().
+# pylint: disable=import-outside-toplevel
 
 ENTRY_POINT = "ansible-callback"
 REQUIRED_OPTIONS = ("api_key", "app_name", "environment_name")
@@ -306,6 +272,10 @@ INI_SECTION = "callback_retrace"
 #: exit code of a run stopped by a tracking failure with strict set (ansible-core's ExitCode.GENERIC_ERROR)
 STRICT_EXIT_CODE = 1
 NO_TASK_RAN = "Retrace: no task ran on any host: no deployment recorded"
+# The words of module_utils.deployment (START, COMPLETE, CANCEL), which is imported only once a run is tracked.
+START = "start"
+COMPLETE = "complete"
+CANCEL = "cancel"
 
 
 class CallbackModule(CallbackBase):
@@ -318,6 +288,7 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, display=None):
         super().__init__(display=display)
+        _install_bytecode_cache()
         self._pending = None  # a _TrackedRun ready to start at the first task
         self._tracking = None  # the _TrackedRun once its start was accepted
         self._playbooks_seen = 0
@@ -354,6 +325,8 @@ class CallbackModule(CallbackBase):
     def _prepare(self, playbook):
         if any(context.CLIARGS.get(mode) for mode in LISTING_MODES):
             return
+        from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import check_text_types
+        from ansible_collections.stackify.retrace.plugins.module_utils.settings import Lifecycle
         extra_vars = load_extra_vars(playbook._loader)
         self.set_options(var_options=extra_vars)
         # Strictness first, so that every later problem knows whether it fails the run.
@@ -388,6 +361,7 @@ class CallbackModule(CallbackBase):
 
     def _boolean(self, option, extra_vars):
         """``option`` as a bool, refusing what Ansible's own ``bool`` type would quietly read as false."""
+        from ansible_collections.stackify.retrace.plugins.module_utils.settings import parse_boolean
         value = self.get_option(option)
         raw = _raw_setting(option, getattr(self, "_origins", {}).get(option), extra_vars)
         return parse_boolean(value if raw is None else raw, option)
@@ -395,6 +369,7 @@ class CallbackModule(CallbackBase):
     # --- the first task: start ----------------------------------------------------------------------
 
     def _open(self):
+        from ansible_collections.stackify.retrace.plugins.module_utils.errors import RetraceError
         run, self._pending = self._pending, None
         try:
             run.open()
@@ -418,6 +393,7 @@ class CallbackModule(CallbackBase):
         return COMPLETE, None
 
     def _finish(self, action, reason, exit_on_failure=True):
+        from ansible_collections.stackify.retrace.plugins.module_utils.errors import RetraceError
         run, self._tracking = self._tracking, None
         if run is None:
             return
@@ -453,6 +429,7 @@ class CallbackModule(CallbackBase):
     def _guarded(self, step, *args):
         # The one place where any error becomes a warning (or, with strict, a failed run): tracking
         # must never break a playbook unless the user asked for that.
+        from ansible_collections.stackify.retrace.plugins.module_utils.errors import RetraceError
         try:
             step(*args)
         except (RetraceError, _NotTracked) as error:
@@ -472,6 +449,43 @@ class CallbackModule(CallbackBase):
         # and becomes the exit code of ansible-playbook.
         self._display.error(f"{message} (strict: stopping the run)")
         raise SystemExit(STRICT_EXIT_CODE)
+
+
+class _BytecodeCachingFinder:
+    """Loads this collection's module_utils through Python's own source loader, which keeps bytecode.
+
+    Why: ansible-core's collection loader compiles every collection module from source on every
+    run and writes no ``.pyc`` (2.19: ``_AnsibleCollectionPkgLoader.get_code``).  For the callback's
+    module_utils that is about 25 ms of CPU per ``ansible-playbook`` run, most of what tracking costs.
+    Only submodules of our own module_utils package are served (its parent package still comes from
+    Ansible's loader, so ``__path__`` and relative imports are Ansible's); where ``__pycache__`` cannot
+    be written, Python simply compiles, as Ansible would.
+    """
+
+    PACKAGE = "ansible_collections.stackify.retrace.plugins.module_utils"
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _dot, leaf = fullname.rpartition(".")
+        if package != self.PACKAGE or not path:
+            return None
+        for directory in path:
+            source = os.path.join(directory, leaf + ".py")
+            if os.path.isfile(source):
+                return importlib.util.spec_from_file_location(fullname, source)
+        return None
+
+    def invalidate_caches(self):
+        pass
+
+
+def _install_bytecode_cache():
+    """Put :class:`_BytecodeCachingFinder` first on ``sys.meta_path``, once per process.
+
+    Done when Ansible instantiates the callback, not at import (ansible-test's import sanity test
+    forbids import-time changes to ``sys.meta_path``); the collection's modules are imported after it.
+    """
+    if not any(type(finder).__name__ == _BytecodeCachingFinder.__name__ for finder in sys.meta_path):
+        sys.meta_path.insert(0, _BytecodeCachingFinder())
 
 
 class _NotTracked(Exception):
@@ -540,6 +554,7 @@ class _TrackedRun:
         (budget spent, API unreachable) leaves it armed: it tries once more after this process exits,
         outside the run's time.
         """
+        from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable, RetraceError
         delivered = False
         try:
             with self.budget.charge():
@@ -560,7 +575,7 @@ class _TrackedRun:
 
     def _log_request(self, action):
         if self.display.verbosity >= 1:
-            import json  # pylint: disable=import-outside-toplevel
+            import json
             self.display.v(f"Retrace {action}: " + json.dumps(self.client.request(action, self.deployment), ensure_ascii=False))
 
     def _client_within(self, seconds):
@@ -580,6 +595,7 @@ class _ClientWithin:
         self._log = log
 
     def send(self, action, deployment):
+        from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable
         left = self._until - time.monotonic()
         if left < MINIMUM_CALL_TIME:
             raise ApiUnreachable("not sent: the time budget is spent", action=action)
@@ -601,7 +617,7 @@ _PAST_TENSE = {START: "started", COMPLETE: "completed", CANCEL: "cancelled"}
 
 
 def _replace(settings, **changes):
-    import dataclasses  # pylint: disable=import-outside-toplevel
+    import dataclasses
     return dataclasses.replace(settings, **changes)
 
 
@@ -669,7 +685,7 @@ def _raw_setting(option, origin, extra_vars):
     if origin.startswith("env: "):
         return os.environ.get(origin[5:])
     if os.path.isfile(origin):
-        import configparser  # pylint: disable=import-outside-toplevel
+        import configparser
         parser = configparser.ConfigParser(interpolation=None)
         parser.read(origin)
         return parser.get(INI_SECTION, option, fallback=None)

@@ -317,7 +317,6 @@ def test_first_playbook_file_without_hosts_then_a_real_one_is_one_deployment(run
     assert run.stdout.index("skipping: no hosts matched") < run.stdout.index(f"Retrace: {DEPLOYMENT} started")
 
 
-
 # --- the API hanging: the callback's time stays within time_budget ----------------------------------------
 
 def test_stale_start_recovery_shares_the_start_s_part_of_the_budget(runner):
