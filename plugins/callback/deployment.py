@@ -10,9 +10,10 @@ type: notification
 short_description: Record every ansible-playbook run as one Stackify Retrace deployment
 version_added: 0.1.0
 description:
-  - Sends C(start) to the Retrace Deployment Tracking API before the first task of an C(ansible-playbook)
-    run, then C(complete) when the run ends with no failed and no unreachable host, or C(cancel) otherwise
-    (task failures, unreachable hosts, Ctrl-C, SIGTERM, or an error that aborts the run after the start).
+  - Sends C(start) to the Retrace Deployment Tracking API when the first task of an C(ansible-playbook) run starts
+    (before it runs on any host), then C(complete) when the run ends with no failed and no unreachable host, or
+    C(cancel) otherwise (task failures, unreachable hosts, Ctrl-C, SIGTERM, SIGHUP, SIGKILL, or an error that aborts
+    the run after the start).
   - One invocation is one deployment, however many playbook files, plays, hosts, forks or serial batches it has.
   - Failures that were rescued or ignored (C(ignore_errors), C(failed_when)) do not cancel the deployment.
   - By default tracking never changes the result of the playbook or the exit code of C(ansible-playbook). A missing
