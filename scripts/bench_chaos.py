@@ -232,6 +232,7 @@ class Outcome:
     accepted_ends: int
     end_latency: float | None  # seconds from the stop to the accepted end, when the run was stopped after the start
     by_guard: bool  # the end landed after the run's main process was gone
+    journal: list  # (action, status, seconds after the stop) of this run's requests
 
 
 def outcome(run: Run, entries: list[dict], states: dict[str, str]) -> Outcome:
@@ -244,14 +245,23 @@ def outcome(run: Run, entries: list[dict], states: dict[str, str]) -> Outcome:
         latency = accepted[0]["monotonic"] - run.stopped_at
         # after SIGKILL nothing of the run can send; otherwise the end came after its main process was gone
         by_guard = run.stop in KILLS or (run.exited_at is not None and accepted[0]["monotonic"] > run.exited_at)
-    return Outcome(run, state, sum(1 for entry in ends if entry["status"] == 409), len(accepted), latency, by_guard)
+    origin = run.stopped_at if run.stopped_at is not None else (mine[0]["monotonic"] if mine else 0.0)
+    journal = [(entry["action"], entry["status"], round(entry["monotonic"] - origin, 2)) for entry in mine]
+    return Outcome(run, state, sum(1 for entry in ends if entry["status"] == 409), len(accepted), latency, by_guard,
+                   journal)
 
 
 # --- the soak ---------------------------------------------------------------------------------------------------
 
-def plan(runs: int, rng: random.Random, seed: int) -> list[Run]:
-    """Every (entry point, way of stopping) pair about equally often, in random order, with random delays."""
-    pairs = [(entry, stop) for entry in ENTRY_POINTS for stop in STOPS if not (entry == "fab deploy" and stop == "runner-cancel")]
+def plan(runs: int, rng: random.Random, seed: int, only: tuple[str, ...] = ()) -> list[Run]:
+    """Every (entry point, way of stopping) pair about equally often, in random order, with random delays.
+
+    ``only``: "ENTRY:STOP" pairs (e.g. "role:SIGHUP") to keep, to look closer at one case.
+    """
+    pairs = [(entry, stop) for entry in ENTRY_POINTS for stop in STOPS if not (entry == "fab deploy" and stop == "runner-cancel")
+             and (not only or f"{entry}:{stop}" in only)]
+    if not pairs:
+        raise SystemExit(f"bench_chaos: --only {' '.join(only)} names no pair; entry points {ENTRY_POINTS}, stops {tuple(STOPS)}")
     chosen: list[tuple[str, str]] = []
     while len(chosen) < runs:
         rng.shuffle(pairs)
@@ -260,7 +270,8 @@ def plan(runs: int, rng: random.Random, seed: int) -> list[Run]:
             for index, (entry, stop) in enumerate(chosen[:runs])]
 
 
-def soak(runs: int, seed: int, parallel: int, grace: float, budget: float, keep: bool = False) -> dict:
+def soak(runs: int, seed: int, parallel: int, grace: float, budget: float, keep: bool = False,
+         only: tuple[str, ...] = ()) -> dict:
     """Run the soak; print its progress and figures; return the figures (for scripts/benchmark.py)."""
     for signum in (signal.SIGINT, signal.SIGHUP):
         # children inherit an ignored signal (nohup, some CI shells): the soak needs them at their default
@@ -268,7 +279,7 @@ def soak(runs: int, seed: int, parallel: int, grace: float, budget: float, keep:
             signal.signal(signum, signal.SIG_DFL)
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # ansible-runner finds ansible-playbook there
     rng = random.Random(seed)
-    planned = plan(runs, rng, seed)
+    planned = plan(runs, rng, seed, only)
     print(f"chaos soak: {runs} runs, seed {seed} (replay with --seed {seed}), {parallel} at a time, "
           f"grace {grace:g} s, budget {budget:g} s", flush=True)
     began = time.monotonic()
@@ -335,9 +346,13 @@ def report(outcomes: list[Outcome], seed: int, seconds: float, planned: int) -> 
     if guard_latencies:
         print(f"orphan guard: {len(guard_latencies)} ends landed after the run was gone; from the stop: median "
               f"{statistics.median(guard_latencies):.2f} s, max {max(guard_latencies):.2f} s")
+    odd = [item for item in outcomes if item.state == "in progress" or item.accepted_ends > 1 or item.refused_ends]
     print(f"deployments left in progress: {len(in_progress)} (goal 0)"
           + "".join(f"\n  run {item.run.index}: {item.run.entry}, {item.run.stop} after {item.run.delay} s, "
                     f"version {item.run.version}" for item in in_progress))
+    for item in odd:  # (action, status, seconds after the stop): what Retrace saw of each run that went wrong
+        print(f"  run {item.run.index} ({item.run.entry}, {item.run.stop} after {item.run.delay} s, exit "
+              f"{item.run.returncode}), {item.state}: {item.journal}")
     return {"runs": len(outcomes), "planned": planned, "seed": seed, "seconds": seconds, "in_progress": len(in_progress),
             "double_ends": sum(1 for item in outcomes if item.accepted_ends > 1),
             "refused_ends": sum(item.refused_ends for item in outcomes),
@@ -355,9 +370,11 @@ def main() -> int:
     parser.add_argument("--grace", type=float, default=20.0, help="seconds to wait for orphan guards after the last run")
     parser.add_argument("--budget", type=float, default=600.0, help="no new run starts after this many seconds")
     parser.add_argument("--show-logs", action="store_true", help="print the output of runs left in progress")
+    parser.add_argument("--only", nargs="+", default=(), metavar="ENTRY:STOP",
+                        help='only these pairs, e.g. "role:SIGHUP" "fab deploy:SIGKILL-main"')
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
-    soak(args.runs, seed, args.parallel, args.grace, args.budget, keep=args.show_logs)
+    soak(args.runs, seed, args.parallel, args.grace, args.budget, keep=args.show_logs, only=tuple(args.only))
     return 0
 
 
