@@ -118,8 +118,8 @@ options:
       - What to do when Retrace answers a start with HTTP 409 because the same deployment (app, environment,
         version) is already in progress.
       - V(recover) (default) - if no live run on this machine holds that deployment, the run that started it
-        died beyond any orphan guard (its container or machine was lost): cancel it and start again, once,
-        with one warning line. A live run on this machine is never cancelled; runs on other machines cannot
+        died beyond any orphan guard (its container or machine was lost), so cancel it and start again, once,
+        with one warning line. A live run on this machine is never cancelled. Runs on other machines cannot
         be seen, so give parallel parts of one release (job slices, a CI matrix) their own version or
         environment, or use V(fail).
       - V(fail) - the 409 is a tracking failure like any other (see O(strict)).
