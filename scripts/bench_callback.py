@@ -74,24 +74,43 @@ def become_subreaper() -> bool:
         return False
 
 
-def reap_orphans(deadline: float = ORPHAN_WAIT) -> int:
-    """Wait for adopted descendants (a released watcher exits within milliseconds); return how many were reaped.
+def children() -> set[int]:
+    """Pids of this process's children (their parent, field 4 of /proc/<pid>/stat, is us)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    if int(stat.read().rsplit(b")", 1)[1].split()[1]) == me:
+                        found.add(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
 
-    Only call this between runs: any child of this process is reaped here.
+
+def reap_orphans(known: set[int], deadline: float = ORPHAN_WAIT) -> int:
+    """Wait for the descendants adopted during a run (a released watcher exits within milliseconds).
+
+    ``known``: children this process had before the run (a caller's own helpers, such as an sshd
+    fixture); they are left alone.  Returns how many were reaped.
     """
-    reaped, give_up_at = 0, time.monotonic() + deadline
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return reaped  # no child left
-        if pid:
-            reaped += 1
-        elif time.monotonic() > give_up_at:
-            print(f"warning: a descendant of ansible-playbook is still alive after {deadline:g} s", file=sys.stderr)
-            return reaped
-        else:
-            time.sleep(0.005)
+    adopted, reaped = children() - known, 0
+    give_up_at = time.monotonic() + deadline
+    while adopted:
+        for pid in sorted(adopted):
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid  # reaped elsewhere
+            if done:
+                adopted.discard(pid)
+                reaped += 1
+        if adopted and time.monotonic() > give_up_at:
+            print(f"warning: {len(adopted)} descendant(s) of ansible-playbook still alive after {deadline:g} s",
+                  file=sys.stderr)
+            break
+        time.sleep(0.005)
+    return reaped
 
 
 def run_once(inventory: pathlib.Path, playbook: pathlib.Path, env: dict) -> tuple[float, float]:
@@ -99,12 +118,13 @@ def run_once(inventory: pathlib.Path, playbook: pathlib.Path, env: dict) -> tupl
 
     The wall time stops when ansible-playbook exits; the CPU count waits for the watcher too.
     """
+    known = children()
     cpu_before = _children_cpu()
     began = time.perf_counter()
     subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), "-c", "local", "--forks", "50", str(playbook)],
                    env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=playbook.parent)
     wall = time.perf_counter() - began
-    reap_orphans()
+    reap_orphans(known)
     return wall, _children_cpu() - cpu_before
 
 
