@@ -55,6 +55,10 @@ POLL_INTERVAL = 0.5
 #: seconds a release or a liveness question waits for the watcher's answer
 ANSWER_TIMEOUT = 2.0
 _RELEASE, _PING = b"release\n", b"ping\n"
+#: bytes of a Unix socket path (sockaddr_un.sun_path is 108 on Linux, including the final NUL)
+SOCKET_PATH_LIMIT = 107
+#: "/<24 hex>.<pid up to 2**22, 7 digits>.sock"
+_SOCKET_NAME_LENGTH = 1 + 24 + 1 + 7 + 5
 
 
 class OrphanGuard:
@@ -146,8 +150,16 @@ def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int |
 # --- the rendezvous ---------------------------------------------------------------------------------
 
 def _private_directory(create: bool = True) -> str:
-    """``$TMPDIR/stackify-retrace-<uid>``, mode 0700, refused if another user owns it or can enter it."""
-    directory = os.path.join(tempfile.gettempdir(), f"stackify-retrace-{os.getuid()}")
+    """``$TMPDIR/stackify-retrace-<uid>``, mode 0700, refused if another user owns it or can enter it.
+
+    A Unix socket path holds at most :data:`SOCKET_PATH_LIMIT` bytes: under a long ``$TMPDIR`` (some CI
+    systems nest it deeply) the directory is ``/tmp/stackify-retrace-<uid>`` instead.  Every process of
+    a run computes the same answer from the same environment.
+    """
+    name = f"stackify-retrace-{os.getuid()}"
+    directory = os.path.join(tempfile.gettempdir(), name)
+    if len(os.fsencode(directory)) + _SOCKET_NAME_LENGTH > SOCKET_PATH_LIMIT:
+        directory = os.path.join("/tmp", name)
     if create:
         with contextlib.suppress(FileExistsError):
             os.mkdir(directory, 0o700)

@@ -152,8 +152,18 @@ def _find_watcher(owner_pid):
     raise AssertionError("no watcher process found")
 
 
-def test_a_directory_another_user_could_enter_is_refused(tmp_path, monkeypatch, retrace_emulator):
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+@pytest.fixture
+def short_tmpdir(monkeypatch):
+    """A $TMPDIR short enough for the guard to use it (pytest's tmp_path may be past the socket path limit)."""
+    directory = pathlib.Path(tempfile.mkdtemp(dir="/tmp", prefix="g-"))
+    monkeypatch.setattr("tempfile.tempdir", str(directory))
+    yield directory
+    import shutil
+    shutil.rmtree(directory)
+
+
+def test_a_directory_another_user_could_enter_is_refused(short_tmpdir, retrace_emulator):
+    tmp_path = short_tmpdir
     directory = tmp_path / f"stackify-retrace-{os.getuid()}"
     directory.mkdir(mode=0o777)
     directory.chmod(0o777)
@@ -164,10 +174,25 @@ def test_a_directory_another_user_could_enter_is_refused(tmp_path, monkeypatch, 
     assert stat.S_IMODE(directory.stat().st_mode) == 0o777 and list(directory.iterdir()) == []
 
 
-def test_release_and_liveness_questions_never_raise_when_the_directory_is_unsafe(tmp_path, monkeypatch, retrace_emulator):
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+def test_release_and_liveness_questions_never_raise_when_the_directory_is_unsafe(short_tmpdir, retrace_emulator):
+    tmp_path = short_tmpdir
     (tmp_path / f"stackify-retrace-{os.getuid()}").mkdir(mode=0o777)
     (tmp_path / f"stackify-retrace-{os.getuid()}").chmod(0o777)
     client, deployment = _client(retrace_emulator, "g5")
     assert guard.release_orphan_guard(client.settings, deployment, os.getpid()) is False
     assert guard.live_guard_owner(client.settings, deployment) is None
+
+
+def test_a_long_tmpdir_still_arms_the_guard(tmp_path, monkeypatch, retrace_emulator):
+    long_tmpdir = tmp_path / ("a" * 90)
+    long_tmpdir.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(long_tmpdir))
+    client, deployment = _client(retrace_emulator, "g6")
+    said = []
+    armed = guard.arm_orphan_guard(client, deployment, log=said.append)
+    try:
+        assert armed.armed and said == [] and len(os.fsencode(armed.path)) <= guard.SOCKET_PATH_LIMIT
+        assert guard.live_guard_owner(client.settings, deployment) == os.getpid()
+    finally:
+        assert armed.release()
+    assert _calls(retrace_emulator) == []
