@@ -37,11 +37,16 @@ options:
     default: true
   ca_path:
     description:
-      - PEM file of CA certificates to verify O(api_url) with, instead of the system bundle.
+      - PEM file (or hashed directory) of CA certificates to verify O(api_url) with, instead of the system store.
+      - When not set, the first of E(REQUESTS_CA_BUNDLE), E(CURL_CA_BUNDLE), E(SSL_CERT_FILE) and E(SSL_CERT_DIR)
+        that is set is used, on every entry point alike (the callback, the module, the role and Fabric), so a
+        corporate CA reaches all of them the same way; else the system store.
     type: path
   use_proxy:
     description:
-      - Use the proxy from the E(https_proxy) / E(http_proxy) / E(no_proxy) environment variables.
+      - Use the proxy from the E(https_proxy) / E(http_proxy) environment variables, except for hosts listed in
+        E(no_proxy), which may name hosts, domain suffixes, IP addresses and CIDR networks (V(127.0.0.0/8)),
+        each optionally with a port.
     type: bool
     default: true
   timeout:
