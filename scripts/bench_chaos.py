@@ -4,8 +4,9 @@
 
 Each run is a real ``ansible-playbook`` with the callback, a real ``ansible-playbook`` with the
 tracked_deployment role, or a real ``fab deploy`` (local steps), against one Retrace emulator on
-loopback, with its own version.  It is stopped after a random delay (seeded; the seed is printed, and
-``--seed`` replays a soak) by a random one of:
+loopback, with its own version.  It is stopped at a random moment (a seeded fraction of how long an
+undisturbed run of its entry point takes on this machine, measured just before the soak; the seed is
+printed, and ``--seed`` replays a soak) by a random one of:
 
 - SIGINT to the process group (Ctrl-C in a terminal);
 - SIGTERM to the main process (``kill PID``, a CI runner's cancel);
@@ -69,11 +70,10 @@ STOPS = {
 KILLS = ("SIGKILL-group", "SIGKILL-main", "runner-cancel")
 #: seconds after the stop a run's processes may take to exit before the soak kills what is left
 EXIT_TIMEOUT = 60.0
-#: per entry point: (seconds of the earliest stop, of the latest) after the process was spawned.  Measured
-#: here, undisturbed: the callback sends its start after ~1.5 s and ends after ~4.5-6 s, the role ~1.2 s and
-#: ~4 s, fab deploy ~0.3 s and ~2.2 s, and all later when two run at once on a busy machine: so some runs
-#: are stopped before their start is sent and some end by themselves first.
-DELAYS = {"callback": (0.8, 6.5), "role": (1.0, 6.0), "fab deploy": (0.1, 2.6)}
+#: when a run is stopped, as a fraction of how long an undisturbed run of its entry point takes on this machine
+#: right now (measured before the soak, two at a time like the soak): from before the start is sent to a little
+#: after the run would have ended by itself, so some runs send nothing and some complete first
+MOMENTS = (0.05, 1.1)
 #: short steps: each Ansible task costs ~1 s of its own on a loaded 2-core machine, a local fab step almost nothing
 STEP = "sleep 0.3"
 ANSIBLE_STEPS = 3
@@ -85,8 +85,9 @@ class Run:
     index: int
     entry: str
     stop: str
-    delay: float
+    moment: float  # fraction of the undisturbed length of its entry point (MOMENTS)
     version: str
+    delay: float = 0.0  # seconds after the spawn: moment x the length measured before the soak
     stopped_at: float | None = None  # time.monotonic() of the stop; None if the run ended before it
     exited_at: float | None = None  # time.monotonic() the main process was seen gone
     returncode: int | None = None
@@ -150,6 +151,24 @@ class Workbench:
         playbook = self.callback_playbook if run.entry == "callback" else self.role_playbook
         return [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(playbook)], playbook.parent, \
             self.ansible_environment(run)
+
+
+def calibrate(bench: Workbench, parallel: int) -> dict[str, float]:
+    """Seconds an undisturbed run of each entry point takes (``parallel`` at once, the slowest), on this machine now."""
+    lengths = {}
+    for entry in ENTRY_POINTS:
+        runs = [Run(-1 - number, entry, "none", 0.0, f"calibration-{entry.replace(' ', '-')}-{number}") for number in range(parallel)]
+
+        def undisturbed(run: Run) -> float:
+            argv, cwd, env = bench.command(run)
+            began = time.monotonic()
+            subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False, timeout=EXIT_TIMEOUT)
+            return time.monotonic() - began
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+            lengths[entry] = max(pool.map(undisturbed, runs))
+    return lengths
 
 
 # --- one run ------------------------------------------------------------------------------------------------
@@ -266,7 +285,7 @@ def plan(runs: int, rng: random.Random, seed: int, only: tuple[str, ...] = ()) -
     while len(chosen) < runs:
         rng.shuffle(pairs)
         chosen += pairs
-    return [Run(index, entry, stop, round(rng.uniform(*DELAYS[entry]), 2), f"chaos-{seed}-{index:03d}")
+    return [Run(index, entry, stop, round(rng.uniform(*MOMENTS), 3), f"chaos-{seed}-{index:03d}")
             for index, (entry, stop) in enumerate(chosen[:runs])]
 
 
@@ -286,6 +305,11 @@ def soak(runs: int, seed: int, parallel: int, grace: float, budget: float, keep:
     done: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp, RetraceEmulator() as emulator:
         bench = Workbench(pathlib.Path(tmp), emulator)
+        lengths = calibrate(bench, parallel)
+        print("  undisturbed runs take " + ", ".join(f"{entry} {seconds:.1f} s" for entry, seconds in lengths.items())
+              + " here now: stops fall between " + " and ".join(f"{moment:g}" for moment in MOMENTS) + " of that", flush=True)
+        for run in planned:
+            run.delay = round(run.moment * lengths[run.entry], 2)
         with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
             pending = iter(planned)
             futures = set()
