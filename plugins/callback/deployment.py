@@ -559,6 +559,8 @@ class _TrackedRun:
         delivered = False
         try:
             with self.budget.charge():
+                if self.guard is not None and action == COMPLETE:
+                    self.guard.completing()  # killed mid-call, the guard then sends complete too, never a cancel
                 self._log_request(action)
                 self._client_within(self.budget.remaining()).send(action, self.deployment)
             delivered = True

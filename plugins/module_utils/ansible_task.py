@@ -12,9 +12,9 @@ from __future__ import annotations
 from .ansible_options import STATE_ACTIONS, core_options, lifecycle
 from .ansible_transport import AnsibleUrlsTransport
 from .client import create_client
-from .deployment import START
+from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
-from .guard import arm_orphan_guard, release_orphan_guard
+from .guard import arm_orphan_guard, orphan_guard_of, release_orphan_guard
 from .tracking import describe, open_deployment
 
 
@@ -49,8 +49,11 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
         if action == START:
             # Several hosts in one task: a 409 is a sibling host's start, never a stale one to cancel.
             stale_start = settings.stale_start if hosts_in_task == 1 else "fail"
-            call = open_deployment(client, deployment, stale_start=stale_start, warn=warnings.append)
+            call = open_deployment(client, deployment, stale_start=stale_start,
+                                   warn=lambda message: warnings.append(f"Retrace: {message}"))
         else:
+            if run_pid is not None and action == COMPLETE:
+                orphan_guard_of(client.settings, deployment, run_pid).completing()  # never a cancel after this
             call = client.send(action, deployment)
     except RetraceError as error:
         if run_pid is not None and not (action != START and isinstance(error, ApiUnreachable)):

@@ -21,7 +21,8 @@ How it keeps the promises of the README:
   :func:`release_orphan_guard`; the watcher then exits without sending anything.
 * **Cancels within seconds otherwise.**  It waits on a pidfd of the owner process (Linux 5.3+), or polls
   every :data:`POLL_INTERVAL` seconds; when the owner is gone it sends one cancel through the run's own
-  client (its retries and deadline apply), then exits.
+  client (its retries and deadline apply), then exits.  A run that died while sending its complete
+  (:meth:`OrphanGuard.completing`) gets a complete instead: never two opposite ends.
 
 The rendezvous is a Unix socket in a directory only this user can enter (0700), named after the
 deployment (a hash of API URL, app, environment and version) and the owner's pid.  Any process can ask
@@ -54,7 +55,7 @@ if t.TYPE_CHECKING:  # pragma: no cover
 POLL_INTERVAL = 0.5
 #: seconds a release or a liveness question waits for the watcher's answer
 ANSWER_TIMEOUT = 2.0
-_RELEASE, _PING = b"release\n", b"ping\n"
+_RELEASE, _PING, _COMPLETING = b"release\n", b"ping\n", b"completing\n"
 #: bytes of a Unix socket path (sockaddr_un.sun_path is 108 on Linux, including the final NUL)
 SOCKET_PATH_LIMIT = 107
 #: "/<24 hex>.<pid up to 2**22, 7 digits>.sock"
@@ -75,6 +76,15 @@ class OrphanGuard:
         """The run ended the deployment itself: stand the watcher down.  True if it acknowledged."""
         path, self.path = self.path, None
         return path is not None and _ask(path, _RELEASE) == b"ok"
+
+    def completing(self) -> bool:
+        """The run is about to send complete: if it dies before :meth:`release`, the watcher sends complete.
+
+        A run killed while its complete is on the wire may or may not have reached Retrace; a cancel
+        from the watcher could then land first and the complete after it, two opposite ends.  The
+        watcher sends the same end the run chose instead: at worst Retrace hears "complete" twice.
+        """
+        return self.path is not None and _ask(self.path, _COMPLETING) == b"ok"
 
 
 def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, owner_pid: int | None = None,
@@ -115,16 +125,20 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
     return OrphanGuard(path)
 
 
+def orphan_guard_of(settings: "ApiSettings", deployment: "Deployment", owner_pid: int) -> OrphanGuard:
+    """From any process of the run: the watcher ``owner_pid`` armed for ``deployment`` (unarmed if none can be)."""
+    try:
+        return OrphanGuard(_socket_path(settings, deployment, owner_pid, create=False))
+    except OSError:
+        return OrphanGuard(None)  # no private directory: no watcher could have been armed there
+
+
 def release_orphan_guard(settings: "ApiSettings", deployment: "Deployment", owner_pid: int) -> bool:
     """From any process of the run: stand down the watcher ``owner_pid`` armed for ``deployment``.
 
     True if a watcher acknowledged; False if there was none (never armed, or already gone).
     """
-    try:
-        path = _socket_path(settings, deployment, owner_pid, create=False)
-    except OSError:
-        return False  # no private directory: no watcher could have been armed there
-    return OrphanGuard(path).release()
+    return orphan_guard_of(settings, deployment, owner_pid).release()
 
 
 def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int | None:
@@ -222,12 +236,11 @@ def _become_watcher(listener, client, deployment, owner_pid: int, path: str) -> 
         gc.disable()
         _detach_from_run(keep=listener.fileno())
         quiet_client = client.replace(log=None, transport=_fresh_transport(client.transport))
-        if _owner_died(listener, owner_pid):
-            _unlink(path)
+        end = _watch_owner(listener, owner_pid)
+        _unlink(path)
+        if end is not None:
             listener.close()  # a new run asking now sees no live holder
-            _cancel(quiet_client, deployment)
-        else:
-            _unlink(path)
+            _send_end(quiet_client, end, deployment)
     except BaseException:  # pylint: disable=broad-exception-caught
         status = 1  # nothing to tell anyone: the watcher has no terminal
     os._exit(status)
@@ -260,46 +273,52 @@ def _fresh_transport(transport):
     return renew() if callable(renew) else transport
 
 
-def _owner_died(listener: socket.socket, owner_pid: int) -> bool:
-    """Serve liveness questions until released (False) or until the owner process is gone (True)."""
+def _watch_owner(listener: socket.socket, owner_pid: int) -> str | None:
+    """Serve the run's messages until it releases the watcher (None) or dies: then the end to send.
+
+    The end is cancel, or complete once the run said it was completing (:meth:`OrphanGuard.completing`).
+    """
+    end = ["cancel"]
     pidfd = _open_pidfd(owner_pid)
     if pidfd is None and not _is_alive(owner_pid):
-        return True
+        return end[0]
     watched = [listener] + ([pidfd] if pidfd is not None else [])
     while True:
         readable = select.select(watched, [], [], None if pidfd is not None else POLL_INTERVAL)[0]
-        # A release that arrived with the owner's exit still counts: serve the socket first.
-        if listener in readable and _serve(listener, owner_pid):
-            return False
+        # A message that arrived with the owner's exit still counts: serve the socket first.
+        if listener in readable and _serve(listener, owner_pid, end) == _RELEASE:
+            return None
         if (pidfd is not None and pidfd in readable) or (pidfd is None and not _is_alive(owner_pid)):
-            return not _released_meanwhile(listener, owner_pid)
+            return None if _released_meanwhile(listener, owner_pid, end) else end[0]
 
 
-def _released_meanwhile(listener: socket.socket, owner_pid: int) -> bool:
+def _released_meanwhile(listener: socket.socket, owner_pid: int, end: list) -> bool:
     listener.setblocking(False)
     try:
         while True:
-            if _serve(listener, owner_pid):
+            if _serve(listener, owner_pid, end) == _RELEASE:
                 return True
     except BlockingIOError:
         return False
 
 
-def _serve(listener: socket.socket, owner_pid: int) -> bool:
-    """Answer one question; True if it was a release."""
+def _serve(listener: socket.socket, owner_pid: int, end: list) -> bytes | None:
+    """Answer one message; return it.  ``end[0]`` becomes "complete" on :data:`_COMPLETING`."""
     connection, _address = listener.accept()
     with connection:
         connection.setblocking(True)
         connection.settimeout(ANSWER_TIMEOUT)
         try:
-            question = connection.recv(64)
-            if question == _RELEASE:
+            message = connection.recv(64)
+            if message in (_RELEASE, _COMPLETING):
+                if message == _COMPLETING:
+                    end[0] = "complete"
                 connection.sendall(b"ok\n")
-                return True
+                return message
             connection.sendall(f"alive {owner_pid}\n".encode())
         except OSError:
             pass
-    return False
+    return None
 
 
 def _open_pidfd(pid: int) -> int | None:
@@ -325,8 +344,8 @@ def _is_alive(pid: int) -> bool:
         return True
 
 
-def _cancel(client: "DeploymentClient", deployment: "Deployment") -> None:
+def _send_end(client: "DeploymentClient", action: str, deployment: "Deployment") -> None:
     try:
-        client.cancel(deployment)
+        client.send(action, deployment)
     except RetraceError:
         pass  # nobody to tell: the next run's stale-start recovery is the fallback

@@ -98,6 +98,7 @@ def tracked_deployment(client: DeploymentClient, deployment: Deployment, lifecyc
         raise
     try:
         if started:
+            guard.completing()  # killed mid-call, the guard then sends complete too, never a cancel
             _attempt(lambda: on_sent(client.complete(deployment)), deployment, "complete", lifecycle.strict, warn)
     finally:
         guard.release()

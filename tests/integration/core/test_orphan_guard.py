@@ -44,6 +44,8 @@ OWNER = textwrap.dedent("""
     if sys.argv[3] == "release":
         client.complete(deployment)
         print("released", guard.release(), flush=True)
+    elif sys.argv[3] == "completing":
+        print("completing", guard.completing(), flush=True)  # then killed before its complete is sent
     elif sys.argv[3] == "exit":
         sys.exit(0)
     time.sleep(120)
@@ -103,6 +105,17 @@ def test_a_released_guard_sends_nothing(retrace_emulator):
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     time.sleep(1.5)
+    assert _calls(retrace_emulator) == [("start", 202), ("complete", 202)]
+
+
+def test_a_run_killed_while_completing_gets_a_complete_never_a_cancel(retrace_emulator):
+    process = _owner(retrace_emulator, "g7", "completing", stdout=subprocess.PIPE)
+    _wait_armed(process)
+    assert process.stdout.readline().strip() == b"completing True"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert _until(retrace_emulator, [("start", 202), ("complete", 202)]) == [("start", 202), ("complete", 202)]
+    time.sleep(0.5)
     assert _calls(retrace_emulator) == [("start", 202), ("complete", 202)]
 
 
