@@ -55,6 +55,7 @@ FLAG_HELP = {
     "api_url": "Retrace API base URL. Default: FABRIC_RETRACE_API_URL, RETRACE_API_URL, retrace.api_url, https://api.stackify.net",
 }
 
+
 class Step(t.NamedTuple):
     command: str
     sudo: bool = False
@@ -286,7 +287,7 @@ def typed_hosts(argv: t.Sequence[str]) -> list[str] | None:
     """The host strings of ``-H`` / ``--hosts`` exactly as typed (Fabric keeps only their parsed parts)."""
     for index, argument in enumerate(argv):
         if argument in ("-H", "--hosts") and index + 1 < len(argv):
-            return [host for host in argv[index + 1].split(",")]
+            return argv[index + 1].split(",")
         if argument.startswith("--hosts="):
             return argument.split("=", 1)[1].split(",")
     return None

@@ -136,24 +136,26 @@ FAULT_ROWS = (
     }, attempts="1"),
     Row("409 on start: already in progress, no live run on this machine holds it",
         "stale_start recover (default): one warning, cancel, start again once, then the run as usual;"
-        " stale_start fail: refused at once", {
-        "core": _refs(f"{CORE}::test_bad_transitions_are_409_once[start-start]"),
-        "module": _refs(f"{M_GUARD}::test_a_stale_start_left_by_a_dead_run_is_recovered"),
-        "role": _refs(f"{REL_FAULTS}::test_role_recovers_a_deployment_a_dead_run_left_in_progress")
-        + _role_refused("409-in-progress-stale-start-fail"),
-        "callback": _refs(f"{CB_LIFE}::test_stale_start_is_recovered_with_one_line_unless_told_to_fail"),
-        "fabric": _refs(f"{F_CONV}::test_a_deployment_left_in_progress_is_recovered_once_unless_told_to_fail"),
-    }, attempts="1 per call (start 409, cancel, start)"),
+        " stale_start fail: refused at once",
+        {
+            "core": _refs(f"{CORE}::test_bad_transitions_are_409_once[start-start]"),
+            "module": _refs(f"{M_GUARD}::test_a_stale_start_left_by_a_dead_run_is_recovered"),
+            "role": _refs(f"{REL_FAULTS}::test_role_recovers_a_deployment_a_dead_run_left_in_progress")
+            + _role_refused("409-in-progress-stale-start-fail"),
+            "callback": _refs(f"{CB_LIFE}::test_stale_start_is_recovered_with_one_line_unless_told_to_fail"),
+            "fabric": _refs(f"{F_CONV}::test_a_deployment_left_in_progress_is_recovered_once_unless_told_to_fail"),
+        }, attempts="1 per call (start 409, cancel, start)"),
     Row("409 on an end: cancel of a deployment not in progress",
-        "refused at once (a complete with no start is not refused: it is a one-shot deployment, 202)", {
-        "core": _refs(f"{CORE}::test_bad_transitions_are_409_once[cancel-None]",
-                      f"{CORE}::test_bad_transitions_are_409_once[cancel-complete]",
-                      f"{CORE}::test_a_complete_when_not_in_progress_is_a_one_shot_deployment"),
-        "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
-        "role": OWN_START_ONLY, "callback": OWN_START_ONLY,
-        "fabric": _refs(f"{F_CALLS}::test_cancel_without_start_is_a_bad_transition",
-                        f"{F_CALLS}::test_complete_without_start_is_a_one_shot_deployment_with_every_field"),
-    }, attempts="1"),
+        "refused at once (a complete with no start is not refused: it is a one-shot deployment, 202)",
+        {
+            "core": _refs(f"{CORE}::test_bad_transitions_are_409_once[cancel-None]",
+                          f"{CORE}::test_bad_transitions_are_409_once[cancel-complete]",
+                          f"{CORE}::test_a_complete_when_not_in_progress_is_a_one_shot_deployment"),
+            "module": _refs(f"{M_FAULTS}::test_refusals_fail_at_once_with_one_clear_message"),
+            "role": OWN_START_ONLY, "callback": OWN_START_ONLY,
+            "fabric": _refs(f"{F_CALLS}::test_cancel_without_start_is_a_bad_transition",
+                            f"{F_CALLS}::test_complete_without_start_is_a_one_shot_deployment_with_every_field"),
+        }, attempts="1"),
     Row("409 on a retried start", "the first attempt was accepted but its answer lost: counted as accepted", {
         "core": _refs(f"{CORE}::test_409_on_a_retried_start_counts_as_success"),
         "module": _refs(f"{M_FAULTS}::test_lost_answers_and_broken_connections_are_retried"),
@@ -170,7 +172,7 @@ MODULE_EXITS = NotApplicable("The module sends exactly the one call each task na
 NO_PLAYBOOK = NotApplicable("Fabric has no playbooks, rescue blocks or ignore_errors: a step is a shell command,"
                             " and a failure it tolerates is written in the command (`cmd || true`).")
 NO_RUNNER = NotApplicable("ansible-runner runs Ansible only. A CI system stopping `fab` kills it the same way:"
-                           " see the SIGKILL rows.")
+                          " see the SIGKILL rows.")
 NO_HANDLERS = NotApplicable("Fabric has no plays, handlers or `meta` tasks: its steps are shell commands run in order.")
 NOT_AD_HOC = NotApplicable("Only callbacks are loaded by ad-hoc commands.")
 ONE_PROCESS = NotApplicable("One process sends both the start and the end, with the version it settled on at the start.")

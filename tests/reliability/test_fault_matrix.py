@@ -128,7 +128,7 @@ def run_refused_role(tmp_path, ansible_env, emulator, closed_port, case, **more_
 
 @pytest.mark.parametrize("case", REFUSALS)
 def test_role_deploys_untracked_with_one_warning_when_the_start_is_refused(tmp_path, ansible_env, retrace_emulator,
-                                                                          closed_port, case):
+                                                                           closed_port, case):
     _role_vars, _prepare, expected, message = REFUSALS[case]
     run = run_refused_role(tmp_path, ansible_env, retrace_emulator, closed_port, case)
     assert run.returncode == 0, run.stdout
@@ -141,7 +141,7 @@ def test_role_deploys_untracked_with_one_warning_when_the_start_is_refused(tmp_p
 
 @pytest.mark.parametrize("case", REFUSALS)
 def test_role_strict_stops_before_deploying_when_the_start_is_refused(tmp_path, ansible_env, retrace_emulator,
-                                                                     closed_port, case):
+                                                                      closed_port, case):
     _role_vars, _prepare, expected, message = REFUSALS[case]
     run = run_refused_role(tmp_path, ansible_env, retrace_emulator, closed_port, case, retrace_strict=True)
     assert run.returncode == 2, run.stdout

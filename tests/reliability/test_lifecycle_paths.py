@@ -181,10 +181,9 @@ def test_fab_deploy_strict_with_retrace_down_runs_no_step(tmp_path, retrace_emul
 # --- fab retrace.start / cancel around a tree that changes -------------------------------------------------
 
 def git(directory, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=Release", "-c", "user.email=release@example.com", *args], cwd=directory,
-                          capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin", "HOME": str(directory),
-                                                                          "GIT_CEILING_DIRECTORIES": str(directory.parent)}
-                          ).stdout.strip()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(directory), "GIT_CEILING_DIRECTORIES": str(directory.parent)}
+    command = ["git", "-c", "user.name=Release", "-c", "user.email=release@example.com", *args]
+    return subprocess.run(command, cwd=directory, capture_output=True, text=True, check=True, env=env).stdout.strip()
 
 
 def test_single_call_cancel_ends_the_version_the_start_opened_though_the_tree_changed(tmp_path, retrace_emulator):
@@ -209,4 +208,3 @@ def test_single_call_cancel_ends_the_version_the_start_opened_though_the_tree_ch
     assert "1.4.2" in start["body"]["Version"] and "dirty" not in start["body"]["Version"]
     assert finish["body"]["Version"] == start["body"]["Version"]
     assert not any(entry["state"] == "in_progress" for entry in retrace_emulator.deployments())
-

@@ -58,7 +58,7 @@ def test_a_run_killed_after_the_start_is_cancelled_by_the_guard(tmp_path, ansibl
         os.kill(process.pid, getattr(signal, how))
     process.communicate(timeout=60)
     with pytest.raises(ProcessLookupError):  # nothing of the run is left in its group...
-        for _ in range(100):
+        for _attempt in range(100):
             os.killpg(process.pid, 0)
             time.sleep(0.1)
     assert _wait_for(retrace_emulator, [("start", 202), ("cancel", 202)]) == [("start", 202), ("cancel", 202)]

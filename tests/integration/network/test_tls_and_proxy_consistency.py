@@ -108,7 +108,7 @@ class _Relay:
     @staticmethod
     def _pump(one: socket.socket, other: socket.socket) -> None:
         while True:
-            readable, _, _ = select.select([one, other], [], [], 10)
+            readable = select.select([one, other], [], [], 10)[0]
             if not readable:
                 return
             for source in readable:

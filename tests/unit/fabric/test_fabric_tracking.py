@@ -153,7 +153,8 @@ def test_deploy_to_exits_1_and_cancels_when_a_target_fails(retrace_config, emula
     assert "local  failed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("raise_early", [lambda: (_ for _ in ()).throw(Exit()), lambda: (_ for _ in ()).throw(SystemExit(0))])
+@pytest.mark.parametrize("raise_early", [lambda: (_never for _never in ()).throw(Exit()),
+                                         lambda: (_never for _never in ()).throw(SystemExit(0))])
 def test_a_clean_exit_inside_tracked_cancels_and_exits_1(retrace_config, emulator, raise_early):
     with pytest.raises(Exit) as raised:
         with tracked(Context(retrace_config)):

@@ -161,7 +161,7 @@ def test_lifecycle_settings_are_checked_by_name(given, option):
 
 
 @pytest.mark.parametrize("word, meaning", [("yes", True), ("TRUE", True), ("on", True), ("1", True),
-                                          ("no", False), ("false", False), ("off", False), ("0", False)])
+                                           ("no", False), ("false", False), ("off", False), ("0", False)])
 def test_lifecycle_from_environment_reads_boolean_words(word, meaning):
     lifecycle = Lifecycle.from_environment({"RETRACE_STRICT": word, "RETRACE_ORPHAN_GUARD": word, "RETRACE_STALE_START": "fail"})
     assert lifecycle == Lifecycle(strict=meaning, stale_start="fail", orphan_guard=meaning)
