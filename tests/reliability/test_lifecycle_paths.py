@@ -148,6 +148,7 @@ TICKING_STEP = "touch {marker} && for i in $(seq 300); do echo tick; sleep 0.1; 
 
 # Fabric's own suite (tests/integration/fabric/) kills fab alone and its group with SIGKILL, and sends SIGHUP to
 # fab; a terminal or SSH session that closes sends SIGHUP to the whole foreground group, remote step included.
+@pytest.mark.fabric
 def test_fab_deploy_hung_up_over_ssh_is_cancelled(tmp_path, retrace_emulator, sshd):
     marker = tmp_path / "step-is-running"
     fab = FabDirectory(tmp_path, retrace_emulator, ssh=sshd.fabric_config())
@@ -158,6 +159,7 @@ def test_fab_deploy_hung_up_over_ssh_is_cancelled(tmp_path, retrace_emulator, ss
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, stopped.output
 
 
+@pytest.mark.fabric
 def test_fab_deploy_with_every_host_unreachable_cancels(tmp_path, retrace_emulator, sshd):
     fab = FabDirectory(tmp_path, retrace_emulator, ssh=sshd.fabric_config())
     hosts = ",".join(f"{sshd.user}@127.0.0.1:{free_port()}" for _host in range(2))  # nothing listens there
@@ -166,6 +168,7 @@ def test_fab_deploy_with_every_host_unreachable_cancels(tmp_path, retrace_emulat
     assert calls_once_ended(retrace_emulator) == STARTED_THEN_CANCELLED, result.stdout + result.stderr
 
 
+@pytest.mark.fabric
 def test_fab_deploy_strict_with_retrace_down_runs_no_step(tmp_path, retrace_emulator, closed_port):
     # Without strict it deploys with one warning: Fabric's own suite (test_fabric_conventions.py).
     marker = tmp_path / "deployed"
@@ -186,6 +189,7 @@ def git(directory, *args: str) -> str:
     return subprocess.run(command, cwd=directory, capture_output=True, text=True, check=True, env=env).stdout.strip()
 
 
+@pytest.mark.fabric
 def test_single_call_cancel_ends_the_version_the_start_opened_though_the_tree_changed(tmp_path, retrace_emulator):
     # retrace.complete after the same change: Fabric's own suite (test_fabric_conventions.py).
     fab = FabDirectory(tmp_path, retrace_emulator)

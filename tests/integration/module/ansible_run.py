@@ -7,9 +7,11 @@ and points Ansible at this checkout (tests/conftest.py sets ANSIBLE_COLLECTIONS_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -73,3 +75,20 @@ def play(*tasks: dict, hosts: str = "localhost", **keywords) -> dict:
 def calls(emulator) -> list[tuple[str, int | None]]:
     """(action, status) of every deployment API request the emulator received, in order."""
     return [(entry["action"], entry["status"]) for entry in emulator.requests()]
+
+
+def stop_like_ci(process, signum, grace=30.0):
+    """Send ``signum``; what is still running ``grace`` seconds later gets SIGKILL, as a CI "stop" does.
+
+    ansible-core 2.18 waits for a running task to end on SIGTERM / SIGHUP; 2.19 does not.  Returns the
+    output, whitespace-normalised (2.18 wraps warnings at 80 columns).
+    """
+    os.kill(process.pid, signum)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # a task's worker left behind by a killed ansible-playbook
+    return " ".join(process.output.read_text(errors="replace").split())
