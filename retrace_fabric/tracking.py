@@ -266,15 +266,22 @@ class TrackedRun:
             raise
 
     def _cancel_in_flight(self) -> None:
-        """Start or complete was interrupted mid-call: it may have landed, so cancel (409: nothing to cancel)."""
+        """Start or complete was interrupted mid-call, and may or may not have landed.
+
+        An interrupted start is cancelled (409: it had not been processed yet).  An interrupted complete is
+        sent again, never followed by a cancel: the deployment's work was done, and a cancel landing before
+        the first complete would give Retrace two opposite ends.  At worst Retrace hears complete twice.
+        """
+        completing = self.phase == COMPLETING
         try:
-            self.announce(self.client.cancel(self.deployment))
+            self.announce(self.client.complete(self.deployment) if completing else self.client.cancel(self.deployment))
         except BadTransition:
-            self.notes.append("the complete had reached Retrace first" if self.phase == COMPLETING
-                              else "the start had not reached Retrace")
+            self.notes.append("the start had not been processed by Retrace when the cancel arrived; if it lands "
+                              "later, the next run of this version recovers it")
         except RetraceError as error:
-            warn(f"{describe(self.deployment)}: the cancel after the interruption failed: {error}")
-            self.notes.append("the cancel failed: see the warning above")
+            warn(f"{describe(self.deployment)}: the {'complete' if completing else 'cancel'} after the interruption "
+                 f"failed: {error}")
+            self.notes.append(f"the {'complete' if completing else 'cancel'} failed: see the warning above")
 
     def outcome(self) -> str:
         """What Retrace was told, in words, for the last line of a run that did not succeed."""

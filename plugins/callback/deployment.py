@@ -375,6 +375,7 @@ class CallbackModule(CallbackBase):
         try:
             run.open()
         except RetraceError as error:
+            run.arm_guard_if_start_may_have_landed(error)
             self._fail_or_warn(f"Retrace: start of {run.label} failed, the deployment is NOT recorded: {error}")
             return
         self._tracking = run
@@ -547,6 +548,13 @@ class _TrackedRun:
                 # Not armed means a SIGKILL would leave the deployment in progress: worth one warning line.
                 self.guard = arm_orphan_guard(self.client, self.deployment,
                                               log=lambda message: self.display.warning(f"Retrace: {message}"))
+
+    def arm_guard_if_start_may_have_landed(self, error):
+        """No answer to the start: it may land after all, so a guard, never released, cancels it after the run."""
+        from ansible_collections.stackify.retrace.plugins.module_utils.tracking import start_may_have_landed
+        if self.lifecycle.orphan_guard and start_may_have_landed(error):
+            from ansible_collections.stackify.retrace.plugins.module_utils.guard import arm_orphan_guard
+            arm_orphan_guard(self.client, self.deployment, log=lambda message: self.display.warning(f"Retrace: {message}"))
 
     def close(self, action, reason=None):
         """Send complete or cancel within what is left of the budget; raises RetraceError if it did not land.

@@ -15,7 +15,7 @@ from .client import create_client
 from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
 from .guard import arm_orphan_guard, orphan_guard_of, release_orphan_guard
-from .tracking import describe, open_deployment
+from .tracking import describe, open_deployment, start_may_have_landed
 
 
 def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1, run_pid=None):
@@ -56,7 +56,11 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
                 orphan_guard_of(client.settings, deployment, run_pid).completing()  # never a cancel after this
             call = client.send(action, deployment)
     except RetraceError as error:
-        if run_pid is not None and not (action != START and isinstance(error, ApiUnreachable)):
+        if run_pid is not None and action == START and settings.orphan_guard and start_may_have_landed(error):
+            # No answer: the start may land after all; the guard cancels it when the run ends, unless a
+            # completed / cancelled task of the run closes it first.
+            arm_orphan_guard(client, deployment, owner_pid=run_pid, log=log)
+        elif run_pid is not None and not (action != START and isinstance(error, ApiUnreachable)):
             # Retrace answered: nothing left for the guard to do.  Unreachable: it tries again at the end of the run.
             release_orphan_guard(client.settings, deployment, run_pid)
         message = _failure_message(error, hosts_in_task)

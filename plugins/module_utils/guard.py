@@ -24,7 +24,8 @@ How it keeps the promises of the README:
   client (its retries and deadline apply), then exits.  A run that died while sending its complete
   (:meth:`OrphanGuard.completing`) gets a complete instead: never two opposite ends.
 
-The rendezvous is a Unix socket in a directory only this user can enter (0700), named after the
+The rendezvous is a Unix socket in ``/tmp/stackify-retrace-<uid>``, a directory only this user can enter
+(0700; if another user pre-created it, the guard is not armed and the run says so), named after the
 deployment (a hash of API URL, app, environment and version) and the owner's pid.  Any process can ask
 "is a live run on this machine holding this deployment?" (:func:`live_guard_owner`): stale-start
 recovery uses that so that it never cancels a sibling run that is alive on the same machine.
@@ -40,7 +41,6 @@ import os
 import select
 import signal
 import socket
-import tempfile
 import typing as t
 import warnings
 
@@ -56,10 +56,8 @@ POLL_INTERVAL = 0.5
 #: seconds a release or a liveness question waits for the watcher's answer
 ANSWER_TIMEOUT = 2.0
 _RELEASE, _PING, _COMPLETING = b"release\n", b"ping\n", b"completing\n"
-#: bytes of a Unix socket path (sockaddr_un.sun_path is 108 on Linux, including the final NUL)
-SOCKET_PATH_LIMIT = 107
-#: "/<24 hex>.<pid up to 2**22, 7 digits>.sock"
-_SOCKET_NAME_LENGTH = 1 + 24 + 1 + 7 + 5
+#: where every run of this machine meets its watchers (a short path: Unix socket paths hold 107 bytes)
+RUNTIME_DIRECTORY = "/tmp"
 
 
 class OrphanGuard:
@@ -164,16 +162,13 @@ def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int |
 # --- the rendezvous ---------------------------------------------------------------------------------
 
 def _private_directory(create: bool = True) -> str:
-    """``$TMPDIR/stackify-retrace-<uid>``, mode 0700, refused if another user owns it or can enter it.
+    """``/tmp/stackify-retrace-<uid>``, mode 0700, refused if another user owns it or can enter it.
 
-    A Unix socket path holds at most :data:`SOCKET_PATH_LIMIT` bytes: under a long ``$TMPDIR`` (some CI
-    systems nest it deeply) the directory is ``/tmp/stackify-retrace-<uid>`` instead.  Every process of
-    a run computes the same answer from the same environment.
+    A fixed place, not ``$TMPDIR``: runs of one user on one machine must find each other's watchers
+    even when their CI jobs set different temporary directories (stale-start recovery must never take
+    a live sibling for a dead run).  :data:`RUNTIME_DIRECTORY` moves it (tests).
     """
-    name = f"stackify-retrace-{os.getuid()}"
-    directory = os.path.join(tempfile.gettempdir(), name)
-    if len(os.fsencode(directory)) + _SOCKET_NAME_LENGTH > SOCKET_PATH_LIMIT:
-        directory = os.path.join("/tmp", name)
+    directory = os.path.join(RUNTIME_DIRECTORY, f"stackify-retrace-{os.getuid()}")
     if create:
         with contextlib.suppress(FileExistsError):
             os.mkdir(directory, 0o700)

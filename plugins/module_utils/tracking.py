@@ -68,8 +68,28 @@ def open_deployment(client: DeploymentClient, deployment: Deployment, *, stale_s
         except BadTransition:
             pass  # it ended meanwhile (its own guard's cancel landed first): nothing left to cancel
         result = client.start(deployment)
+    if result.recovered_from_conflict:
+        # 409 on a retry usually means our lost attempt landed; but if a live run on this machine holds
+        # the deployment, the 409 was about its start, and this run must not end that deployment.
+        holder = live_guard_owner(client.settings, deployment)
+        if holder is not None:
+            raise BadTransition(
+                f"Retrace refused to start {describe(deployment)} (HTTP 409 on attempt {result.attempts}): a live run on "
+                f"this machine (process {holder}) is deploying it now, so the 409 is about its start, not this one.",
+                action=result.action, status=result.status, attempts=result.attempts, server_message=result.server_message)
     on_sent(result)
     return result
+
+
+def start_may_have_landed(error: RetraceError) -> bool:
+    """True when a failed start may still have reached Retrace: no answer came back (timeouts, lost
+    connections), so it is unknown.  Refusals (401, 400, 409) and TLS failures had an answer or sent nothing.
+    """
+    return isinstance(error, ApiUnreachable) and (error.last_problem or "").startswith(_NO_ANSWER_PROBLEMS)
+
+
+#: the client's words (client.py, transport.py) for an attempt that was sent and got no answer
+_NO_ANSWER_PROBLEMS = ("no answer within", "the server closed the connection", "connection reset")
 
 
 @contextlib.contextmanager
@@ -87,8 +107,18 @@ def tracked_deployment(client: DeploymentClient, deployment: Deployment, lifecyc
     """
     warn = warn or (lambda message: None)
     on_sent = on_sent or (lambda result: None)
-    started = _attempt(lambda: open_deployment(client, deployment, stale_start=lifecycle.stale_start, warn=warn,
-                                               on_sent=on_sent), deployment, "start", lifecycle.strict, warn)
+    try:
+        open_deployment(client, deployment, stale_start=lifecycle.stale_start, warn=warn, on_sent=on_sent)
+        started = True
+    except RetraceError as error:
+        if start_may_have_landed(error) and lifecycle.orphan_guard:
+            # No answer: the start may land after all.  A guard armed and never released cancels it once this
+            # process is gone, outside the run's time, instead of leaving it in progress for good.
+            arm_orphan_guard(client, deployment, log=warn)
+        if lifecycle.strict:
+            raise
+        warn(f"{describe(deployment)} NOT recorded: start failed: {error}")
+        started = False
     guard = arm_orphan_guard(client, deployment, log=warn) if started and lifecycle.orphan_guard else OrphanGuard(None)
     try:
         yield deployment

@@ -8,15 +8,15 @@ job's pty makes ansible-runner wait its full 5 s EOF timeout.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import re
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -145,41 +145,42 @@ def test_sighup_cancels_before_the_process_ends(runner, sleeper, whole_group):
 # --- the guard stays quiet when the run closed the deployment itself -----------------------------------
 
 @pytest.fixture
-def private_tmp():
-    """A TMPDIR for one run, so that the guard sockets found there are its own.
+def guard_socket_pattern(runner):
+    """Where this test's watcher listens: /tmp/stackify-retrace-<uid>/<token of this deployment>.<pid>.sock.
 
-    Short, under /tmp: a Unix socket path holds at most 107 bytes, and pytest's tmp_path is too deep.
+    The token hashes API URL, app, environment and version (plugins/module_utils/guard.py); each test's
+    emulator has its own URL, so tests running side by side never see each other's watchers.
     """
-    directory = pathlib.Path(tempfile.mkdtemp(prefix="rg-", dir="/tmp"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
+    identity = "\n".join((runner.emulator.url, "DemoApp", "Production", "1.0.0"))
+    token = hashlib.sha256(identity.encode()).hexdigest()[:24]
+    return f"/tmp/stackify-retrace-{os.getuid()}/{token}.*.sock"
 
 
-def guard_sockets(directory: pathlib.Path) -> list[str]:
-    return sorted(path.name for path in directory.glob("stackify-retrace-*/*.sock"))
+def guard_sockets(pattern: str) -> list[str]:
+    return sorted(glob.glob(pattern))
 
 
 @pytest.mark.parametrize("task, expected", [
     (OK_TASK, [("start", 202), ("complete", 202)]),
     ("- ansible.builtin.fail:\n    msg: broken", STARTED_THEN_CANCELLED),
 ])
-def test_guard_is_armed_during_the_run_and_quiet_after_it(runner, private_tmp, task, expected):
+def test_guard_is_armed_during_the_run_and_quiet_after_it(runner, guard_socket_pattern, task, expected):
     """A watcher holds the deployment while tasks run; when the run ended it itself, the watcher goes silently."""
     seen = runner.workdir / "sockets-seen-by-the-task"
-    playbook = runner.playbook("site.yml", f"- ansible.builtin.shell: ls {private_tmp}/stackify-retrace-*/*.sock > {seen}\n{task}")
-    run = runner.run(str(playbook), env={"TMPDIR": str(private_tmp)})
+    playbook = runner.playbook("site.yml", f"- ansible.builtin.shell: ls {guard_socket_pattern} > {seen}\n{task}")
+    run = runner.run(str(playbook))
     assert run.returncode in (0, 2), run.output
     assert seen.read_text().strip().endswith(".sock"), "no orphan guard was armed during the run"
     assert wait_for_actions(runner.emulator, 3, within=3) == expected
-    assert guard_sockets(private_tmp) == []  # released: the watcher removed its socket and exited
+    assert guard_sockets(guard_socket_pattern) == []  # released: the watcher removed its socket and exited
 
 
-def test_orphan_guard_false_arms_no_watcher(runner, private_tmp):
+def test_orphan_guard_false_arms_no_watcher(runner, guard_socket_pattern):
     seen = runner.workdir / "sockets-seen-by-the-task"
-    playbook = runner.playbook("site.yml", f"- ansible.builtin.shell: ls {private_tmp}/stackify-retrace-*/*.sock > {seen}")
-    run = runner.run(str(playbook), env={"TMPDIR": str(private_tmp)})
+    playbook = runner.playbook("site.yml", f"- ansible.builtin.shell: ls {guard_socket_pattern} > {seen}")
+    run = runner.run(str(playbook))
     assert seen.read_text().strip().endswith(".sock"), run.output  # the default arms one...
-    run = runner.run("-e", "retrace_orphan_guard=false", str(playbook), env={"TMPDIR": str(private_tmp)})
+    run = runner.run("-e", "retrace_orphan_guard=false", str(playbook))
     assert run.returncode == 2 and "No such file" in run.output  # ...the option none
     assert runner.actions() == [("start", 202), ("complete", 202), ("start", 202), ("cancel", 202)]
 

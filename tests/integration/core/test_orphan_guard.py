@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 import pty
+import shutil
 import signal
 import stat
 import subprocess
@@ -38,6 +39,13 @@ OWNER = textwrap.dedent("""
     os.unlink(sys.argv[4])
     client, deployment = create_client(dict(api_key=key, api_url=sys.argv[1], app_name="DemoApp",
                                             environment_name="Production", version=sys.argv[2]), UrllibTransport(), entry_point="test")
+    if sys.argv[3] == "unanswered start":
+        import dataclasses
+        from ansible_collections.stackify.retrace.plugins.module_utils.tracking import tracked_deployment
+        client.settings = dataclasses.replace(client.settings, deadline=1.0, timeout=1.0)
+        with tracked_deployment(client, deployment, warn=print):
+            print("deployed untracked", flush=True)
+        sys.exit(0)
     open_deployment(client, deployment)
     guard = arm_orphan_guard(client, deployment, log=print)
     print("armed", guard.armed, flush=True)
@@ -119,6 +127,20 @@ def test_a_run_killed_while_completing_gets_a_complete_never_a_cancel(retrace_em
     assert _calls(retrace_emulator) == [("start", 202), ("complete", 202)]
 
 
+def test_a_start_that_got_no_answer_is_cancelled_after_the_run(retrace_emulator):
+    # Retrace processed the start but its answer never came: the run warns "NOT recorded" and deploys,
+    # and the guard it armed anyway cancels the start once the run is over, instead of leaving it in progress.
+    retrace_emulator.inject("start", [{"process": True, "hang": True}] * 5)
+    process = _owner(retrace_emulator, "g8", "unanswered start", stdout=subprocess.PIPE)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 0 and "NOT recorded: start failed" in output and "deployed untracked" in output
+    deadline = time.monotonic() + LANDS_WITHIN
+    while [entry["action"] for entry in retrace_emulator.requests()][-1:] != ["cancel"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [entry["action"] for entry in retrace_emulator.requests()][-1] == "cancel"
+    assert retrace_emulator.deployments()[0]["state"] == "cancelled"
+
+
 def test_the_watcher_holds_no_terminal_is_outside_the_group_and_keeps_the_key_in_memory(retrace_emulator):
     controller, terminal = pty.openpty()
     process = _owner(retrace_emulator, "g3", stdin=terminal, stdout=terminal, stderr=terminal)
@@ -167,11 +189,10 @@ def _find_watcher(owner_pid):
 
 @pytest.fixture
 def short_tmpdir(monkeypatch):
-    """A $TMPDIR short enough for the guard to use it (pytest's tmp_path may be past the socket path limit)."""
+    """Another place for the watchers' directory (guard.RUNTIME_DIRECTORY), short enough for socket paths."""
     directory = pathlib.Path(tempfile.mkdtemp(dir="/tmp", prefix="g-"))
-    monkeypatch.setattr("tempfile.tempdir", str(directory))
+    monkeypatch.setattr(guard, "RUNTIME_DIRECTORY", str(directory))
     yield directory
-    import shutil
     shutil.rmtree(directory)
 
 
@@ -196,15 +217,14 @@ def test_release_and_liveness_questions_never_raise_when_the_directory_is_unsafe
     assert guard.live_guard_owner(client.settings, deployment) is None
 
 
-def test_a_long_tmpdir_still_arms_the_guard(tmp_path, monkeypatch, retrace_emulator):
-    long_tmpdir = tmp_path / ("a" * 90)
-    long_tmpdir.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(long_tmpdir))
+def test_runs_with_different_tmpdirs_see_each_other(monkeypatch, retrace_emulator, tmp_path):
+    # CI systems give each job its own TMPDIR: a live sibling must still be seen, never taken for a dead run.
     client, deployment = _client(retrace_emulator, "g6")
-    said = []
-    armed = guard.arm_orphan_guard(client, deployment, log=said.append)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "job-a"))
+    armed = guard.arm_orphan_guard(client, deployment)
     try:
-        assert armed.armed and said == [] and len(os.fsencode(armed.path)) <= guard.SOCKET_PATH_LIMIT
+        monkeypatch.setenv("TMPDIR", str(tmp_path / "job-b"))
+        monkeypatch.setattr("tempfile.tempdir", None)
         assert guard.live_guard_owner(client.settings, deployment) == os.getpid()
     finally:
         assert armed.release()

@@ -1,3 +1,5 @@
+import types
+
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
@@ -20,6 +22,7 @@ class RecordingClient:
         self.calls = []
         self.failing = set(failing)
         self.conflicts = conflicts  # how many starts get 409 "already in progress"
+        self.recovered = False  # accepted calls report "409 on a retry, counted as done"
 
     def _call(self, action, deployment):
         self.calls.append(action)
@@ -28,7 +31,8 @@ class RecordingClient:
             raise BadTransition("already in progress (HTTP 409)", action=action, status=409, attempts=1)
         if action in self.failing:
             raise ApiUnreachable(f"{action} could not reach Retrace", action=action)
-        return action
+        return types.SimpleNamespace(action=action, status=202, attempts=1, server_message=None,
+                                     recovered_from_conflict=self.recovered)
 
     def start(self, deployment):
         return self._call("start", deployment)
@@ -123,7 +127,7 @@ def test_a_stale_start_is_cancelled_and_started_again_once(monkeypatch):
     client, warnings, sent = RecordingClient(conflicts=1), [], []
     monkeypatch.setattr("ansible_collections.stackify.retrace.plugins.module_utils.tracking.live_guard_owner", lambda *a: None)
     open_deployment(client, DEPLOYMENT, warn=warnings.append, on_sent=sent.append)
-    assert client.calls == ["start", "cancel", "start"] and sent == ["cancel", "start"]
+    assert client.calls == ["start", "cancel", "start"] and [result.action for result in sent] == ["cancel", "start"]
     assert warnings == ["deployment 7 of Shop to Production was left in progress by a run that ended without closing it "
                         "(stale_start: recover): cancelling it and starting again"]
 
@@ -169,3 +173,22 @@ def test_lifecycle_from_environment_reads_boolean_words(word, meaning):
 
 def test_lifecycle_given_values_win_over_the_environment():
     assert Lifecycle.from_environment({"RETRACE_STRICT": "true"}, strict=False).strict is False
+
+
+def test_a_409_on_a_retried_start_is_not_ours_when_a_live_run_holds_the_deployment(monkeypatch):
+    client = RecordingClient()
+    client.recovered = True
+    monkeypatch.setattr("ansible_collections.stackify.retrace.plugins.module_utils.tracking.live_guard_owner", lambda *a: 4242)
+    with pytest.raises(BadTransition, match="process 4242"):
+        open_deployment(client, DEPLOYMENT)
+    monkeypatch.setattr("ansible_collections.stackify.retrace.plugins.module_utils.tracking.live_guard_owner", lambda *a: None)
+    assert open_deployment(client, DEPLOYMENT).recovered_from_conflict is True
+
+
+@pytest.mark.parametrize("problem, may_have_landed", [("no answer within 1.0 s", True), ("connection reset by the server", True),
+                                                      ("the server closed the connection without answering", True),
+                                                      ("connection refused", False), ("HTTP 503", False), (None, False)])
+def test_only_a_start_with_no_answer_may_have_landed(problem, may_have_landed):
+    from ansible_collections.stackify.retrace.plugins.module_utils.tracking import start_may_have_landed
+    assert start_may_have_landed(ApiUnreachable("down", last_problem=problem)) is may_have_landed
+    assert start_may_have_landed(AuthenticationRejected("no")) is False
