@@ -334,6 +334,11 @@ class CallbackModule(CallbackBase):
         self._strict = self._boolean("strict", extra_vars)
         # -e '{"retrace_version": 1.10}' arrives as the float 1.1: refuse it, as the module does.
         check_text_types({name: extra_vars.get(f"retrace_{name}") for name in CORE_OPTIONS})
+        if extra_vars.get("retrace_version") == "":
+            # -e retrace_version=$APP_VERSION with the variable unset: a made-up version would be worse.
+            from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
+            raise InvalidInput("version", "is empty (-e retrace_version=): give the version, or leave the extra var out "
+                                          "to use git describe")
         flags = {name: self._boolean(name, extra_vars) for name in BOOLEAN_OPTIONS}
         lifecycle = Lifecycle.create(strict=flags["strict"], stale_start=self.get_option("stale_start"),
                                      orphan_guard=flags["orphan_guard"])

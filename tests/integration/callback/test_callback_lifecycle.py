@@ -337,3 +337,14 @@ def test_stale_start_recovery_shares_the_start_s_part_of_the_budget(runner):
     # The start's share is 2 s of 3; the cancel took 1.5 of them: the last start had what was left, not 2 s more.
     waited = float(re.search(r"no answer within ([0-9.]+) s", failure).group(1))
     assert waited < 1.0, failure
+
+
+def test_an_empty_version_extra_var_is_refused_not_replaced(runner):
+    # An unset $APP_VERSION in CI: `-e retrace_version=` must not become a made-up version.
+    playbook = runner.playbook("site.yml", OK_TASK)
+    run = runner.run("-e", "retrace_version=", str(playbook))
+    assert run.returncode == 0, run.output
+    assert "version: is empty (-e retrace_version=)" in " ".join(run.output.split())
+    assert runner.actions() == []
+    strict = runner.run("-e", "retrace_version=", "-e", "retrace_strict=true", str(playbook))
+    assert strict.returncode == 1 and runner.actions() == []
