@@ -534,8 +534,8 @@ class _TrackedRun:
 
     @property
     def label(self):
-        deployment = self.deployment
-        return f"deployment {deployment.version} of {deployment.app_name} to {deployment.environment_name}"
+        from ansible_collections.stackify.retrace.plugins.module_utils.tracking import describe
+        return describe(self.deployment)
 
     def open(self):
         """Send start (recovering a stale one); arm the orphan guard once Retrace accepted it.  Raises RetraceError."""

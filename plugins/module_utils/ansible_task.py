@@ -56,12 +56,14 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
                 orphan_guard_of(client.settings, deployment, run_pid).completing()  # never a cancel after this
             call = client.send(action, deployment)
     except RetraceError as error:
-        if run_pid is not None and action == START and settings.orphan_guard and start_may_have_landed(error):
+        if run_pid is not None and action == START:
+            # A refused start armed nothing, and must not release a guard a sibling start of this run armed.
             # No answer: the start may land after all; the guard cancels it when the run ends, unless a
             # completed / cancelled task of the run closes it first.
-            arm_orphan_guard(client, deployment, owner_pid=run_pid, log=log)
-        elif run_pid is not None and not (action != START and isinstance(error, ApiUnreachable)):
-            # Retrace answered: nothing left for the guard to do.  Unreachable: it tries again at the end of the run.
+            if settings.orphan_guard and start_may_have_landed(error):
+                arm_orphan_guard(client, deployment, owner_pid=run_pid, log=log)
+        elif run_pid is not None and not isinstance(error, ApiUnreachable):
+            # Retrace answered the end: nothing left for the guard to do.  Unreachable: it tries again at the end of the run.
             release_orphan_guard(client.settings, deployment, run_pid)
         message = _failure_message(error, hosts_in_task)
         failure = dict(result, msg=message, error=error.kind, **_contact_details(error))

@@ -19,13 +19,17 @@ GUARD_LANDS_WITHIN = 15.0
 
 
 def _start_playbook(playbook, env, marker):
-    """ansible-playbook in its own process group (as ansible-runner runs it), once ``marker`` exists.
+    return _start_playbook_with(playbook, env, marker)
+
+
+def _start_playbook_with(playbook, env, marker, *args):
+    """ansible-playbook PLAYBOOK ARGS in its own process group (as ansible-runner runs it), once ``marker`` exists.
 
     Its output goes to a file: a worker still running a task may outlive a killed ansible-playbook
     and hold a pipe open.
     """
     output = (playbook.parent / "output.txt").open("wb")
-    process = subprocess.Popen([str(BIN / "ansible-playbook"), str(playbook)], env=env, cwd=playbook.parent,
+    process = subprocess.Popen([str(BIN / "ansible-playbook"), str(playbook), *args], env=env, cwd=playbook.parent,
                                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     process.output = playbook.parent / "output.txt"
     deadline = time.monotonic() + 60
@@ -117,3 +121,19 @@ def test_an_ad_hoc_start_is_a_single_call_that_outlives_the_command(tmp_path, an
         assert run.returncode == 0, run.stdout + run.stderr
         time.sleep(1.5)  # a guard armed on the ansible command would have cancelled by now
     assert calls(retrace_emulator) == [("start", 202), ("complete", 202)]
+
+
+def test_a_sibling_host_s_refused_start_leaves_the_guard_armed(tmp_path, ansible_env, retrace_emulator):
+    # No run_once: web2's start gets 409 (web1's start is live); it must not stand down the guard web1's start armed.
+    marker = tmp_path / "deploying"
+    playbook = write_playbook(tmp_path, [play(
+        task("started", version="7.6", **DEMO),
+        {"name": "Deployment step", "ansible.builtin.shell": f"touch {marker} && sleep 60", "run_once": True},
+        hosts="all",
+    )])
+    (tmp_path / "inventory.ini").write_text("web1 ansible_connection=local\nweb2 ansible_connection=local\n")
+    process = _start_playbook_with(playbook, ansible_env, marker, "-i", str(tmp_path / "inventory.ini"))
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    expected = [("start", 202), ("start", 409), ("cancel", 202)]
+    assert sorted(_wait_for(retrace_emulator, expected)) == sorted(expected)
