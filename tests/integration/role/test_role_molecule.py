@@ -14,6 +14,11 @@ from ansible_run import BIN, REPO_ROOT
 MOLECULE_TIMEOUT = 180
 
 
+# molecule installs the collection into ~/.ansible/collections on every run: two scenarios at once on two
+# xdist workers race there (seen once in CI: a converge whose Ansible output was missing).  One worker runs them all.
+pytestmark = pytest.mark.xdist_group("molecule")
+
+
 def molecule(command: str, scenario: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "molecule"), command, "-s", scenario], cwd=REPO_ROOT, env=env, text=True,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
