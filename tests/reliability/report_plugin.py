@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 
 import pytest
 
@@ -56,9 +57,11 @@ class ReliabilityReport:
         # setup/teardown count only when they go wrong; "passed" needs the call phase itself to pass
         if report.when != "call" and report.outcome == "passed":
             return
-        previous = self.outcomes.get(report.nodeid)
+        # pytest-xdist's loadgroup appends "@<group>" to the node ids of xdist_group tests: cite them without it.
+        nodeid = re.sub(r"@[\w-]+$", "", report.nodeid)
+        previous = self.outcomes.get(nodeid)
         if previous is None or _SEVERITY[report.outcome] > _SEVERITY[previous]:
-            self.outcomes[report.nodeid] = report.outcome
+            self.outcomes[nodeid] = report.outcome
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session):
