@@ -459,21 +459,21 @@ class CallbackModule(CallbackBase):
 
 
 class _BytecodeCachingFinder:
-    """Loads this collection's module_utils through Python's own source loader, which keeps bytecode.
+    """Loads this collection's module_utils and plugin_utils through Python's own source loader, which keeps bytecode.
 
     Why: ansible-core's collection loader compiles every collection module from source on every
     run and writes no ``.pyc`` (2.19: ``_AnsibleCollectionPkgLoader.get_code``).  For the callback's
     module_utils that is about 25 ms of CPU per ``ansible-playbook`` run, most of what tracking costs.
-    Only submodules of our own module_utils package are served (its parent package still comes from
+    Only submodules of our own module_utils and plugin_utils packages are served (the parent package still comes from
     Ansible's loader, so ``__path__`` and relative imports are Ansible's); where ``__pycache__`` cannot
     be written, Python simply compiles, as Ansible would.
     """
 
-    PACKAGE = "ansible_collections.stackify.retrace.plugins.module_utils"
+    PACKAGES = frozenset(f"ansible_collections.stackify.retrace.plugins.{name}" for name in ("module_utils", "plugin_utils"))
 
     def find_spec(self, fullname, path=None, target=None):
         package, _dot, leaf = fullname.rpartition(".")
-        if package != self.PACKAGE or not path:
+        if package not in self.PACKAGES or not path:
             return None
         for directory in path:
             source = os.path.join(directory, leaf + ".py")
@@ -654,7 +654,7 @@ def _source_directory(playbook):
 
 
 def _fill_from_source(options, directory):
-    from ansible_collections.stackify.retrace.plugins.module_utils.source import detect_source, git_describe
+    from ansible_collections.stackify.retrace.plugins.plugin_utils.source import detect_source, git_describe
     # Outside a git checkout, asking git costs a process start (a fork of this large process) for nothing.
     checkout = directory if _inside_git_checkout(directory) else None
     if not options["version"]:

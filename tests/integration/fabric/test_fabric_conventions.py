@@ -3,6 +3,7 @@ issue #9: fail-open ``fab deploy``, single calls around a changing tree)."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -224,6 +225,15 @@ def test_building_the_wheel_writes_nothing_into_the_checkout(tmp_path):
     wheel = next((tmp_path / "wheels").glob("*.whl"))
     names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True, check=True).stdout
     assert "retrace_fabric/core/ledger.py" in names and "retrace_fabric/tracking.py" in names
+    # git detection lives in plugins/plugin_utils (controller-only code) but is the same core package
+    assert "retrace_fabric/core/source.py" in names
+    site = tmp_path / "site"
+    subprocess.run([str(pip), "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True, timeout=120)
+    imported = subprocess.run(
+        [sys.executable, "-c", "import retrace_fabric.core.source as s, retrace_fabric.settings; print(s.__file__)"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, check=False)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == str(site / "retrace_fabric" / "core" / "source.py")
 
 
 # --- issue #9: fail-open deploy, single calls around a changing tree ------------------------------
