@@ -44,7 +44,9 @@ def fixture_transports(monkeypatch):
 def run_main(capsys, args):
     with patch_module_args(args), pytest.raises(SystemExit) as exited:
         deployment.main()
-    return exited.value.code, json.loads(capsys.readouterr().out)
+    output = capsys.readouterr().out
+    assert ARGS["api_key"] not in output
+    return exited.value.code, json.loads(output)
 
 
 def test_main_sends_and_exits_with_the_result(capsys, transports):
@@ -52,6 +54,13 @@ def test_main_sends_and_exits_with_the_result(capsys, transports):
     assert code == 0 and result["changed"] is True and result["status"] == 202
     assert transports[0].init == ((False, "/etc/ca.pem", False), {})
     assert transports[0].posts == [{"Name": "1.0", "Version": "1.0", "AppName": "Shop", "EnvironmentName": "Production"}]
+
+
+def test_the_invocation_ansible_reports_masks_the_key(capsys, transports):
+    # ansible-core 2.21 reports `invocation` only with INJECT_INVOCATION (default false), which the action
+    # passes as _ansible_inject_invocation (unit tests run on the newest ansible-core only).
+    code, result = run_main(capsys, dict(ARGS, _ansible_inject_invocation=True))
+    assert code == 0
     assert result["invocation"]["module_args"]["api_key"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 
 
