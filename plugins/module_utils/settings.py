@@ -16,7 +16,9 @@ from urllib.parse import urlsplit
 from .errors import InvalidInput
 from .redaction import ApiKey
 
-VERSION = "0.1.0"
+# The release version, sent in the User-Agent.  The one place code reads it: pyproject.toml takes the Fabric
+# wheel's version from this line, and scripts/lint fails when galaxy.yml (the collection's) says another.
+VERSION = "1.0.0"
 DEFAULT_API_URL = "https://api.stackify.net"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 30.0

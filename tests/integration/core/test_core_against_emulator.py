@@ -14,7 +14,7 @@ from ansible_collections.stackify.retrace.plugins.module_utils.client import Dep
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import (
     ApiUnreachable, AuthenticationRejected, BadTransition, RequestRejected, UnknownAppOrEnvironment)
-from ansible_collections.stackify.retrace.plugins.module_utils.settings import ApiSettings
+from ansible_collections.stackify.retrace.plugins.module_utils.settings import VERSION, ApiSettings
 from ansible_collections.stackify.retrace.plugins.module_utils.tracking import tracked_deployment
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
 from retrace_emulator import DEMO_API_KEY, DEMO_APP
@@ -45,7 +45,7 @@ def test_start_complete_cycle_with_all_fields_and_unicode(retrace_emulator):
     start, complete = retrace_emulator.requests()
     assert start["body"] == full.payload("start") and start["body"]["Name"] == "Réléase ☕"
     assert complete["body"]["Version"] == "2.0-ß"
-    assert start["headers"]["User-Agent"].startswith("stackify-retrace/0.1.0 (integration;")
+    assert start["headers"]["User-Agent"].startswith(f"stackify-retrace/{VERSION} (integration;")
     assert start["headers"]["Content-Type"] == "application/json"
     assert not start["warnings"] and not complete["warnings"]
 

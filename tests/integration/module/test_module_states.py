@@ -1,5 +1,6 @@
 """stackify.retrace.deployment driven by ansible-playbook against the emulator: states, check mode, task keywords."""
 
+from ansible_collections.stackify.retrace.plugins.module_utils.settings import VERSION
 from ansible_run import DEMO, calls, play, run_playbook, task, write_playbook
 
 
@@ -27,7 +28,7 @@ def test_each_state_is_sent_once_with_its_fields(tmp_path, ansible_env, retrace_
     cancel_body = retrace_emulator.requests("cancel")[0]["body"]
     assert cancel_body == {"Version": "1.1", "AppName": "DemoApp", "EnvironmentName": "Production"}
     user_agent = retrace_emulator.requests("start")[0]["headers"]["User-Agent"]
-    assert user_agent.startswith("stackify-retrace/0.1.0 (ansible-module; ansible-core 2.")
+    assert user_agent.startswith(f"stackify-retrace/{VERSION} (ansible-module; ansible-core 2.")
 
 
 def test_check_mode_sends_nothing_and_returns_the_request(tmp_path, ansible_env, retrace_emulator):

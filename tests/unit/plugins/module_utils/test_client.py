@@ -8,7 +8,7 @@ from ansible_collections.stackify.retrace.plugins.module_utils.client import Cal
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import (
     ApiUnreachable, AuthenticationRejected, BadTransition, InvalidInput, RequestRejected, UnknownAppOrEnvironment)
-from ansible_collections.stackify.retrace.plugins.module_utils.settings import ApiSettings
+from ansible_collections.stackify.retrace.plugins.module_utils.settings import VERSION, ApiSettings
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, TimedOut, TlsFailed
 
 from ansible_collections.stackify.retrace.tests.unit.plugins.module_utils.fakes import FakeClock, ScriptedTransport, answer
@@ -35,7 +35,7 @@ def test_request_is_built_to_the_wire_format():
     assert call["url"] == "https://api.example.test/api/v1/deployments/start"
     assert call["headers"]["Authorization"] == f"ApiKey {KEY}"
     assert call["headers"]["Content-Type"] == "application/json"
-    assert call["headers"]["User-Agent"].startswith("stackify-retrace/0.1.0 (unit; python ")
+    assert call["headers"]["User-Agent"].startswith(f"stackify-retrace/{VERSION} (unit; python ")
     assert json.loads(call["body"]) == {"Name": "1.4.2", "Branch": "main", "Version": "1.4.2", "AppName": "Shop", "EnvironmentName": "Production"}
     assert call["timeout"] == 10.0
     assert result == CallResult("start", 202, 1, 0.0, DEPLOYMENT.payload("start"), "Accepted", False)
