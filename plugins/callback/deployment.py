@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 name: deployment
 type: notification
 short_description: Record every ansible-playbook run as one Stackify Retrace deployment
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Sends C(start) to the Retrace Deployment Tracking API when the first task of an C(ansible-playbook) run starts
     (before it runs on any host), then C(complete) when the run ends with no failed and no unreachable host, or

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: deployment
 short_description: Record the start, completion or cancellation of a deployment in Stackify Retrace
-version_added: 0.1.0
+version_added: 1.0.0
 description:
   - Sends one call of the Retrace Deployment Tracking API
     (C(POST /api/v1/deployments/start), C(complete) or C(cancel)), so Retrace can mark the
