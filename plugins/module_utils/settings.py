@@ -17,7 +17,7 @@ from .errors import InvalidInput
 from .redaction import ApiKey
 
 # The release version, sent in the User-Agent.  The one place code reads it: pyproject.toml takes the Fabric
-# wheel's version from this line, and scripts/lint fails when galaxy.yml (the collection's) says another.
+# wheel's version from this line; tests/unit/test_collection_metadata.py fails when galaxy.yml says another.
 VERSION = "1.0.0"
 DEFAULT_API_URL = "https://api.stackify.net"
 DEFAULT_TIMEOUT = 10.0
