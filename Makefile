@@ -1,5 +1,5 @@
 # Entry points; the logic lives in scripts/. `make test` is the one command the README promises.
-.PHONY: test bootstrap unit integration sanity lint demo bench clean
+.PHONY: test bootstrap unit integration sanity lint demo bench docs clean
 
 test:
 	scripts/test
@@ -24,6 +24,9 @@ demo: bootstrap
 
 bench: bootstrap
 	.venv/bin/python scripts/benchmark.py
+
+docs: bootstrap
+	scripts/docs build
 
 clean:
 	rm -rf build tests/output .pytest_cache .coverage htmlcov
