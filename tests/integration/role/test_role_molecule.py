@@ -20,13 +20,27 @@ pytestmark = pytest.mark.xdist_group("molecule")
 
 
 def molecule(command: str, scenario: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "molecule"), command, "-s", scenario], cwd=REPO_ROOT, env=env, text=True,
-                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=MOLECULE_TIMEOUT, check=False)
+    run = subprocess.run([str(BIN / "molecule"), command, "-s", scenario], cwd=REPO_ROOT, env=env, text=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         timeout=MOLECULE_TIMEOUT, check=False)
+    # molecule logs CRITICAL for a scenario it cannot find, even one it only looks for and then goes on without
+    # (26.x: `default`, before any scenario).  The one CRITICAL a run may print is a failed playbook's return code.
+    critical = [line for line in run.stdout.splitlines() if "CRITICAL" in line]
+    failed_playbook = [line for line in critical if run.returncode and line.startswith("CRITICAL Ansible return code was ")]
+    assert critical == failed_playbook, run.stdout
+    return run
 
 
 def actions(emulator) -> list[tuple[str, int]]:
     return [(entry["action"], entry["status"]) for entry in emulator.requests()]
+
+
+def test_default_scenario_checks_the_converge_syntax_and_sends_nothing(role_env, retrace_emulator):
+    run = molecule("test", "default", role_env)
+    assert run.returncode == 0, run.stdout
+    assert "[default > syntax] Executed: Successful" in run.stdout
+    assert f"playbook: {REPO_ROOT / 'extensions' / 'molecule' / 'shared' / 'converge.yml'}" in run.stdout
+    assert actions(retrace_emulator) == []
 
 
 def test_all_hosts_succeed_one_start_one_complete(role_env, retrace_emulator):
