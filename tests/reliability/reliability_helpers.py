@@ -56,7 +56,7 @@ class FabDirectory:
 
 
 def retrace_warnings(output: str) -> list[str]:
-    """Ansible's warnings about Retrace, each on one line: ansible-core before 2.19 wraps them at 80 columns."""
+    """Ansible's warnings about Retrace, each as one string (a warning's continuation lines joined)."""
     return [" ".join(parts) for parts in _warning_lines(output) if "Retrace" in parts[0]]
 
 

@@ -41,7 +41,7 @@ CANCELLED = "Retrace: deployment 1.0.0 of DemoApp to Production cancelled"
 
 
 def only_warning(run) -> str:
-    warnings = retrace_warnings(run.output)  # joined: ansible-core before 2.19 wraps them at 80 columns
+    warnings = retrace_warnings(run.output)
     assert len(warnings) == 1, run.output
     return warnings[0]
 

@@ -44,11 +44,6 @@ def only_warning(output: str) -> str:
     return warnings[0]
 
 
-def errors(run) -> str:
-    """Standard error on one line: ansible-core before 2.19 wraps error lines at 80 columns."""
-    return " ".join(run.stderr.split())
-
-
 def start_in_background(runner, *args, env=None) -> tuple[subprocess.Popen, pathlib.Path]:
     """ansible-playbook in its own session, output to a file: a test may kill it without waiting for EOF."""
     output = runner.workdir / "output.txt"
@@ -226,7 +221,7 @@ def test_strict_failed_start_stops_the_run_before_any_task(runner, how, env, arg
     run = runner.run(*args, str(playbook), env=env)
     assert run.returncode == 1, run.output
     assert not marker.exists(), how
-    assert f"Retrace: start of {DEPLOYMENT} failed" in errors(run) and "strict: stopping the run" in errors(run)
+    assert f"Retrace: start of {DEPLOYMENT} failed" in run.stderr and "strict: stopping the run" in run.stderr
     assert "not-the-key" not in run.output
     assert "complete" not in [action for action, _status in runner.actions()]
 
@@ -243,8 +238,8 @@ def test_strict_failed_end_makes_the_exit_code_non_zero(runner):
     run = runner.run(ok_playbook, env={"RETRACE_VERSION": "2.0.0"})  # 1.0.0 is still in progress
     assert run.returncode == 1, run.output
     assert "PLAY RECAP" in run.stdout and "failed=0" in run.stdout
-    assert "Retrace: complete of deployment 2.0.0 of DemoApp to Production failed" in errors(run)
-    assert "refused on purpose" in errors(run)
+    assert "Retrace: complete of deployment 2.0.0 of DemoApp to Production failed" in run.stderr
+    assert "refused on purpose" in run.stderr
 
     runner.emulator.inject("cancel", [refused])  # a failed run keeps its own exit code
     run = runner.run(str(runner.playbook("broken.yml", "- ansible.builtin.fail:\n    msg: broken")),

@@ -77,18 +77,21 @@ def calls(emulator) -> list[tuple[str, int | None]]:
     return [(entry["action"], entry["status"]) for entry in emulator.requests()]
 
 
-def stop_like_ci(process, signum, grace=30.0):
-    """Send ``signum``; what is still running ``grace`` seconds later gets SIGKILL, as a CI "stop" does.
+def stop_run(process, signum, exits_within=30.0):
+    """Send ``signum`` to ansible-playbook and wait for it to exit; returns its output.
 
-    ansible-core 2.18 waits for a running task to end on SIGTERM / SIGHUP; 2.19 does not.  Returns the
-    output, whitespace-normalised (2.18 wraps warnings at 80 columns).
+    ansible-core 2.19 and later stop at once on SIGINT, SIGTERM and SIGHUP (they do not wait for the running
+    task), so a run still there ``exits_within`` seconds later is a failure, not something to kill quietly.
+    A task's worker left behind by a killed ansible-playbook is killed afterwards.
     """
     os.kill(process.pid, signum)
     try:
-        process.wait(timeout=grace)
+        process.wait(timeout=exits_within)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # a task's worker left behind by a killed ansible-playbook
-    return " ".join(process.output.read_text(errors="replace").split())
+        raise AssertionError(f"ansible-playbook still running {exits_within:.0f} s after {signal.Signals(signum).name}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.output.read_text(errors="replace")

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from ansible_run import BIN, calls, run_playbook, stop_like_ci, write_playbook
+from ansible_run import BIN, calls, run_playbook, stop_run, write_playbook
 
 TWO_HOSTS = "web1 ansible_connection=local\nweb2 ansible_connection=local\n"
 GUARD_LANDS_WITHIN = 15.0
@@ -81,7 +81,7 @@ def test_a_signal_during_the_tracked_tasks_cancels(tmp_path, role_env, retrace_e
         os.killpg(process.pid, signum)
         process.wait(timeout=30)
     else:
-        stop_like_ci(process, signum)
+        stop_run(process, signum)
     assert _until(retrace_emulator, [("start", 202), ("cancel", 202)]) == [("start", 202), ("cancel", 202)]
 
 
@@ -101,8 +101,7 @@ def test_retrace_down_at_the_start_warns_and_deploys_anyway(tmp_path, role_env, 
                          cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stdout
     assert run.stdout.count("deployed 3.0") == 2
-    said = " ".join(run.stderr.split())  # ansible-core 2.18 wraps warnings at 80 columns
-    assert said.count("[WARNING]: Retrace: deployment 3.0 of DemoApp to Production NOT recorded: start failed") == 1
+    assert run.stderr.count("[WARNING]: Retrace: deployment 3.0 of DemoApp to Production NOT recorded: start failed") == 1
 
 
 @pytest.mark.parametrize("how", ["retrace_strict", "RETRACE_STRICT"])
