@@ -40,6 +40,7 @@ def test_callback_rejects_bad_settings_before_sending(tmp_path, callback_env, re
     assert "emulator-demo-key" not in run.stdout
 
 
+@pytest.mark.fabric
 @pytest.mark.parametrize("steps, message", [([], "steps: must be a non-empty list"),
                                             ([{"run": "true", "sudo": "maybe"}], "steps: step 1: sudo must be true or false"),
                                             ([42], "steps: step 1 must be a command")], ids=["empty", "bad-sudo", "not-a-command"])

@@ -66,6 +66,7 @@ def release(c, version):
 '''
 
 
+@pytest.mark.fabric
 def test_fabric_tracked_block_cancels_on_a_python_error(tmp_path, retrace_emulator):
     project = FabDirectory(tmp_path, retrace_emulator, fabfile=CRASHING_FABFILE)
     result = project.run("release", "--version", "8.0")

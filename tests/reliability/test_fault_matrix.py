@@ -191,6 +191,7 @@ FABRIC_RECOVERIES = {
 }
 
 
+@pytest.mark.fabric
 @pytest.mark.parametrize("case", FABRIC_RECOVERIES)
 def test_fabric_recovers_from_retryable_faults(fab, retrace_emulator, case):
     faults, statuses, check = FABRIC_RECOVERIES[case]

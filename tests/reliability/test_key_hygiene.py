@@ -108,6 +108,7 @@ def test_callback_key_hygiene(tmp_path, callback_env, retrace_emulator, case):
     assert_nowhere(run.stdout, emulator=retrace_emulator, directory=tmp_path)
 
 
+@pytest.mark.fabric
 @ACCOUNT
 def test_fabric_key_hygiene(fab, retrace_emulator, closed_port):
     # RETRACE_STRICT: each failure exits 1 with its error; one call without it warns instead (fail-open).
