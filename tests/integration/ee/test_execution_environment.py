@@ -76,7 +76,7 @@ def installed(workdir, context, containerfile):
     words = shlex.split(install[len("RUN "):])
     environ = {}
     while "=" in words[0]:  # leading VAR=value assignments
-        name, _, value = words.pop(0).partition("=")
+        name, value = words.pop(0).split("=", 1)
         environ[name] = value
     words = [word for word in words if not word.startswith("$")]  # empty build args
     assert words[words.index("--collections-path") + 1] == "/usr/share/ansible/collections"
@@ -131,4 +131,3 @@ def test_the_builder_stage_hands_git_to_the_final_stage(workdir, context, instal
           f"--write-bindep={out / 'bindep.txt'}", f"--write-pip={out / 'requirements.txt'}"], workdir)
     assert (out / "bindep.txt").read_text().splitlines() == [GIT_REQUIREMENT]
     assert not (out / "requirements.txt").exists()  # no Python requirements: nothing for pip
-
