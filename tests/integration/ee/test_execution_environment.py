@@ -18,7 +18,6 @@ import yaml
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 BIN = pathlib.Path(sys.executable).parent
-COLLECTION = "stackify.retrace"
 # bindep.txt's line, as ansible-builder's introspection annotates it with the collection it came from.
 GIT_REQUIREMENT = "git [platform:rpm platform:dpkg]  # from collection stackify.retrace"
 
