@@ -191,6 +191,8 @@ def resolve_options(config, flags: t.Mapping[str, t.Any] | None = None, environ:
         options["version"] = version_fallback(options)
     if settings.detect_source:
         options.update(_detected(options, environ, directory or os.getcwd()))
+    # name_format (the same setting as the Ansible entry points'); no controller job fields in Fabric.
+    options["name"] = core_settings.deployment_name(options)
     options.update(validate_certs=settings.validate_certs, timeout=settings.timeout, deadline=settings.deadline)
     return options
 

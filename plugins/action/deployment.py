@@ -23,6 +23,7 @@ from ansible.utils.display import Display
 from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import ARGUMENT_SPEC, check_text_types
 from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
+from ansible_collections.stackify.retrace.plugins.plugin_utils.source import detect_controller_job
 
 display = Display()
 
@@ -42,13 +43,17 @@ class ActionModule(ActionBase):
         if validation.error_messages:
             return dict(result, failed=True, error="invalid_input",
                         msg="Invalid options for stackify.retrace.deployment: " + _describe(validation.errors))
+        params = validation.validated_parameters
+        job = detect_controller_job(os.environ, task_vars or {})
         outcome = run_deployment_task(
-            validation.validated_parameters,
+            _with_job_context(params, job),
             check_mode=self._task.check_mode,
             entry_point=f"ansible-module; ansible-core {ansible_version}",
             log=lambda message: display.vv(message, host=self._host_name(task_vars)),
             hosts_in_task=self._hosts_in_task(task_vars or {}),
             run_pid=_run_pid(),
+            name_fields=job.name_fields() if job is not None else None,
+            workflow_job_id=job.workflow_job_id if job is not None else None,
         )
         return dict(result, **outcome)
 
@@ -61,6 +66,22 @@ class ActionModule(ActionBase):
     @staticmethod
     def _host_name(task_vars):
         return (task_vars or {}).get("inventory_hostname")
+
+
+def _with_job_context(params, job):
+    """``params`` with version, branch, commit and uri the task left unset taken from the controller job, if any.
+
+    The same values the callback takes from the same job (plugin_utils/source.py), so that a module task,
+    the role and the callback record one deployment alike; only what the controller says is used here:
+    the module does not ask git or CI systems.
+    """
+    if job is None:
+        return params
+    filled = dict(params)
+    for option, value in (("version", job.revision), ("branch", job.branch), ("commit", job.revision), ("uri", job.url)):
+        if not filled.get(option) and value:
+            filled[option] = value
+    return filled
 
 
 def _run_pid():

@@ -34,6 +34,11 @@ description:
   - When O(branch), O(commit) or O(uri) are not set, they are detected from the CI system's environment
     (GitHub Actions, GitLab CI, Jenkins, Azure DevOps and others), then branch and commit from git in the
     directory of the first playbook file.
+  - In an AWX / Automation Platform job (recognised by the C(awx_job_id) extra var, or E(JOB_ID) with E(AWX_HOST)),
+    the job comes first - O(uri) is the job's page in the controller (from E(AWX_HOST)), O(commit) and O(version)
+    the project revision, O(branch) the project's or the job's branch - and O(name_format) can name the launching
+    user and the job template. A 409 on start in a job launched by a workflow (job slices are one) is a sibling's
+    start and is never recovered; see the AWX guide (docs/awx.md).
   - The API key is never displayed, at any verbosity.
 requirements:
   - Enable the callback with C(callbacks_enabled = stackify.retrace.deployment) in the C([defaults]) section of
@@ -73,9 +78,10 @@ options:
   version:
     description:
       - The version being deployed; with the app and environment it identifies the deployment.
-      - When not set, the E(RETRACE_VERSION) environment variable is used, then
-        C(git describe --tags --always --dirty) of the directory of the first playbook file, then the
-        playbook file name followed by the start time in UTC (for example V(site-20260512T101500Z)).
+      - When not set, the E(RETRACE_VERSION) environment variable is used, then in an AWX job the project
+        revision, then C(git describe --tags --always --dirty) of the directory of the first playbook file, then the
+        playbook file name followed by the start time in UTC (for example V(site-20260512T101500Z); in an AWX job
+        V(site-awx-job-<id>), or V(site-awx-workflow-<id>) in a workflow, so that job slices agree).
     ini:
       - section: callback_retrace
         key: version
@@ -87,6 +93,12 @@ options:
         key: name
     vars:
       - name: retrace_name
+  name_format:
+    ini:
+      - section: callback_retrace
+        key: name_format
+    vars:
+      - name: retrace_name_format
   branch:
     ini:
       - section: callback_retrace
@@ -260,8 +272,8 @@ from ansible.utils.vars import load_extra_vars
 
 ENTRY_POINT = "ansible-callback"
 REQUIRED_OPTIONS = ("api_key", "app_name", "environment_name")
-CORE_OPTIONS = ("api_key", "api_url", "app_name", "environment_name", "version", "name", "branch", "commit", "uri",
-                "validate_certs", "timeout", "deadline")
+CORE_OPTIONS = ("api_key", "api_url", "app_name", "environment_name", "version", "name", "name_format", "branch", "commit",
+                "uri", "validate_certs", "timeout", "deadline")
 #: share of the budget the start may use, so that the end keeps some
 START_SHARE = 2 / 3
 #: below this many seconds left, a call is not worth attempting
@@ -342,7 +354,7 @@ class CallbackModule(CallbackBase):
         flags = {name: self._boolean(name, extra_vars) for name in BOOLEAN_OPTIONS}
         lifecycle = Lifecycle.create(strict=flags["strict"], stale_start=self.get_option("stale_start"),
                                      orphan_guard=flags["orphan_guard"])
-        options = {name: self.get_option(name) for name in CORE_OPTIONS}
+        options = {name: self._text_option(name) for name in CORE_OPTIONS}
         options["validate_certs"] = flags["validate_certs"]
         self._api_key = options["api_key"]
         if _is_ad_hoc() and not flags["track_ad_hoc"]:
@@ -360,10 +372,25 @@ class CallbackModule(CallbackBase):
             # never pay for compiling the client (ansible's collection loader keeps no bytecode).
             from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
             from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
-            _fill_from_source(options, _source_directory(playbook))
+            job = _fill_from_source(options, _source_directory(playbook), extra_vars)
             transport = UrllibTransport(options["validate_certs"], self.get_option("ca_path"), flags["use_proxy"])
             client, deployment = create_client(options, transport, entry_point=ENTRY_POINT, log=self._display.v)
-        self._pending = _TrackedRun(client, deployment, budget, lifecycle, self._display)
+        self._pending = _TrackedRun(client, deployment, budget, lifecycle, self._display,
+                                    workflow_job_id=job.workflow_job_id if job is not None else None)
+
+    def _text_option(self, option):
+        """``option``, an empty environment variable counting as unset, as the module and Fabric count it.
+
+        Ansible's configuration takes ``RETRACE_API_URL=`` as the value "" (2.21 ``ConfigManager``), and an
+        AWX credential renders an input left empty as exactly that (``CredentialType.inject_credential``):
+        the ``ansible.cfg`` value or the default applies instead.
+        """
+        value = self.get_option(option)
+        origin = getattr(self, "_origins", {}).get(option) or ""
+        if value == "" and origin.startswith("env: "):
+            from ansible import constants
+            value = _ini_value(constants.config.get_config_value("CONFIG_FILE"), option)
+        return value
 
     def _boolean(self, option, extra_vars):
         """``option`` as a bool, refusing what Ansible's own ``bool`` type would quietly read as false."""
@@ -523,7 +550,7 @@ class _Budget:
 class _TrackedRun:
     """One deployment: sends the calls within the budget and says what happened, in one line each."""
 
-    def __init__(self, client, deployment, budget, lifecycle, display):
+    def __init__(self, client, deployment, budget, lifecycle, display, workflow_job_id=None):
         self.client = client
         self.deployment = deployment
         self.budget = budget
@@ -531,6 +558,11 @@ class _TrackedRun:
         self.display = display
         self.main_pid = os.getpid()
         self.guard = None
+        #: the controller workflow this job belongs to (a sliced job is one): its sibling jobs may start the
+        #: same deployment at the same moment, on other machines
+        self.workflow_job_id = workflow_job_id
+        #: True when a sibling job started the deployment and this job takes part in it (see :meth:`open`)
+        self.joined = False
 
     @property
     def label(self):
@@ -539,13 +571,24 @@ class _TrackedRun:
 
     def open(self):
         """Send start (recovering a stale one); arm the orphan guard once Retrace accepted it.  Raises RetraceError."""
+        from ansible_collections.stackify.retrace.plugins.module_utils.errors import BadTransition
         from ansible_collections.stackify.retrace.plugins.module_utils.tracking import open_deployment
-        with self.budget.charge():
-            self._log_request(START)
-            # Stale-start recovery may take three calls (start, cancel, start): they share the start's share.
-            open_deployment(self._client_within(self.budget.remaining() * START_SHARE), self.deployment,
-                            stale_start=self.lifecycle.stale_start,
-                            warn=lambda message: self.display.warning(f"Retrace: {message}"))
+        # In a workflow (job slices), a 409 is a sibling job's start, maybe on another machine where no
+        # guard can be asked: never "recover" it, which would cancel a live sibling's deployment.
+        stale_start = "fail" if self.workflow_job_id else self.lifecycle.stale_start
+        try:
+            with self.budget.charge():
+                self._log_request(START)
+                # Stale-start recovery may take three calls (start, cancel, start): they share the start's share.
+                open_deployment(self._client_within(self.budget.remaining() * START_SHARE), self.deployment,
+                                stale_start=stale_start, warn=lambda message: self.display.warning(f"Retrace: {message}"))
+        except BadTransition:
+            if not self.workflow_job_id:
+                raise
+            self.joined = True
+            self.display.display(f"Retrace: {self.label} is already in progress, started by another job of workflow "
+                                 f"{self.workflow_job_id} (a job slice): this job takes part in it and sends nothing")
+            return
         self.display.display(f"Retrace: {self.label} started")
         if self.lifecycle.orphan_guard:
             from ansible_collections.stackify.retrace.plugins.module_utils.guard import arm_orphan_guard
@@ -568,7 +611,10 @@ class _TrackedRun:
         (budget spent, API unreachable) leaves it armed: it tries once more after this process exits,
         outside the run's time.
         """
-        from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable, RetraceError
+        from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable, BadTransition, RetraceError
+        if self.joined:
+            self._close_joined(action, reason)
+            return
         delivered = False
         try:
             with self.budget.charge():
@@ -579,15 +625,33 @@ class _TrackedRun:
             delivered = True
         except ApiUnreachable:
             raise
-        except RetraceError:
+        except RetraceError as error:
             delivered = True  # refused: Retrace answered, the guard has nothing left to do
-            raise
+            if not (self.workflow_job_id and action == COMPLETE and isinstance(error, BadTransition)):
+                raise
+            # A slice whose hosts failed cancelled the shared deployment first: Retrace keeps that end.
+            self.display.display(f"Retrace: {self.label} was already ended by another job of workflow "
+                                 f"{self.workflow_job_id} (a job slice whose hosts failed cancels it)")
+            return
         finally:
             if self.guard is not None and (delivered or action == COMPLETE):
                 with self.budget.charge():
                     self.guard.release()
                 self.guard = None
         self.display.display(f"Retrace: {self.label} {_PAST_TENSE[action]}" + (f": {reason}" if reason else ""))
+
+    def _close_joined(self, action, reason):
+        """End this job's part of a sibling's deployment: nothing is sent, the job that started it ends it.
+
+        A cancel from here would end a live sibling's deployment, and could not even make a failure stick: the
+        starter's complete after it is a one-shot "completed" deployment for Retrace.  So a failed part is said
+        here and shows in the controller (the workflow fails), not in Retrace.
+        """
+        if action == COMPLETE:
+            self.display.display(f"Retrace: this job's part of {self.label} succeeded; the job that started it ends it")
+        else:
+            self.display.display(f"Retrace: this job's part of {self.label} failed ({reason}); the job that started it "
+                                 "ends the deployment, so this failure is not recorded in Retrace")
 
     def _log_request(self, action):
         if self.display.verbosity >= 1:
@@ -653,14 +717,20 @@ def _source_directory(playbook):
     return os.path.dirname(os.path.realpath(playbook._file_name))
 
 
-def _fill_from_source(options, directory):
-    from ansible_collections.stackify.retrace.plugins.plugin_utils.source import detect_source, git_describe
+def _fill_from_source(options, directory, extra_vars):
+    """Version, branch, commit, uri and name the user left unset: from the controller job, CI, then git."""
+    from ansible_collections.stackify.retrace.plugins.module_utils.settings import deployment_name
+    from ansible_collections.stackify.retrace.plugins.plugin_utils.source import detect_controller_job, detect_source, git_describe
+    job = detect_controller_job(os.environ, extra_vars)
     # Outside a git checkout, asking git costs a process start (a fork of this large process) for nothing.
     checkout = directory if _inside_git_checkout(directory) else None
     if not options["version"]:
-        options["version"] = (git_describe(checkout) if checkout else None) or _fallback_version()
-    source = detect_source(os.environ, checkout, options["branch"], options["commit"], options["uri"])
+        options["version"] = ((job.revision if job else None) or (git_describe(checkout) if checkout else None)
+                              or _fallback_version(job))
+    source = detect_source(os.environ, checkout, options["branch"], options["commit"], options["uri"], job=job)
     options.update(branch=source.branch, commit=source.commit, uri=source.uri)
+    options["name"] = deployment_name(options, job.name_fields() if job else None)
+    return job
 
 
 def _inside_git_checkout(directory):
@@ -677,13 +747,19 @@ def _inside_git_checkout(directory):
         current = parent
 
 
-def _fallback_version():
-    """``site-20260512T101500Z`` (first playbook's name), or ``ansible-ping-...`` for an ad-hoc command."""
+def _fallback_version(job=None):
+    """``site-20260512T101500Z`` (first playbook's name), or ``ansible-ping-...`` for an ad-hoc command.
+
+    In a controller job, ``site-awx-job-<id>`` (``site-awx-workflow-<id>`` in a workflow): every slice of a
+    sliced job names the same deployment, whatever its clock says.
+    """
     if _is_ad_hoc():
         stem = "ansible-" + (context.CLIARGS.get("module_name") or "ad-hoc").rsplit(".", 1)[-1]
     else:
         playbooks = context.CLIARGS.get("args") or ()
         stem = os.path.splitext(os.path.basename(playbooks[0]))[0] if playbooks else "ansible"
+    if job is not None:
+        return f"{stem}-awx-workflow-{job.workflow_job_id}" if job.in_workflow else f"{stem}-awx-job-{job.job_id}"
     return f"{stem}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
 
 
@@ -700,12 +776,17 @@ def _raw_setting(option, origin, extra_vars):
         return extra_vars.get(origin[5:])
     if origin.startswith("env: "):
         return os.environ.get(origin[5:])
-    if os.path.isfile(origin):
-        import configparser
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.read(origin)
-        return parser.get(INI_SECTION, option, fallback=None)
-    return None
+    return _ini_value(origin, option)
+
+
+def _ini_value(path, option):
+    """``option`` in the ``[callback_retrace]`` section of the ini file ``path``; None if absent."""
+    if not path or not os.path.isfile(path):
+        return None
+    import configparser
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(path)
+    return parser.get(INI_SECTION, option, fallback=None) or None
 
 
 def _recap(stats):

@@ -88,6 +88,18 @@ options:
       - When not set, the E(RETRACE_DEPLOYMENT_NAME) environment variable is used.
       - Not sent on cancel.
     type: str
+  name_format:
+    description:
+      - Builds O(name) when O(name) is not set, for example V({version} by {user} ({job_template})). Off by default,
+        so the name Retrace shows stays the version.
+      - "Placeholders: C({version}), C({app_name}), C({environment_name}), C({branch}), C({commit}), and in an AWX /
+        Automation Platform job C({user}) (the launching user, or C(schedule <name>)), C({job_template}), C({job_id})
+        and C({workflow}); a value that is not known renders as nothing. Python format specs apply
+        (C({commit:.7}) is the first 7 characters); write literal braces as C({{) and C(}})."
+      - Any other placeholder is refused before anything is sent.
+      - When not set, the E(RETRACE_NAME_FORMAT) environment variable is used.
+      - Not sent on cancel.
+    type: str
   branch:
     description:
       - Source branch deployed. When not set, the E(RETRACE_BRANCH) environment variable is used.
@@ -164,6 +176,9 @@ options:
   name:
     env:
       - name: RETRACE_DEPLOYMENT_NAME
+  name_format:
+    env:
+      - name: RETRACE_NAME_FORMAT
   branch:
     env:
       - name: RETRACE_BRANCH

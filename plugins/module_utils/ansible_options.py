@@ -58,6 +58,7 @@ ARGUMENT_SPEC = {
     "environment_name": _text_option("environment_name"),
     "version": _text_option("version"),
     "name": _text_option("name"),
+    "name_format": _text_option("name_format"),
     "branch": _text_option("branch"),
     "commit": _text_option("commit"),
     "uri": _text_option("uri"),

@@ -15,10 +15,12 @@ from .client import create_client
 from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
 from .guard import arm_orphan_guard, orphan_guard_of, release_orphan_guard
+from .settings import deployment_name
 from .tracking import describe, open_deployment, start_may_have_landed
 
 
-def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1, run_pid=None):
+def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1, run_pid=None,
+                        name_fields=None, workflow_job_id=None):
     """Send (or, in check mode, describe) the call ``params['state']`` asks for.
 
     ``hosts_in_task`` is how many hosts run this task at once: with several, a 409 on start
@@ -30,6 +32,11 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     With ``strict`` false (the default) a call Retrace refuses or cannot receive returns an
     ``ok`` result with ``tracked: false`` and one warning; with ``strict`` true the task fails.
     Invalid options always fail the task, before anything is sent.
+
+    ``name_fields`` are the controller job's values for ``name_format`` placeholders (user,
+    job_template...).  ``workflow_job_id`` names the controller workflow this job runs in (job slices
+    are one): a 409 on start is then a sibling job's start, perhaps on another machine, so it is never
+    recovered; the task returns ``ok`` with ``tracked: false`` and ``joined: true``, and no warning.
     """
     state = params["state"]
     action = STATE_ACTIONS[state]
@@ -39,6 +46,7 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     warnings = []
     try:
         settings = lifecycle(params)
+        params = dict(params, name=deployment_name(params, name_fields))
         client, deployment = create_client(core_options(params), transport, entry_point=entry_point, log=log)
     except InvalidInput as error:
         return dict(result, failed=True, msg=str(error), error=error.kind, attempts=0)
@@ -48,7 +56,8 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     try:
         if action == START:
             # Several hosts in one task: a 409 is a sibling host's start, never a stale one to cancel.
-            stale_start = settings.stale_start if hosts_in_task == 1 else "fail"
+            # In a controller workflow (job slices), a 409 is a sibling job's start: never a stale one either.
+            stale_start = settings.stale_start if hosts_in_task == 1 and not workflow_job_id else "fail"
             call = open_deployment(client, deployment, stale_start=stale_start,
                                    warn=lambda message: warnings.append(f"Retrace: {message}"))
         else:
@@ -56,6 +65,10 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
                 orphan_guard_of(client.settings, deployment, run_pid).completing()  # never a cancel after this
             call = client.send(action, deployment)
     except RetraceError as error:
+        if workflow_job_id and action == START and isinstance(error, BadTransition):
+            return dict(result, joined=True,
+                        msg=f"Retrace: {describe(deployment)} is already in progress, started by another job of workflow "
+                            f"{workflow_job_id} (a job slice): this job takes part in it.")
         if run_pid is not None and action == START:
             # A refused start armed nothing, and must not release a guard a sibling start of this run armed.
             # No answer: the start may land after all; the guard cancels it when the run ends, unless a

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import string
 from urllib.parse import urlsplit
 
 from .errors import InvalidInput
@@ -34,8 +35,55 @@ ENVIRONMENT_VARIABLES = {
     "branch": ("RETRACE_BRANCH",),
     "commit": ("RETRACE_COMMIT",),
     "uri": ("RETRACE_URI",),
+    "name_format": ("RETRACE_NAME_FORMAT",),
 }
 DEPLOYMENT_OPTIONS = ("app_name", "environment_name", "version", "name", "branch", "commit", "uri")
+#: placeholders ``name_format`` may use: the deployment's own fields, then what a controller job
+#: (AWX / Automation Platform) says about itself (empty outside one)
+NAME_FORMAT_FIELDS = ("version", "app_name", "environment_name", "branch", "commit",
+                      "user", "job_template", "job_id", "workflow")
+
+
+def deployment_name(options, job_fields=None) -> str | None:
+    """The ``Name`` to send: ``options["name"]`` if set, else ``options["name_format"]`` rendered, else None.
+
+    ``options`` uses the shared option names; ``job_fields`` are a controller job's own values
+    (``ControllerJob.name_fields()``).  None lets Retrace show the version, as it always did.
+    Raises :class:`InvalidInput` for a bad ``name_format`` (:func:`render_name_format`).
+    """
+    if options.get("name") or not options.get("name_format"):
+        return options.get("name") or None
+    fields = {field: options.get(field) for field in DEPLOYMENT_OPTIONS}
+    fields.update(job_fields or {})
+    return render_name_format(options["name_format"], fields) or None
+
+
+def render_name_format(name_format: str, fields) -> str:
+    """The deployment ``Name`` that ``name_format`` (e.g. ``"{version} by {user} ({job_template})"``) gives.
+
+    ``fields`` maps :data:`NAME_FORMAT_FIELDS` to text or None; None renders as nothing and runs of
+    spaces are collapsed.  Python format specs apply (``{commit:.7}``: the first 7 characters).
+    Raises :class:`InvalidInput` ("name_format") for an unknown placeholder, attribute or index access,
+    a conversion (``!r``) or a bad spec, before anything is sent.
+    """
+    if not isinstance(name_format, str):
+        raise InvalidInput("name_format", f"must be a string, got {type(name_format).__name__}")
+    values = {field: "" if fields.get(field) is None else str(fields[field]) for field in NAME_FORMAT_FIELDS}
+    try:
+        parsed = list(string.Formatter().parse(name_format))
+    except ValueError as error:
+        raise InvalidInput("name_format", f"is not a valid format ({error}); write literal braces as {{{{ and }}}}") from None
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in NAME_FORMAT_FIELDS or conversion or "{" in (spec or ""):
+            raise InvalidInput("name_format", f"has {{{field}{'!' + conversion if conversion else ''}}}: use only "
+                               + ", ".join(f"{{{name}}}" for name in NAME_FORMAT_FIELDS))
+    try:
+        rendered = name_format.format_map(values)
+    except ValueError as error:
+        raise InvalidInput("name_format", f"has a bad format spec ({error})") from None
+    return " ".join(rendered.split())
 
 # --- how a tracked run begins and ends: the same three settings on every entry point ---------------
 #: option -> environment variable; Ansible reads ``retrace_<option>``, Fabric ``retrace.<option>``

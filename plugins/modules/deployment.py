@@ -30,6 +30,11 @@ description:
     before a V(completed) or V(cancelled) task of the same run, it cancels the deployment. To close the deployment
     in a later, separate run, set O(orphan_guard=false) on the start. An ad-hoc C(ansible -m stackify.retrace.deployment
     -a state=started) is a single call whose deployment outlives the command, so it arms no guard."
+  - "In an AWX / Automation Platform job (recognised by the C(awx_job_id) extra var, or E(JOB_ID) with E(AWX_HOST)),
+    options left unset come from the job as they do for the callback: O(version) and O(commit) from the project
+    revision, O(branch) from the project's or the job's branch, O(uri) the job's page in the controller
+    (E(AWX_HOST)); O(name_format) can name the launching user and the job template. Outside a controller job the
+    module detects nothing (O(version) is required)."
 author:
   - Stackify Retrace collection maintainers (@stackify)
 extends_documentation_fragment:
@@ -226,6 +231,14 @@ tracked:
     - Whether Retrace accepted the call. V(false) in check mode, and when the call failed with O(strict=false)
       (the task is then C(ok) and a warning says what was not recorded).
   returned: always
+  type: bool
+  sample: true
+joined:
+  description:
+    - V(true) when, in an AWX / Automation Platform job launched by a workflow (job slices are one), Retrace answered
+      the start with HTTP 409 because another job of that workflow had started the same deployment. The task is
+      C(ok) with RV(tracked=false) and no warning; the deployment is never cancelled and started again.
+  returned: when a sibling job had started the deployment
   type: bool
   sample: true
 attempts:

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Where a deployment comes from: branch, commit and a build URL, detected rather than typed.
 
-Explicit values always win, then the CI system's environment, then git in the given directory.
+Explicit values always win, then the controller job (AWX / Automation Platform, see
+:func:`detect_controller_job`), then the CI system's environment, then git in the given directory.
 No git and no CI simply means nothing is detected.
 """
 
@@ -13,6 +14,11 @@ import subprocess
 import typing as t
 
 GIT_TIMEOUT = 5.0
+#: what AWX puts in ``TOWER_URL_BASE`` (hence ``AWX_HOST``) until an administrator sets it: no real address
+#: (awx/settings/defaults.py: "https://towerhost" up to 24.6.1, "https://platformhost" since)
+PLACEHOLDER_CONTROLLER_URLS = ("https://towerhost", "https://platformhost")
+#: a job's page, as AWX's own notifications link it (``Job.get_ui_url``, awx/main/models/jobs.py, AWX 24.6.1)
+CONTROLLER_JOB_PAGE = "{base}/#/jobs/playbook/{job_id}"
 
 
 class Source(t.NamedTuple):
@@ -108,6 +114,75 @@ def detect_ci(environ: t.Mapping[str, str]) -> Source:
     return Source()
 
 
+class ControllerJob(t.NamedTuple):
+    """What AWX / Red Hat Ansible Automation Platform (automation controller) tells a job about itself.
+
+    Read from the extra vars it adds to every job (``awx_*``, repeated as ``tower_*``:
+    ``UnifiedJob.awx_meta_vars`` in awx/main/models/unified_jobs.py and ``Job.awx_meta_vars`` in
+    awx/main/models/jobs.py) and the environment it sets (``JOB_ID``, ``AWX_HOST``, ``PROJECT_REVISION``:
+    ``RunJob.build_env`` in awx/main/tasks/jobs.py); AWX 24.6.1 and devel e21dd0a (Oct 2024).  docs/awx.md
+    has the full table.  Empty values are None.
+    """
+
+    job_id: str
+    #: the job's page in the controller, or None when the controller's URL is unknown or a placeholder
+    url: str | None = None
+    #: the project's SCM revision (a commit for git projects); None when the job runs another branch
+    revision: str | None = None
+    branch: str | None = None
+    job_template: str | None = None
+    #: the launching user's username, or ``schedule <name>`` for a scheduled job
+    user: str | None = None
+    #: the workflow job that spawned this job; a sliced job is a workflow of N jobs, one per slice
+    workflow_job_id: str | None = None
+    workflow: str | None = None
+
+    @property
+    def in_workflow(self) -> bool:
+        """True for a job started by a workflow, which may run siblings of it in parallel (job slices)."""
+        return self.workflow_job_id is not None
+
+    def name_fields(self) -> dict:
+        """The values this job gives ``name_format`` placeholders (see settings.NAME_FORMAT_FIELDS)."""
+        return {"user": self.user, "job_template": self.job_template, "job_id": self.job_id, "workflow": self.workflow}
+
+
+def _text(value) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def detect_controller_job(environ: t.Mapping[str, str], extra_vars: t.Mapping[str, t.Any] | None = None) -> ControllerJob | None:
+    """The controller job this run is, or None when it is not one.
+
+    A job is recognised by its ``awx_job_id`` / ``tower_job_id`` extra var, or (when the extra vars
+    cannot be seen) by ``JOB_ID`` together with ``AWX_HOST`` in ``environ``, both of which AWX sets for
+    every playbook job.  Extra vars win over the environment; ``awx_*`` over ``tower_*``.
+    """
+    extra_vars = extra_vars or {}
+
+    def meta(name):
+        return _text(extra_vars.get(f"awx_{name}")) or _text(extra_vars.get(f"tower_{name}"))
+
+    job_id = meta("job_id") or (_text(environ.get("JOB_ID")) if _text(environ.get("AWX_HOST")) else None)
+    if job_id is None:
+        return None
+    base = (_text(environ.get("AWX_HOST")) or "").rstrip("/")
+    url = CONTROLLER_JOB_PAGE.format(base=base, job_id=job_id) if base and base not in PLACEHOLDER_CONTROLLER_URLS else None
+    project_branch, job_branch = meta("project_scm_branch"), meta("job_scm_branch")
+    # awx_project_revision is the project's revision; a job that overrides the branch runs another one.
+    revision = meta("project_revision") or _text(environ.get("PROJECT_REVISION"))
+    if job_branch and job_branch != project_branch:
+        revision = None
+    schedule = meta("schedule_name") or meta("parent_job_schedule_name")
+    user = meta("user_name") or (f"schedule {schedule}" if schedule else None)
+    return ControllerJob(job_id=job_id, url=url, revision=revision, branch=job_branch or project_branch,
+                         job_template=meta("job_template_name"), user=user,
+                         workflow_job_id=meta("workflow_job_id"), workflow=meta("workflow_job_name"))
+
+
 def run_git(directory: str, *args: str) -> str | None:
     """Output of a git command in ``directory``, or None when git or the repository is missing."""
     try:
@@ -135,10 +210,14 @@ def git_describe(directory: str) -> str | None:
 
 
 def detect_source(environ: t.Mapping[str, str] | None = None, directory: str | None = None,
-                  branch: str | None = None, commit: str | None = None, uri: str | None = None) -> Source:
-    """Fill branch / commit / uri: explicit values, then CI variables, then git in ``directory``."""
+                  branch: str | None = None, commit: str | None = None, uri: str | None = None,
+                  job: ControllerJob | None = None) -> Source:
+    """Fill branch / commit / uri: explicit values, then the controller ``job``, then CI variables, then git in ``directory``."""
     environ = os.environ if environ is None else environ
-    detected = [Source(branch or None, commit or None, uri or None, "explicit"), detect_ci(environ)]
+    detected = [Source(branch or None, commit or None, uri or None, "explicit")]
+    if job is not None:
+        detected.append(Source(job.branch, job.revision, job.url, "awx"))
+    detected.append(detect_ci(environ))
     if directory is not None and not (branch and commit):
         detected.append(detect_git(directory))
     merged = {field: next((getattr(found, field) for found in detected if getattr(found, field)), None) for field in ("branch", "commit", "uri")}

@@ -1,0 +1,112 @@
+"""A sliced job: N jobs of one workflow (JobTemplate.create_unified_job, awx/main/models/jobs.py), each with its
+share of the hosts, running at once, perhaps on different execution nodes, against one Retrace.
+
+What they record: one deployment, the first slice's.  Its start is accepted; the others are answered 409 and
+join it, never "recovering" it (which would cancel a live sibling) and sending nothing at their end: the slice
+that started it ends it with its own outcome.  A failure on another slice shows in the controller (the
+workflow fails), not in Retrace -- there is no shared state to do better with (Retrace has no read endpoint,
+AWX gives a slice neither its number nor its siblings), and a cancel from that slice would be undone anyway:
+the starter's complete after it is a one-shot "completed" deployment for Retrace.  No slice warns about the
+others in non-strict mode.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ansible_collections.stackify.retrace.tests.integration.awx.controller import REVISION, Job, wait_for_file
+
+WORKFLOW_JOB_ID = 4710
+JOINED = (f"Retrace: deployment {REVISION} of Shop to Production is already in progress, started by another job of "
+          f"workflow {WORKFLOW_JOB_ID} (a job slice)")
+
+
+def slice_job(number: int) -> Job:
+    """Slice ``number`` as AWX launches it: its own job id, launched by the slice workflow named after the template."""
+    return Job(job_id=WORKFLOW_JOB_ID + number, launch_type="workflow", workflow_job_id=WORKFLOW_JOB_ID,
+               workflow_job_name="Deploy shop")
+
+
+def first_slice_playbook(controller):
+    """Slice 1 starts, then waits (its hosts are slow) until the test lets it finish."""
+    started, release = controller.workdir / "slice-1-running", controller.workdir / "slice-1-may-finish"
+    playbook = f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Slow deployment step
+      ansible.builtin.shell: touch {started} && while [ ! -e {release} ]; do sleep 0.1; done
+"""
+    return playbook, started, release
+
+
+def step(fails: bool) -> str:
+    task = "ansible.builtin.fail:\n        msg: broken on purpose" if fails else "ansible.builtin.debug:\n        msg: deploying"
+    return f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Deployment step
+      {task}
+"""
+
+
+def run_slices(controller, failing_slice: int | None, first_slice_env: dict):
+    """Slice 1 starts the deployment; slices 2 and 3 run at once while it is still deploying; then slice 1 ends."""
+    playbook, started, release = first_slice_playbook(controller)
+    results = {}
+
+    def launch(number, text, env=None):
+        results[number] = controller.launch(slice_job(number), text, hosts=(f"web{number}",), extra_env=env)
+
+    first = threading.Thread(target=launch, args=(1, playbook, first_slice_env))
+    first.start()
+    try:
+        wait_for_file(started)
+        others = [threading.Thread(target=launch, args=(number, step(number == failing_slice))) for number in (2, 3)]
+        for thread in others:
+            thread.start()
+        for thread in others:
+            thread.join(120)
+    finally:
+        release.touch()
+        first.join(120)
+    return results
+
+
+#: slice 1's guard visible on this machine (all slices on one execution node), or not (slices on other nodes,
+#: stood in for by a first slice with no orphan guard: nothing on this machine says it is alive)
+SIBLING_PLACES = {"same-node": {}, "other-node": {"RETRACE_ORPHAN_GUARD": "false"}}
+
+
+@pytest.mark.parametrize("place", SIBLING_PLACES)
+def test_slices_that_all_succeed_record_one_deployment(controller, place):
+    results = run_slices(controller, failing_slice=None, first_slice_env=SIBLING_PLACES[place])
+    assert all(result.status == "successful" for result in results.values()), {n: r.stdout for n, r in results.items()}
+    actions = [(entry["action"], entry["status"]) for entry in controller.emulator.requests()]
+    # never a cancel: a 409 in a workflow is a sibling's start, never a stale one to recover
+    assert actions == [("start", 202), ("start", 409), ("start", 409), ("complete", 202)]
+    for number in (2, 3):
+        assert JOINED in results[number].stdout
+        assert "WARNING" not in results[number].stdout, results[number].stdout
+        assert "succeeded; the job that started it ends it" in results[number].stdout
+    assert "WARNING" not in results[1].stdout
+    assert f"Retrace: deployment {REVISION} of Shop to Production completed" in results[1].retrace_lines()
+    # every slice named the same deployment, linked to its own job page
+    assert {entry["body"]["Version"] for entry in controller.emulator.requests()} == {REVISION}
+    assert sorted(entry["body"]["Uri"] for entry in controller.emulator.requests("start")) == [
+        f"https://awx.example.com/#/jobs/playbook/{WORKFLOW_JOB_ID + n}" for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("place", SIBLING_PLACES)
+def test_a_failing_slice_never_ends_the_first_slices_deployment(controller, place):
+    results = run_slices(controller, failing_slice=2, first_slice_env=SIBLING_PLACES[place])
+    assert (results[1].status, results[2].status, results[3].status) == ("successful", "failed", "successful")
+    actions = [(entry["action"], entry["status"]) for entry in controller.emulator.requests()]
+    assert actions == [("start", 202), ("start", 409), ("start", 409), ("complete", 202)]
+    assert all("WARNING" not in result.stdout for result in results.values()), {n: r.stdout for n, r in results.items()}
+    assert ("this job's part of deployment 3f2c1b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b of Shop to Production failed "
+            "(failed on web2); the job that started it ends the deployment, so this failure is not recorded in Retrace"
+            ) in " ".join(results[2].stdout.split())
