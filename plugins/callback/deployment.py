@@ -611,7 +611,7 @@ class _TrackedRun:
         (budget spent, API unreachable) leaves it armed: it tries once more after this process exits,
         outside the run's time.
         """
-        from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable, BadTransition, RetraceError
+        from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable, RetraceError
         if self.joined:
             self._close_joined(action, reason)
             return
@@ -625,14 +625,9 @@ class _TrackedRun:
             delivered = True
         except ApiUnreachable:
             raise
-        except RetraceError as error:
+        except RetraceError:
             delivered = True  # refused: Retrace answered, the guard has nothing left to do
-            if not (self.workflow_job_id and action == COMPLETE and isinstance(error, BadTransition)):
-                raise
-            # A slice whose hosts failed cancelled the shared deployment first: Retrace keeps that end.
-            self.display.display(f"Retrace: {self.label} was already ended by another job of workflow "
-                                 f"{self.workflow_job_id} (a job slice whose hosts failed cancels it)")
-            return
+            raise
         finally:
             if self.guard is not None and (delivered or action == COMPLETE):
                 with self.budget.charge():

@@ -85,6 +85,7 @@ def render_name_format(name_format: str, fields) -> str:
         raise InvalidInput("name_format", f"has a bad format spec ({error})") from None
     return " ".join(rendered.split())
 
+
 # --- how a tracked run begins and ends: the same three settings on every entry point ---------------
 #: option -> environment variable; Ansible reads ``retrace_<option>``, Fabric ``retrace.<option>``
 LIFECYCLE_ENVIRONMENT_VARIABLES = {

@@ -110,3 +110,41 @@ def test_a_failing_slice_never_ends_the_first_slices_deployment(controller, plac
     assert ("this job's part of deployment 3f2c1b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b of Shop to Production failed "
             "(failed on web2); the job that started it ends the deployment, so this failure is not recorded in Retrace"
             ) in " ".join(results[2].stdout.split())
+
+
+def test_role_slices_record_one_deployment_and_the_joined_slice_sends_no_end(controller):
+    """The role in a sliced job: the same outcome as the callback (its module start joins, nothing more is sent)."""
+    started, release = controller.workdir / "slice-1-running", controller.workdir / "slice-1-may-finish"
+    controller.callback_settings = {}
+    controller.project_files = {
+        "slow-steps.yml": f"- name: Slow step\n  ansible.builtin.shell: touch {started} && while [ ! -e {release} ]; do sleep 0.1; done\n",
+        "steps.yml": "- name: Step\n  ansible.builtin.debug:\n    msg: deploying\n"}
+    role_playbook = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Deploy, tracked
+      ansible.builtin.include_role:
+        name: stackify.retrace.tracked_deployment
+      vars:
+        tracked_deployment_tasks: "{{{{ playbook_dir }}}}/{steps}"
+"""
+    env = {"RETRACE_APP_NAME": "Shop", "RETRACE_ENVIRONMENT_NAME": "Production", "RETRACE_ORPHAN_GUARD": "false"}
+    results = {}
+
+    def launch(number, steps):
+        results[number] = controller.launch(slice_job(number), role_playbook.format(steps=steps), hosts=(f"web{number}",),
+                                            extra_env=env, callback=False)
+
+    first = threading.Thread(target=launch, args=(1, "slow-steps.yml"))
+    first.start()
+    try:
+        wait_for_file(started)
+        launch(2, "steps.yml")
+    finally:
+        release.touch()
+        first.join(120)
+    assert (results[1].status, results[2].status) == ("successful", "successful"), results[2].stdout
+    assert [(entry["action"], entry["status"]) for entry in controller.emulator.requests()] == [
+        ("start", 202), ("start", 409), ("complete", 202)]
+    assert "WARNING" not in results[2].stdout, results[2].stdout
