@@ -6,7 +6,8 @@ in both for everything below; docs/awx.md has the table):
 
 - extra vars ``awx_*`` and ``tower_*``: ``UnifiedJob.awx_meta_vars`` (awx/main/models/unified_jobs.py) and
   ``Job.awx_meta_vars`` (awx/main/models/jobs.py), written with the template's extra vars to
-  ``env/extravars`` (``RunJob.build_extra_vars_file``, awx/main/tasks/jobs.py), which ansible-runner passes
+  ``env/extravars`` (``RunJob.build_extra_vars_file``, awx/main/tasks/jobs.py; strings other than the
+  template's own extra vars tagged ``!unsafe`` by awx/main/utils/safe_yaml.py), which ansible-runner passes
   as ``-e @env/extravars``;
 - environment ``JOB_ID``, ``INVENTORY_ID``, ``PROJECT_REVISION``, ``AWX_HOST``, ``ANSIBLE_RETRY_FILES_ENABLED``,
   ``MAX_EVENT_RES``, ``AWX_PRIVATE_DATA_DIR`` (``BaseTask.build_env`` / ``RunJob.build_env``), handed to
@@ -92,6 +93,23 @@ class Job:
         return {"JOB_ID": str(self.job_id), "INVENTORY_ID": str(self.inventory_id), "PROJECT_REVISION": self.project_revision,
                 "ANSIBLE_RETRY_FILES_ENABLED": "False", "MAX_EVENT_RES": "700000", "AWX_HOST": self.controller_url,
                 "AWX_PRIVATE_DATA_DIR": str(private_data_dir)}
+
+
+class _UnsafeStringDumper(yaml.SafeDumper):
+    """awx/main/utils/safe_yaml.py ``SafeStringDumper``: every string, keys included, tagged ``!unsafe``."""
+
+    def represent_data(self, data):
+        if isinstance(data, str):
+            return self.represent_scalar("!unsafe", data)
+        return super().represent_data(data)
+
+
+def awx_safe_dump(extra_vars: dict, safe_dict: dict) -> str:
+    """``safe_dump`` of awx/main/utils/safe_yaml.py: entries of ``safe_dict`` (the template's own extra vars, with
+    the default ALLOW_JINJA_IN_EXTRA_VARS = "template") as plain YAML, every other one ``!unsafe``."""
+    return "".join(yaml.dump_all([{key: value}], None, default_flow_style=False,
+                                 Dumper=yaml.SafeDumper if safe_dict.get(key, object()) == value else _UnsafeStringDumper)
+                   for key, value in extra_vars.items())
 
 
 def load_credential_type() -> dict:
@@ -182,7 +200,7 @@ class Controller:
         """(private data dir, job environment, what the controller records of it), as AWX prepares them."""
         private = self.private_data_dir(job, playbook, hosts, callback)
         extra_vars = {**(template_extra_vars or {}), **job.meta_vars()}
-        (private / "env" / "extravars").write_text(yaml.safe_dump(extra_vars))
+        (private / "env" / "extravars").write_text(awx_safe_dump(extra_vars, safe_dict=template_extra_vars or {}))
         (private / "env" / "settings").write_text(json.dumps(
             {"job_timeout": job_timeout, "suppress_ansible_output": True, "suppress_output_file": True}))
         env = {**job.environment(private), "ANSIBLE_COLLECTIONS_PATH": self.collections_path,
