@@ -34,8 +34,8 @@ from .core.source import detect_source, git_describe
 
 SECTION = "retrace"
 SHARED_OPTIONS = tuple(core_settings.ENVIRONMENT_VARIABLES)
-#: options a task flag may set; the key is deliberately absent
-FLAG_OPTIONS = tuple(option for option in SHARED_OPTIONS if option != "api_key")
+#: options a task flag may set; the key is deliberately absent, and so is its file (no key-related flags at all)
+FLAG_OPTIONS = tuple(option for option in SHARED_OPTIONS if option not in ("api_key", "api_key_file"))
 FABRIC_ENV_PREFIX = "FABRIC_RETRACE_"
 #: every variable that may hold the key: removed from this process's environment once read
 KEY_VARIABLES = ("RETRACE_API_KEY", "STACKIFY_API_KEY", "FABRIC_RETRACE_API_KEY")

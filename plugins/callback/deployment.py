@@ -57,6 +57,12 @@ options:
         key: api_key
     vars:
       - name: retrace_api_key
+  api_key_file:
+    ini:
+      - section: callback_retrace
+        key: api_key_file
+    vars:
+      - name: retrace_api_key_file
   api_url:
     ini:
       - section: callback_retrace
@@ -272,7 +278,7 @@ from ansible.utils.vars import load_extra_vars
 
 ENTRY_POINT = "ansible-callback"
 REQUIRED_OPTIONS = ("api_key", "app_name", "environment_name")
-CORE_OPTIONS = ("api_key", "api_url", "app_name", "environment_name", "version", "name", "name_format", "branch", "commit",
+CORE_OPTIONS = ("api_key", "api_key_file", "api_url", "app_name", "environment_name", "version", "name", "name_format", "branch", "commit",
                 "uri", "validate_certs", "timeout", "deadline")
 #: share of the budget the start may use, so that the end keeps some
 START_SHARE = 2 / 3
@@ -363,7 +369,8 @@ class CallbackModule(CallbackBase):
         if context.CLIARGS.get("check") and not flags["track_check_mode"]:
             self._display.v("Retrace: check mode, no deployment recorded (set track_check_mode to record it)")
             return
-        missing = [name for name in REQUIRED_OPTIONS if not options[name]]
+        # The key may come from api_key_file instead: the core reads it, and refuses both.
+        missing = [name for name in REQUIRED_OPTIONS if not options[name] and not (name == "api_key" and options["api_key_file"])]
         if missing:
             raise _NotTracked(_missing_settings(missing))
         budget = _Budget(self.get_option("time_budget"))
@@ -375,6 +382,7 @@ class CallbackModule(CallbackBase):
             job = _fill_from_source(options, _source_directory(playbook), extra_vars)
             transport = UrllibTransport(options["validate_certs"], self.get_option("ca_path"), flags["use_proxy"])
             client, deployment = create_client(options, transport, entry_point=ENTRY_POINT, log=self._display.v)
+        self._api_key = client.settings.api_key.reveal()  # the key api_key_file held, if it came from there
         self._pending = _TrackedRun(client, deployment, budget, lifecycle, self._display,
                                     workflow_job_id=job.workflow_job_id if job is not None else None)
 
@@ -807,7 +815,8 @@ def _hosts(names):
 def _missing_settings(missing):
     variables = ", ".join(f"RETRACE_{name.upper()}" for name in missing)
     extra_vars = " ".join(f"-e retrace_{name}=..." for name in missing)
-    return f"{', '.join(missing)} not set (use {variables}, {extra_vars}, or ansible.cfg [callback_retrace])"
+    key_file = " (or the key's file in RETRACE_API_KEY_FILE)" if "api_key" in missing else ""
+    return f"{', '.join(missing)} not set (use {variables}{key_file}, {extra_vars}, or ansible.cfg [callback_retrace])"
 
 
 def _redact(text, api_key):

@@ -21,7 +21,19 @@ options:
       - Your Stackify license key (the Retrace API key), sent in the C(Authorization) header.
       - When not set, the E(RETRACE_API_KEY) environment variable is used, then E(STACKIFY_API_KEY).
       - Keep it in Ansible Vault or the environment; it is never printed, logged or returned.
+      - Set this or O(api_key_file), not both (counting the environment variables of each).
     type: str
+  api_key_file:
+    description:
+      - Path of a file on the controller that holds the API key (UTF-8; surrounding whitespace and newlines are
+        stripped). Use it instead of O(api_key) to keep the key out of the environment, for example with the AWX
+        credential type (C(extensions/awx/credential_type.yml)), whose file injector writes such a file for each job.
+      - When not set, the E(RETRACE_API_KEY_FILE) environment variable is used.
+      - A missing, unreadable or empty file, or one that is not a regular file, is an error naming the path,
+        before anything is sent.
+      - Setting both O(api_key) and O(api_key_file) is an error, whether each comes from an option or from its
+        environment variables (E(RETRACE_API_KEY) or E(STACKIFY_API_KEY), E(RETRACE_API_KEY_FILE)).
+    type: path
   api_url:
     description:
       - Base URL of the Retrace API. A trailing V(/) is ignored.
@@ -161,6 +173,9 @@ options:
     env:
       - name: RETRACE_API_KEY
       - name: STACKIFY_API_KEY
+  api_key_file:
+    env:
+      - name: RETRACE_API_KEY_FILE
   api_url:
     env:
       - name: RETRACE_API_URL

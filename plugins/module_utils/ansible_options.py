@@ -47,12 +47,15 @@ def _text_option(option, **spec):
     variables = ENVIRONMENT_VARIABLES.get(option)
     if variables:
         spec["fallback"] = (first_set_environment_variable, list(variables))
-    return dict(type="str", **spec)
+    spec.setdefault("type", "str")
+    return spec
 
 
 ARGUMENT_SPEC = {
     "state": dict(type="str", required=True, choices=list(STATE_ACTIONS)),
     "api_key": _text_option("api_key", no_log=True),
+    # Read by the core (settings.read_api_key_file), on the controller; both this and api_key set is an error.
+    "api_key_file": _text_option("api_key_file", type="path"),
     "api_url": _text_option("api_url", default=DEFAULT_API_URL),
     "app_name": _text_option("app_name"),
     "environment_name": _text_option("environment_name"),
@@ -72,7 +75,7 @@ ARGUMENT_SPEC = {
     "orphan_guard": _lifecycle_option("orphan_guard", type="bool"),
 }
 
-_TEXT_OPTIONS = tuple(option for option, spec in ARGUMENT_SPEC.items() if spec["type"] == "str")
+_TEXT_OPTIONS = tuple(option for option, spec in ARGUMENT_SPEC.items() if spec["type"] == "str" or option == "api_key_file")
 # bool before float: what the user wrote, not Python's class hierarchy; Ansible 2.19 hands over
 # tagged subclasses (_AnsibleTaggedList...), so the plain name is taken from this list.
 _NON_TEXT_TYPES = {bool: "bool", float: "float", list: "list", tuple: "list", dict: "dict", set: "set"}

@@ -216,7 +216,7 @@ def _transition_hint(action: str) -> str:
     return "this deployment is not in progress (never started, or already completed or cancelled)"
 
 
-API_OPTIONS = ("api_key", "api_url", "validate_certs", "timeout", "deadline")
+API_OPTIONS = ("api_key", "api_key_file", "api_url", "validate_certs", "timeout", "deadline")
 
 
 def create_client(options: t.Mapping[str, t.Any], transport: Transport, *, entry_point: str,

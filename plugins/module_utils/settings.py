@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
+import stat
 import string
 from urllib.parse import urlsplit
 
@@ -23,10 +25,13 @@ VERSION = "1.0.0"
 DEFAULT_API_URL = "https://api.stackify.net"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 30.0
+#: bytes of ``api_key_file`` read at most: a Stackify key is a few dozen characters
+API_KEY_FILE_LIMIT = 4096
 
 #: option -> environment variables read for it, first one set wins
 ENVIRONMENT_VARIABLES = {
     "api_key": ("RETRACE_API_KEY", "STACKIFY_API_KEY"),
+    "api_key_file": ("RETRACE_API_KEY_FILE",),
     "api_url": ("RETRACE_API_URL",),
     "app_name": ("RETRACE_APP_NAME",),
     "environment_name": ("RETRACE_ENVIRONMENT_NAME",),
@@ -122,9 +127,14 @@ class ApiSettings:
     deadline: float = DEFAULT_DEADLINE
 
     @classmethod
-    def create(cls, api_key=None, api_url=None, validate_certs=True, timeout=None, deadline=None) -> "ApiSettings":
-        """Validate and normalise; raise :class:`InvalidInput` naming the option at fault."""
-        key = _check_api_key(api_key)
+    def create(cls, api_key=None, api_url=None, validate_certs=True, timeout=None, deadline=None,
+               api_key_file=None) -> "ApiSettings":
+        """Validate and normalise; raise :class:`InvalidInput` naming the option at fault.
+
+        The key comes from ``api_key`` or from the file ``api_key_file`` names (:func:`resolve_api_key`),
+        read here, once: the settings (and the orphan guard, which gets them in memory) hold the key itself.
+        """
+        key = resolve_api_key(api_key, api_key_file)
         url = _check_api_url(DEFAULT_API_URL if api_url is None else api_url)
         if not isinstance(validate_certs, bool):
             raise InvalidInput("validate_certs", f"must be true or false, got {type(validate_certs).__name__}")
@@ -192,19 +202,87 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def _check_api_key(api_key) -> ApiKey:
+def resolve_api_key(api_key=None, api_key_file=None) -> ApiKey:
+    """The API key, from ``api_key`` (text or :class:`ApiKey`) or read from the file ``api_key_file`` names.
+
+    Each entry point hands over what it found for both settings, its own option first, else the environment
+    (``api_key``: ``RETRACE_API_KEY``, then ``STACKIFY_API_KEY``; ``api_key_file``: ``RETRACE_API_KEY_FILE``);
+    None or "" is unset.  Both set, from whichever source, is an error: two keys in play (say a playbook's
+    ``api_key`` and a controller credential's file) are two accounts perhaps, and no rule could tell which
+    one is meant -- so the same settings and environment give the same outcome on every entry point.
+
+    Raises :class:`InvalidInput`: naming ``api_key`` when neither or both are set or the key is malformed;
+    naming ``api_key_file`` and its path for a file that cannot be used (:func:`read_api_key_file`).  No
+    message ever holds the key or any part of the file's content.
+    """
+    given_key = api_key is not None and api_key != ""
+    given_file = api_key_file is not None and api_key_file != ""
+    if given_key and given_file:
+        raise InvalidInput("api_key, api_key_file", "both are set: set api_key or api_key_file, not both (api_key may "
+                                                    "come from RETRACE_API_KEY or STACKIFY_API_KEY, api_key_file from "
+                                                    "RETRACE_API_KEY_FILE)")
+    if given_file:
+        return read_api_key_file(api_key_file)
+    return _check_api_key(api_key)
+
+
+def read_api_key_file(path) -> ApiKey:
+    """The key held by the regular file ``path`` (``~`` and ``$VARS`` expanded): UTF-8 text, surrounding whitespace
+    and newlines stripped, at most :data:`API_KEY_FILE_LIMIT` bytes.
+
+    The file is opened once, without following it if it is a FIFO or device (``O_NONBLOCK``; checked with
+    ``fstat`` on the open file).  Raises :class:`InvalidInput` naming ``api_key_file`` and ``path`` if it is
+    missing, unreadable, not a regular file, too large, not UTF-8, empty, or holds a malformed key; the
+    content is never quoted.
+    """
+    if not isinstance(path, str):
+        raise InvalidInput("api_key_file", f"must be a path, got {type(path).__name__}")
+    expanded = os.path.expanduser(os.path.expandvars(path))
+    try:
+        descriptor = os.open(expanded, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as error:
+        raise InvalidInput("api_key_file", f"cannot read {path!r}: {error.strerror or error}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise InvalidInput("api_key_file", f"{path!r} is not a regular file")
+        chunks, size = [], 0
+        while size <= API_KEY_FILE_LIMIT:
+            chunk = os.read(descriptor, API_KEY_FILE_LIMIT + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as error:
+        raise InvalidInput("api_key_file", f"cannot read {path!r}: {error.strerror or error}") from None
+    finally:
+        os.close(descriptor)
+    if size > API_KEY_FILE_LIMIT:
+        raise InvalidInput("api_key_file", f"{path!r} is larger than {API_KEY_FILE_LIMIT} bytes: it should hold the API key only")
+    try:
+        text = b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("api_key_file", f"{path!r} is not UTF-8 text") from None
+    key = text.strip()
+    if not key:
+        raise InvalidInput("api_key_file", f"{path!r} is empty: it should hold the API key")
+    return _check_api_key(key, option="api_key_file", where=f" (in {path!r})")
+
+
+def _check_api_key(api_key, option: str = "api_key", where: str = "") -> ApiKey:
     if isinstance(api_key, ApiKey):
         api_key = api_key.reveal()
     if api_key is None or api_key == "":
-        raise InvalidInput("api_key", "is required: set api_key or the RETRACE_API_KEY environment variable")
+        raise InvalidInput("api_key", "is required: set api_key or api_key_file, or the RETRACE_API_KEY or "
+                                      "RETRACE_API_KEY_FILE environment variable")
     if not isinstance(api_key, str):
-        raise InvalidInput("api_key", f"must be a string, got {type(api_key).__name__}")
+        raise InvalidInput(option, f"must be a string, got {type(api_key).__name__}")
     # Never echo the key back, not even the offending part of it.
     if any(char.isspace() or not char.isprintable() for char in api_key):
-        raise InvalidInput("api_key", "must not contain spaces, newlines or control characters (check how it was pasted or templated)")
+        raise InvalidInput(option, f"must not contain spaces, newlines or control characters{where} "
+                                   "(check how it was pasted or templated)")
     # Stackify keys are ASCII; anything else cannot go into an HTTP header and would fail deep in http.client.
     if not api_key.isascii():
-        raise InvalidInput("api_key", "must contain only ASCII characters (check how it was pasted or templated)")
+        raise InvalidInput(option, f"must contain only ASCII characters{where} (check how it was pasted or templated)")
     return ApiKey(api_key)
 
 

@@ -62,5 +62,5 @@ def test_missing_key_is_reported_with_where_to_set_it(tmp_path, ansible_env, ret
     env[variable] = ""  # empty counts as unset
     run = run_playbook(write_playbook(tmp_path, [play({"stackify.retrace.deployment": VALID})]), env=env)
     assert run.returncode == 2
-    assert "api_key: is required: set api_key or the RETRACE_API_KEY environment variable" in run.stdout
+    assert "api_key: is required: set api_key or api_key_file" in run.stdout
     assert retrace_emulator.journal() == []
