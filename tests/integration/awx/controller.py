@@ -12,9 +12,12 @@ in both for everything below; docs/awx.md has the table):
 - environment ``JOB_ID``, ``INVENTORY_ID``, ``PROJECT_REVISION``, ``AWX_HOST``, ``ANSIBLE_RETRY_FILES_ENABLED``,
   ``MAX_EVENT_RES``, ``AWX_PRIVATE_DATA_DIR`` (``BaseTask.build_env`` / ``RunJob.build_env``), handed to
   ansible-runner in memory (``envvars`` with ``suppress_env_files=True``: AWX_RUNNER_OMIT_ENV_FILES);
-- custom credential injection: each ``injectors.env`` template rendered in a Jinja sandbox with the
-  credential's non-empty inputs (``CredentialType.inject_credential``, awx/main/models/credential.py); the
-  job's recorded environment gets secret inputs as ``**********``;
+- custom credential injection: each ``injectors.file`` template rendered in a Jinja sandbox with the
+  credential's non-empty inputs into a ``tempfile.mkstemp`` file of the private data directory's ``env/``,
+  chmod 0600, its path as the job sees it in ``{{ tower.filename }}`` (``template``) or
+  ``{{ tower.filename.<name> }}`` (``template.<name>``); then each ``injectors.env`` template rendered the
+  same way (``CredentialType.inject_credential``, awx/main/models/credential.py); the job's recorded
+  environment gets secret inputs as ``**********``;
 - the inventory as an executable script printing JSON (``BaseTask.write_inventory_file``);
 - ``env/settings``: ``job_timeout``, ``suppress_ansible_output``, ``suppress_output_file``
   (``BaseTask.run``); output is taken from the job events, as AWX's event handler does;
@@ -31,11 +34,14 @@ import json
 import os
 import pathlib
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+import types
 import typing as t
 
 import ansible_runner
@@ -116,17 +122,48 @@ def load_credential_type() -> dict:
     return yaml.safe_load(CREDENTIAL_TYPE_FILE.read_text())
 
 
-def inject_credential(credential_type: dict, inputs: dict) -> tuple[dict, dict]:
-    """(env, safe_env) as ``CredentialType.inject_credential`` builds them for ``env`` injectors."""
+class TowerNamespace(types.SimpleNamespace):
+    """The ``tower`` template namespace (awx/main/models/credential.py ``TowerNamespace``)."""
+
+
+def inject_credential(credential_type: dict, inputs: dict, private_data_dir: pathlib.Path,
+                      job_root: pathlib.Path | None = None) -> tuple[dict, dict, list[str]]:
+    """(env, safe_env, files) as ``CredentialType.inject_credential`` builds them, ``file`` injectors written.
+
+    ``files``: the paths written, relative to ``private_data_dir`` (``env/tmpXXXXXXXX``).
+
+    Each ``injectors.file`` template goes to a ``mkstemp`` file in ``private_data_dir/env``, mode 0600; the path
+    the job sees is that file's under ``job_root`` (AWX: ``get_incontainer_path``, the private data directory
+    mounted at /runner in the EE; here the directory ansible-runner runs the job in), default
+    ``private_data_dir``.
+    """
     secret = {field["id"] for field in credential_type["inputs"]["fields"] if field.get("secret")}
     namespace = {name: value for name, value in inputs.items() if len(value)}
     safe_namespace = {name: "**********" if name in secret else value for name, value in namespace.items()}
     jinja = sandbox.ImmutableSandboxedEnvironment()
+    tower = TowerNamespace()
+    files = []
+    namespace["tower"] = safe_namespace["tower"] = tower
+    for label, template in credential_type["injectors"].get("file", {}).items():
+        data = jinja.from_string(template).render(**namespace)
+        descriptor, path = tempfile.mkstemp(dir=private_data_dir / "env")
+        os.close(descriptor)
+        with open(path, "w") as file:
+            file.write(data)
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        files.append(str(pathlib.Path(path).relative_to(private_data_dir)))
+        seen_as = str((job_root or private_data_dir) / files[-1])
+        if "." not in label:
+            tower.filename = seen_as
+        else:
+            if not hasattr(tower, "filename"):
+                tower.filename = TowerNamespace()
+            setattr(tower.filename, label.split(".")[1], seen_as)
     env, safe_env = {}, {}
     for variable, template in credential_type["injectors"].get("env", {}).items():
         env[variable] = jinja.from_string(template).render(**namespace)
         safe_env[variable] = jinja.from_string(template).render(**safe_namespace)
-    return env, safe_env
+    return env, safe_env, files
 
 
 @dataclasses.dataclass
@@ -155,6 +192,8 @@ class Controller:
         self.collections_path = os.environ.get("ANSIBLE_COLLECTIONS_PATH") or str(REPO_ROOT / "build" / "pytest-collections")
         self.credential_inputs = {"api_key": SECRET_KEY, "api_url": emulator.url}
         self.callback_settings = {"app_name": APP, "environment_name": ENVIRONMENT}
+        #: the latest job's credential files, relative to its private data directory (``inject_credential``)
+        self.credential_files: list[str] = []
         #: more files for the project directory (name -> text)
         self.project_files: dict[str, str] = {}
 
@@ -196,8 +235,12 @@ class Controller:
 
     def prepare(self, job: Job, playbook: str, *, hosts: t.Sequence[str] = ("localhost",), template_extra_vars: dict | None = None,
                 extra_env: dict | None = None, job_timeout: int = 0, credential: bool = True,
-                callback: bool = True) -> tuple[pathlib.Path, dict, dict]:
-        """(private data dir, job environment, what the controller records of it), as AWX prepares them."""
+                callback: bool = True, job_root: pathlib.Path | None = None) -> tuple[pathlib.Path, dict, dict]:
+        """(private data dir, job environment, what the controller records of it), as AWX prepares them.
+
+        ``job_root``: where the job sees the private data directory (an execution node's copy), for the paths
+        of credential files.
+        """
         private = self.private_data_dir(job, playbook, hosts, callback)
         extra_vars = {**(template_extra_vars or {}), **job.meta_vars()}
         (private / "env" / "extravars").write_text(awx_safe_dump(extra_vars, safe_dict=template_extra_vars or {}))
@@ -208,7 +251,8 @@ class Controller:
                "ANSIBLE_NOCOLOR": "1", **(extra_env or {})}
         safe_env = dict(env)
         if credential:
-            injected, safe_injected = inject_credential(load_credential_type(), self.credential_inputs)
+            injected, safe_injected, self.credential_files = inject_credential(load_credential_type(), self.credential_inputs,
+                                                                                private, job_root)
             env.update(injected)
             safe_env.update(safe_injected)
         return private, env, safe_env
@@ -223,8 +267,8 @@ class RemoteJob:
     """
 
     def __init__(self, controller: "Controller", job: Job, playbook: str, **options):
-        self.private, self.env, self.safe_env = controller.prepare(job, playbook, **options)
         self.worker_dir = controller.workdir / f"worker-{job.job_id}"
+        self.private, self.env, self.safe_env = controller.prepare(job, playbook, job_root=self.worker_dir, **options)
         self.job = job
         self.events: list[dict] = []
         self.worker = subprocess.Popen([str(ANSIBLE_BIN / "ansible-runner"), "worker", f"--private-data-dir={self.worker_dir}"],
