@@ -14,7 +14,7 @@ import ipaddress
 import os
 import stat
 import string
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidInput
 from .redaction import ApiKey
@@ -27,6 +27,9 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 30.0
 #: bytes of ``api_key_file`` read at most: a Stackify key is a few dozen characters
 API_KEY_FILE_LIMIT = 4096
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: what a 401 tells the user to check, by the setting the key came from
+KEY_SOURCES = {"api_key": "api_key / RETRACE_API_KEY", "api_key_file": "the file named by api_key_file / RETRACE_API_KEY_FILE"}
 
 #: option -> environment variables read for it, first one set wins
 ENVIRONMENT_VARIABLES = {
@@ -125,6 +128,8 @@ class ApiSettings:
     validate_certs: bool = True
     timeout: float = DEFAULT_TIMEOUT
     deadline: float = DEFAULT_DEADLINE
+    #: the setting the key came from (:data:`KEY_SOURCES`), named when Retrace rejects it
+    key_source: str = KEY_SOURCES["api_key"]
 
     @classmethod
     def create(cls, api_key=None, api_url=None, validate_certs=True, timeout=None, deadline=None,
@@ -140,7 +145,10 @@ class ApiSettings:
             raise InvalidInput("validate_certs", f"must be true or false, got {type(validate_certs).__name__}")
         timeout = _check_seconds(DEFAULT_TIMEOUT if timeout is None else timeout, "timeout")
         deadline = _check_seconds(DEFAULT_DEADLINE if deadline is None else deadline, "deadline")
-        return cls(api_key=key, api_url=url, validate_certs=validate_certs, timeout=timeout, deadline=deadline)
+        from_file = api_key_file is not None and api_key_file != "" and (api_key is None or api_key == "")
+        source = KEY_SOURCES["api_key_file" if from_file else "api_key"]
+        return cls(api_key=key, api_url=url, validate_certs=validate_certs, timeout=timeout, deadline=deadline,
+                   key_source=source)
 
     def endpoint(self, action: str) -> str:
         return f"{self.api_url}/api/v1/deployments/{action}"
@@ -211,9 +219,9 @@ def resolve_api_key(api_key=None, api_key_file=None) -> ApiKey:
     ``api_key`` and a controller credential's file) are two accounts perhaps, and no rule could tell which
     one is meant -- so the same settings and environment give the same outcome on every entry point.
 
-    Raises :class:`InvalidInput`: naming ``api_key`` when neither or both are set or the key is malformed;
-    naming ``api_key_file`` and its path for a file that cannot be used (:func:`read_api_key_file`).  No
-    message ever holds the key or any part of the file's content.
+    Raises :class:`InvalidInput`: naming ``api_key`` when neither is set or the key is malformed, both names
+    when both are set ("set api_key or api_key_file, not both"), ``api_key_file`` and its path for a file
+    that cannot be used (:func:`read_api_key_file`).  No message ever holds the key or any part of the file.
     """
     given_key = api_key is not None and api_key != ""
     given_file = api_key_file is not None and api_key_file != ""
@@ -230,8 +238,8 @@ def read_api_key_file(path) -> ApiKey:
     """The key held by the regular file ``path`` (``~`` and ``$VARS`` expanded): UTF-8 text, surrounding whitespace
     and newlines stripped, at most :data:`API_KEY_FILE_LIMIT` bytes.
 
-    The file is opened once, without following it if it is a FIFO or device (``O_NONBLOCK``; checked with
-    ``fstat`` on the open file).  Raises :class:`InvalidInput` naming ``api_key_file`` and ``path`` if it is
+    The file is opened once, with ``O_NONBLOCK`` so that a FIFO cannot hang the run, and checked with ``fstat``
+    on the open descriptor (a regular file; no race with a rename).  Raises :class:`InvalidInput` naming ``api_key_file`` and ``path`` if it is
     missing, unreadable, not a regular file, too large, not UTF-8, empty, or holds a malformed key; the
     content is never quoted.
     """
@@ -286,6 +294,50 @@ def _check_api_key(api_key, option: str = "api_key", where: str = "") -> ApiKey:
     return ApiKey(api_key)
 
 
+def check_key_destination(api_url, *, key_from_environment: bool, url_from_environment: bool, environ) -> None:
+    """Refuse to send a key taken from the environment to an API URL that did not come from there.
+
+    The rule, the same on every entry point, always (not only in controller jobs): the API URL must come from
+    the same source as the API key.  A key from the environment (``RETRACE_API_KEY``, ``STACKIFY_API_KEY`` or
+    ``RETRACE_API_KEY_FILE``: what an AWX credential injects) is only ever sent to the URL from the environment,
+    ``RETRACE_API_URL``, else the default.  Why: whoever may set extra vars (an AWX launch prompt or survey, a
+    shared CI job's parameters) may not be allowed to read the credential, yet ``retrace_api_url`` outranks
+    ``RETRACE_API_URL``; honouring it would hand the key to any host they name.
+
+    ``api_url`` is the URL the entry point would use; ``url_from_environment`` says it came from
+    ``RETRACE_API_URL``, is the default, or came from a file of the project itself (the callback's
+    ``ansible.cfg``: trusted like the playbooks, which run with the key anyway).  A URL set by a variable (extra
+    var, survey, task argument, the role's ``retrace_api_url``) that, normalised, equals the environment's is fine.  Raises :class:`InvalidInput` naming
+    ``api_url``, before anything is sent.
+    """
+    if not key_from_environment or url_from_environment or api_url is None or api_url == "":
+        return
+    expected = environ.get("RETRACE_API_URL") or DEFAULT_API_URL
+    try:
+        same = normalise_api_url(api_url) == normalise_api_url(expected)
+    except InvalidInput:
+        same = False
+    if not same:
+        raise InvalidInput("api_url", f"{_shown_url(api_url)} is refused: the API key comes from the environment (RETRACE_API_KEY, "
+                                      "STACKIFY_API_KEY or RETRACE_API_KEY_FILE, as an AWX credential injects it), and such a "
+                                      f"key is only sent to the URL from the environment ({expected}). Set the URL beside "
+                                      "the key: RETRACE_API_URL (in AWX, the credential's API URL), or give the key the "
+                                      "same way as the URL")
+
+
+def _shown_url(url) -> str:
+    return repr(url.strip()) if isinstance(url, str) else type(url).__name__
+
+
+def normalise_api_url(api_url) -> str:
+    """``api_url`` checked and in one spelling: scheme and host in lower case, no default port, no trailing slash.
+
+    So that ``https://API.stackify.net:443/`` and ``https://api.stackify.net`` are one API for the requests,
+    the messages, the orphan guard's identity and the ledger.  Raises :class:`InvalidInput` naming ``api_url``.
+    """
+    return _check_api_url(api_url)
+
+
 def _check_api_url(api_url) -> str:
     if not isinstance(api_url, str) or not api_url.strip():
         raise InvalidInput("api_url", "must be a non-empty URL such as https://api.stackify.net")
@@ -298,7 +350,15 @@ def _check_api_url(api_url) -> str:
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise InvalidInput("api_url", f"plain http:// would send the API key unencrypted to {parts.hostname}; "
                            "use https:// (http is allowed only for loopback hosts)")
-    return url
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidInput("api_url", f"has an invalid port, got {url!r}") from None
+    host = parts.hostname  # lower case, without the brackets of an IPv6 address
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _check_seconds(value, option: str) -> float:
