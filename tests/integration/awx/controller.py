@@ -251,8 +251,8 @@ class Controller:
                "ANSIBLE_NOCOLOR": "1", **(extra_env or {})}
         safe_env = dict(env)
         if credential:
-            injected, safe_injected, self.credential_files = inject_credential(load_credential_type(), self.credential_inputs,
-                                                                                private, job_root)
+            injected, safe_injected, self.credential_files = inject_credential(
+                load_credential_type(), self.credential_inputs, private, job_root)
             env.update(injected)
             safe_env.update(safe_injected)
         return private, env, safe_env
