@@ -14,6 +14,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import time
 
 BIN = pathlib.Path(sys.executable).parent
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -75,6 +76,15 @@ def play(*tasks: dict, hosts: str = "localhost", **keywords) -> dict:
 def calls(emulator) -> list[tuple[str, int | None]]:
     """(action, status) of every deployment API request the emulator received, in order."""
     return [(entry["action"], entry["status"]) for entry in emulator.requests()]
+
+
+def wait_for_calls(emulator, expected: list, seconds: float = 15.0) -> list[tuple[str, int | None]]:
+    """calls(emulator) once they equal ``expected`` (or after ``seconds``), for calls that land after the run:
+    the orphan guard cancels a start the run left live a moment after ansible-playbook exits."""
+    deadline = time.monotonic() + seconds
+    while calls(emulator) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return calls(emulator)
 
 
 def stop_run(process, signum, exits_within=30.0):

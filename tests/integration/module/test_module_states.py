@@ -1,9 +1,7 @@
 """stackify.retrace.deployment driven by ansible-playbook against the emulator: states, check mode, task keywords."""
 
-import time
-
 from ansible_collections.stackify.retrace.plugins.module_utils.settings import VERSION
-from ansible_run import DEMO, calls, play, run_playbook, task, write_playbook
+from ansible_run import DEMO, calls, play, run_playbook, task, wait_for_calls, write_playbook
 
 
 def test_each_state_is_sent_once_with_its_fields(tmp_path, ansible_env, retrace_emulator):
@@ -84,12 +82,8 @@ def test_start_from_several_hosts_hints_at_run_once(tmp_path, ansible_env, retra
     run = run_playbook(playbook, env={**ansible_env, "RETRACE_STRICT": "1"},
                        inventory="web1 ansible_connection=local\nweb2 ansible_connection=local\n")
     assert run.returncode == 2, run.stdout
-    # web1's start is live and the failed run never ended it: the orphan guard cancels it once the run is over
-    # (a moment after ansible-playbook exits; how soon depends on the machine, so wait for it).
-    expected = [("cancel", 202), ("start", 202), ("start", 409)]
-    deadline = time.monotonic() + 15
-    while sorted(calls(retrace_emulator)) != expected and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sorted(calls(retrace_emulator)) == expected
+    # web1's start is live and the failed run never ended it: the orphan guard cancels it once the run is over.
+    expected = [("start", 202), ("start", 409), ("cancel", 202)]
+    assert wait_for_calls(retrace_emulator, expected) == expected
     assert "already in progress" in run.stdout
     assert "This task ran for 2 hosts, and each sent its own start: add 'run_once: true'" in run.stdout
