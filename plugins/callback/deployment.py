@@ -363,6 +363,7 @@ class CallbackModule(CallbackBase):
         options = {name: self._text_option(name) for name in CORE_OPTIONS}
         options["validate_certs"] = flags["validate_certs"]
         self._api_key = options["api_key"]
+        self._check_key_destination(options)
         if _is_ad_hoc() and not flags["track_ad_hoc"]:
             self._display.v("Retrace: ad-hoc command, no deployment recorded (set track_ad_hoc to record it)")
             return
@@ -399,6 +400,26 @@ class CallbackModule(CallbackBase):
             from ansible import constants
             value = _ini_value(constants.config.get_config_value("CONFIG_FILE"), option)
         return value
+
+    def _check_key_destination(self, options):
+        """A key from the environment goes only to the URL from the environment (settings.check_key_destination).
+
+        Extra vars (an AWX launch prompt or survey) outrank ``RETRACE_API_URL``; whoever sets them must not be able
+        to send a credential's key to a host of their choosing.
+        """
+        from ansible_collections.stackify.retrace.plugins.module_utils.settings import check_key_destination
+        origins = getattr(self, "_origins", {})
+
+        def from_environment(option):
+            origin = origins.get(option) or ""
+            return origin.startswith("env: ") and bool(os.environ.get(origin[len("env: "):]))
+
+        key_set = [name for name in ("api_key", "api_key_file") if options[name]]
+        # Only a variable (an extra var) is checked: ansible.cfg is a file of the project, trusted like its playbooks,
+        # which run with the key anyway.  An empty RETRACE_API_URL gives way to ansible.cfg (_text_option).
+        url_from_variable = (origins.get("api_url") or "").startswith("var: ")
+        check_key_destination(options["api_url"], key_from_environment=bool(key_set) and all(map(from_environment, key_set)),
+                              url_from_environment=not url_from_variable, environ=os.environ)
 
     def _boolean(self, option, extra_vars):
         """``option`` as a bool, refusing what Ansible's own ``bool`` type would quietly read as false."""

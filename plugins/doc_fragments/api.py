@@ -40,6 +40,13 @@ options:
       - When not set, the E(RETRACE_API_URL) environment variable is used.
       - Plain V(http://) is refused except for loopback hosts (a local emulator), so the key never
         travels unencrypted.
+      - The scheme and host are lower-cased and a default port (V(:443), V(:80)) dropped, so that one API has
+        one spelling (in requests, messages and the orphan guard's identity).
+      - A key from the environment (E(RETRACE_API_KEY), E(STACKIFY_API_KEY), E(RETRACE_API_KEY_FILE), as an AWX
+        credential injects it) is only sent to the URL from the environment (E(RETRACE_API_URL), else the
+        default). An O(api_url) given otherwise (an extra var, a task argument, the role's C(retrace_api_url))
+        that names another API is refused before anything is sent; set the URL beside the key. The callback's
+        C(ansible.cfg) setting is a file of the project and is accepted.
     type: str
     default: https://api.stackify.net
   validate_certs:

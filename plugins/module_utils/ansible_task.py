@@ -9,18 +9,20 @@ into one ``msg`` here, and nowhere else.
 
 from __future__ import annotations
 
+import os
+
 from .ansible_options import STATE_ACTIONS, core_options, lifecycle
 from .ansible_transport import AnsibleUrlsTransport
 from .client import create_client
 from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
 from .guard import arm_orphan_guard, orphan_guard_of, release_orphan_guard
-from .settings import deployment_name
+from .settings import check_key_destination, deployment_name, from_environment
 from .tracking import describe, open_deployment, start_may_have_landed
 
 
 def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1, run_pid=None,
-                        name_fields=None, workflow_job_id=None):
+                        name_fields=None, workflow_job_id=None, given=None):
     """Send (or, in check mode, describe) the call ``params['state']`` asks for.
 
     ``hosts_in_task`` is how many hosts run this task at once: with several, a 409 on start
@@ -37,6 +39,11 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     job_template...).  ``workflow_job_id`` names the controller workflow this job runs in (job slices
     are one): a 409 on start is then a sibling job's start, perhaps on another machine, so it is never
     recovered; the task returns ``ok`` with ``tracked: false`` and ``joined: true``, and no warning.
+
+    ``given`` names the options the task's arguments set (the rest came from the environment or the defaults):
+    a key from the environment is only sent to the URL from the environment (``settings.check_key_destination``).
+    None (the module run on a host, where the raw arguments are gone): a value equal to its environment
+    variable's counts as taken from it.
     """
     state = params["state"]
     action = STATE_ACTIONS[state]
@@ -46,6 +53,7 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     warnings = []
     try:
         settings = lifecycle(params)
+        _check_key_destination(params, given)
         params = dict(params, name=deployment_name(params, name_fields))
         client, deployment = create_client(core_options(params), transport, entry_point=entry_point, log=log)
     except InvalidInput as error:
@@ -92,6 +100,16 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     return dict(result, changed=True, tracked=True, status=call.status, attempts=call.attempts, warnings=warnings,
                 msg=f"Retrace accepted the request to {_describe(action, deployment)} (HTTP {call.status}, "
                     f"{call.attempts} attempt{'s' if call.attempts > 1 else ''}).")
+
+
+def _check_key_destination(params, given):
+    environment = from_environment(os.environ)
+    if given is None:
+        given = {name for name in ("api_key", "api_key_file", "api_url")
+                 if params.get(name) is not None and params.get(name) != environment.get(name)}
+    key_set = any(params.get(name) for name in ("api_key", "api_key_file"))
+    check_key_destination(params.get("api_url"), key_from_environment=key_set and not {"api_key", "api_key_file"} & set(given),
+                          url_from_environment="api_url" not in given, environ=os.environ)
 
 
 def _describe(action, deployment):

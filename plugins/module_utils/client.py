@@ -170,7 +170,7 @@ class DeploymentClient:
         context = {"action": action, "status": status, "attempts": attempts}
         if status == 401:
             return AuthenticationRejected(
-                f"Retrace rejected the API key (HTTP 401) on {action}: check api_key / RETRACE_API_KEY holds your Stackify license key.", **context)
+                f"Retrace rejected the API key (HTTP 401) on {action}: check {self.settings.key_source} holds your Stackify license key.", **context)
         if status == 409:
             return BadTransition(
                 f"Retrace refused to {action} deployment {deployment.version} of {deployment.app_name} in {deployment.environment_name} "

@@ -25,6 +25,9 @@ import tempfile
 import time
 import typing as t
 
+from .errors import InvalidInput
+from .settings import normalise_api_url
+
 #: seconds after which a recorded start no longer names the deployment (a week)
 ENTRY_LIFETIME = 7 * 24 * 3600.0
 FILE_NAME = "started.json"
@@ -39,7 +42,11 @@ def state_directory(environ: t.Mapping[str, str] | None = None) -> str:
 
 def place_key(api_url: str, app_name: str, environment_name: str, directory: str) -> str:
     """The entry's name: a hash of where the deployment goes and the directory it was started from."""
-    parts = (api_url.strip().rstrip("/").lower(), app_name, environment_name, os.path.realpath(directory))
+    try:
+        url = normalise_api_url(api_url).lower()  # HTTPS://Host:443/ and https://host are one place
+    except InvalidInput:
+        url = api_url.strip().rstrip("/").lower()  # refused later, when the client is built
+    parts = (url, app_name, environment_name, os.path.realpath(directory))
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
 
 

@@ -312,9 +312,10 @@ def check_key_destination(api_url, *, key_from_environment: bool, url_from_envir
     """
     if not key_from_environment or url_from_environment or api_url is None or api_url == "":
         return
+    given = normalise_api_url(api_url)  # a malformed URL is refused for what it is first
     expected = environ.get("RETRACE_API_URL") or DEFAULT_API_URL
     try:
-        same = normalise_api_url(api_url) == normalise_api_url(expected)
+        same = given == normalise_api_url(expected)
     except InvalidInput:
         same = False
     if not same:

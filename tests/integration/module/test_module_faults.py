@@ -5,7 +5,7 @@ exactly once; rows that must be retried are injected as faults before a request 
 succeeds, and the attempts are counted.
 """
 
-from ansible_run import DEMO, calls, play, run_playbook, task, write_playbook
+from ansible_run import DEMO, DEMO_KEY, calls, play, run_playbook, task, write_playbook
 
 IGNORE = {"ignore_errors": True}
 
@@ -85,7 +85,7 @@ def test_unreachable_api_fails_within_the_deadline(tmp_path, ansible_env, retrac
     retrace_emulator.inject("start", [{"status": 503}] * 20)
     playbook = write_playbook(tmp_path, [play(
         task("started", version="4.0", **DEMO, deadline=2, keywords={"register": "overloaded", **IGNORE}),
-        task("started", version="4.0", **DEMO, deadline=1.5, api_url=f"http://127.0.0.1:{unused_port}",
+        task("started", version="4.0", **DEMO, deadline=1.5, api_url=f"http://127.0.0.1:{unused_port}", api_key=DEMO_KEY,
              keywords={"register": "refused", **IGNORE}),
         _checks("overloaded is failed and overloaded.error == 'api_unreachable' and overloaded.attempts > 1",
                 "refused is failed and refused.error == 'api_unreachable' and refused.attempts > 1"),
@@ -101,7 +101,7 @@ def test_unreachable_api_fails_within_the_deadline(tmp_path, ansible_env, retrac
 
 def test_without_strict_a_tracking_failure_warns_and_the_play_goes_on(tmp_path, ansible_env, retrace_emulator, unused_port):
     playbook = write_playbook(tmp_path, [play(
-        task("started", version="4.2", **DEMO, deadline=1, api_url=f"http://127.0.0.1:{unused_port}",
+        task("started", version="4.2", **DEMO, deadline=1, api_url=f"http://127.0.0.1:{unused_port}", api_key=DEMO_KEY,
              keywords={"register": "down"}),
         task("started", version="4.2", **DEMO, api_key="not-a-known-key", keywords={"register": "refused"}),
         {"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying anyway"}},
@@ -117,7 +117,7 @@ def test_without_strict_a_tracking_failure_warns_and_the_play_goes_on(tmp_path, 
 
 def test_strict_true_fails_the_task(tmp_path, ansible_env, retrace_emulator, unused_port):
     playbook = write_playbook(tmp_path, [play(
-        task("started", version="4.3", **DEMO, deadline=1, strict=True, api_url=f"http://127.0.0.1:{unused_port}"),
+        task("started", version="4.3", **DEMO, deadline=1, strict=True, api_url=f"http://127.0.0.1:{unused_port}", api_key=DEMO_KEY),
         {"name": "Deployment step", "ansible.builtin.debug": {"msg": "never reached"}},
     )])
     run = run_playbook(playbook, env=ansible_env)

@@ -1,0 +1,115 @@
+"""Where the key may go (settings.check_key_destination), the API URL in one spelling (settings.normalise_api_url),
+and a 401 naming the setting the key came from."""
+
+import pytest
+
+from ansible_collections.stackify.retrace.plugins.module_utils import settings
+from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
+from ansible_collections.stackify.retrace.plugins.module_utils.client import DeploymentClient
+from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
+from ansible_collections.stackify.retrace.plugins.module_utils.errors import AuthenticationRejected, InvalidInput
+from ansible_collections.stackify.retrace.plugins.module_utils.transport import Response
+
+KEY = "unit-test-key-destination"
+
+
+class Recorder:
+    def __init__(self, status=202):
+        self.status = status
+        self.posts = []
+
+    def post(self, url, body, headers, timeout):
+        self.posts.append(url)
+        return Response(self.status, {}, b'{"Message": "no"}')
+
+
+# --- the rule ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("environ", [{}, {"RETRACE_API_URL": "https://api.stackify.net"}], ids=["default", "same-as-default"])
+def test_a_key_from_the_environment_is_not_sent_to_a_url_set_by_a_variable(environ):
+    with pytest.raises(InvalidInput) as caught:
+        settings.check_key_destination("https://evil.example", key_from_environment=True, url_from_environment=False,
+                                       environ=environ)
+    message = str(caught.value)
+    assert message.startswith("api_url: 'https://evil.example' is refused: the API key comes from the environment")
+    assert "only sent to the URL from the environment (https://api.stackify.net)" in message
+    assert "Set the URL beside the key: RETRACE_API_URL" in message
+
+
+@pytest.mark.parametrize("given, from_env, url_from_env, environ", [
+    ("https://evil.example", False, False, {}),  # the key came with the URL (extra var, task argument...)
+    ("https://retrace.test", True, True, {"RETRACE_API_URL": "https://retrace.test"}),  # both from the environment
+    ("https://RETRACE.test:443/", True, False, {"RETRACE_API_URL": "https://retrace.test"}),  # the same URL, spelled otherwise
+    ("https://api.stackify.net/", True, False, {}),  # the default, given again
+    (None, True, False, {}),
+])
+def test_what_the_rule_allows(given, from_env, url_from_env, environ):
+    settings.check_key_destination(given, key_from_environment=from_env, url_from_environment=url_from_env, environ=environ)
+
+
+def test_the_module_and_role_refuse_an_api_url_argument_with_a_key_from_the_environment(monkeypatch):
+    """The role passes retrace_api_url as the module's api_url: a task argument, while the key came from the environment."""
+    monkeypatch.setenv("RETRACE_API_KEY", KEY)
+    monkeypatch.delenv("RETRACE_API_URL", raising=False)
+    transport = Recorder()
+    params = {"state": "started", "api_key": KEY, "api_url": "https://evil.example", "app_name": "Shop",
+              "environment_name": "Production", "version": "1", "strict": False}
+    result = run_deployment_task(params, check_mode=False, entry_point="unit", transport=transport,
+                                 given={"state", "api_url", "app_name", "environment_name", "version"})
+    assert result["failed"] and result["error"] == "invalid_input" and result["attempts"] == 0
+    assert result["msg"].startswith("api_url: 'https://evil.example' is refused")
+    assert transport.posts == []
+    # The key given as an argument too: whoever wrote it knows it; sent where the task says.
+    accepted = run_deployment_task(params, check_mode=False, entry_point="unit", transport=transport,
+                                   given={"state", "api_key", "api_url", "app_name", "environment_name", "version"})
+    assert accepted["tracked"] and transport.posts == ["https://evil.example/api/v1/deployments/start"]
+
+
+def test_the_module_on_a_host_counts_a_value_equal_to_the_environment_as_taken_from_it(monkeypatch):
+    monkeypatch.setenv("RETRACE_API_KEY", KEY)
+    monkeypatch.setenv("RETRACE_API_URL", "https://retrace.test")
+    params = {"state": "started", "api_key": KEY, "app_name": "Shop", "environment_name": "Production", "version": "1"}
+    refused = run_deployment_task(dict(params, api_url="https://evil.example"), check_mode=True, entry_point="unit",
+                                  transport=Recorder())
+    allowed = run_deployment_task(dict(params, api_url="https://retrace.test"), check_mode=True, entry_point="unit",
+                                  transport=Recorder())
+    assert refused["failed"] and refused["msg"].startswith("api_url:")
+    assert "failed" not in allowed and allowed["api_url"] == "https://retrace.test"
+
+
+# --- one spelling of the URL ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given, expected", [
+    ("https://api.stackify.net", "https://api.stackify.net"),
+    ("https://API.Stackify.NET/", "https://api.stackify.net"),
+    ("HTTPS://api.stackify.net:443", "https://api.stackify.net"),
+    ("https://api.stackify.net:8443/", "https://api.stackify.net:8443"),
+    ("http://LOCALHOST:8080", "http://localhost:8080"),
+    ("http://localhost:80/", "http://localhost"),
+    ("http://[::1]:9000", "http://[::1]:9000"),
+    ("https://host.example/Retrace/Path/", "https://host.example/Retrace/Path"),
+])
+def test_the_api_url_is_normalised(given, expected):
+    assert settings.normalise_api_url(given) == expected
+    assert settings.ApiSettings.create(api_key=KEY, api_url=given).api_url == expected
+
+
+def test_an_invalid_port_is_refused():
+    with pytest.raises(InvalidInput, match="^api_url: has an invalid port"):
+        settings.normalise_api_url("https://host:99999")
+
+
+# --- a 401 names the setting the key came from ------------------------------------------------------------
+
+@pytest.mark.parametrize("source, expected", [
+    ("api_key", "check api_key / RETRACE_API_KEY holds your Stackify license key."),
+    ("api_key_file", "check the file named by api_key_file / RETRACE_API_KEY_FILE holds your Stackify license key."),
+])
+def test_a_401_names_where_the_key_came_from(tmp_path, source, expected):
+    path = tmp_path / "key"
+    path.write_text(KEY)
+    api = settings.ApiSettings.create(**({"api_key": KEY} if source == "api_key" else {"api_key_file": str(path)}))
+    client = DeploymentClient(api, Recorder(401), entry_point="unit")
+    with pytest.raises(AuthenticationRejected) as caught:
+        client.start(Deployment.create(app_name="Shop", environment_name="Production", version="1"))
+    assert str(caught.value).endswith(expected)
