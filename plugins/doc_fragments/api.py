@@ -104,6 +104,9 @@ options:
   name:
     description:
       - Display name of the deployment in Retrace; defaults to O(version) on Retrace's side.
+      - This and O(app_name), O(environment_name), O(version), O(branch), O(commit), O(uri) may not hold C({{) or
+        C({%), an unrendered Jinja expression (the callback does not template its settings); such a value is
+        refused before anything is sent.
       - When not set, the E(RETRACE_DEPLOYMENT_NAME) environment variable is used.
       - Not sent on cancel.
     type: str
@@ -116,6 +119,8 @@ options:
         and C({workflow}); a value that is not known renders as nothing. Python format specs apply
         (C({commit:.7}) is the first 7 characters); write literal braces as C({{) and C(}})."
       - Any other placeholder is refused before anything is sent.
+      - A rendered name longer than 255 characters (a long job template name) is cut to 255, ending with an
+        ellipsis; an explicit O(name) that long is refused.
       - When not set, the E(RETRACE_NAME_FORMAT) environment variable is used.
       - Not sent on cancel.
     type: str

@@ -13,6 +13,7 @@ import unicodedata
 from urllib.parse import urlsplit
 
 from .errors import InvalidInput
+from .settings import check_rendered
 
 START = "start"
 COMPLETE = "complete"
@@ -56,6 +57,11 @@ class Deployment:
     @classmethod
     def create(cls, app_name=None, environment_name=None, version=None, name=None, branch=None, commit=None, uri=None) -> "Deployment":
         """Validate every field and return a deployment; raise :class:`InvalidInput` naming the first bad option."""
+        # An explicit name is checked for unrendered Jinja by settings.deployment_name; a rendered one may quote a
+        # job template's name, whatever it holds.
+        for option, value in (("app_name", app_name), ("environment_name", environment_name), ("version", version),
+                              ("branch", branch), ("commit", commit), ("uri", uri)):
+            check_rendered(value, option)
         values = {
             "app_name": _required(app_name, "app_name"),
             "environment_name": _required(environment_name, "environment_name"),

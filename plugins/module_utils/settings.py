@@ -60,10 +60,43 @@ def deployment_name(options, job_fields=None) -> str | None:
     Raises :class:`InvalidInput` for a bad ``name_format`` (:func:`render_name_format`).
     """
     if options.get("name") or not options.get("name_format"):
+        if options.get("name"):
+            check_rendered(options["name"], "name")
         return options.get("name") or None
     fields = {field: options.get(field) for field in DEPLOYMENT_OPTIONS}
     fields.update(job_fields or {})
-    return render_name_format(options["name_format"], fields) or None
+    return shorten_name(render_name_format(options["name_format"], fields)) or None
+
+
+#: the longest ``Name`` sent (the core's limit for text fields, deployment.DEFAULT_MAX_LENGTH)
+NAME_LIMIT = 255
+
+
+def shorten_name(name: str) -> str:
+    """A Name rendered from ``name_format``, cut to :data:`NAME_LIMIT` characters ending with "…" if longer.
+
+    A rendered Name is cosmetic (a long job template or workflow name should not turn tracking off); an explicit
+    ``name`` that is too long is still refused, since whoever wrote it can shorten it.
+    """
+    return name if len(name) <= NAME_LIMIT else name[:NAME_LIMIT - 1].rstrip() + "\u2026"
+
+
+#: what left in a value shows a Jinja expression that was never rendered
+JINJA_MARKERS = ("{{", "{%")
+
+
+def check_rendered(value, option: str) -> None:
+    """Refuse ``value`` holding ``{{`` or ``{%``: a Jinja expression nobody rendered, which would be sent as is.
+
+    The callback takes extra vars, environment variables and ``ansible.cfg`` as given, untemplated (AWX passes a
+    job template's extra vars ``retrace_version: "{{ app_version }}"`` exactly so).  No real version, app,
+    environment, branch, commit, link or name holds these pairs.  Raises :class:`InvalidInput` naming ``option``.
+    """
+    if isinstance(value, str) and any(marker in value for marker in JINJA_MARKERS):
+        raise InvalidInput(option, f"holds an unrendered Jinja expression ({value.strip()[:80]!r}): the callback does not "
+                                   "template its settings (extra vars, environment, ansible.cfg; AWX passes a template's "
+                                   "extra vars to it as written); give the value itself, or set it in a task "
+                                   "(module or role), where Ansible templates it")
 
 
 def render_name_format(name_format: str, fields) -> str:

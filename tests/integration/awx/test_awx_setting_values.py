@@ -1,0 +1,43 @@
+"""Values a controller job hands over as they are: a template extra var holding Jinja (AWX does not template extra
+vars for the callback) is refused before anything is sent; a Name rendered from name_format that a long job template
+name makes too long is cut, not refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.stackify.retrace.tests.integration.awx.controller import Job
+from ansible_collections.stackify.retrace.tests.integration.awx.test_awx_job_context import ROLE_PLAYBOOK
+
+OK_PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Deploy
+      ansible.builtin.debug:
+        msg: deploying
+"""
+
+
+def test_a_template_extra_var_holding_jinja_is_refused_and_nothing_is_sent(controller):
+    result = controller.launch(Job(), OK_PLAYBOOK, template_extra_vars={"retrace_version": "{{ app_version }}",
+                                                                         "app_version": "2.0.1"})
+    text = " ".join(result.stdout.split())
+    assert result.status == "successful", text  # tracking never fails the job unless strict
+    assert ("Retrace deployment tracking is off for this run: version: holds an unrendered Jinja expression "
+            "('{{ app_version }}'): the callback does not template its settings") in text
+    assert controller.emulator.requests() == []
+
+
+@pytest.mark.parametrize("entry_point", ["callback", "role"])
+def test_a_long_job_template_name_cuts_the_rendered_name(controller, entry_point):
+    controller.project_files = {"steps.yml": "- name: Deploy\n  ansible.builtin.debug:\n    msg: deploying\n"}
+    env = {"RETRACE_NAME_FORMAT": "{version:.7} by {user} via {job_template}"}
+    if entry_point == "role":
+        env.update(RETRACE_APP_NAME="Shop", RETRACE_ENVIRONMENT_NAME="Production")
+    result = controller.launch(Job(job_template="T" * 300), OK_PLAYBOOK if entry_point == "callback" else ROLE_PLAYBOOK,
+                               extra_env=env, callback=entry_point == "callback")
+    assert result.status == "successful", result.stdout
+    assert [entry["action"] for entry in controller.emulator.requests()] == ["start", "complete"], result.stdout
+    name = controller.emulator.requests("start")[0]["body"]["Name"]
+    assert len(name) == 255 and name.startswith("3f2c1b0 by alice via TTT") and name.endswith("T\u2026")
