@@ -615,8 +615,10 @@ class _TrackedRun:
             if not self.workflow_job_id:
                 raise
             self.joined = True
-            self.display.display(f"Retrace: {self.label} is already in progress, started by another job of workflow "
-                                 f"{self.workflow_job_id} (a job slice): this job takes part in it and sends nothing")
+            # Joining is what slices do: one quiet line.  It cannot tell a live sibling from a deployment left by an
+            # earlier run (docs/awx.md, Workflows, says how to clear that one).
+            from ansible_collections.stackify.retrace.plugins.module_utils.tracking import joined_message
+            self.display.display(joined_message(self.deployment, self.workflow_job_id))
             return
         self.display.display(f"Retrace: {self.label} started")
         if self.lifecycle.orphan_guard:

@@ -18,7 +18,7 @@ from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
 from .guard import arm_orphan_guard, orphan_guard_of, release_orphan_guard
 from .settings import check_key_destination, deployment_name, from_environment
-from .tracking import describe, open_deployment, start_may_have_landed
+from .tracking import describe, joined_message, open_deployment, start_may_have_landed
 
 
 def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1, run_pid=None,
@@ -74,9 +74,7 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
             call = client.send(action, deployment)
     except RetraceError as error:
         if workflow_job_id and action == START and isinstance(error, BadTransition):
-            return dict(result, joined=True,
-                        msg=f"Retrace: {describe(deployment)} is already in progress, started by another job of workflow "
-                            f"{workflow_job_id} (a job slice): this job takes part in it.")
+            return dict(result, joined=True, msg=joined_message(deployment, workflow_job_id) + ".")
         if run_pid is not None and action == START:
             # A refused start armed nothing, and must not release a guard a sibling start of this run armed.
             # No answer: the start may land after all; the guard cancels it when the run ends, unless a

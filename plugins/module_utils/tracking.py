@@ -36,6 +36,17 @@ def describe(deployment: Deployment) -> str:
     return f"deployment {deployment.version} of {deployment.app_name} to {deployment.environment_name}"
 
 
+def joined_message(deployment: Deployment, workflow_job_id) -> str:
+    """What a job of a controller workflow says when its start is answered 409: it joins the deployment in progress.
+
+    Usually a sibling slice started it; but nothing tells this job who did (Retrace has no read endpoint): a job of an
+    earlier workflow, or one that died, leaves the same answer.  So the line says what is known, and docs/awx.md
+    (Workflows) says what to do when no job of this workflow is running it.
+    """
+    return (f"Retrace: {describe(deployment)} is already in progress: started by another job, e.g. a sibling slice of "
+            f"workflow {workflow_job_id}; this job joins it and sends no end")
+
+
 def open_deployment(client: DeploymentClient, deployment: Deployment, *, stale_start: str = "recover",
                     warn: Warn | None = None, on_sent: OnSent | None = None) -> CallResult:
     """Send start; with ``stale_start="recover"``, recover a deployment a dead run left in progress.

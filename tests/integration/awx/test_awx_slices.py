@@ -19,8 +19,8 @@ import pytest
 from ansible_collections.stackify.retrace.tests.integration.awx.controller import REVISION, Job, wait_for_file
 
 WORKFLOW_JOB_ID = 4710
-JOINED = (f"Retrace: deployment {REVISION} of Shop to Production is already in progress, started by another job of "
-          f"workflow {WORKFLOW_JOB_ID} (a job slice)")
+JOINED = (f"Retrace: deployment {REVISION} of Shop to Production is already in progress: started by another job, e.g. a "
+          f"sibling slice of workflow {WORKFLOW_JOB_ID}; this job joins it and sends no end")
 
 
 def slice_job(number: int) -> Job:
