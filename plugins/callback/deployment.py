@@ -37,8 +37,9 @@ description:
   - In an AWX / Automation Platform job (recognised by the C(awx_job_id) extra var, or E(JOB_ID) with E(AWX_HOST)),
     the job comes first - O(uri) is the job's page in the controller (from E(AWX_HOST)), O(commit) and O(version)
     the project revision, O(branch) the project's or the job's branch - and O(name_format) can name the launching
-    user and the job template. A 409 on start in a job launched by a workflow (job slices are one) is a sibling's
-    start and is never recovered; see the AWX guide (docs/awx.md).
+    user and the job template. A 409 on start in a job launched by a workflow (job slices are one) is taken for a
+    sibling's start and is never recovered (a deployment left in progress by an earlier run stays so until a run
+    outside a workflow recovers it or it is cancelled); see the AWX guide (docs/awx.md).
   - The API key is never displayed, at any verbosity.
 requirements:
   - Enable the callback with C(callbacks_enabled = stackify.retrace.deployment) in the C([defaults]) section of

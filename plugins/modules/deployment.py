@@ -236,8 +236,10 @@ tracked:
 joined:
   description:
     - V(true) when, in an AWX / Automation Platform job launched by a workflow (job slices are one), Retrace answered
-      the start with HTTP 409 because another job of that workflow had started the same deployment. The task is
-      C(ok) with RV(tracked=false) and no warning; the deployment is never cancelled and started again.
+      the start with HTTP 409 (already in progress); usually a sibling job of that workflow started it, but a
+      deployment left in progress by an earlier run gets the same answer. The task is C(ok) with RV(tracked=false)
+      and no warning; the deployment is never cancelled and started again (a stale one stays in progress until a
+      run outside a workflow recovers it or it is cancelled; see docs/awx.md).
   returned: when a sibling job had started the deployment
   type: bool
   sample: true
