@@ -113,7 +113,9 @@ REFUSALS = {
     "400-unknown-app": ({"retrace_app_name": "NoSuchApp"}, None, [("start", 400)], "does not know app 'NoSuchApp'"),
     "409-in-progress-stale-start-fail": ({"retrace_stale_start": "fail"}, "start", [("start", 202), ("start", 409)],
                                          "already in progress"),
-    "connection-refused": ({"retrace_api_url": "http://127.0.0.1:CLOSED", "retrace_deadline": 1.5}, None, [], "unreachable"),
+    # The key goes with the URL: a key from the environment is only ever sent to RETRACE_API_URL.
+    "connection-refused": ({"retrace_api_url": "http://127.0.0.1:CLOSED", "retrace_api_key": DEMO_KEY, "retrace_deadline": 1.5},
+                           None, [], "unreachable"),
 }
 
 
