@@ -20,8 +20,8 @@ OK_PLAYBOOK = """
 
 
 def test_a_template_extra_var_holding_jinja_is_refused_and_nothing_is_sent(controller):
-    result = controller.launch(Job(), OK_PLAYBOOK, template_extra_vars={"retrace_version": "{{ app_version }}",
-                                                                         "app_version": "2.0.1"})
+    template_extra_vars = {"retrace_version": "{{ app_version }}", "app_version": "2.0.1"}
+    result = controller.launch(Job(), OK_PLAYBOOK, template_extra_vars=template_extra_vars)
     text = " ".join(result.stdout.split())
     assert result.status == "successful", text  # tracking never fails the job unless strict
     assert ("Retrace deployment tracking is off for this run: version: holds an unrendered Jinja expression "
