@@ -304,6 +304,31 @@ class RemoteJob:
         return JobResult(self.result.status, self.result.rc, stdout, self.private, self.safe_env)
 
 
+#: a job's playbook with one quick step: the callback records the deployment around it
+OK_PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Deploy
+      ansible.builtin.debug:
+        msg: deploying
+"""
+
+
+def waiting_playbook(workdir: pathlib.Path, name: str) -> tuple[str, pathlib.Path, pathlib.Path]:
+    """A playbook whose one step touches ``workdir/<name>-running``, then waits until ``workdir/<name>-may-finish``
+    exists: (playbook text, the file saying it runs, the file the test creates to let it finish)."""
+    started, release = workdir / f"{name}-running", workdir / f"{name}-may-finish"
+    playbook = f"""
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Slow deployment step
+      ansible.builtin.shell: touch {started} && while [ ! -e {release} ]; do sleep 0.1; done
+"""
+    return playbook, started, release
+
+
 def wait_for_file(path: pathlib.Path, within: float = 60) -> None:
     deadline = time.monotonic() + within
     while not path.exists():

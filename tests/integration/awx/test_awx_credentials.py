@@ -15,16 +15,8 @@ import pytest
 from jinja2 import StrictUndefined, sandbox
 
 from ansible_collections.stackify.retrace.tests.integration.awx.controller import (
-    SECRET_KEY, Job, files_containing, inject_credential, load_credential_type)
+    OK_PLAYBOOK, SECRET_KEY, Job, files_containing, inject_credential, load_credential_type)
 
-OK_PLAYBOOK = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Deploy
-      ansible.builtin.debug:
-        msg: deploying
-"""
 #: facts of localhost (ansible_env, kept in the fact cache artifact) and a child process's environment, at -vvvv
 FACTS_PLAYBOOK = """
 - hosts: all

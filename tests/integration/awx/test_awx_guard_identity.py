@@ -9,36 +9,21 @@ import threading
 
 import pytest
 
-from ansible_collections.stackify.retrace.tests.integration.awx.controller import Job, wait_for_file
+from ansible_collections.stackify.retrace.tests.integration.awx.controller import OK_PLAYBOOK, Job, wait_for_file, waiting_playbook
 
-QUICK = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Deploy
-      ansible.builtin.debug:
-        msg: deploying
-"""
 
 
 @pytest.mark.parametrize("spelling", ["HTTP://LOCALHOST:{port}/", "http://Localhost:{port}"])
 def test_a_live_job_is_not_cancelled_by_a_sibling_spelling_the_url_otherwise(controller, spelling):
     port = controller.emulator.url.rsplit(":", 1)[1]
     controller.credential_inputs["api_url"] = f"http://localhost:{port}"
-    started, release = controller.workdir / "first-running", controller.workdir / "first-may-finish"
-    slow = f"""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Slow deployment step
-      ansible.builtin.shell: touch {started} && while [ ! -e {release} ]; do sleep 0.1; done
-"""
+    slow, started, release = waiting_playbook(controller.workdir, "first")
     results = {}
     first = threading.Thread(target=lambda: results.update(first=controller.launch(Job(job_id=1701), slow)))
     first.start()
     try:
         wait_for_file(started)
-        results["second"] = controller.launch(Job(job_id=1702), QUICK,
+        results["second"] = controller.launch(Job(job_id=1702), OK_PLAYBOOK,
                                               template_extra_vars={"retrace_api_url": spelling.format(port=port)})
     finally:
         release.touch()

@@ -5,16 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.stackify.retrace.tests.integration.awx.controller import REVISION, Job
+from ansible_collections.stackify.retrace.tests.integration.awx.controller import OK_PLAYBOOK, REVISION, Job
 
-OK_PLAYBOOK = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Deploy
-      ansible.builtin.debug:
-        msg: deploying
-"""
 JOB_PAGE = "https://awx.example.com/#/jobs/playbook/4711"
 
 

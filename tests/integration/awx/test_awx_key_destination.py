@@ -8,17 +8,9 @@ import dataclasses
 
 import pytest
 
-from ansible_collections.stackify.retrace.tests.integration.awx.controller import SECRET_KEY, Job
+from ansible_collections.stackify.retrace.tests.integration.awx.controller import OK_PLAYBOOK, SECRET_KEY, Job
 from ansible_collections.stackify.retrace.tests.integration.awx.test_awx_job_context import ROLE_PLAYBOOK
 
-OK_PLAYBOOK = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Deploy
-      ansible.builtin.debug:
-        msg: deploying
-"""
 #: a playbook passing the extra var on to the module, as the role does
 MODULE_PLAYBOOK = """
 - hosts: all

@@ -6,17 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.stackify.retrace.tests.integration.awx.controller import Job
+from ansible_collections.stackify.retrace.tests.integration.awx.controller import OK_PLAYBOOK, Job
 from ansible_collections.stackify.retrace.tests.integration.awx.test_awx_job_context import ROLE_PLAYBOOK
 
-OK_PLAYBOOK = """
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Deploy
-      ansible.builtin.debug:
-        msg: deploying
-"""
 
 
 def test_a_template_extra_var_holding_jinja_is_refused_and_nothing_is_sent(controller):

@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from ansible_collections.stackify.retrace.tests.integration.awx.controller import REVISION, Job, wait_for_file
+from ansible_collections.stackify.retrace.tests.integration.awx.controller import REVISION, Job, wait_for_file, waiting_playbook
 
 WORKFLOW_JOB_ID = 4710
 JOINED = (f"Retrace: deployment {REVISION} of Shop to Production is already in progress: started by another job, e.g. a "
@@ -31,15 +31,7 @@ def slice_job(number: int) -> Job:
 
 def first_slice_playbook(controller):
     """Slice 1 starts, then waits (its hosts are slow) until the test lets it finish."""
-    started, release = controller.workdir / "slice-1-running", controller.workdir / "slice-1-may-finish"
-    playbook = f"""
-- hosts: all
-  gather_facts: false
-  tasks:
-    - name: Slow deployment step
-      ansible.builtin.shell: touch {started} && while [ ! -e {release} ]; do sleep 0.1; done
-"""
-    return playbook, started, release
+    return waiting_playbook(controller.workdir, "slice-1")
 
 
 def step(fails: bool) -> str:
