@@ -12,7 +12,6 @@ import pytest
 from ansible_collections.stackify.retrace.tests.integration.awx.controller import OK_PLAYBOOK, Job, wait_for_file, waiting_playbook
 
 
-
 @pytest.mark.parametrize("spelling", ["HTTP://LOCALHOST:{port}/", "http://Localhost:{port}"])
 def test_a_live_job_is_not_cancelled_by_a_sibling_spelling_the_url_otherwise(controller, spelling):
     port = controller.emulator.url.rsplit(":", 1)[1]

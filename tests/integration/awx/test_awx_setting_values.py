@@ -10,7 +10,6 @@ from ansible_collections.stackify.retrace.tests.integration.awx.controller impor
 from ansible_collections.stackify.retrace.tests.integration.awx.test_awx_job_context import ROLE_PLAYBOOK
 
 
-
 def test_a_template_extra_var_holding_jinja_is_refused_and_nothing_is_sent(controller):
     template_extra_vars = {"retrace_version": "{{ app_version }}", "app_version": "2.0.1"}
     result = controller.launch(Job(), OK_PLAYBOOK, template_extra_vars=template_extra_vars)
