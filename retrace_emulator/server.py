@@ -56,6 +56,7 @@ class RetraceEmulator:
         self.faults = FaultQueue()
         self._journal = Journal(journal_path)
         self.stopping = threading.Event()
+        self.decision_lock = threading.Lock()  # the contract's verdict and its journal entry, taken together
         self._server: _EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -231,13 +232,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if fault.cuts_connection and not fault.process:
                 self._cut(entry, fault)
                 return
-        verdict = self.emulator.contract.evaluate(action, self.headers.get("Authorization"), self.headers.get("Content-Type"), raw)
-        entry.update(processed=True, processed_status=verdict.status)
-        entry["warnings"].extend(verdict.warnings)
-        if fault is not None and fault.cuts_connection:
-            self._cut(entry, fault)
+        cut = fault is not None and fault.cuts_connection
+        # Decided and recorded under one lock: of two concurrent starts, the one the contract accepted (202)
+        # is always journalled before the one it refused (409), so the journal reads in the order of decisions.
+        with self.emulator.decision_lock:
+            verdict = self.emulator.contract.evaluate(action, self.headers.get("Authorization"),
+                                                      self.headers.get("Content-Type"), raw)
+            entry.update(processed=True, processed_status=verdict.status)
+            entry["warnings"].extend(verdict.warnings)
+            if cut:
+                self._record_cut(entry, fault)
+            else:
+                self._record_answer(entry, verdict.status, verdict.body)
+        if cut:
+            self._deliver_cut(fault)
         else:
-            self._answer(entry, verdict.status, verdict.body)
+            self._deliver_answer(verdict.status, verdict.body)
 
     def _new_entry(self, action: str | None) -> dict:
         return {
@@ -282,8 +292,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _answer(self, entry: dict, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
         """Record, then send: the entry must be in the journal before the client can read the answer."""
+        self._record_answer(entry, status, payload)
+        self._deliver_answer(status, payload, headers)
+
+    def _record_answer(self, entry: dict, status: int, payload: Any) -> None:
         entry.update(status=status, response=payload, outcome="answered")
         self._record(entry)
+
+    def _deliver_answer(self, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
         if isinstance(payload, str):
             self._send(status, payload.encode("utf-8"), "text/plain; charset=utf-8", headers)
         else:
@@ -296,8 +312,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _cut(self, entry: dict, fault: Fault) -> None:
         """Give no HTTP answer: hang first if asked, then drop (FIN) or reset (RST) the connection."""
+        self._record_cut(entry, fault)
+        self._deliver_cut(fault)
+
+    def _record_cut(self, entry: dict, fault: Fault) -> None:
         entry["outcome"] = OUTCOME_OF_EFFECT[fault.connection_effect]
         self._record(entry)
+
+    def _deliver_cut(self, fault: Fault) -> None:
         self.close_connection = True
         if fault.hang is not None:
             self.emulator.stopping.wait(None if fault.hang == math.inf else fault.hang)

@@ -2,6 +2,8 @@
 
 import http.client
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from retrace_emulator import DEMO_API_KEY
@@ -39,3 +41,35 @@ def test_racing_starts_of_one_deployment_let_exactly_one_win(retrace_emulator):
     with ThreadPoolExecutor(20) as pool:
         statuses = sorted(pool.map(start, range(20)))
     assert statuses == [202] + [409] * 19
+
+
+def test_the_journal_lists_racing_starts_in_the_order_the_contract_decided_them(retrace_emulator, monkeypatch):
+    """The winner of a race is journalled before the losers, even if its thread is slowed between verdict and record
+    (what a loaded machine does; test_module_states compares journals of two hosts starting at once)."""
+    contract = retrace_emulator.contract
+    decide = contract.evaluate
+    first = threading.Event()
+
+    def slow_first_verdict(*args, **kwargs):
+        verdict = decide(*args, **kwargs)
+        if not first.is_set():
+            first.set()
+            time.sleep(0.5)  # the loser's request arrives meanwhile
+        return verdict
+
+    monkeypatch.setattr(contract, "evaluate", slow_first_verdict)
+
+    def start(_index: int) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", retrace_emulator.port, timeout=10)
+        body = json.dumps({"Version": "same", "AppName": "DemoApp", "EnvironmentName": "Staging"})
+        connection.request("POST", "/api/v1/deployments/start", body, {"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"})
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    with ThreadPoolExecutor(2) as pool:
+        winner = pool.submit(start, 0)
+        assert first.wait(5)
+        loser = pool.submit(start, 1)
+        assert (winner.result(), loser.result()) == (202, 409)
+    assert [entry["status"] for entry in retrace_emulator.journal()] == [202, 409]
