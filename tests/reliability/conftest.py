@@ -32,10 +32,11 @@ def callback_env(ansible_env):
 
 @pytest.fixture
 def closed_port():
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port nothing listens on: bound but not listening, so connections are refused, and held for the
+    whole test, so that no emulator on another pytest worker can be given it meanwhile."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def sleeper(runner):
     marker = runner.workdir / "task-is-running"
     playbook = runner.playbook("sleeper.yml", f"""
         - name: Long task
-          ansible.builtin.shell: touch {marker} && sleep 30
+          ansible.builtin.shell: touch {marker} && sleep 60
     """)
     return playbook, marker
 

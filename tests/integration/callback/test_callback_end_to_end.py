@@ -126,7 +126,7 @@ def test_signal_mid_run_cancels(runner, sleeper, signal_name, whole_group, expec
     assert run.retrace_lines()[-1].startswith(f"{CANCELLED}: the run was stopped by")
     assert signal_name in run.retrace_lines()[-1]
     if signal_name == "SIGINT" or ANSIBLE_STOPS_WORKERS_ON_SIGTERM:
-        assert run.seconds < 20  # the 30 s task was really interrupted
+        assert run.seconds < 40  # the 60 s task was really interrupted
 
 
 def test_error_after_start_cancels(runner):

@@ -108,15 +108,17 @@ def test_ansible_runner_cancel_is_cancelled_and_runner_is_not_held(runner, sleep
     assert result.status == "canceled", result.stdout.read()
     assert wait_for_actions(runner.emulator, 2) == STARTED_THEN_CANCELLED
     # After its SIGKILL, ansible-runner waits up to 5 s for EOF on the job's pty: the watcher must not hold it.
-    assert returned_after < 4, f"ansible-runner took {returned_after:.1f} s after the cancel"
+    assert returned_after < 4.8, f"ansible-runner took {returned_after:.1f} s after the cancel"
 
 
 def test_ansible_runner_job_timeout_is_cancelled(runner, sleeper, monkeypatch):
-    playbook, _marker = sleeper
+    playbook, marker = sleeper
     began = time.monotonic()
-    result = run_under_ansible_runner(runner, playbook, monkeypatch, settings={"job_timeout": 4})
+    # Long enough for the start to be sent and the guard armed on a loaded machine: ansible-runner reads the
+    # clock only between polls (pexpect_timeout, 5 s by default), so a short timeout could kill the run before either.
+    result = run_under_ansible_runner(runner, playbook, monkeypatch, settings={"job_timeout": 15})
     assert result.status == "timeout", result.stdout.read()
-    assert time.monotonic() - began < 20  # the 30 s task was really cut short
+    assert marker.exists() and time.monotonic() - began < 45, "the 60 s task was not cut short by job_timeout"
     assert wait_for_actions(runner.emulator, 2) == STARTED_THEN_CANCELLED
 
 
@@ -324,8 +326,9 @@ def test_stale_start_recovery_shares_the_start_s_part_of_the_budget(runner):
     """start (409), cancel, start again: three calls within the start's share of the budget, not one share each."""
     assert post(runner.emulator, "start") == 202
     runner.emulator.inject("start", [{"delay": 0.01}, {"hang": True}])  # the 409 as usual, then the new start hangs
-    runner.emulator.inject("cancel", [{"delay": 1.5}])
-    run = runner.run("-e", "retrace_time_budget=3", str(runner.playbook("site.yml", OK_TASK)))
+    # Scaled so that the callback's own work before the first start (charged to the same share) fits on a loaded machine.
+    runner.emulator.inject("cancel", [{"delay": 4.5}])
+    run = runner.run("-e", "retrace_time_budget=9", str(runner.playbook("site.yml", OK_TASK)))
     assert run.returncode == 0, run.output
     assert [entry["action"] for entry in runner.emulator.requests()][:4] == ["start", "start", "cancel", "start"]
     # The last start got no answer and may still land: the guard armed anyway cancels it after the run.
@@ -334,9 +337,9 @@ def test_stale_start_recovery_shares_the_start_s_part_of_the_budget(runner):
         time.sleep(0.05)
     assert [entry["action"] for entry in runner.emulator.requests()] == ["start", "start", "cancel", "start", "cancel"]
     failure = retrace_warnings(run.output)[-1]
-    # The start's share is 2 s of 3; the cancel took 1.5 of them: the last start had what was left, not 2 s more.
+    # The start's share is 6 s of 9; the cancel took 4.5 of them: the last start had what was left, not 6 s more.
     waited = float(re.search(r"no answer within ([0-9.]+) s", failure).group(1))
-    assert waited < 1.0, failure
+    assert waited < 2.5, failure
 
 
 def test_an_empty_version_extra_var_is_refused_not_replaced(runner):

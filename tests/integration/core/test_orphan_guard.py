@@ -174,16 +174,23 @@ def test_the_watcher_holds_no_terminal_is_outside_the_group_and_keeps_the_key_in
 
 
 def _find_watcher(owner_pid):
-    """The watcher is a fork of the owner: the same command line, another pid."""
+    """The watcher is a fork of the owner: the same command line, another pid.
+
+    The guard forks twice; the middle process (same command line too, the leader of the new session) may not have
+    exited yet when the watcher already answers: it is skipped, so that the test never inspects the wrong process.
+    """
     with open(f"/proc/{owner_pid}/cmdline", "rb") as owner:
         command = owner.read()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as candidate:
-                if int(pid) != owner_pid and candidate.read() == command:
-                    return int(pid)
-        except OSError:
-            continue
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as candidate:
+                    if pid != owner_pid and candidate.read() == command and os.getsid(pid) != pid:
+                        return pid
+            except OSError:
+                continue
+        time.sleep(0.05)
     raise AssertionError("no watcher process found")
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 #: seconds fab gets to end after the signal (it has to send one cancel; the steps sleep for 20 s)
-PROMPT = 5.0
+PROMPT = 12.0  # generous for a loaded machine, still well short of the 20 s steps
 GUARD_WINDOW = 15.0
 
 

@@ -34,10 +34,11 @@ def _playbook(tmp_path, steps, handlers=(), **role_vars):
 
 @pytest.fixture
 def unused_port():
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port nothing listens on: bound but not listening, so connections are refused, and held for the
+    whole test, so that no emulator on another pytest worker can be given it meanwhile."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]
 
 
 def _until(emulator, expected, seconds=GUARD_LANDS_WITHIN):
