@@ -420,7 +420,8 @@ class CallbackModule(CallbackBase):
         # which run with the key anyway.  An empty RETRACE_API_URL gives way to ansible.cfg (_text_option).
         url_from_variable = (origins.get("api_url") or "").startswith("var: ")
         check_key_destination(options["api_url"], key_from_environment=bool(key_set) and all(map(from_environment, key_set)),
-                              url_from_environment=not url_from_variable, environ=os.environ)
+                              url_from_environment=not url_from_variable, environ=os.environ,
+                              api_key_file=options["api_key_file"])
 
     def _boolean(self, option, extra_vars):
         """``option`` as a bool, refusing what Ansible's own ``bool`` type would quietly read as false."""

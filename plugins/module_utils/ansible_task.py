@@ -107,7 +107,8 @@ def _check_key_destination(params, given):
                  if params.get(name) is not None and params.get(name) != environment.get(name)}
     key_set = any(params.get(name) for name in ("api_key", "api_key_file"))
     check_key_destination(params.get("api_url"), key_from_environment=key_set and not {"api_key", "api_key_file"} & set(given),
-                          url_from_environment="api_url" not in given, environ=os.environ)
+                          url_from_environment="api_url" not in given, environ=os.environ,
+                          api_key_file=params.get("api_key_file"))
 
 
 def _describe(action, deployment):

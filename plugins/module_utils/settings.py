@@ -10,6 +10,7 @@ variables feed them.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import ipaddress
 import os
 import stat
@@ -327,7 +328,8 @@ def _check_api_key(api_key, option: str = "api_key", where: str = "") -> ApiKey:
     return ApiKey(api_key)
 
 
-def check_key_destination(api_url, *, key_from_environment: bool, url_from_environment: bool, environ) -> None:
+def check_key_destination(api_url, *, key_from_environment: bool, url_from_environment: bool, environ,
+                          api_key_file=None) -> None:
     """Refuse to send a key taken from the environment to an API URL that did not come from there.
 
     The rule, the same on every entry point, always (not only in controller jobs): the API URL must come from
@@ -340,10 +342,19 @@ def check_key_destination(api_url, *, key_from_environment: bool, url_from_envir
     ``api_url`` is the URL the entry point would use; ``url_from_environment`` says it came from
     ``RETRACE_API_URL``, is the default, or came from a file of the project itself (the callback's
     ``ansible.cfg``: trusted like the playbooks, which run with the key anyway).  A URL set by a variable (extra
-    var, survey, task argument, the role's ``retrace_api_url``) that, normalised, equals the environment's is fine.  Raises :class:`InvalidInput` naming
-    ``api_url``, before anything is sent.
+    var, survey, task argument, the role's ``retrace_api_url``) that, normalised, equals the environment's is fine.
+
+    ``api_key_file``: the key file the entry point will read, wherever its path came from.  Naming a file is not
+    knowing the key: a file holding the environment's key (the file ``RETRACE_API_KEY_FILE`` names, a copy of it,
+    a file with the text of ``RETRACE_API_KEY`` / ``STACKIFY_API_KEY``) counts as a key from the environment even
+    when a variable named it; else ``-e retrace_api_key_file=<where the credential's key lies>`` would carry the
+    key to any URL.  A key given as text by a variable is known to whoever gave it: it goes with its URL.
+
+    Raises :class:`InvalidInput` naming ``api_url``, before anything is sent.
     """
-    if not key_from_environment or url_from_environment or api_url is None or api_url == "":
+    if url_from_environment or api_url is None or api_url == "":
+        return
+    if not key_from_environment and not _file_holds_environment_key(api_key_file, environ):
         return
     given = normalise_api_url(api_url)  # a malformed URL is refused for what it is first
     expected = environ.get("RETRACE_API_URL") or DEFAULT_API_URL
@@ -357,6 +368,27 @@ def check_key_destination(api_url, *, key_from_environment: bool, url_from_envir
                                       f"key is only sent to the URL from the environment ({expected}). Set the URL beside "
                                       "the key: RETRACE_API_URL (in AWX, the credential's API URL), or give the key the "
                                       "same way as the URL")
+
+
+def _file_holds_environment_key(api_key_file, environ) -> bool:
+    """True if the file ``api_key_file`` holds a key the environment holds (see check_key_destination).
+
+    Unset, unreadable or malformed: not compared (resolving the key later reports it).
+    """
+    if api_key_file is None or api_key_file == "":
+        return False
+    try:
+        key = read_api_key_file(api_key_file).reveal()
+    except InvalidInput:
+        return False
+    held = [environ.get(name) for name in ENVIRONMENT_VARIABLES["api_key"] if environ.get(name)]
+    if environ.get("RETRACE_API_KEY_FILE"):
+        try:
+            held.append(read_api_key_file(environ["RETRACE_API_KEY_FILE"]).reveal())
+        except InvalidInput:
+            pass
+    # compare_digest: how long the comparison takes says nothing about the key
+    return any(hmac.compare_digest(key.encode("utf-8"), value.strip().encode("utf-8")) for value in held)
 
 
 def _shown_url(url) -> str:

@@ -20,6 +20,7 @@ MODULE_PLAYBOOK = """
       stackify.retrace.deployment:
         state: started
         api_url: "{{ retrace_api_url | default(omit) }}"
+        api_key_file: "{{ retrace_api_key_file | default(omit) }}"
       run_once: true
 """
 STEPS = "- name: Deploy\n  ansible.builtin.debug:\n    msg: deploying\n"
@@ -66,6 +67,24 @@ def test_a_launch_time_api_url_does_not_get_the_credentials_key(controller, else
     else:
         # An invalid option fails the task, before anything is sent.
         assert result.status == "failed"
+
+
+@pytest.mark.parametrize("entry_point", ["callback", "module", "role"])
+def test_a_launch_time_key_file_with_the_credentials_key_stays_with_the_credentials_url(controller, elsewhere, entry_point):
+    """A launcher who knows where a copy of the key lives (a fixed path on a runner, a mounted secret) names it as
+    retrace_api_key_file, with retrace_api_url: the key is still the credential's, so the URL is refused."""
+    controller.project_files = {"steps.yml": STEPS}
+    known = controller.workdir / "known.key"
+    known.write_text(SECRET_KEY + "\n")
+    playbook = {"callback": OK_PLAYBOOK, "module": MODULE_PLAYBOOK, "role": ROLE_PLAYBOOK}[entry_point]
+    env = {} if entry_point == "callback" else {"RETRACE_APP_NAME": "Shop", "RETRACE_ENVIRONMENT_NAME": "Production"}
+    launch_vars = {"retrace_api_url": elsewhere.url, "retrace_api_key_file": str(known)}
+    result = controller.launch(LaunchedWith(launch_vars=launch_vars), playbook, extra_env=env,
+                               callback=entry_point == "callback")
+    text = " ".join(result.stdout.split())
+    assert elsewhere.requests() == [] and controller.emulator.requests() == [], text
+    assert f"api_url: '{elsewhere.url}' is refused: the API key comes from the environment" in text
+    assert SECRET_KEY not in result.stdout
 
 
 @pytest.mark.parametrize("entry_point", ["callback", "role"])

@@ -47,6 +47,37 @@ def test_what_the_rule_allows(given, from_env, url_from_env, environ):
     settings.check_key_destination(given, key_from_environment=from_env, url_from_environment=url_from_env, environ=environ)
 
 
+@pytest.mark.parametrize("how", ["the credential's own file", "a copy of it", "a file with RETRACE_API_KEY's text"])
+def test_a_key_file_holding_the_environment_s_key_is_the_environment_s(tmp_path, how):
+    """-e retrace_api_key_file=<where the credential's key lies> must not carry the key elsewhere: naming a file is not
+    knowing the key."""
+    credential = tmp_path / "credential"
+    credential.write_text(KEY + "\n")
+    copy = tmp_path / "copy"
+    copy.write_text(KEY)
+    environ = {"RETRACE_API_KEY": KEY} if how == "a file with RETRACE_API_KEY's text" else {"RETRACE_API_KEY_FILE": str(credential)}
+    named = str(credential) if how == "the credential's own file" else str(copy)
+    with pytest.raises(InvalidInput, match="^api_url: 'https://evil.example' is refused: the API key comes from the environment"):
+        settings.check_key_destination("https://evil.example", key_from_environment=False, url_from_environment=False,
+                                       environ=environ, api_key_file=named)
+
+
+@pytest.mark.parametrize("content", [
+    "another-key",  # the launcher's own key, in a file of theirs
+    None,  # no such file: reported for what it is when the key is resolved
+    "with space",  # malformed: likewise
+])
+def test_a_key_file_not_holding_the_environment_s_key_goes_with_its_url(tmp_path, content):
+    credential = tmp_path / "credential"
+    credential.write_text(KEY)
+    own = tmp_path / "own"
+    if content is not None:
+        own.write_text(content)
+    settings.check_key_destination("https://evil.example", key_from_environment=False, url_from_environment=False,
+                                   environ={"RETRACE_API_KEY_FILE": str(credential), "RETRACE_API_KEY": KEY},
+                                   api_key_file=str(own))
+
+
 def test_the_module_and_role_refuse_an_api_url_argument_with_a_key_from_the_environment(monkeypatch):
     """The role passes retrace_api_url as the module's api_url: a task argument, while the key came from the environment."""
     monkeypatch.setenv("RETRACE_API_KEY", KEY)
