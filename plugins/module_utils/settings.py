@@ -118,7 +118,10 @@ def render_name_format(name_format: str, fields) -> str:
     for _literal, field, spec, conversion in parsed:
         if field is None:
             continue
-        if field not in NAME_FORMAT_FIELDS or conversion or "{" in (spec or ""):
+        if "{" in (spec or ""):
+            raise InvalidInput("name_format", f"has a placeholder inside the format spec of {{{field}}} ({{{field}:{spec}}}): "
+                                              "a spec is plain text, such as {commit:.7}")
+        if field not in NAME_FORMAT_FIELDS or conversion:
             raise InvalidInput("name_format", f"has {{{field}{'!' + conversion if conversion else ''}}}: use only "
                                + ", ".join(f"{{{name}}}" for name in NAME_FORMAT_FIELDS))
     try:

@@ -43,6 +43,15 @@ def test_anything_else_is_refused_naming_the_setting(bad):
     assert str(raised.value).startswith("name_format")
 
 
+@pytest.mark.parametrize("bad", ["{user:{job_id}}", "{version:.{job_id}}"])
+def test_a_placeholder_inside_a_spec_is_named_as_the_problem(bad):
+    """Not "has {user}: use only ... {user} ...", which names an allowed placeholder as the fault."""
+    with pytest.raises(InvalidInput) as raised:
+        render_name_format(bad, {"version": "1"})
+    assert str(raised.value) == (f"name_format: has a placeholder inside the format spec of {bad.split(':')[0]}}} ({bad}): "
+                                 "a spec is plain text, such as {commit:.7}")
+
+
 def test_a_non_string_is_refused():
     with pytest.raises(InvalidInput, match="name_format: must be a string"):
         render_name_format(["x"], {})
