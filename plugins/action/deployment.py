@@ -54,6 +54,7 @@ class ActionModule(ActionBase):
             run_pid=_run_pid(),
             name_fields=job.name_fields() if job is not None else None,
             workflow_job_id=job.workflow_job_id if job is not None else None,
+            job_id=job.job_id if job is not None else None,
             # What the task's arguments set (the role passes retrace_api_url so): the rest came from the environment.
             given={name for name, value in self._task.args.items() if value is not None and value != ""},
         )

@@ -16,13 +16,13 @@ from .ansible_transport import AnsibleUrlsTransport
 from .client import create_client
 from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
-from .guard import arm_orphan_guard, orphan_guard_of, release_orphan_guard
+from .guard import arm_orphan_guard, joined_in_job, orphan_guard_of, release_orphan_guard, remember_join
 from .settings import check_key_destination, deployment_name, from_environment
 from .tracking import describe, joined_message, open_deployment, start_may_have_landed
 
 
 def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=None, hosts_in_task=1, run_pid=None,
-                        name_fields=None, workflow_job_id=None, given=None):
+                        name_fields=None, workflow_job_id=None, job_id=None, given=None):
     """Send (or, in check mode, describe) the call ``params['state']`` asks for.
 
     ``hosts_in_task`` is how many hosts run this task at once: with several, a 409 on start
@@ -38,7 +38,11 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     ``name_fields`` are the controller job's values for ``name_format`` placeholders (user,
     job_template...).  ``workflow_job_id`` names the controller workflow this job runs in (job slices
     are one): a 409 on start is then a sibling job's start, perhaps on another machine, so it is never
-    recovered; the task returns ``ok`` with ``tracked: false`` and ``joined: true``, and no warning.
+    recovered; the task returns ``ok`` with ``tracked: false`` and ``joined: true``, and no warning.  The
+    job (``job_id``, the controller's job id) then remembers the join, and its later ``completed`` /
+    ``cancelled`` tasks for that deployment send nothing (``joined: true`` again): the job that started it ends
+    it, as with the callback.  Else one slice's rescue would cancel, or its success complete, a live sibling's
+    deployment.
 
     ``given`` names the options the task's arguments set (the rest came from the environment or the defaults):
     a key from the environment is only sent to the URL from the environment (``settings.check_key_destination``).
@@ -59,6 +63,8 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     except InvalidInput as error:
         return dict(result, failed=True, msg=str(error), error=error.kind, attempts=0)
     result.update(api_url=client.settings.api_url, deployment=deployment.payload(action), attempts=0)
+    if workflow_job_id and job_id and action != START and joined_in_job(client.settings, deployment, job_id):
+        return dict(result, joined=True, msg=_joined_end_message(action, deployment, workflow_job_id))
     if check_mode:
         return dict(result, changed=True, msg=f"Would {_describe(action, deployment)} (check mode: nothing sent).")
     try:
@@ -74,6 +80,8 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
             call = client.send(action, deployment)
     except RetraceError as error:
         if workflow_job_id and action == START and isinstance(error, BadTransition):
+            if job_id:
+                remember_join(client.settings, deployment, job_id)
             return dict(result, joined=True, msg=joined_message(deployment, workflow_job_id) + ".")
         if run_pid is not None and action == START:
             # A refused start armed nothing, and must not release a guard a sibling start of this run armed.
@@ -109,6 +117,13 @@ def _check_key_destination(params, given):
     check_key_destination(params.get("api_url"), key_from_environment=key_set and not {"api_key", "api_key_file"} & set(given),
                           url_from_environment="api_url" not in given, environ=os.environ,
                           api_key_file=params.get("api_key_file"))
+
+
+def _joined_end_message(action, deployment, workflow_job_id):
+    """The callback's words for a joined job's end (plugins/callback/deployment.py), for a module task."""
+    outcome = "succeeded" if action == COMPLETE else "failed"
+    return (f"Retrace: this job's part of {describe(deployment)} {outcome}; this job joined it (started by another job, "
+            f"e.g. a sibling slice of workflow {workflow_job_id}), so the job that started it ends it: nothing sent.")
 
 
 def _describe(action, deployment):

@@ -41,6 +41,7 @@ import os
 import select
 import signal
 import socket
+import time
 import typing as t
 import warnings
 
@@ -157,6 +158,46 @@ def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int |
         if answer == b"":
             _unlink(path)
     return None
+
+
+# --- joins: which deployments a controller job joined instead of starting ----------------------------
+
+#: seconds after which a join marker is stale and removed (a job runs for hours at most; a week is generous)
+JOIN_MARKER_LIFETIME = 7 * 24 * 3600.0
+
+
+def remember_join(settings: "ApiSettings", deployment: "Deployment", job_id: str) -> bool:
+    """Note that controller job ``job_id`` joined ``deployment`` (its start was answered 409 in a workflow).
+
+    The module's later ``completed`` / ``cancelled`` tasks of the same job (other Ansible workers, so another
+    process) ask :func:`joined_in_job` and send nothing: the job that started the deployment ends it, as the
+    callback's joined slices do.  An empty file in the private directory, named after the deployment and the
+    job id (unique in a controller); markers older than :data:`JOIN_MARKER_LIFETIME` are removed on the way.
+    Returns False if it could not be written (no private directory): the ends are then sent as before.
+    """
+    try:
+        path = _join_marker(settings, deployment, job_id, create=True)
+        for old in glob.glob(os.path.join(glob.escape(os.path.dirname(path)), "*.joined")):
+            with contextlib.suppress(OSError):
+                if time.time() - os.lstat(old).st_mtime > JOIN_MARKER_LIFETIME:
+                    os.unlink(old)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600))
+        return True
+    except OSError:
+        return False
+
+
+def joined_in_job(settings: "ApiSettings", deployment: "Deployment", job_id: str) -> bool:
+    """True if controller job ``job_id`` joined ``deployment`` earlier (:func:`remember_join`)."""
+    try:
+        return os.path.isfile(_join_marker(settings, deployment, job_id, create=False))
+    except OSError:
+        return False
+
+
+def _join_marker(settings, deployment, job_id: str, create: bool) -> str:
+    job = "".join(char for char in str(job_id) if char.isascii() and char.isalnum())[:32] or "none"
+    return os.path.join(_private_directory(create=create), f"{_deployment_token(settings, deployment)}.job-{job}.joined")
 
 
 # --- the rendezvous ---------------------------------------------------------------------------------

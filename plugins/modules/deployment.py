@@ -240,7 +240,10 @@ joined:
       deployment left in progress by an earlier run gets the same answer. The task is C(ok) with RV(tracked=false)
       and no warning; the deployment is never cancelled and started again (a stale one stays in progress until a
       run outside a workflow recovers it or it is cancelled; see docs/awx.md).
-  returned: when a sibling job had started the deployment
+    - The job remembers the join, and its later O(state=completed) / O(state=cancelled) tasks for that deployment
+      return V(true) too and send nothing (RV(tracked=false), no warning). The job that started the deployment
+      ends it, so one slice's rescue never cancels a live sibling's deployment.
+  returned: when a sibling job had started the deployment (the start, and this job's later end tasks for it)
   type: bool
   sample: true
 attempts:

@@ -140,3 +140,76 @@ def test_role_slices_record_one_deployment_and_the_joined_slice_sends_no_end(con
     assert [(entry["action"], entry["status"]) for entry in controller.emulator.requests()] == [
         ("start", 202), ("start", 409), ("complete", 202)]
     assert "WARNING" not in results[2].stdout, results[2].stdout
+
+
+#: the module in a sliced job template, the way its docs show it: start, then the steps and complete, cancel on failure
+MODULE_SLICE_PLAYBOOK = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Start the deployment
+      stackify.retrace.deployment:
+        state: started
+      run_once: true
+    - name: Deploy
+      block:
+        - name: Deployment step
+          {step}
+        - name: Complete the deployment
+          stackify.retrace.deployment:
+            state: completed
+          run_once: true
+          register: end_call
+        - name: Show what the complete did
+          ansible.builtin.debug:
+            msg: "end: joined={{{{ end_call.joined | default(false) }}}} {{{{ end_call.msg }}}}"
+      rescue:
+        - name: Cancel the deployment
+          stackify.retrace.deployment:
+            state: cancelled
+          run_once: true
+          register: end_call
+        - name: Show what the cancel did
+          ansible.builtin.debug:
+            msg: "end: joined={{{{ end_call.joined | default(false) }}}} {{{{ end_call.msg }}}}"
+        - name: Fail the play
+          ansible.builtin.fail:
+            msg: deployment failed
+"""
+
+
+@pytest.mark.parametrize("place", SIBLING_PLACES)
+def test_module_slices_that_joined_send_no_end_so_a_failing_slice_never_cancels_a_live_sibling(controller, place):
+    """A slice whose start joined sends nothing from its completed or cancelled task (found by a breaker: its rescue
+    cancelled the first slice's live deployment, and a succeeding slice completed it early)."""
+    started, release = controller.workdir / "slice-1-running", controller.workdir / "slice-1-may-finish"
+    steps = {1: f"ansible.builtin.shell: touch {started} && while [ ! -e {release} ]; do sleep 0.1; done",
+             2: "ansible.builtin.fail:\n            msg: broken on purpose",
+             3: "ansible.builtin.debug:\n            msg: deploying"}
+    env = {"RETRACE_APP_NAME": "Shop", "RETRACE_ENVIRONMENT_NAME": "Production", **SIBLING_PLACES[place]}
+    results = {}
+
+    def launch(number):
+        results[number] = controller.launch(slice_job(number), MODULE_SLICE_PLAYBOOK.format(step=steps[number]),
+                                            hosts=(f"web{number}",), extra_env=env, callback=False)
+
+    first = threading.Thread(target=launch, args=(1,))
+    first.start()
+    try:
+        wait_for_file(started)
+        launch(2)
+        launch(3)
+    finally:
+        release.touch()
+        first.join(120)
+    assert (results[1].status, results[2].status, results[3].status) == ("successful", "failed", "successful")
+    assert [(entry["action"], entry["status"]) for entry in controller.emulator.requests()] == [
+        ("start", 202), ("start", 409), ("start", 409), ("complete", 202)]
+    text = {number: " ".join(result.stdout.split()) for number, result in results.items()}
+    assert all("WARNING" not in result.stdout for result in results.values()), text
+    joined_end = ("end: joined=True Retrace: this job's part of deployment 3f2c1b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b of Shop "
+                  "to Production {outcome}; this job joined it (started by another job, e.g. a sibling slice of workflow "
+                  f"{WORKFLOW_JOB_ID}), so the job that started it ends it: nothing sent.")
+    assert joined_end.format(outcome="failed") in text[2], text[2]
+    assert joined_end.format(outcome="succeeded") in text[3], text[3]
+    assert "end: joined=False Retrace accepted the request to complete deployment" in text[1], text[1]
