@@ -28,7 +28,9 @@ The rendezvous is a Unix socket in ``/tmp/stackify-retrace-<uid>``, a directory 
 (0700; if another user pre-created it, the guard is not armed and the run says so), named after the
 deployment (a hash of API URL, app, environment and version) and the owner's pid.  Any process can ask
 "is a live run on this machine holding this deployment?" (:func:`live_guard_owner`): stale-start
-recovery uses that so that it never cancels a sibling run that is alive on the same machine.
+recovery uses that so that it never cancels a sibling run that is alive on the same machine.  The same
+directory holds the module's join markers (:func:`remember_join`): which deployments a controller job joined
+instead of starting, so that its later end tasks leave them to the job that started them.
 """
 
 from __future__ import annotations
