@@ -26,6 +26,8 @@ from .transport import ConnectionFailed, TimedOut, TlsFailed, Transport
 
 _PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])  # platform.python_version() costs a 3 ms import
 RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
+#: retryable answers that say the request was not processed (RFC 9110 15.5.9, 15.6.4; RFC 6585 4)
+NOT_PROCESSED_STATUSES = frozenset((408, 429, 503))
 SERVER_MESSAGE_LIMIT = 300
 _UNKNOWN_APP_WORDING = re.compile(r"unknown|not found|does not exist|doesn't exist|no such|not match|must match", re.IGNORECASE)
 
@@ -53,17 +55,22 @@ class CallResult:
     elapsed: float
     payload: dict
     server_message: str | None = None
-    #: a retry got 409 because an earlier attempt of the same call had landed
+    #: a retry got 409 after an earlier attempt of the same call got no answer (so it may have landed)
     recovered_from_conflict: bool = False
 
 
 class _Retry(Exception):
-    """Internal: this attempt failed in a way worth retrying."""
+    """Internal: this attempt failed in a way worth retrying.
 
-    def __init__(self, problem: str, retry_after: float | None = None):
+    ``may_have_landed``: Retrace may have processed the request anyway (no answer came, or a gateway's 5xx);
+    False when the answer says it was not (429 Too Many Requests, 503 Service Unavailable, 408 Request Timeout).
+    """
+
+    def __init__(self, problem: str, retry_after: float | None = None, may_have_landed: bool = True):
         super().__init__(problem)
         self.problem = problem
         self.retry_after = retry_after
+        self.may_have_landed = may_have_landed
 
 
 class DeploymentClient:
@@ -110,12 +117,14 @@ class DeploymentClient:
         started = self._clock()
         deadline_at = started + self.settings.deadline
         attempt = 0
+        earlier_may_have_landed = False
         while True:
             attempt += 1
             timeout = min(self.settings.timeout, deadline_at - self._clock())
             try:
-                status, message = self._attempt(action, deployment, body, timeout, attempt)
+                status, message = self._attempt(action, deployment, body, timeout, attempt, earlier_may_have_landed)
             except _Retry as retry:
+                earlier_may_have_landed = earlier_may_have_landed or retry.may_have_landed
                 delay = self._delay_before_next(retry, attempt, deadline_at, action, started)
                 self._log(f"Retrace {action}: attempt {attempt} failed ({retry.problem}); retrying in {delay:.1f} s")
                 self._sleep(delay)
@@ -123,7 +132,8 @@ class DeploymentClient:
             return CallResult(action, status, attempt, self._clock() - started, payload, message,
                               recovered_from_conflict=status == 409)
 
-    def _attempt(self, action: str, deployment: Deployment, body: bytes, timeout: float, attempt: int):
+    def _attempt(self, action: str, deployment: Deployment, body: bytes, timeout: float, attempt: int,
+                 earlier_may_have_landed: bool = False):
         try:
             response = self.transport.post(self.settings.endpoint(action), body, self._headers(), timeout)
         except TimedOut:
@@ -138,11 +148,15 @@ class DeploymentClient:
         message = self._server_message(response.body)
         if 200 <= status < 300:
             return status, message
-        if status == 409 and attempt > 1:
-            self._log(f"Retrace {action}: 409 on attempt {attempt}; an earlier attempt was accepted, counting it as done")
+        # RETRACE_API.md: a 409 on a retried call means an earlier attempt landed and its answer was lost.  Only an
+        # attempt that got no answer (or a gateway's 5xx) can have landed: after answered 503s, the 409 is about
+        # someone else's call (a sibling job's start) and is refused like a first attempt's.
+        if status == 409 and attempt > 1 and earlier_may_have_landed:
+            self._log(f"Retrace {action}: 409 on attempt {attempt}; an earlier attempt got no answer and landed, counting it as done")
             return status, message
         if status in RETRYABLE_STATUSES:
-            raise _Retry(f"HTTP {status}" + (f": {message}" if message else ""), self._retry_after(response.headers))
+            raise _Retry(f"HTTP {status}" + (f": {message}" if message else ""), self._retry_after(response.headers),
+                         may_have_landed=status not in NOT_PROCESSED_STATUSES)
         raise self._rejection(action, deployment, status, message, attempt)
 
     def _delay_before_next(self, retry: _Retry, attempt: int, deadline_at: float, action: str, started: float) -> float:

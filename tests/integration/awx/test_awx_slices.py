@@ -104,6 +104,31 @@ def test_a_failing_slice_never_ends_the_first_slices_deployment(controller, plac
             ) in " ".join(results[2].stdout.split())
 
 
+def test_a_slice_whose_first_start_got_503_still_joins(controller):
+    """Found by a breaker: a slice answered 503 then 409 took the 409 for its own lost start (tracked), and a
+    failing slice then cancelled the first slice's live deployment.  An answered 503 was not processed: it joins."""
+    playbook, started, release = first_slice_playbook(controller)
+    results = {}
+
+    def launch(number, text):
+        results[number] = controller.launch(slice_job(number), text, hosts=(f"web{number}",),
+                                            extra_env={"RETRACE_ORPHAN_GUARD": "false"} if number == 1 else None)
+
+    first = threading.Thread(target=launch, args=(1, playbook))
+    first.start()
+    try:
+        wait_for_file(started)
+        controller.emulator.inject("start", [{"status": 503, "retry_after": "1"}])
+        launch(2, step(fails=True))
+    finally:
+        release.touch()
+        first.join(120)
+    assert (results[1].status, results[2].status) == ("successful", "failed")
+    actions = [(entry["action"], entry["status"]) for entry in controller.emulator.requests()]
+    assert actions == [("start", 202), ("start", 503), ("start", 409), ("complete", 202)], results[2].stdout
+    assert JOINED in " ".join(results[2].stdout.split())
+
+
 def test_role_slices_record_one_deployment_and_the_joined_slice_sends_no_end(controller):
     """The role in a sliced job: the same outcome as the callback (its module start joins, nothing more is sent)."""
     started, release = controller.workdir / "slice-1-running", controller.workdir / "slice-1-may-finish"

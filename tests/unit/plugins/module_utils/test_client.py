@@ -169,12 +169,28 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once():
     assert "asked to wait 120 s, past the deadline" in str(caught.value)
 
 
-def test_409_on_a_retried_attempt_counts_as_success():
-    harness = make_client(TimedOut("x"), answer(409, b'{"Message": "already in progress"}'))
+@pytest.mark.parametrize("lost", [TimedOut("x"), answer(502), answer(504), answer(500)], ids=["no-answer", "502", "504", "500"])
+def test_409_on_a_retry_after_an_attempt_that_may_have_landed_counts_as_success(lost):
+    harness = make_client(lost, answer(409, b'{"Message": "already in progress"}'))
     client, transport, logs = harness.client, harness.transport, harness.logs
     result = client.start(DEPLOYMENT)
     assert result.recovered_from_conflict and result.status == 409 and result.attempts == 2
-    assert "earlier attempt was accepted" in logs[-1]
+    assert "an earlier attempt got no answer and landed" in logs[-1]
+
+
+@pytest.mark.parametrize("answered", [503, 429, 408])
+def test_409_on_a_retry_after_answered_unprocessed_attempts_is_someone_else_s_start(answered):
+    """Found by a breaker: a slice whose first start got 503 took a sibling's start for its own, and its rescue
+    cancelled the sibling's live deployment.  An answered 503/429/408 was not processed: the 409 is not ours."""
+    harness = make_client(answer(answered), answer(409, b'{"Message": "already in progress"}'))
+    with pytest.raises(BadTransition) as caught:
+        harness.client.start(DEPLOYMENT)
+    assert caught.value.status == 409 and caught.value.attempts == 2
+
+
+def test_one_attempt_that_may_have_landed_among_answered_ones_is_enough():
+    harness = make_client(answer(503), TimedOut("x"), answer(503), answer(409))
+    assert harness.client.start(DEPLOYMENT).recovered_from_conflict
 
 
 def test_gives_up_after_max_attempts_with_a_clear_message():
