@@ -16,7 +16,7 @@ from .ansible_transport import AnsibleUrlsTransport
 from .client import create_client
 from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
-from .guard import arm_orphan_guard, joined_in_job, orphan_guard_of, release_orphan_guard, remember_join
+from .guard import arm_orphan_guard, forget_join, joined_in_job, orphan_guard_of, release_orphan_guard, remember_join
 from .settings import check_key_destination, deployment_name, from_environment
 from .tracking import describe, joined_message, open_deployment, start_may_have_landed
 
@@ -98,6 +98,8 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
             return dict(failure, failed=True, warnings=warnings)
         return dict(failure, warnings=warnings + [f"Retrace: {describe(deployment)} NOT recorded: {action} failed: {message} "
                                                   "(strict: false, so the play goes on)"])
+    if action == START and workflow_job_id and job_id:
+        forget_join(client.settings, deployment, job_id)  # started by this job after all: its ends are its own
     if run_pid is not None:
         if action == START and settings.orphan_guard:
             arm_orphan_guard(client, deployment, owner_pid=run_pid, log=log)

@@ -189,6 +189,12 @@ def remember_join(settings: "ApiSettings", deployment: "Deployment", job_id: str
         return False
 
 
+def forget_join(settings: "ApiSettings", deployment: "Deployment", job_id: str) -> None:
+    """Job ``job_id`` started ``deployment`` itself after all (a later start, accepted): its ends are its own again."""
+    with contextlib.suppress(OSError):
+        os.unlink(_join_marker(settings, deployment, job_id, create=False))
+
+
 def joined_in_job(settings: "ApiSettings", deployment: "Deployment", job_id: str) -> bool:
     """True if controller job ``job_id`` joined ``deployment`` earlier (:func:`remember_join`)."""
     try:

@@ -118,11 +118,15 @@ def render_name_format(name_format: str, fields) -> str:
     for _literal, field, spec, conversion in parsed:
         if field is None:
             continue
+        written = f"{{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
         if "{" in (spec or ""):
-            raise InvalidInput("name_format", f"has a placeholder inside the format spec of {{{field}}} ({{{field}:{spec}}}): "
+            raise InvalidInput("name_format", f"has a placeholder inside the format spec of {{{field}}} ({written}): "
                                               "a spec is plain text, such as {commit:.7}")
-        if field not in NAME_FORMAT_FIELDS or conversion:
-            raise InvalidInput("name_format", f"has {{{field}{'!' + conversion if conversion else ''}}}: use only "
+        if conversion:
+            raise InvalidInput("name_format", f"has {written}: conversions (!r, !s, !a) are not allowed; "
+                                              "write the placeholder alone, such as {version}")
+        if field not in NAME_FORMAT_FIELDS:
+            raise InvalidInput("name_format", f"has {{{field}}}: use only "
                                + ", ".join(f"{{{name}}}" for name in NAME_FORMAT_FIELDS))
     try:
         rendered = name_format.format_map(values)

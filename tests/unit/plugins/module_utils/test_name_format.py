@@ -43,13 +43,21 @@ def test_anything_else_is_refused_naming_the_setting(bad):
     assert str(raised.value).startswith("name_format")
 
 
-@pytest.mark.parametrize("bad", ["{user:{job_id}}", "{version:.{job_id}}"])
-def test_a_placeholder_inside_a_spec_is_named_as_the_problem(bad):
+@pytest.mark.parametrize("bad, field", [("{user:{job_id}}", "{user}"), ("{version:.{job_id}}", "{version}"),
+                                        ("{version!s:{job_id}}", "{version}")])
+def test_a_placeholder_inside_a_spec_is_named_as_the_problem(bad, field):
     """Not "has {user}: use only ... {user} ...", which names an allowed placeholder as the fault."""
     with pytest.raises(InvalidInput) as raised:
         render_name_format(bad, {"version": "1"})
-    assert str(raised.value) == (f"name_format: has a placeholder inside the format spec of {bad.split(':')[0]}}} ({bad}): "
+    assert str(raised.value) == (f"name_format: has a placeholder inside the format spec of {field} ({bad}): "
                                  "a spec is plain text, such as {commit:.7}")
+
+
+def test_a_conversion_is_named_as_the_problem():
+    with pytest.raises(InvalidInput) as raised:
+        render_name_format("{version!r}", {"version": "1"})
+    assert str(raised.value) == ("name_format: has {version!r}: conversions (!r, !s, !a) are not allowed; "
+                                 "write the placeholder alone, such as {version}")
 
 
 def test_a_non_string_is_refused():
