@@ -16,7 +16,8 @@ from .ansible_transport import AnsibleUrlsTransport
 from .client import create_client
 from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
-from .guard import arm_orphan_guard, forget_join, joined_in_job, orphan_guard_of, release_orphan_guard, remember_join
+from .guard import (arm_orphan_guard, forget_join, joined_in_job, live_guard_owner, orphan_guard_of, release_orphan_guard,
+                    remember_join)
 from .settings import check_key_destination, deployment_name, from_environment
 from .tracking import describe, joined_message, open_deployment, start_may_have_landed
 
@@ -63,7 +64,8 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
     except InvalidInput as error:
         return dict(result, failed=True, msg=str(error), error=error.kind, attempts=0)
     result.update(api_url=client.settings.api_url, deployment=deployment.payload(action), attempts=0)
-    if workflow_job_id and job_id and action != START and joined_in_job(client.settings, deployment, job_id):
+    job_key = f"{workflow_job_id}-{job_id}" if workflow_job_id and job_id else None
+    if job_key and action != START and joined_in_job(client.settings, deployment, job_key):
         return dict(result, joined=True, msg=_joined_end_message(action, deployment, workflow_job_id))
     if check_mode:
         return dict(result, changed=True, msg=f"Would {_describe(action, deployment)} (check mode: nothing sent).")
@@ -79,9 +81,12 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
                 orphan_guard_of(client.settings, deployment, run_pid).completing()  # never a cancel after this
             call = client.send(action, deployment)
     except RetraceError as error:
-        if workflow_job_id and action == START and isinstance(error, BadTransition):
-            if job_id:
-                remember_join(client.settings, deployment, job_id)
+        # Joined: another job's start.  Not when this task runs for several hosts (the 409 is a sibling host's
+        # start: the run_once hint below), nor when this very run holds the deployment (its own earlier start).
+        if (workflow_job_id and action == START and isinstance(error, BadTransition) and hosts_in_task == 1
+                and (run_pid is None or live_guard_owner(client.settings, deployment) != run_pid)):
+            if job_key:
+                remember_join(client.settings, deployment, job_key)
             return dict(result, joined=True, msg=joined_message(deployment, workflow_job_id) + ".")
         if run_pid is not None and action == START:
             # A refused start armed nothing, and must not release a guard a sibling start of this run armed.
@@ -98,8 +103,8 @@ def run_deployment_task(params, *, check_mode, entry_point, log=None, transport=
             return dict(failure, failed=True, warnings=warnings)
         return dict(failure, warnings=warnings + [f"Retrace: {describe(deployment)} NOT recorded: {action} failed: {message} "
                                                   "(strict: false, so the play goes on)"])
-    if action == START and workflow_job_id and job_id:
-        forget_join(client.settings, deployment, job_id)  # started by this job after all: its ends are its own
+    if action == START and job_key:
+        forget_join(client.settings, deployment, job_key)  # started by this job after all: its ends are its own
     if run_pid is not None:
         if action == START and settings.orphan_guard:
             arm_orphan_guard(client, deployment, owner_pid=run_pid, log=log)

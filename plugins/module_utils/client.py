@@ -26,8 +26,11 @@ from .transport import ConnectionFailed, TimedOut, TlsFailed, Transport
 
 _PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])  # platform.python_version() costs a 3 ms import
 RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
-#: retryable answers that say the request was not processed (RFC 9110 15.5.9, 15.6.4; RFC 6585 4)
+#: retryable answers that say the request was not processed (RFC 9110 15.5.9, 15.6.4; RFC 6585 4).  A proxy that
+#: answers 503 after its upstream reset mid-request breaks that promise; docs/core.md says what follows then.
 NOT_PROCESSED_STATUSES = frozenset((408, 429, 503))
+#: the client's and transport's words (transport.py) for an attempt that was sent and got no answer
+NO_ANSWER_PROBLEMS = ("no answer within", "the server closed the connection", "connection reset")
 SERVER_MESSAGE_LIMIT = 300
 _UNKNOWN_APP_WORDING = re.compile(r"unknown|not found|does not exist|doesn't exist|no such|not match|must match", re.IGNORECASE)
 
@@ -125,7 +128,7 @@ class DeploymentClient:
                 status, message = self._attempt(action, deployment, body, timeout, attempt, earlier_may_have_landed)
             except _Retry as retry:
                 earlier_may_have_landed = earlier_may_have_landed or retry.may_have_landed
-                delay = self._delay_before_next(retry, attempt, deadline_at, action, started)
+                delay = self._delay_before_next(retry, attempt, deadline_at, action, started, earlier_may_have_landed)
                 self._log(f"Retrace {action}: attempt {attempt} failed ({retry.problem}); retrying in {delay:.1f} s")
                 self._sleep(delay)
                 continue
@@ -143,7 +146,9 @@ class DeploymentClient:
                                  "Fix the certificate or its CA bundle; disable validate_certs only for testing.",
                                  action=action, attempts=attempt) from None
         except ConnectionFailed as error:
-            raise _Retry(self._clean(str(error))) from None
+            problem = self._clean(str(error))
+            # refused, unresolvable: never sent.  Closed or reset after sending: it may have landed.
+            raise _Retry(problem, may_have_landed=problem.startswith(NO_ANSWER_PROBLEMS)) from None
         status = response.status
         message = self._server_message(response.body)
         if 200 <= status < 300:
@@ -159,7 +164,8 @@ class DeploymentClient:
                          may_have_landed=status not in NOT_PROCESSED_STATUSES)
         raise self._rejection(action, deployment, status, message, attempt)
 
-    def _delay_before_next(self, retry: _Retry, attempt: int, deadline_at: float, action: str, started: float) -> float:
+    def _delay_before_next(self, retry: _Retry, attempt: int, deadline_at: float, action: str, started: float,
+                           may_have_landed: bool) -> float:
         remaining = deadline_at - self._clock()
         delay = retry.retry_after if retry.retry_after is not None else self.retry.backoff(attempt, self._draw())
         if attempt >= self.retry.max_attempts or remaining <= 0 or delay >= remaining:
@@ -168,7 +174,7 @@ class DeploymentClient:
             raise ApiUnreachable(
                 f"Retrace API at {self.settings.api_url} unreachable: {action} failed after {attempt} attempt(s) over "
                 f"{elapsed:.1f} s ({why}last problem: {retry.problem}).",
-                action=action, attempts=attempt, elapsed=elapsed, last_problem=retry.problem)
+                action=action, attempts=attempt, elapsed=elapsed, last_problem=retry.problem, may_have_landed=may_have_landed)
         return delay
 
     def _headers(self) -> dict:

@@ -71,7 +71,10 @@ class ApiUnreachable(RetraceError):
 
     kind = "api_unreachable"
 
-    def __init__(self, message: str, *, elapsed: float = 0.0, last_problem: str | None = None, **kwargs):
+    def __init__(self, message: str, *, elapsed: float = 0.0, last_problem: str | None = None,
+                 may_have_landed: bool | None = None, **kwargs):
         super().__init__(message, **kwargs)
         self.elapsed = elapsed
         self.last_problem = last_problem
+        #: some attempt was sent and got no answer (or a gateway's 5xx): Retrace may have processed it; None: unknown
+        self.may_have_landed = may_have_landed

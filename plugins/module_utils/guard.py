@@ -171,6 +171,9 @@ JOIN_MARKER_LIFETIME = 7 * 24 * 3600.0
 def remember_join(settings: "ApiSettings", deployment: "Deployment", job_id: str) -> bool:
     """Note that controller job ``job_id`` joined ``deployment`` (its start was answered 409 in a workflow).
 
+    ``job_id``: the job's key, ``<workflow job id>-<job id>`` (ansible_task.py), so that a job id alone, reused
+    by another controller or workflow, does not match.
+
     The module's later ``completed`` / ``cancelled`` tasks of the same job (other Ansible workers, so another
     process) ask :func:`joined_in_job` and send nothing: the job that started the deployment ends it, as the
     callback's joined slices do.  An empty file in the private directory, named after the deployment and the
@@ -204,7 +207,7 @@ def joined_in_job(settings: "ApiSettings", deployment: "Deployment", job_id: str
 
 
 def _join_marker(settings, deployment, job_id: str, create: bool) -> str:
-    job = "".join(char for char in str(job_id) if char.isascii() and char.isalnum())[:32] or "none"
+    job = "".join(char for char in str(job_id) if char.isascii() and (char.isalnum() or char == "-"))[:64] or "none"
     return os.path.join(_private_directory(create=create), f"{_deployment_token(settings, deployment)}.job-{job}.joined")
 
 

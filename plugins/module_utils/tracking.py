@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import typing as t
 
-from .client import CallResult, DeploymentClient
+from .client import NO_ANSWER_PROBLEMS, CallResult, DeploymentClient
 from .deployment import Deployment
 from .errors import ApiUnreachable, BadTransition, RetraceError
 from .guard import OrphanGuard, arm_orphan_guard, live_guard_owner
@@ -69,7 +69,7 @@ def open_deployment(client: DeploymentClient, deployment: Deployment, *, stale_s
         holder = live_guard_owner(client.settings, deployment)
         if holder is not None:
             raise BadTransition(
-                f"{conflict} A live run on this machine (process {holder}) is deploying it now: it was not cancelled.",
+                f"{_sentence(conflict)} A live run on this machine (process {holder}) is deploying it now: it was not cancelled.",
                 action=conflict.action, status=conflict.status, attempts=conflict.attempts,
                 server_message=conflict.server_message) from None
         warn(f"{describe(deployment)} was left in progress by a run that ended without closing it "
@@ -92,15 +92,21 @@ def open_deployment(client: DeploymentClient, deployment: Deployment, *, stale_s
     return result
 
 
+def _sentence(error: RetraceError) -> str:
+    text = str(error).rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def start_may_have_landed(error: RetraceError) -> bool:
-    """True when a failed start may still have reached Retrace: no answer came back (timeouts, lost
-    connections), so it is unknown.  Refusals (401, 400, 409) and TLS failures had an answer or sent nothing.
+    """True when a failed start may still have reached Retrace: ANY attempt got no answer (timeouts, lost
+    connections) or a gateway's 500/502/504, so it is unknown -- even if later attempts were answered 503.
+    Refusals (401, 400, 409), TLS failures and refused connections had an answer or sent nothing.
     """
-    return isinstance(error, ApiUnreachable) and (error.last_problem or "").startswith(_NO_ANSWER_PROBLEMS)
-
-
-#: the client's words (client.py, transport.py) for an attempt that was sent and got no answer
-_NO_ANSWER_PROBLEMS = ("no answer within", "the server closed the connection", "connection reset")
+    if not isinstance(error, ApiUnreachable):
+        return False
+    if error.may_have_landed is not None:
+        return error.may_have_landed
+    return (error.last_problem or "").startswith(NO_ANSWER_PROBLEMS)
 
 
 @contextlib.contextmanager

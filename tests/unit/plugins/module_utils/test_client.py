@@ -264,3 +264,17 @@ def test_create_client_validates_everything_before_building():
         create_client({"api_key": KEY, "app_name": "Shop", "environment_name": "Prod"}, ScriptedTransport(), entry_point="x")
     with pytest.raises(InvalidInput, match="^api_key: is required"):
         create_client({"app_name": "Shop", "environment_name": "Prod", "version": "1"}, ScriptedTransport(), entry_point="x")
+
+
+@pytest.mark.parametrize("script, landed", [
+    ((TimedOut("x"), *[answer(503)] * 2), True),  # sent, no answer, then 503s: found by a breaker (no guard was armed)
+    ((ConnectionFailed("connection reset by the server"), answer(503), answer(503)), True),
+    ((answer(502), answer(503), answer(503)), True),
+    ((ConnectionFailed("connection refused"), answer(503), answer(503)), False),  # never sent
+    ((answer(503), answer(429), answer(503)), False),  # answered: not processed
+])
+def test_an_unreachable_api_says_whether_any_attempt_may_have_landed(script, landed):
+    harness = make_client(*script, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(ApiUnreachable) as caught:
+        harness.client.start(DEPLOYMENT)
+    assert caught.value.may_have_landed is landed

@@ -192,3 +192,10 @@ def test_only_a_start_with_no_answer_may_have_landed(problem, may_have_landed):
     from ansible_collections.stackify.retrace.plugins.module_utils.tracking import start_may_have_landed
     assert start_may_have_landed(ApiUnreachable("down", last_problem=problem)) is may_have_landed
     assert start_may_have_landed(AuthenticationRejected("no")) is False
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_the_client_s_word_on_whether_a_start_may_have_landed_wins_over_its_last_problem(flag):
+    """The last problem may be a 503 although an earlier attempt went unanswered (and may have landed)."""
+    from ansible_collections.stackify.retrace.plugins.module_utils.tracking import start_may_have_landed
+    assert start_may_have_landed(ApiUnreachable("down", last_problem="HTTP 503", may_have_landed=flag)) is flag

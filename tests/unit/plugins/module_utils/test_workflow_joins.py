@@ -34,9 +34,9 @@ def private_directory(monkeypatch):
         yield directory
 
 
-def task(state, transport, job_id="212", workflow_job_id="900"):
+def task(state, transport, job_id="212", workflow_job_id="900", hosts_in_task=1):
     return run_deployment_task(dict(PARAMS, state=state), check_mode=False, entry_point="unit", transport=transport,
-                               workflow_job_id=workflow_job_id, job_id=job_id,
+                               workflow_job_id=workflow_job_id, job_id=job_id, hosts_in_task=hosts_in_task,
                                given={"state", "api_key", "app_name", "environment_name", "version"})
 
 
@@ -65,3 +65,22 @@ def test_a_job_that_joined_then_started_the_deployment_itself_sends_its_end():
     assert task("started", transport)["tracked"]  # the sibling ended it; this job starts the version again
     assert task("completed", transport)["tracked"]
     assert transport.actions == ["start", "start", "complete"]
+
+
+def test_a_start_for_several_hosts_is_not_a_join():
+    """Found by a breaker: a start task without run_once on two hosts; the second host's 409 was taken for a join,
+    the job's complete was skipped and its guard cancelled a successful deployment.  It is the sibling host's start:
+    a warning with the run_once hint, as outside workflows, and no join."""
+    transport = Scripted(409, 202)
+    result = task("started", transport, hosts_in_task=2)
+    assert "joined" not in result and not result["tracked"]
+    assert "add 'run_once: true' to the task" in result["msg"] and result["warnings"]
+    assert task("completed", transport)["tracked"]
+    assert transport.actions == ["start", "complete"]
+
+
+def test_a_join_belongs_to_its_workflow_too():
+    """Job ids alone could meet again (another controller, a restored database): the workflow is part of the key."""
+    transport = Scripted(409, 202)
+    task("started", transport, job_id="212", workflow_job_id="900")
+    assert task("completed", transport, job_id="212", workflow_job_id="901")["tracked"]
