@@ -29,17 +29,19 @@ def test_parallel_requests_are_all_answered_and_recorded(retrace_emulator):
     assert len(retrace_emulator.deployments()) == PARALLEL
 
 
-def test_racing_starts_of_one_deployment_let_exactly_one_win(retrace_emulator):
-    def start(_index: int) -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", retrace_emulator.port, timeout=10)
-        body = json.dumps({"Version": "same", "AppName": "DemoApp", "EnvironmentName": "Staging"})
-        connection.request("POST", "/api/v1/deployments/start", body, {"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"})
-        status = connection.getresponse().status
-        connection.close()
-        return status
+def start_the_same_deployment(emulator) -> int:
+    """One start of the same deployment (DemoApp / Staging / "same") on a connection of its own: the HTTP status."""
+    connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=10)
+    body = json.dumps({"Version": "same", "AppName": "DemoApp", "EnvironmentName": "Staging"})
+    connection.request("POST", "/api/v1/deployments/start", body, {"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"})
+    status = connection.getresponse().status
+    connection.close()
+    return status
 
+
+def test_racing_starts_of_one_deployment_let_exactly_one_win(retrace_emulator):
     with ThreadPoolExecutor(20) as pool:
-        statuses = sorted(pool.map(start, range(20)))
+        statuses = sorted(pool.map(lambda _index: start_the_same_deployment(retrace_emulator), range(20)))
     assert statuses == [202] + [409] * 19
 
 
@@ -59,17 +61,9 @@ def test_the_journal_lists_racing_starts_in_the_order_the_contract_decided_them(
 
     monkeypatch.setattr(contract, "evaluate", slow_first_verdict)
 
-    def start(_index: int) -> int:
-        connection = http.client.HTTPConnection("127.0.0.1", retrace_emulator.port, timeout=10)
-        body = json.dumps({"Version": "same", "AppName": "DemoApp", "EnvironmentName": "Staging"})
-        connection.request("POST", "/api/v1/deployments/start", body, {"Authorization": f"ApiKey {DEMO_API_KEY}", "Content-Type": "application/json"})
-        status = connection.getresponse().status
-        connection.close()
-        return status
-
     with ThreadPoolExecutor(2) as pool:
-        winner = pool.submit(start, 0)
+        winner = pool.submit(start_the_same_deployment, retrace_emulator)
         assert first.wait(5)
-        loser = pool.submit(start, 1)
+        loser = pool.submit(start_the_same_deployment, retrace_emulator)
         assert (winner.result(), loser.result()) == (202, 409)
     assert [entry["status"] for entry in retrace_emulator.journal()] == [202, 409]
