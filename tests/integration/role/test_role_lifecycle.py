@@ -116,4 +116,5 @@ def test_strict_fails_the_play_before_any_tracked_task(tmp_path, role_env, unuse
     playbook = _playbook(tmp_path, [{"name": "Deployment step", "ansible.builtin.debug": {"msg": "deployed 3.0"}}], **role_vars)
     run = run_playbook(playbook, env=env, inventory=TWO_HOSTS)
     assert run.returncode == 2, run.stdout
-    assert "deployed 3.0" not in run.stdout and "unreachable: start failed" in run.stdout
+    # Seen once in CI (one run of ~10): a host ran the step and the run still exited 2; the whole output says why next time.
+    assert "deployed 3.0" not in run.stdout and "unreachable: start failed" in run.stdout, run.stdout + run.stderr
