@@ -32,6 +32,8 @@ NOT_PROCESSED_STATUSES = frozenset((408, 429, 503))
 #: the client's and transport's words (transport.py) for an attempt that was sent and got no answer
 NO_ANSWER_PROBLEMS = ("no answer within", "the server closed the connection", "connection reset")
 SERVER_MESSAGE_LIMIT = 300
+#: seconds an attempt gets at least, even when the deadline is (nearly) spent
+MIN_ATTEMPT_TIMEOUT = 0.05
 _UNKNOWN_APP_WORDING = re.compile(r"unknown|not found|does not exist|doesn't exist|no such|not match|must match", re.IGNORECASE)
 
 
@@ -123,7 +125,10 @@ class DeploymentClient:
         earlier_may_have_landed = False
         while True:
             attempt += 1
-            timeout = min(self.settings.timeout, deadline_at - self._clock())
+            # Never 0 or less: a loaded machine can overshoot a backoff sleep past the deadline, and a socket timeout
+            # of 0 means non-blocking, a negative one ValueError.  The attempt then gets MIN_ATTEMPT_TIMEOUT, and the
+            # deadline check after it reports the API unreachable as usual.
+            timeout = max(MIN_ATTEMPT_TIMEOUT, min(self.settings.timeout, deadline_at - self._clock()))
             try:
                 status, message = self._attempt(action, deployment, body, timeout, attempt, earlier_may_have_landed)
             except _Retry as retry:

@@ -278,3 +278,20 @@ def test_an_unreachable_api_says_whether_any_attempt_may_have_landed(script, lan
     with pytest.raises(ApiUnreachable) as caught:
         harness.client.start(DEPLOYMENT)
     assert caught.value.may_have_landed is landed
+
+
+def test_an_attempt_never_gets_a_timeout_of_zero_or_less():
+    """A backoff sleep that overshoots the deadline (a loaded machine) must not hand the transport a negative
+    timeout: urllib raises ValueError for it, which is no RetraceError and would crash the entry point."""
+    harness = make_client(ConnectionFailed("connection refused"), ConnectionFailed("connection refused"),
+                          deadline=1.0, draw=0.0)
+    original_sleep = harness.client._sleep
+
+    def overshooting_sleep(seconds):
+        original_sleep(seconds + 5.0)  # descheduled far past the deadline
+
+    harness.client._sleep = overshooting_sleep
+    with pytest.raises(ApiUnreachable):
+        harness.client.start(DEPLOYMENT)
+    timeouts = [call["timeout"] for call in harness.transport.calls]
+    assert len(timeouts) == 2 and all(timeout > 0 for timeout in timeouts), timeouts
