@@ -9,7 +9,7 @@ so they can be loaded as one package under any name.  The Fabric adapter always 
 ``retrace_fabric.core``:
 
 * pip install (``pyproject.toml``): the wheel maps ``plugins/module_utils`` and
-  ``plugins/plugin_utils/source.py`` to ``retrace_fabric/core``, so the ordinary import finds it;
+  ``plugins/plugin_utils/_source.py`` to ``retrace_fabric/core``, so the ordinary import finds it;
 * a checkout or an installed collection (``.../ansible_collections/stackify/retrace``): this
   package sits beside ``plugins/``, and both directories are registered as that one package.
 
@@ -29,8 +29,8 @@ CORE_PACKAGE = "retrace_fabric.core"
 # module file name -> the plugins/ directory that holds it
 CORE_MODULES = {
     **{name: "module_utils" for name in
-       ("client", "deployment", "errors", "guard", "ledger", "redaction", "settings", "tracking", "transport")},
-    "source": "plugin_utils",
+       ("client", "deployment", "errors", "_guard", "_ledger", "_redaction", "settings", "tracking", "transport")},
+    "_source": "plugin_utils",
 }
 
 

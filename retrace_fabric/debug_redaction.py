@@ -15,7 +15,7 @@ import logging
 import os
 import re
 
-from .core.redaction import REDACTED, redact
+from .core._redaction import REDACTED, redact
 
 LOGGERS = ("invoke", "fabric", "paramiko")
 KEY_VARIABLES = ("RETRACE_API_KEY", "STACKIFY_API_KEY", "FABRIC_RETRACE_API_KEY")

@@ -10,7 +10,7 @@ Shared options (the ones every entry point of stackify.retrace knows), highest f
 4. the ``retrace:`` section of Fabric's config files (``-f`` file, ``fabric.yaml`` beside the
    fabfile, ``~/.fabric.yaml``, ``/etc/fabric.yaml``, in Fabric's own order)
 5. detection: for ``retrace.complete`` / ``cancel``, the version ``retrace.start`` sent from this
-   directory (:mod:`.core.ledger`); then ``git describe``; branch / commit / uri from the CI system or git
+   directory (:mod:`.core._ledger`); then ``git describe``; branch / commit / uri from the CI system or git
 6. built-in defaults (``api_url``: https://api.stackify.net)
 
 Fabric-only settings (:data:`FABRIC_SETTINGS`) come from ``FABRIC_RETRACE_<SETTING>``, then (for
@@ -30,7 +30,7 @@ import typing as t
 from .core import settings as core_settings
 from .core.errors import InvalidInput
 from .core.settings import Lifecycle, parse_boolean
-from .core.source import detect_source, git_describe
+from .core._source import detect_source, git_describe
 
 SECTION = "retrace"
 SHARED_OPTIONS = tuple(core_settings.ENVIRONMENT_VARIABLES)

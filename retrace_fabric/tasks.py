@@ -7,7 +7,7 @@ with ``strict`` off (the default), refused / unreachable after one warning sayin
 recorded; 1 refused or unreachable with ``strict`` on; 2 a setting is wrong (nothing sent).
 
 A start records the version it sent for this API URL, app, environment and directory
-(:mod:`.core.ledger`); a complete or cancel from the same place with no explicit version uses it,
+(:mod:`.core._ledger`); a complete or cancel from the same place with no explicit version uses it,
 even if ``git describe`` says otherwise by then (``v1.4.2`` -> ``v1.4.2-dirty``).
 """
 
@@ -18,7 +18,7 @@ import os
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .core import ledger
+from .core import _ledger as ledger
 from .core.deployment import CANCEL, COMPLETE, START
 from .core.errors import RetraceError
 from .core.settings import DEFAULT_API_URL

@@ -20,10 +20,10 @@ from ansible.module_utils.errors import UnsupportedError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import ARGUMENT_SPEC, check_text_types
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import ARGUMENT_SPEC, check_text_types
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
-from ansible_collections.stackify.retrace.plugins.plugin_utils.source import detect_controller_job
+from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect_controller_job
 
 display = Display()
 
@@ -74,7 +74,7 @@ class ActionModule(ActionBase):
 def _with_job_context(params, job):
     """``params`` with version, branch, commit and uri the task left unset taken from the controller job, if any.
 
-    The same values the callback takes from the same job (plugin_utils/source.py), so that a module task,
+    The same values the callback takes from the same job (plugin_utils/_source.py), so that a module task,
     the role and the callback record one deployment alike; only what the controller says is used here:
     the module does not ask git or CI systems.
     """

@@ -345,7 +345,7 @@ class CallbackModule(CallbackBase):
     def _prepare(self, playbook):
         if any(context.CLIARGS.get(mode) for mode in LISTING_MODES):
             return
-        from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import check_text_types
+        from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import check_text_types
         from ansible_collections.stackify.retrace.plugins.module_utils.settings import Lifecycle
         extra_vars = load_extra_vars(playbook._loader)
         self.set_options(var_options=extra_vars)
@@ -624,7 +624,7 @@ class _TrackedRun:
             return
         self.display.display(f"Retrace: {self.label} started")
         if self.lifecycle.orphan_guard:
-            from ansible_collections.stackify.retrace.plugins.module_utils.guard import arm_orphan_guard
+            from ansible_collections.stackify.retrace.plugins.module_utils._guard import arm_orphan_guard
             with self.budget.charge():
                 # Not armed means a SIGKILL would leave the deployment in progress: worth one warning line.
                 self.guard = arm_orphan_guard(self.client, self.deployment,
@@ -634,7 +634,7 @@ class _TrackedRun:
         """No answer to the start: it may land after all, so a guard, never released, cancels it after the run."""
         from ansible_collections.stackify.retrace.plugins.module_utils.tracking import start_may_have_landed
         if self.lifecycle.orphan_guard and start_may_have_landed(error):
-            from ansible_collections.stackify.retrace.plugins.module_utils.guard import arm_orphan_guard
+            from ansible_collections.stackify.retrace.plugins.module_utils._guard import arm_orphan_guard
             arm_orphan_guard(self.client, self.deployment, log=lambda message: self.display.warning(f"Retrace: {message}"))
 
     def close(self, action, reason=None):
@@ -748,7 +748,7 @@ def _source_directory(playbook):
 def _fill_from_source(options, directory, extra_vars):
     """Version, branch, commit, uri and name the user left unset: from the controller job, CI, then git."""
     from ansible_collections.stackify.retrace.plugins.module_utils.settings import deployment_name
-    from ansible_collections.stackify.retrace.plugins.plugin_utils.source import detect_controller_job, detect_source, git_describe
+    from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect_controller_job, detect_source, git_describe
     job = detect_controller_job(os.environ, extra_vars)
     # Outside a git checkout, asking git costs a process start (a fork of this large process) for nothing.
     checkout = directory if _inside_git_checkout(directory) else None
@@ -845,7 +845,7 @@ def _missing_settings(missing):
 
 
 def _redact(text, api_key):
-    from ansible_collections.stackify.retrace.plugins.module_utils.redaction import redact
+    from ansible_collections.stackify.retrace.plugins.module_utils._redaction import redact
     return redact(text, api_key)
 
 

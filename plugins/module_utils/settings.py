@@ -18,7 +18,7 @@ import string
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidInput
-from .redaction import ApiKey
+from ._redaction import ApiKey
 
 # The release version, sent in the User-Agent.  The one place code reads it: pyproject.toml takes the Fabric
 # wheel's version from this line; tests/unit/test_collection_metadata.py fails when galaxy.yml says another.
@@ -216,7 +216,7 @@ class Lifecycle:
       run on this machine holding that deployment, cancels the stale deployment and starts again, once;
       "fail" -- the 409 is an error like any other.
     - ``orphan_guard``: True (default) -- a detached watcher cancels the deployment if the process that
-      started it dies without ending it (see :mod:`.guard`).
+      started it dies without ending it (see :mod:`._guard`).
     """
 
     strict: bool = False

@@ -13,7 +13,7 @@ objects are ``ContextDecorator``s, a decorator too::
 
 :func:`open_deployment` is the start every entry point sends, with stale-start recovery; the
 callback and the module, whose start and end happen in separate hooks or tasks, use it and
-:mod:`.guard` directly.
+:mod:`._guard` directly.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import typing as t
 from .client import NO_ANSWER_PROBLEMS, CallResult, DeploymentClient
 from .deployment import Deployment
 from .errors import ApiUnreachable, BadTransition, RetraceError
-from .guard import OrphanGuard, arm_orphan_guard, live_guard_owner
+from ._guard import OrphanGuard, arm_orphan_guard, live_guard_owner
 from .settings import Lifecycle
 
 Warn = t.Callable[[str], None]

@@ -205,7 +205,7 @@ class UrllibTransport:
         return self._context
 
     def for_new_process(self) -> "UrllibTransport":
-        """A transport with nothing shared, for the orphan guard's forked watcher (see :mod:`.guard`)."""
+        """A transport with nothing shared, for the orphan guard's forked watcher (see :mod:`._guard`)."""
         return UrllibTransport(self.validate_certs, self.ca_path, self.use_proxy, self.environ)
 
 

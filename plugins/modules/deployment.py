@@ -268,8 +268,8 @@ error:
 from ansible.module_utils.ansible_release import __version__ as ansible_version
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_options import ARGUMENT_SPEC
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import ARGUMENT_SPEC
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
 
 
 def main():

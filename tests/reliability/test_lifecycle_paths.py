@@ -3,7 +3,7 @@
 Real processes, real signals (``os.killpg`` / ``os.kill`` on the real pid), ansible-runner's own
 cancel and ``job_timeout``, a real sshd for ``fab deploy``, the emulator's journal read afterwards.
 A run killed outright cannot end its deployment itself: the cancel then comes from the orphan guard
-(plugins/module_utils/guard.py), a detached process, so the journal is polled for up to
+(plugins/module_utils/_guard.py), a detached process, so the journal is polled for up to
 ``GUARD_WINDOW`` (15 s) and then watched a little longer, so that a second end would be seen too.
 Only the cases no entry point's own suite runs live here; tests/reliability/matrix.py cites both.
 """

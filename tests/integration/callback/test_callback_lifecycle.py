@@ -145,7 +145,7 @@ def test_sighup_cancels_before_the_process_ends(runner, sleeper, whole_group):
 def guard_socket_pattern(runner):
     """Where this test's watcher listens: /tmp/stackify-retrace-<uid>/<token of this deployment>.<pid>.sock.
 
-    The token hashes API URL, app, environment and version (plugins/module_utils/guard.py); each test's
+    The token hashes API URL, app, environment and version (plugins/module_utils/_guard.py); each test's
     emulator has its own URL, so tests running side by side never see each other's watchers.
     """
     identity = "\n".join((runner.emulator.url, "DemoApp", "Production", "1.0.0"))

@@ -1,4 +1,4 @@
-"""The orphan guard (plugins/module_utils/guard.py) as a process, against the real emulator.
+"""The orphan guard (plugins/module_utils/_guard.py) as a process, against the real emulator.
 
 Each test starts an "owner" process that opens a deployment and arms the guard, then ends it the
 way runs really end, and reads what the emulator received and what the watcher holds open.
@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from ansible_collections.stackify.retrace.plugins.module_utils import guard
+from ansible_collections.stackify.retrace.plugins.module_utils import _guard as guard
 from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
 from retrace_emulator import DEMO_API_KEY
@@ -32,7 +32,7 @@ OWNER = textwrap.dedent("""
     import os, sys, time
     sys.path[:0] = {paths!r}
     from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
-    from ansible_collections.stackify.retrace.plugins.module_utils.guard import arm_orphan_guard
+    from ansible_collections.stackify.retrace.plugins.module_utils._guard import arm_orphan_guard
     from ansible_collections.stackify.retrace.plugins.module_utils.tracking import open_deployment
     from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
     key = open(sys.argv[4]).read()

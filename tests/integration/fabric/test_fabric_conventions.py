@@ -230,7 +230,7 @@ def test_building_the_wheel_writes_nothing_into_the_checkout(tmp_path):
     site = tmp_path / "site"
     subprocess.run([str(pip), "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True, timeout=120)
     imported = subprocess.run(
-        [sys.executable, "-c", "import retrace_fabric.core.source as s, retrace_fabric.settings; print(s.__file__)"],
+        [sys.executable, "-c", "import retrace_fabric.core._source as s, retrace_fabric.settings; print(s.__file__)"],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, check=False)
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout.strip() == str(site / "retrace_fabric" / "core" / "source.py")

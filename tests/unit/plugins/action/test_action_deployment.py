@@ -5,7 +5,7 @@ from unittest import mock
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.action import deployment as action
-from ansible_collections.stackify.retrace.plugins.module_utils import ansible_task
+from ansible_collections.stackify.retrace.plugins.module_utils import _ansible_task as ansible_task
 
 ARGS = {"state": "started", "api_key": "action-unit-key", "api_url": "https://retrace.test", "app_name": "Shop",
         "environment_name": "Production", "version": "1.0"}

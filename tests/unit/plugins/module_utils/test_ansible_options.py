@@ -7,7 +7,7 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from ansible_collections.stackify.retrace.plugins.module_utils import ansible_options, settings
+from ansible_collections.stackify.retrace.plugins.module_utils import _ansible_options as ansible_options, settings
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
 
 COLLECTION = pathlib.Path(__file__).resolve().parents[4]

@@ -1,6 +1,6 @@
 """One deployment task, from validated parameters to the Ansible result, with a scripted transport."""
 
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, Response
 
 KEY = "unit-test-key-9d3f"

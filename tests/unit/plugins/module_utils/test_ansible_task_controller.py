@@ -1,6 +1,6 @@
 """A deployment task in a controller job: name_format with the job's fields, and a 409 in a workflow (job slices)."""
 
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
 
 from ansible_collections.stackify.retrace.tests.unit.plugins.module_utils.test_ansible_task import PARAMS, Answers
 

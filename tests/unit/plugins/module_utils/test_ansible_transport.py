@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_transport import AnsibleUrlsTransport
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_transport import AnsibleUrlsTransport
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, TimedOut
 
 

@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
 from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
-from ansible_collections.stackify.retrace.plugins.module_utils.redaction import ApiKey
+from ansible_collections.stackify.retrace.plugins.module_utils._redaction import ApiKey
 
 KEY = "s3cr3t-LICENSE-key-from-file"
 

@@ -4,7 +4,7 @@ and a 401 naming the setting the key came from."""
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
 from ansible_collections.stackify.retrace.plugins.module_utils.client import DeploymentClient
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import AuthenticationRejected, InvalidInput

@@ -1,4 +1,4 @@
-"""The record of what this place started (plugins/module_utils/ledger.py), on a real private state directory."""
+"""The record of what this place started (plugins/module_utils/_ledger.py), on a real private state directory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import os
 import stat
 
-from ansible_collections.stackify.retrace.plugins.module_utils import ledger
+from ansible_collections.stackify.retrace.plugins.module_utils import _ledger as ledger
 
 
 def test_a_recorded_start_is_found_for_the_same_place_only(tmp_path):

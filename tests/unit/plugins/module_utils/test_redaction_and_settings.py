@@ -5,7 +5,7 @@ import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
-from ansible_collections.stackify.retrace.plugins.module_utils.redaction import REDACTED, ApiKey, redact
+from ansible_collections.stackify.retrace.plugins.module_utils._redaction import REDACTED, ApiKey, redact
 
 KEY = "s3cr3t-LICENSE-key"
 

@@ -5,8 +5,8 @@ import tempfile
 
 import pytest
 
-from ansible_collections.stackify.retrace.plugins.module_utils import guard
-from ansible_collections.stackify.retrace.plugins.module_utils.ansible_task import run_deployment_task
+from ansible_collections.stackify.retrace.plugins.module_utils import _guard as guard
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import Response
 
 KEY = "unit-test-workflow-joins"

@@ -5,7 +5,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.stackify.retrace.plugins.module_utils import ansible_task
+from ansible_collections.stackify.retrace.plugins.module_utils import _ansible_task as ansible_task
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import Response
 from ansible_collections.stackify.retrace.plugins.modules import deployment
 

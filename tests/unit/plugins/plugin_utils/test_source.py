@@ -2,7 +2,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.stackify.retrace.plugins.plugin_utils import source
+from ansible_collections.stackify.retrace.plugins.plugin_utils import _source as source
 
 CI_ENVIRONMENTS = {
     "github-actions": ({"GITHUB_ACTIONS": "true", "GITHUB_REF_NAME": "main", "GITHUB_SHA": "abc", "GITHUB_SERVER_URL": "https://github.com",

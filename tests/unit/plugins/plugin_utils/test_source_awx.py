@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.stackify.retrace.plugins.plugin_utils import source
+from ansible_collections.stackify.retrace.plugins.plugin_utils import _source as source
 
 REVISION = "3f2c1b0a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
 # As awx/main/models/unified_jobs.py + jobs.py awx_meta_vars write them (ids are integers there).

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 
-from .ansible_options import STATE_ACTIONS, core_options, lifecycle
-from .ansible_transport import AnsibleUrlsTransport
+from ._ansible_options import STATE_ACTIONS, core_options, lifecycle
+from ._ansible_transport import AnsibleUrlsTransport
 from .client import create_client
 from .deployment import COMPLETE, START
 from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
-from .guard import (arm_orphan_guard, forget_join, joined_in_job, live_guard_owner, orphan_guard_of, release_orphan_guard,
+from ._guard import (arm_orphan_guard, forget_join, joined_in_job, live_guard_owner, orphan_guard_of, release_orphan_guard,
                     remember_join)
 from .settings import check_key_destination, deployment_name, from_environment
 from .tracking import describe, joined_message, open_deployment, start_may_have_landed
