@@ -40,13 +40,17 @@ def state_directory(environ: t.Mapping[str, str] | None = None) -> str:
     return os.path.join(base, "stackify-retrace")
 
 
-def place_key(api_url: str, app_name: str, environment_name: str, directory: str) -> str:
-    """The entry's name: a hash of where the deployment goes and the directory it was started from."""
+def place_key(api_url: str, app_name: str, environment_name: str, place: str) -> str:
+    """The entry's name: a hash of where the deployment goes and where it was started from.
+
+    ``place``: a directory (real path) for single calls (``fab retrace.start``), ``run:<pid>:<start time>`` for the
+    tasks of one ``ansible-playbook`` run.
+    """
     try:
         url = normalise_api_url(api_url).lower()  # HTTPS://Host:443/ and https://host are one place
     except InvalidInput:
         url = api_url.strip().rstrip("/").lower()  # refused later, when the client is built
-    parts = (url, app_name, environment_name, os.path.realpath(directory))
+    parts = (url, app_name, environment_name, place)
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
 
 

@@ -15,6 +15,7 @@ import ipaddress
 import os
 import stat
 import string
+import typing as t
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidInput
@@ -31,27 +32,6 @@ API_KEY_FILE_LIMIT = 4096
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: what a 401 tells the user to check, by the setting the key came from
 KEY_SOURCES = {"api_key": "api_key / RETRACE_API_KEY", "api_key_file": "the file named by api_key_file / RETRACE_API_KEY_FILE"}
-
-#: option -> environment variables read for it, first one set wins
-ENVIRONMENT_VARIABLES = {
-    "api_key": ("RETRACE_API_KEY", "STACKIFY_API_KEY"),
-    "api_key_file": ("RETRACE_API_KEY_FILE",),
-    "api_url": ("RETRACE_API_URL",),
-    "app_name": ("RETRACE_APP_NAME",),
-    "environment_name": ("RETRACE_ENVIRONMENT_NAME",),
-    "version": ("RETRACE_VERSION",),
-    "name": ("RETRACE_DEPLOYMENT_NAME",),
-    "branch": ("RETRACE_BRANCH",),
-    "commit": ("RETRACE_COMMIT",),
-    "uri": ("RETRACE_URI",),
-    "name_format": ("RETRACE_NAME_FORMAT",),
-}
-DEPLOYMENT_OPTIONS = ("app_name", "environment_name", "version", "name", "branch", "commit", "uri")
-#: placeholders ``name_format`` may use: the deployment's own fields, then what a controller job
-#: (AWX / Automation Platform) says about itself (empty outside one)
-NAME_FORMAT_FIELDS = ("version", "app_name", "environment_name", "branch", "commit",
-                      "user", "job_template", "job_id", "workflow")
-
 
 def deployment_name(options, job_fields=None) -> str | None:
     """The ``Name`` to send: ``options["name"]`` if set, else ``options["name_format"]`` rendered, else None.
@@ -135,29 +115,72 @@ def render_name_format(name_format: str, fields) -> str:
     return " ".join(rendered.split())
 
 
-# --- how a tracked run begins and ends: the same three settings on every entry point ---------------
-#: option -> environment variable; Ansible reads ``retrace_<option>``, Fabric ``retrace.<option>``
-LIFECYCLE_ENVIRONMENT_VARIABLES = {
-    "strict": "RETRACE_STRICT",
-    "stale_start": "RETRACE_STALE_START",
-    "orphan_guard": "RETRACE_ORPHAN_GUARD",
-}
+# --- every option, once: what it holds, its default, its environment variables ---------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting, as every entry point knows it: its kind decides how a value is checked (:mod:`._resolve`).
+
+    Kinds: ``text`` (a deployment field), ``key``, ``path``, ``url``, ``format`` (``name_format``), ``bool``,
+    ``seconds``, ``choice``, ``list`` (Fabric's steps).
+    """
+
+    kind: str
+    default: t.Any = None
+    #: environment variables read for it, first one set (not empty) wins
+    environment: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+
+
 STALE_START_CHOICES = ("recover", "fail")
+#: the settings every entry point shares, by name; entry points add their own (``OPTIONS_BY_ENTRY_POINT``)
+OPTIONS: dict[str, Option] = {
+    "api_key": Option("key", environment=("RETRACE_API_KEY", "STACKIFY_API_KEY")),
+    "api_key_file": Option("path", environment=("RETRACE_API_KEY_FILE",)),
+    "api_url": Option("url", DEFAULT_API_URL, ("RETRACE_API_URL",)),
+    "app_name": Option("text", environment=("RETRACE_APP_NAME",)),
+    "environment_name": Option("text", environment=("RETRACE_ENVIRONMENT_NAME",)),
+    "version": Option("text", environment=("RETRACE_VERSION",)),
+    "name": Option("text", environment=("RETRACE_DEPLOYMENT_NAME",)),
+    "name_format": Option("format", environment=("RETRACE_NAME_FORMAT",)),
+    "branch": Option("text", environment=("RETRACE_BRANCH",)),
+    "commit": Option("text", environment=("RETRACE_COMMIT",)),
+    "uri": Option("text", environment=("RETRACE_URI",)),
+    "validate_certs": Option("bool", True),
+    "ca_path": Option("path"),
+    "timeout": Option("seconds", DEFAULT_TIMEOUT),
+    "deadline": Option("seconds", DEFAULT_DEADLINE),
+    "strict": Option("bool", False, ("RETRACE_STRICT",)),
+    "stale_start": Option("choice", "recover", ("RETRACE_STALE_START",), STALE_START_CHOICES),
+    "orphan_guard": Option("bool", True, ("RETRACE_ORPHAN_GUARD",)),
+}
+#: settings only some entry points have
+CALLBACK_OPTIONS: dict[str, Option] = {
+    "use_proxy": Option("bool", True),
+    "time_budget": Option("seconds", 10.0, ("RETRACE_TIME_BUDGET",)),
+    "track_check_mode": Option("bool", False, ("RETRACE_TRACK_CHECK_MODE",)),
+    "track_ad_hoc": Option("bool", False, ("RETRACE_TRACK_AD_HOC",)),
+}
+MODULE_OPTIONS: dict[str, Option] = {"use_proxy": Option("bool", True)}
+FABRIC_OPTIONS: dict[str, Option] = {
+    "steps": Option("list", ()),
+    "parallel": Option("bool", True),
+    "fail_fast": Option("bool", True),
+    "detect_source": Option("bool", True),
+}
+#: option -> environment variables read for it (the shared options that have any)
+ENVIRONMENT_VARIABLES = {name: option.environment for name, option in OPTIONS.items() if option.environment}
+DEPLOYMENT_OPTIONS = ("app_name", "environment_name", "version", "name", "branch", "commit", "uri")
+#: placeholders ``name_format`` may use: the deployment's own fields, then what a controller job
+#: (AWX / Automation Platform) says about itself (empty outside one)
+NAME_FORMAT_FIELDS = ("version", "app_name", "environment_name", "branch", "commit",
+                      "user", "job_template", "job_id", "workflow")
+
 # Words Ansible's own ``boolean()`` accepts (ansible.module_utils.parsing.convert_bool, 2.19), so that
 # RETRACE_STRICT=yes means the same to the callback, the module and Fabric.  Anything else is refused
 # rather than guessed: Invoke would read FABRIC_RETRACE_STRICT=false as true.
 TRUE_WORDS = frozenset(("y", "yes", "on", "1", "true", "t"))
 FALSE_WORDS = frozenset(("n", "no", "off", "0", "false", "f", ""))
-
-
-def from_environment(environ) -> dict:
-    """Options found in ``environ`` (empty values count as unset)."""
-    found = {}
-    for option, variables in ENVIRONMENT_VARIABLES.items():
-        value = next((environ[var] for var in variables if environ.get(var)), None)
-        if value is not None:
-            found[option] = value
-    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,25 +229,38 @@ def parse_boolean(value, option: str) -> bool:
     raise InvalidInput(option, f"must be true or false, got {value!r}")
 
 
-@dataclasses.dataclass(frozen=True)
-class Lifecycle:
-    """How a tracked run treats Retrace (issue #9); build it with :meth:`create`.
+def parse_seconds(value, option: str) -> float:
+    """``value`` (a number, or its text: ``"2.5"``) as seconds in (0, 3600]; raise InvalidInput otherwise."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidInput(option, f"must be a number of seconds, got {value!r}") from None
+    return _check_seconds(value, option)
 
-    - ``strict``: False (default) -- a start or end that Retrace refuses or cannot receive is one warning
-      and the deployment goes on; True -- it fails the run.
+
+@dataclasses.dataclass(frozen=True)
+class TrackingPolicy:
+    """How a tracked run treats Retrace; build it with :meth:`create`.
+
+    - ``strict``: False (default) -- a start or end that Retrace refuses or cannot receive, or a setting that is
+      missing or invalid, is one warning line and the deployment goes on; True -- it fails the run.
     - ``stale_start``: "recover" (default) -- a start answered 409 "already in progress", with no live
       run on this machine holding that deployment, cancels the stale deployment and starts again, once;
       "fail" -- the 409 is an error like any other.
     - ``orphan_guard``: True (default) -- a detached watcher cancels the deployment if the process that
       started it dies without ending it (see :mod:`._guard`).
+    - ``time_budget``: the most seconds tracking may add to the whole run, every call together (the callback's
+      ``time_budget``); None -- each call has its own ``deadline`` only.
     """
 
     strict: bool = False
     stale_start: str = "recover"
     orphan_guard: bool = True
+    time_budget: float | None = None
 
     @classmethod
-    def create(cls, strict=None, stale_start=None, orphan_guard=None) -> "Lifecycle":
+    def create(cls, strict=None, stale_start=None, orphan_guard=None, time_budget=None) -> "TrackingPolicy":
         """Validate; None means the default. Raise :class:`InvalidInput` naming the option at fault."""
         stale = cls.stale_start if stale_start is None else stale_start
         # Exactly as written, as Ansible's ``choices`` checks it: one environment, one outcome.
@@ -232,14 +268,8 @@ class Lifecycle:
             raise InvalidInput("stale_start", f"must be one of {', '.join(STALE_START_CHOICES)}, got {stale!r}")
         return cls(strict=cls.strict if strict is None else parse_boolean(strict, "strict"),
                    stale_start=stale,
-                   orphan_guard=cls.orphan_guard if orphan_guard is None else parse_boolean(orphan_guard, "orphan_guard"))
-
-    @classmethod
-    def from_environment(cls, environ, **given) -> "Lifecycle":
-        """Settings ``given`` (None = unset) over ``RETRACE_STRICT`` / ``_STALE_START`` / ``_ORPHAN_GUARD``."""
-        values = {option: given.get(option) if given.get(option) is not None else (environ.get(variable) or None)
-                  for option, variable in LIFECYCLE_ENVIRONMENT_VARIABLES.items()}
-        return cls.create(**values)
+                   orphan_guard=cls.orphan_guard if orphan_guard is None else parse_boolean(orphan_guard, "orphan_guard"),
+                   time_budget=None if time_budget is None else parse_seconds(time_budget, "time_budget"))
 
 
 def is_loopback_host(host: str) -> bool:

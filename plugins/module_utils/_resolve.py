@@ -1,0 +1,312 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private: may change without notice.  Which value each setting takes, and where it came from.
+
+Every entry point hands :func:`resolve` its settings sources, highest precedence first, as data: the callback
+its extra vars, the play's host and group vars, the environment and ``ansible.cfg``; the action plugin the task's
+arguments and the environment; Fabric its flags, ``FABRIC_RETRACE_*``, ``RETRACE_*`` and ``fabric.yaml``.
+:func:`resolve` raises nothing: it returns each value with its :class:`Source`, the unknown keys with a close
+match, and every problem found, so that the run engine (:mod:`._run`) decides what a problem does, knowing
+``strict``, which is resolved first.
+
+Rules that need origins live here, once:
+
+* empty environment variables count as unset; a value given as ``""`` elsewhere is given, and empty;
+* booleans are parsed strictly, numbers from their text, text fields must be text (YAML's ``1.10`` is refused);
+* a key from the environment is only sent to a URL whose source is trusted (:func:`key_destination_problem`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hmac
+import typing as t
+
+from .errors import InvalidInput
+from .settings import (DEFAULT_API_URL, OPTIONS, Option, check_rendered, normalise_api_url, parse_boolean,
+                       parse_seconds, read_api_key_file)
+
+#: trust levels of a source.  ``project``: files of the project itself (ansible.cfg, a playbook or its vars,
+#: the inventory, fabric.yaml, a command-line flag) -- trusted like the playbooks, which run with the key anyway.
+#: ``variables``: values whoever launches the run may choose (extra vars: AWX surveys and launch prompts).
+PROJECT, ENVIRONMENT, VARIABLES, DETECTED, DEFAULT = "project", "environment", "variables", "detected", "default"
+#: a value this run or place recorded earlier: the version a start sent, for the end sent from the same place
+RECORDED = "recorded"
+#: options whose value is a secret: never quoted in a problem
+SECRET_OPTIONS = ("api_key",)
+#: the options that identify a deployment, which detection (git, CI, a controller job) may fill
+DETECTED_OPTIONS = ("version", "branch", "commit", "uri")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One place settings come from, with the name a user knows it by.
+
+    ``spelling`` says how a user sets an option there (``"-e retrace_{option}=..."``, ``"RETRACE_{OPTION}"`` is
+    computed from the option table instead); None when the source cannot be written by a user (detection).
+    ``notes`` say, by option, why the source could not give a value (git refused the directory...): said when
+    that option is missing.
+    """
+
+    name: str
+    values: t.Mapping[str, t.Any]
+    trust: str
+    spelling: str | None = None
+    notes: t.Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def how_to_set(self, option: str) -> str | None:
+        return self.spelling.format(option=option, OPTION=option.upper()) if self.spelling else None
+
+
+def environment_source(environ: t.Mapping[str, str], options: t.Mapping[str, Option] = OPTIONS,
+                       name: str = "the environment") -> Source:
+    """The options found in ``environ`` by their variables (:attr:`Option.environment`); empty values count as unset."""
+    values = {}
+    for option, spec in options.items():
+        value = next((environ[variable] for variable in spec.environment if environ.get(variable)), None)
+        if value is not None:
+            values[option] = value
+    return Source(name, values, ENVIRONMENT)
+
+
+def environment_spelling(option: str, options: t.Mapping[str, Option] = OPTIONS) -> str | None:
+    spec = options.get(option)
+    return spec.environment[0] if spec is not None and spec.environment else None
+
+
+@dataclasses.dataclass(frozen=True)
+class UnknownSetting:
+    key: str
+    where: str
+    suggestion: str | None
+
+    def line(self) -> str:
+        hint = f" (did you mean {self.suggestion}?)" if self.suggestion else ""
+        return f"unknown setting {self.key!r} in {self.where}{hint}: it is ignored"
+
+
+def unknown_settings(keys: t.Iterable[str], where: str, known: t.Iterable[str], prefix: str = "") -> list[UnknownSetting]:
+    """The ``keys`` (as written, e.g. ``retrace_stirct``) that are not ``prefix + <known option>``, each with a close match."""
+    known = tuple(known)
+    found = []
+    for key in keys:
+        name = key[len(prefix):] if key.startswith(prefix) else key
+        if name in known:
+            continue
+        match = difflib.get_close_matches(name.replace("-", "_").lower(), known, 1)
+        found.append(UnknownSetting(key, where, prefix + match[0] if match else None))
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Value:
+    value: t.Any
+    #: where it came from; None for the built-in default
+    source: Source | None
+
+
+class Resolved:
+    """Every option's value and origin, the unknown keys, and the problems found (as :class:`InvalidInput`)."""
+
+    def __init__(self, values: dict[str, Value], options: t.Mapping[str, Option], sources: t.Sequence[Source],
+                 unknown: list[UnknownSetting], problems: list[InvalidInput]):
+        self.values = values
+        self.options = options
+        self.sources = tuple(sources)
+        self.unknown = unknown
+        self.problems = problems
+
+    def __getitem__(self, option: str) -> t.Any:
+        return self.values[option].value if option in self.values else None
+
+    def get(self, option: str, default: t.Any = None) -> t.Any:
+        value = self[option]
+        return default if value is None else value
+
+    def source_of(self, option: str) -> Source | None:
+        return self.values[option].source if option in self.values else None
+
+    @property
+    def strict(self) -> bool:
+        """``strict`` as given; a value that is not a boolean counts as strict (it was meant: its problem says so)."""
+        value = self["strict"]
+        return value is not False and value is not None
+
+    def as_dict(self) -> dict[str, t.Any]:
+        return {option: self[option] for option in self.options}
+
+    def how_to_set(self, option: str) -> str:
+        """``-e retrace_version=..., RETRACE_VERSION or [callback_retrace] version``: the ways to give ``option``."""
+        ways = []
+        for source in self.sources:
+            way = source.how_to_set(option) if source.trust != ENVIRONMENT else environment_spelling(option, self.options)
+            if way and way not in ways:
+                ways.append(way)
+        if not ways:
+            return ""
+        return ways[0] if len(ways) == 1 else ", ".join(ways[:-1]) + " or " + ways[-1]
+
+    def missing(self, option: str, problem: str = "is not set") -> InvalidInput:
+        """``option: is not set (<notes>): set it with <how>`` -- the problem for a required option nobody gave."""
+        notes = [source.notes[option] for source in self.sources if option in source.notes]
+        said = f" ({'; '.join(notes)})" if notes else ""
+        how = self.how_to_set(option)
+        return InvalidInput(option, f"{problem}{said}" + (f": set it with {how}" if how else ""))
+
+
+Fallback = t.Callable[[t.Mapping[str, t.Any]], "Source | None"]
+
+
+def resolve(sources: t.Sequence[Source], options: t.Mapping[str, Option] = OPTIONS, *,
+            fallbacks: t.Sequence[Fallback] = (), unknown: t.Sequence[UnknownSetting] = (),
+            environ: t.Mapping[str, str] | None = None) -> Resolved:
+    """Walk ``sources`` (highest precedence first) and return every option's first value, checked.
+
+    ``fallbacks`` are asked, in order, for the options still unset after the sources, with the values found so far
+    (a run's recorded version, then detection: a controller job, CI, git); each returns a :class:`Source` or None.
+    Only options in ``options`` are read.  ``environ`` is where the key-destination rule finds the environment's
+    API URL and key (:func:`key_destination_problem`).  Never raises.
+    """
+    sources = list(sources)
+    chosen: dict[str, Value] = {}
+    for option in options:
+        for source in sources:
+            value = source.values.get(option)
+            if value is not None:
+                chosen[option] = Value(value, source)
+                break
+    for fallback in fallbacks:
+        if all(option in chosen for option in DETECTED_OPTIONS):
+            break
+        source = fallback({option: found.value for option, found in chosen.items()})
+        if source is None:
+            continue
+        sources.append(source)
+        for option in DETECTED_OPTIONS:
+            if option not in chosen and source.values.get(option) is not None:
+                chosen[option] = Value(source.values[option], source)
+    problems: list[InvalidInput] = []
+    values: dict[str, Value] = {}
+    for option, spec in options.items():
+        found = chosen.get(option)
+        if found is None:
+            values[option] = Value(spec.default, None)
+            continue
+        try:
+            values[option] = Value(_checked(found.value, option, spec), found.source)
+        except InvalidInput as problem:
+            problems.append(_naming_source(problem, found.source))
+            # strict stays meant even when its value is not a word we know: see Resolved.strict
+            values[option] = Value(found.value if option == "strict" else spec.default, found.source)
+    resolved = Resolved(values, options, sources, list(unknown), problems)
+    if environ is not None and "api_url" in options:
+        problem = key_destination_problem(resolved, environ)
+        if problem is not None:
+            problems.append(problem)
+    return resolved
+
+
+def _checked(value: t.Any, option: str, spec: Option) -> t.Any:
+    """``value`` of ``option`` checked and converted by the option's kind; raises InvalidInput."""
+    kind = spec.kind
+    if kind == "bool":
+        return parse_boolean(value, option)
+    if kind == "seconds":
+        if isinstance(value, bool):
+            raise InvalidInput(option, f"must be a number of seconds, got {value!r}")
+        return parse_seconds(value, option)
+    if kind == "choice":
+        if value not in spec.choices:
+            raise InvalidInput(option, f"must be one of {', '.join(spec.choices)}, got {value!r}")
+        return value
+    if kind == "list":
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise InvalidInput(option, f"must be a list, got {type(value).__name__}")
+        return list(value)
+    # text, key, path, url, format: text as given (the core's constructors check the rest)
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise InvalidInput(option, _not_text(value, option))
+    if option not in SECRET_OPTIONS and kind != "format":
+        check_rendered(value, option)
+    return value
+
+
+def _not_text(value: t.Any, option: str) -> str:
+    if isinstance(value, float) and option not in SECRET_OPTIONS:
+        return (f"must be a string, got the number {value!r}; YAML reads unquoted values such as 1.10 as numbers (1.1), "
+                "so quote it")
+    kind = "list" if isinstance(value, (list, tuple)) else type(value).__name__
+    return f"must be a string, got {kind}"
+
+
+def _naming_source(problem: InvalidInput, source: Source | None) -> InvalidInput:
+    if source is None or source.trust == DETECTED:
+        return problem
+    return InvalidInput(problem.option, f"{problem.problem} (from {source.name})")
+
+
+# --- where the key may go ------------------------------------------------------------------------------
+
+def key_destination_problem(resolved: Resolved, environ: t.Mapping[str, str]) -> InvalidInput | None:
+    """A key from the environment is only sent to a URL from a trusted source: else the problem naming ``api_url``.
+
+    Why: whoever may set extra vars (an AWX launch prompt or survey, a shared CI job's parameters) may not be allowed
+    to read the credential the environment holds (``RETRACE_API_KEY``, ``STACKIFY_API_KEY``, ``RETRACE_API_KEY_FILE``:
+    what an AWX credential injects), yet extra vars outrank the environment; honouring their URL would hand the key
+    to any host they name.  A URL written in the project's own files, a command-line flag or the environment is
+    trusted; one from :data:`VARIABLES` is accepted only when, normalised, it is the environment's (or the default).
+
+    The key "comes from the environment" when its source is the environment, or when the key file a variable names
+    holds a key the environment holds (the file ``RETRACE_API_KEY_FILE`` names, a copy, the text of
+    ``RETRACE_API_KEY``): naming a file is not knowing the key.  A key given as text by a variable is known to
+    whoever gave it: it goes with its URL.
+    """
+    url_source = resolved.source_of("api_url")
+    if url_source is None or url_source.trust != VARIABLES or not resolved["api_url"]:
+        return None
+    key_sources = [resolved.source_of(option) for option in ("api_key", "api_key_file") if resolved[option]]
+    if not key_sources:
+        return None
+    from_environment = all(source is not None and source.trust == ENVIRONMENT for source in key_sources)
+    if not from_environment and not _file_holds_environment_key(resolved["api_key_file"], environ):
+        return None
+    try:
+        given = normalise_api_url(resolved["api_url"])
+    except InvalidInput:
+        return None  # refused for what it is when the client is built
+    expected = environ.get("RETRACE_API_URL") or DEFAULT_API_URL
+    try:
+        if given == normalise_api_url(expected):
+            return None
+    except InvalidInput:
+        pass
+    return InvalidInput("api_url", f"{given} (from {url_source.name}) is refused: the API key comes from the environment "
+                                   "(RETRACE_API_KEY, STACKIFY_API_KEY or RETRACE_API_KEY_FILE, as an AWX credential injects it), "
+                                   f"and such a key is only sent to the URL from the environment ({expected}) or from the "
+                                   "project's own files. Set the URL beside the key: RETRACE_API_URL (in AWX, the "
+                                   "credential's API URL)")
+
+
+def _file_holds_environment_key(api_key_file: t.Any, environ: t.Mapping[str, str]) -> bool:
+    """True if the file ``api_key_file`` holds a key the environment holds.  Unset or unusable: False (reported later)."""
+    if not isinstance(api_key_file, str) or not api_key_file:
+        return False
+    try:
+        key = read_api_key_file(api_key_file).reveal()
+    except InvalidInput:
+        return False
+    held = [environ[name] for name in OPTIONS["api_key"].environment if environ.get(name)]
+    if environ.get("RETRACE_API_KEY_FILE"):
+        try:
+            held.append(read_api_key_file(environ["RETRACE_API_KEY_FILE"]).reveal())
+        except InvalidInput:
+            pass
+    # compare_digest: how long the comparison takes says nothing about the key
+    return any(hmac.compare_digest(key.encode("utf-8"), value.strip().encode("utf-8")) for value in held)
+
+
+def detected_source(values: t.Mapping[str, t.Any], notes: t.Mapping[str, str] | None = None,
+                    provider: str | None = None) -> Source:
+    """What detection found (plugin_utils/_source.py ``detect``: a controller job, CI, git) as the lowest source."""
+    return Source(f"detection ({provider})" if provider else "detection", dict(values), DETECTED, notes=dict(notes or {}))

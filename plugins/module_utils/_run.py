@@ -1,0 +1,594 @@
+# Copyright: (c) 2026, Stackify Retrace integration contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Private: may change without notice.  The run engine: every decision about a tracked run, made once.
+
+An entry point (the callback, the action plugin, Fabric) reads its host program's events and settings, then:
+
+* :meth:`DeploymentRun.target` -- one deployment of the run, from its resolved settings (:mod:`._resolve`);
+  a deployment that cannot be described or sent (a setting missing or invalid) is a target that will not be
+  recorded, with the reason;
+* :meth:`DeploymentRun.open` -- start it: stale-start recovery, joins in controller workflows, this run's own
+  earlier start (serial batches), the orphan guard, the time budget, strict and fail-open;
+* :meth:`DeploymentRun.close` -- complete or cancel it; :meth:`DeploymentRun.close_all` for the way a run ends
+  that ends every open deployment (a signal, an aborting error); :meth:`DeploymentRun.resume` where start and
+  end are separate tasks (the module's ``completed`` / ``cancelled``).
+
+Each returns a :class:`Step`, and the one line to show goes to the entry point's :class:`Reporter`, which only
+chooses where lines go (Ansible's display, a task's ``warnings``, Fabric's stderr).  A run holds any number of
+targets: one per deployment it records.  States of a target::
+
+    pending -> starting -> started | joined | not recorded
+    started -> completing | cancelling -> completed | cancelled | end failed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+import typing as t
+
+from . import _guard, _ledger
+from .client import CallResult, DeploymentClient
+from .deployment import CANCEL, COMPLETE, START, Deployment
+from .errors import ApiUnreachable, BadTransition, InvalidInput, RetraceError
+from .settings import DEFAULT_API_URL, DEPLOYMENT_OPTIONS, ApiSettings, TrackingPolicy, deployment_name
+from .transport import Transport
+
+from ._resolve import RECORDED, Source
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from ._resolve import Fallback, Resolved
+
+#: share of what is left of a time budget that a start may use, so that the end always keeps some
+START_SHARE = 2 / 3
+#: below this many seconds left, a call is not worth attempting
+MINIMUM_CALL_TIME = 0.05
+#: the words a transport or client uses for an attempt that was sent and got no answer (client.NO_ANSWER_PROBLEMS)
+PENDING, STARTING, STARTED, JOINED, NOT_RECORDED = "pending", "starting", "started", "joined", "not recorded"
+COMPLETING, CANCELLING, COMPLETED, CANCELLED, END_FAILED = "completing", "cancelling", "completed", "cancelled", "end failed"
+#: states in which the deployment is open in Retrace (or may be) and this run owes it an end
+OPEN_STATES = (STARTING, STARTED, COMPLETING, CANCELLING)
+PAST_TENSE = {START: "started", COMPLETE: "completed", CANCEL: "cancelled"}
+REQUIRED_OPTIONS = ("app_name", "environment_name", "version")
+STRICT_SUFFIX = " (strict: the run stops)"
+FAIL_OPEN_SUFFIX = " (strict is off: the deployment goes on)"
+
+
+class Reporter(t.Protocol):
+    """Where an entry point shows the engine's lines; each method gets one line, without any prefix."""
+
+    def info(self, line: str) -> None:
+        """What happened to a deployment: started, completed, cancelled, joined."""
+
+    def detail(self, line: str) -> None:
+        """Each call sent and Retrace's answer (Fabric prints these; Ansible at -v)."""
+
+    def warning(self, line: str) -> None:
+        """Something was NOT recorded, or needs the user's attention, and the run goes on."""
+
+    def error(self, line: str) -> None:
+        """A tracking failure that stops the run (strict)."""
+
+    def debug(self, line: str) -> None:
+        """The client's progress: what is about to be sent, retries."""
+
+
+def describe(deployment: Deployment) -> str:
+    """``deployment 1.4.2 of Shop to Production``: how every line names a deployment."""
+    return f"deployment {deployment.version} of {deployment.app_name} to {deployment.environment_name}"
+
+
+def describe_options(options: t.Mapping[str, t.Any]) -> str:
+    """What can be said of a deployment whose settings are incomplete: ``deployment of Shop``, or ``deployment``."""
+    version, app, environment = (options.get(name) for name in ("version", "app_name", "environment_name"))
+    text = "deployment" + (f" {version}" if isinstance(version, str) and version else "")
+    text += f" of {app}" if isinstance(app, str) and app else ""
+    return text + (f" to {environment}" if isinstance(environment, str) and environment else "")
+
+
+def call_line(client: DeploymentClient, result: CallResult) -> str:
+    """One line: what was sent (never the key) and what Retrace answered."""
+    sent = json.dumps(result.payload, ensure_ascii=False, separators=(", ", ": "))
+    answer = f"HTTP {result.status}" + (f" {result.server_message}" if result.server_message else "")
+    if result.recovered_from_conflict:
+        answer += " (an earlier attempt had already been accepted)"
+    attempts = "1 attempt" if result.attempts == 1 else f"{result.attempts} attempts"
+    return f"{result.action}: sent {sent} to {client.settings.endpoint(result.action)} -> {answer} ({attempts}, {result.elapsed:.2f} s)"
+
+
+def start_may_have_landed(error: RetraceError) -> bool:
+    """True when a failed start may still have reached Retrace: some attempt got no answer, or a gateway's
+    500/502/504 (:attr:`ApiUnreachable.may_have_landed`).  Refusals, TLS failures and refused connections had an
+    answer or sent nothing."""
+    return isinstance(error, ApiUnreachable) and bool(error.may_have_landed)
+
+
+@dataclasses.dataclass
+class Step:
+    """What one engine call did: the target's new state, the line shown, and whether the run must stop."""
+
+    state: str
+    line: str | None = None
+    fails_run: bool = False
+    error: RetraceError | None = None
+    call: CallResult | None = None
+
+
+class Target:
+    """One deployment of a run, and what this run did with it."""
+
+    def __init__(self, deployment: Deployment | None, client: DeploymentClient | None, label: str,
+                 problems: t.Sequence[RetraceError] = (), place: str | None = None):
+        self.deployment = deployment
+        self.client = client
+        self.label = label
+        #: why it cannot be recorded (settings missing or invalid): said at open, nothing is sent
+        self.problems = list(problems)
+        self.place = place
+        self.state = PENDING
+        self.guard = _guard.OrphanGuard(None)
+        #: the actions Retrace accepted, in order
+        self.sent: list[str] = []
+        #: what happened besides, in words (for :meth:`told_retrace`)
+        self.notes: list[str] = []
+
+    @property
+    def recordable(self) -> bool:
+        return not self.problems
+
+    def told_retrace(self, dry_run: bool = False) -> str:
+        """What Retrace was told, in words, for the last line of a run that did not succeed."""
+        if dry_run:
+            return "nothing was sent to Retrace (dry run)"
+        if self.state == JOINED:
+            return "this run joined a deployment another run started, and sent no end"
+        if self.notes and not self.sent:
+            return f"nothing was left in progress in Retrace ({self.notes[-1]})"
+        if not self.sent:
+            return "Retrace was not told (the start was not accepted)"
+        if self.sent[-1] == CANCEL:
+            return "the deployment was cancelled in Retrace"
+        if self.sent[-1] == COMPLETE:
+            return "the deployment was completed in Retrace"
+        if self.notes:
+            return f"the deployment is left to Retrace as it is ({self.notes[-1]})"
+        if self.guard.armed:
+            return "the cancel did not get through: the orphan guard sends it once this process has exited"
+        return "the cancel did not get through (see the warning above): the deployment is still in progress in Retrace"
+
+
+class Budget:
+    """The time tracking may still add to a run: only the engine's own work is charged, not the deployment's."""
+
+    def __init__(self, seconds: float | None, clock: t.Callable[[], float]):
+        self.seconds = seconds
+        self.spent = 0.0
+        self._clock = clock
+
+    def remaining(self) -> float | None:
+        return None if self.seconds is None else self.seconds - self.spent
+
+    @contextlib.contextmanager
+    def charge(self) -> t.Iterator[None]:
+        began = self._clock()
+        try:
+            yield
+        finally:
+            self.spent += self._clock() - began
+
+
+class _CallsWithin:
+    """A client whose calls (retries included) all end within ``seconds`` from now, together (None: no limit).
+
+    Offers what the engine uses of a :class:`DeploymentClient`: ``settings`` and ``send``.
+    """
+
+    def __init__(self, client: DeploymentClient, seconds: float | None, clock: t.Callable[[], float], log):
+        self.settings = client.settings
+        self._client = client.replace(log=log)
+        self._log = log
+        self._until = None if seconds is None else clock() + seconds
+        self._clock = clock
+
+    def send(self, action: str, deployment: Deployment) -> CallResult:
+        if self._until is None:
+            return self._client.send(action, deployment)
+        left = self._until - self._clock()
+        if left < MINIMUM_CALL_TIME:
+            raise ApiUnreachable("not sent: the time budget is spent", action=action, may_have_landed=False)
+        deadline = min(self.settings.deadline, left)
+        settings = dataclasses.replace(self.settings, deadline=deadline, timeout=min(self.settings.timeout, deadline))
+        return self._client.replace(settings=settings, log=self._log).send(action, deployment)
+
+
+class DeploymentRun:
+    """The deployments of one run, opened and closed by the rules of :class:`TrackingPolicy`.
+
+    ``owner_pid``: the process whose death the orphan guard watches (``ansible-playbook``, ``fab``); None for a
+    single call (``fab retrace.start``, an ad-hoc module call), whose deployment is meant to outlive it: no guard.
+    ``hosts_in_task``: how many hosts send this very start at once (a module task without ``run_once``): a 409 is
+    then a sibling host's start.  ``workflow_job_id`` / ``job_id``: the controller (AWX) workflow and job this run
+    is, whose sibling jobs (job slices) may start the same deployment on other machines.  ``place``: where this
+    run is, for the ledger of what it started (a directory for single calls; this run for the module's tasks);
+    None records nothing.  ``calls_are_tasks``: each call is the entry point's whole task (the module, single
+    calls), so that with ``strict`` a failed cancel fails it too.  ``dry_run``: the reason nothing is sent
+    (``"check mode"``, ``"--dry"``), or None.
+    """
+
+    def __init__(self, policy: TrackingPolicy, reporter: Reporter, *, owner_pid: int | None = None, hosts_in_task: int = 1,
+                 workflow_job_id: str | None = None, job_id: str | None = None, place: str | None = None,
+                 calls_are_tasks: bool = False, dry_run: str | None = None, clock: t.Callable[[], float] = time.monotonic,
+                 sleep: t.Callable[[float], None] = time.sleep):
+        self.policy = policy
+        self.reporter = reporter
+        self.owner_pid = owner_pid
+        self.hosts_in_task = hosts_in_task
+        self.workflow_job_id = workflow_job_id
+        self.job_key = f"{workflow_job_id}-{job_id}" if workflow_job_id and job_id else None
+        self.place = place
+        self.calls_are_tasks = calls_are_tasks
+        self.dry_run = dry_run
+        self.clock = clock
+        self.sleep = sleep
+        self.budget = Budget(policy.time_budget, clock)
+        self.targets: list[Target] = []
+        self._said: set[str] = set()
+
+    # --- targets ---------------------------------------------------------------------------------------
+
+    def target(self, resolved: "Resolved", transport: Transport, *, entry_point: str,
+               name_fields: t.Mapping[str, t.Any] | None = None) -> Target:
+        """The deployment ``resolved`` describes, with a client to send it; its problems if it cannot be sent.
+
+        Unknown settings are said here, once per run.  Nothing is sent.
+        """
+        for unknown in resolved.unknown:
+            self._say_once(self.reporter.warning, unknown.line())
+        options = resolved.as_dict()
+        problems: list[RetraceError] = list(resolved.problems)
+        for option in REQUIRED_OPTIONS:
+            if options.get(option) is None and not any(problem.option == option for problem in problems
+                                                        if isinstance(problem, InvalidInput)):
+                problems.append(resolved.missing(option))
+        if not options.get("api_key") and not options.get("api_key_file"):
+            problems.append(resolved.missing("api_key", "is not set (nor api_key_file)"))
+        deployment = client = None
+        if not problems:
+            try:
+                fields = {option: options.get(option) for option in DEPLOYMENT_OPTIONS}
+                fields["name"] = deployment_name(options, name_fields)
+                deployment = Deployment.create(**fields)
+                settings = ApiSettings.create(**{name: options.get(name) for name in
+                                                 ("api_key", "api_key_file", "api_url", "validate_certs", "timeout", "deadline")})
+                client = DeploymentClient(settings, transport, entry_point=entry_point, log=self.reporter.debug, clock=self.clock,
+                                          sleep=self.sleep)
+            except InvalidInput as problem:
+                problems.append(problem)
+                deployment = client = None
+        label = describe(deployment) if deployment is not None else describe_options(options)
+        version_source = resolved.source_of("version")
+        if deployment is not None and version_source is not None and version_source.trust == RECORDED:
+            self.reporter.info(f"{label}: version {deployment.version}, {version_source.name}")
+        if deployment is not None:
+            for note in dict.fromkeys(source.notes[option] for source in resolved.sources for option in ("branch", "commit")
+                                      if option in source.notes and options.get(option) is None):
+                self._say_once(self.reporter.warning, f"{note} (branch and commit are not sent)")
+        return self.add(Target(deployment, client, label, problems, self.place))
+
+    def add(self, target: Target) -> Target:
+        """Hold ``target`` in this run (:meth:`close_all` ends it with the others)."""
+        self.targets.append(target)
+        return target
+
+    # --- open ------------------------------------------------------------------------------------------
+
+    def open(self, target: Target, *, since: float | None = None) -> Step:
+        """Start ``target``'s deployment.  ``since`` (a clock reading): the start's deadline counts from then.
+
+        Not recordable, refused or unreachable: NOT recorded, one warning (strict: one error, and the Step says the
+        run must stop before any deploy step).  Accepted: the orphan guard is armed on :attr:`owner_pid`.
+        """
+        if not target.recordable:
+            target.state = NOT_RECORDED
+            return self._not_recorded(target, f"{target.label} NOT recorded: {_problems_text(target.problems)}",
+                                      target.problems[0])
+        self._warn_once_about_tls(target)
+        if self.dry_run:
+            target.state = STARTED
+            return self._would(target, START)
+        target.state = STARTING
+        try:
+            with self.budget.charge():
+                result = self._start(target, since)
+        except RetraceError as error:
+            target.state = NOT_RECORDED
+            if start_may_have_landed(error) and self._guarded():
+                # No answer: the start may land after all.  A guard armed and never released cancels it once
+                # this run is over, instead of leaving it in progress for good.
+                with self.budget.charge():
+                    target.guard = _guard.arm_orphan_guard(target.client, target.deployment, owner_pid=self.owner_pid,
+                                                           log=self.reporter.debug)
+            return self._not_recorded(target, f"{target.label} NOT recorded: start failed: {_hinted(error, self.hosts_in_task)}",
+                                      error)
+        if target.state != STARTING:  # joined, or this run's own deployment: said already
+            return Step(target.state, call=result)
+        target.state = STARTED
+        target.sent.append(START)
+        self.reporter.detail(call_line(target.client, result))
+        if self.job_key:
+            _guard.forget_join(target.client.settings, target.deployment, self.job_key)
+        self._remember(target)
+        if self._guarded():
+            with self.budget.charge():
+                target.guard = _guard.arm_orphan_guard(target.client, target.deployment, owner_pid=self.owner_pid,
+                                                       log=self.reporter.debug)
+            if not target.guard.armed:
+                self.reporter.warning(f"orphan guard not armed for {target.label}: if this run is killed, the deployment "
+                                      "stays in progress in Retrace until the next run of this version recovers it "
+                                      "(see docs/lifecycle.md, \"The orphan guard\")")
+        line = f"{target.label} started"
+        self.reporter.info(line)
+        return Step(STARTED, line, call=result)
+
+    def _start(self, target: Target, since: float | None) -> CallResult | None:
+        """Send start; 409s become a join, this run's own deployment, a recovery or a refusal.  Raises RetraceError."""
+        calls = self._calls(target, START_SHARE, since)
+        deployment = target.deployment
+        try:
+            self.reporter.debug(f"start: {json.dumps(target.client.request(START, deployment), ensure_ascii=False)}")
+            result = calls.send(START, deployment)
+        except BadTransition as conflict:
+            holder = _guard.live_guard_owner(target.client.settings, deployment)
+            if holder is not None and holder == self.owner_pid:
+                # An earlier play batch (serial) or task of this very run started it, and its guard is ours.
+                target.state = STARTED
+                target.guard = _guard.orphan_guard_of(target.client.settings, deployment, self.owner_pid)
+                self.reporter.info(f"{target.label} is already in progress, started earlier by this run: nothing sent again")
+                return None
+            if self.workflow_job_id and self.hosts_in_task == 1:
+                target.state = JOINED
+                if self.job_key:
+                    _guard.remember_join(target.client.settings, deployment, self.job_key)
+                self.reporter.info(joined_message(deployment, self.workflow_job_id))
+                return None
+            if holder is not None:
+                raise BadTransition(f"{_sentence(conflict)} A live run on this machine (process {holder}) is deploying it "
+                                    "now: it was not cancelled.", action=START, status=conflict.status,
+                                    attempts=conflict.attempts, server_message=conflict.server_message) from None
+            if self.policy.stale_start != "recover" or self.hosts_in_task > 1 or self.workflow_job_id:
+                raise
+            self.reporter.warning(f"{target.label} was left in progress by a run that ended without closing it "
+                                  "(stale_start: recover): cancelling it and starting again")
+            try:
+                self.reporter.detail(call_line(target.client, calls.send(CANCEL, deployment)))
+            except BadTransition:
+                pass  # it ended meanwhile (its own guard's cancel landed first): nothing left to cancel
+            result = calls.send(START, deployment)
+        if result.recovered_from_conflict:
+            # A 409 on a retry usually means our lost attempt landed; but if a live run on this machine holds the
+            # deployment, the 409 was about its start, and this run must not end that deployment.
+            holder = _guard.live_guard_owner(target.client.settings, deployment)
+            if holder is not None and holder != self.owner_pid:
+                raise BadTransition(
+                    f"Retrace refused to start {describe(deployment)} (HTTP 409 on attempt {result.attempts}): a live run on "
+                    f"this machine (process {holder}) is deploying it now, so the 409 is about its start, not this one.",
+                    action=START, status=result.status, attempts=result.attempts, server_message=result.server_message)
+        return result
+
+    # --- close -----------------------------------------------------------------------------------------
+
+    def close(self, target: Target, *, succeeded: bool, reason: str | None = None) -> Step:
+        """Complete (``succeeded``) or cancel ``target``'s deployment, if this run holds it open.
+
+        The guard stands down once Retrace answered, one way or the other.  A call that could not be delivered
+        (unreachable, time budget spent) leaves it armed: it sends the same end again once this run is over.
+        """
+        action = COMPLETE if succeeded else CANCEL
+        if target.state == JOINED:
+            return self._close_joined(target, succeeded, reason)
+        if target.state == STARTING:
+            return self._close_interrupted_start(target)
+        if target.state == COMPLETING:
+            action = COMPLETE  # interrupted while completing: the work was done; never a cancel after it
+        elif target.state != STARTED:
+            return Step(target.state)
+        if self.dry_run:
+            target.state = COMPLETED if action == COMPLETE else CANCELLED
+            return self._would(target, action)
+        target.state = COMPLETING if action == COMPLETE else CANCELLING
+        with self.budget.charge():
+            if action == COMPLETE:
+                target.guard.completing()  # killed mid-call, the guard then sends complete too, never a cancel
+            try:
+                self.reporter.debug(f"{action}: {json.dumps(target.client.request(action, target.deployment), ensure_ascii=False)}")
+                result = self._calls(target).send(action, target.deployment)
+            except RetraceError as error:
+                return self._end_failed(target, action, error)
+            target.guard.release()
+        target.state = COMPLETED if action == COMPLETE else CANCELLED
+        target.sent.append(action)
+        self.reporter.detail(call_line(target.client, result))
+        self._forget(target)
+        line = f"{target.label} {PAST_TENSE[action]}" + (f": {reason}" if reason and action == CANCEL else "")
+        self.reporter.info(line)
+        return Step(target.state, line, call=result)
+
+    def close_all(self, *, succeeded: bool, reason: str | None = None) -> list[Step]:
+        """End every deployment this run holds open (a signal, an aborting error, the run's last event).
+
+        A start that was in flight is cancelled; a complete that was in flight is sent again (never a cancel).
+        Safe to call more than once, and from a signal handler while another call is in flight.
+        """
+        return [self.close(target, succeeded=succeeded, reason=reason) for target in list(self.targets)
+                if target.state in OPEN_STATES or target.state == JOINED]
+
+    def resume(self, target: Target) -> Target:
+        """``target`` as this run left it, where start and end are separate tasks (the module's end tasks).
+
+        A deployment this controller job joined (:meth:`open` on a 409 in a workflow) is left to the job that started
+        it.  Otherwise it is taken as started, with the guard :attr:`owner_pid` armed for it, if any.
+        """
+        if not target.recordable or target.state != PENDING:
+            return target
+        settings, deployment = target.client.settings, target.deployment
+        if self.job_key and _guard.joined_in_job(settings, deployment, self.job_key):
+            target.state = JOINED
+            return target
+        target.state = STARTED
+        if self.owner_pid is not None:
+            target.guard = _guard.orphan_guard_of(settings, deployment, self.owner_pid)
+        return target
+
+    def _close_joined(self, target: Target, succeeded: bool, reason: str | None) -> Step:
+        """End this job's part of a sibling's deployment: nothing is sent, the job that started it ends it.
+
+        A cancel from here would end a live sibling's deployment, and could not even make a failure stick: the
+        starter's complete after it is a one-shot "completed" deployment for Retrace.  So a failed part is said
+        here and shows in the controller (the workflow fails), not in Retrace.
+        """
+        target.state = COMPLETED if succeeded else CANCELLED  # for this job: nothing more to do
+        if succeeded:
+            line = f"this job's part of {target.label} succeeded; the job that started it ends it: nothing sent"
+        else:
+            line = (f"this job's part of {target.label} failed" + (f" ({reason})" if reason else "") +
+                    "; the job that started it ends the deployment, so this failure is not recorded in Retrace: nothing sent")
+        self.reporter.info(line)
+        return Step(JOINED, line)
+
+    def _close_interrupted_start(self, target: Target) -> Step:
+        """The start was interrupted mid-call and may or may not have landed: cancel it (409: it had not)."""
+        target.state = CANCELLING
+        try:
+            result = self._calls(target).send(CANCEL, target.deployment)
+        except BadTransition:
+            target.state = NOT_RECORDED
+            target.notes.append("the start had not been processed by Retrace when the cancel arrived; if it lands later, "
+                                "the next run of this version recovers it")
+            return Step(NOT_RECORDED)
+        except RetraceError as error:
+            return self._end_failed(target, CANCEL, error)
+        target.state = CANCELLED
+        target.sent.extend((START, CANCEL))
+        target.guard.release()
+        self.reporter.detail(call_line(target.client, result))
+        line = f"{target.label} cancelled: the run was stopped while its start was in flight"
+        self.reporter.info(line)
+        return Step(CANCELLED, line, call=result)
+
+    def _end_failed(self, target: Target, action: str, error: RetraceError) -> Step:
+        answered = not isinstance(error, ApiUnreachable)
+        if answered:
+            target.guard.release()  # refused: Retrace answered, the guard has nothing left to do
+        target.state = END_FAILED
+        retry = "" if answered or not target.guard.armed else "; the orphan guard sends it again once this run is over"
+        line = f"{target.label}: the {action} was NOT recorded: {error}{retry}"
+        target.notes.append(f"the {action} failed: see the warning above")
+        # A failed cancel leaves the run failed already; only where the call is the whole task does strict fail it.
+        fails = self.policy.strict and (action == COMPLETE or self.calls_are_tasks)
+        (self.reporter.error if fails else self.reporter.warning)(line + (STRICT_SUFFIX if fails else ""))
+        return Step(END_FAILED, line, fails_run=fails, error=error)
+
+    # --- shared ----------------------------------------------------------------------------------------
+
+    def _not_recorded(self, target: Target, line: str, error: RetraceError) -> Step:
+        if self.policy.strict:
+            self.reporter.error(line + STRICT_SUFFIX)
+            return Step(NOT_RECORDED, line, fails_run=True, error=error)
+        self.reporter.warning(line + FAIL_OPEN_SUFFIX)
+        return Step(NOT_RECORDED, line, error=error)
+
+    def _would(self, target: Target, action: str) -> Step:
+        request = target.client.request(action, target.deployment)
+        line = (f"{target.label}: would send {action} {json.dumps(request['payload'], ensure_ascii=False)} to {request['url']} "
+                f"({self.dry_run}: nothing sent)")
+        self.reporter.info(line)
+        return Step(target.state, line)
+
+    def _calls(self, target: Target, share: float = 1.0, since: float | None = None) -> _CallsWithin:
+        seconds = self.budget.remaining()
+        if seconds is not None:
+            seconds *= share
+        if since is not None:
+            # The start's deadline counts from ``since`` (fab deploy: the fabfile's import), never below half of it.
+            deadline = target.client.settings.deadline
+            elapsed_deadline = max(deadline - (self.clock() - since), deadline / 2)
+            seconds = elapsed_deadline if seconds is None else min(seconds, elapsed_deadline)
+        return _CallsWithin(target.client, seconds, self.clock, self.reporter.debug)
+
+    def _guarded(self) -> bool:
+        return self.policy.orphan_guard and self.owner_pid is not None
+
+    def _remember(self, target: Target) -> None:
+        if target.place is None:
+            return
+        try:
+            _ledger.remember_start(self._ledger_key(target), target.deployment.version)
+        except OSError as error:
+            self.reporter.warning(f"could not record the started version in {_ledger.state_directory()}: {error.strerror or error}")
+
+    def _forget(self, target: Target) -> None:
+        if target.place is not None:
+            _ledger.forget_start(self._ledger_key(target))
+
+    @staticmethod
+    def _ledger_key(target: Target) -> str:
+        deployment = target.deployment
+        return _ledger.place_key(target.client.settings.api_url, deployment.app_name, deployment.environment_name, target.place)
+
+    def _warn_once_about_tls(self, target: Target) -> None:
+        settings = target.client.settings
+        if not settings.validate_certs and settings.api_url.startswith("https:"):
+            self._say_once(self.reporter.warning, f"TLS certificate checks are off (validate_certs: false): anyone between this "
+                                                  f"machine and {target.client.settings.api_url} can read the API key; use it "
+                                                  "only for testing")
+
+    def _say_once(self, say: t.Callable[[str], None], line: str) -> None:
+        if line not in self._said:
+            self._said.add(line)
+            say(line)
+
+
+def started_from(place: str, description: str) -> "Fallback":
+    """A :func:`._resolve.resolve` fallback: the version the last accepted start from ``place`` sent, for this API, app
+    and environment -- so that an end sent later from the same place names the same deployment, even when ``git
+    describe`` says otherwise by then (``v1.4.2`` became ``v1.4.2-dirty``).  ``description`` names it for users:
+    ``"the one retrace.start sent from this directory"``.
+    """
+    def fallback(values: t.Mapping[str, t.Any]) -> "Source | None":
+        app, environment = values.get("app_name"), values.get("environment_name")
+        if values.get("version") is not None or not isinstance(app, str) or not isinstance(environment, str):
+            return None
+        url = values.get("api_url") if isinstance(values.get("api_url"), str) else DEFAULT_API_URL
+        version = _ledger.started_version(_ledger.place_key(url, app, environment, place))
+        return None if version is None else Source(description, {"version": version}, RECORDED)
+    return fallback
+
+
+def joined_message(deployment: Deployment, workflow_job_id: str) -> str:
+    """What a job of a controller workflow says when its start is answered 409: it joins the deployment in progress.
+
+    Usually a sibling slice started it; but nothing tells this job who did (Retrace has no read endpoint): a job of an
+    earlier workflow, or one that died, leaves the same answer.  So the line says what is known, and docs/awx.md
+    (Workflows) says what to do when no job of this workflow is running it.
+    """
+    return (f"{describe(deployment)} is already in progress: started by another job, e.g. a sibling slice of "
+            f"workflow {workflow_job_id}; this job joins it and sends no end")
+
+
+def _problems_text(problems: t.Sequence[RetraceError]) -> str:
+    return "; ".join(str(problem) for problem in problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+
+
+def _sentence(error: RetraceError) -> str:
+    text = str(error).rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _hinted(error: RetraceError, hosts_in_task: int) -> str:
+    """The error, with the ``run_once`` hint when several hosts of one task each sent the start."""
+    if isinstance(error, BadTransition) and error.action == START and hosts_in_task > 1:
+        return (f"{_sentence(error)} This task ran for {hosts_in_task} hosts, and each sent its own start: add "
+                "'run_once: true' to the task, or use the stackify.retrace.tracked_deployment role.")
+    return str(error)
