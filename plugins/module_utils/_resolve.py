@@ -43,8 +43,9 @@ DETECTED_OPTIONS = ("version", "branch", "commit", "uri")
 class Source:
     """One place settings come from, with the name a user knows it by.
 
-    ``spelling`` says how a user sets an option there (``"-e retrace_{option}=..."``, ``"RETRACE_{OPTION}"`` is
-    computed from the option table instead); None when the source cannot be written by a user (detection).
+    ``spelling`` says how a user sets an option there, as a format of ``{option}``, ``{OPTION}`` (upper case) and
+    ``{dashed}`` (``app-name``): ``"-e retrace_{option}=..."``, ``"--{dashed}"``; the environment's spelling comes
+    from the option table instead; None when the source cannot be written by a user (detection).
     ``notes`` say, by option, why the source could not give a value (git refused the directory...): said when
     that option is missing.
     """
@@ -56,7 +57,9 @@ class Source:
     notes: t.Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def how_to_set(self, option: str) -> str | None:
-        return self.spelling.format(option=option, OPTION=option.upper()) if self.spelling else None
+        if not self.spelling:
+            return None
+        return self.spelling.format(option=option, OPTION=option.upper(), dashed=option.replace("_", "-"))
 
 
 def environment_source(environ: t.Mapping[str, str], options: t.Mapping[str, Option] = OPTIONS,

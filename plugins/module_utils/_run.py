@@ -566,6 +566,17 @@ def started_from(place: str, description: str) -> "Fallback":
     return fallback
 
 
+def process_place(pid: int) -> str:
+    """``run:<pid>:<start time>``: one process (an ``ansible-playbook`` run) as a ledger place, never confused with a
+    later process that reuses the pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            started = stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        started = "?"
+    return f"run:{pid}:{started}"
+
+
 def joined_message(deployment: Deployment, workflow_job_id: str) -> str:
     """What a job of a controller workflow says when its start is answered 409: it joins the deployment in progress.
 
