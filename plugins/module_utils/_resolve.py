@@ -47,7 +47,8 @@ class Source:
     ``{dashed}`` (``app-name``): ``"-e retrace_{option}=..."``, ``"--{dashed}"``; the environment's spelling comes
     from the option table instead; None when the source cannot be written by a user (detection).
     ``notes`` say, by option, why the source could not give a value (git refused the directory...): said when
-    that option is missing.
+    that option is missing.  ``settable``: the only options a user can set there (Fabric's task flags never take
+    the key), None for every option; ``how_to_set`` names no other.
     """
 
     name: str
@@ -55,9 +56,10 @@ class Source:
     trust: str
     spelling: str | None = None
     notes: t.Mapping[str, str] = dataclasses.field(default_factory=dict)
+    settable: t.Collection[str] | None = None
 
     def how_to_set(self, option: str) -> str | None:
-        if not self.spelling:
+        if not self.spelling or (self.settable is not None and option not in self.settable):
             return None
         return self.spelling.format(option=option, OPTION=option.upper(), dashed=option.replace("_", "-"))
 
