@@ -386,6 +386,10 @@ class DeploymentRun:
         (unreachable, time budget spent) leaves it armed: it sends the same end again once this run is over.
         """
         action = COMPLETE if succeeded else CANCEL
+        if target.state == PENDING and not target.recordable:
+            # An end sent on its own (resumed, never opened) whose settings are missing or invalid: said as a start
+            # would say it, NOT recorded and why; nothing is sent.
+            return self.open(target)
         if target.state == JOINED:
             return self._close_joined(target, succeeded, reason)
         if target.state == STARTING:
