@@ -37,6 +37,8 @@ RECORDED = "recorded"
 SECRET_OPTIONS = ("api_key",)
 #: the options that identify a deployment, which detection (git, CI, a controller job) may fill
 DETECTED_OPTIONS = ("version", "branch", "commit", "uri")
+#: a deployment has none without these; given empty (``-e retrace_version=`` with $VERSION unset), nothing is made up
+REQUIRED_TEXT = ("app_name", "environment_name", "version")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,9 +147,14 @@ class Resolved:
         """``-e retrace_version=..., RETRACE_VERSION or [callback_retrace] version``: the ways to give ``option``."""
         ways = []
         for source in self.sources:
+            if option in SECRET_OPTIONS and source.trust == VARIABLES:
+                continue  # a key on a command line shows in the process list and the shell's history
             way = source.how_to_set(option) if source.trust != ENVIRONMENT else environment_spelling(option, self.options)
             if way and way not in ways:
                 ways.append(way)
+        if option == "api_key":
+            ways.insert(ways.index("RETRACE_API_KEY") + 1 if "RETRACE_API_KEY" in ways else 0,
+                        "RETRACE_API_KEY_FILE (a file holding the key)")
         if not ways:
             return ""
         return ways[0] if len(ways) == 1 else ", ".join(ways[:-1]) + " or " + ways[-1]
@@ -234,6 +241,8 @@ def _checked(value: t.Any, option: str, spec: Option) -> t.Any:
         raise InvalidInput(option, _not_text(value, option))
     if option not in SECRET_OPTIONS and kind != "format":
         check_rendered(value, option)
+    if option in REQUIRED_TEXT and not value.strip():
+        raise InvalidInput(option, "is empty")
     return value
 
 

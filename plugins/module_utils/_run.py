@@ -253,7 +253,7 @@ class DeploymentRun:
                                                         if isinstance(problem, InvalidInput)):
                 problems.append(resolved.missing(option))
         if not options.get("api_key") and not options.get("api_key_file"):
-            problems.append(resolved.missing("api_key", "is not set (nor api_key_file)"))
+            problems.append(resolved.missing("api_key"))
         deployment = client = None
         if not problems:
             try:
@@ -340,6 +340,10 @@ class DeploymentRun:
             self.reporter.debug(f"start: {json.dumps(target.client.request(START, deployment), ensure_ascii=False)}")
             result = calls.send(START, deployment)
         except BadTransition as conflict:
+            if self.hosts_in_task > 1:
+                # A sibling host of this very task sent the same start (so this run's guard may already hold it, or not
+                # yet): never a join, a recovery or this run's own earlier start; the run_once hint says what to fix.
+                raise
             holder = _guard.live_guard_owner(target.client.settings, deployment)
             if holder is not None and holder == self.owner_pid:
                 # An earlier play batch (serial) or task of this very run started it, and its guard is ours.
@@ -486,8 +490,10 @@ class DeploymentRun:
         if answered:
             target.guard.release()  # refused: Retrace answered, the guard has nothing left to do
         target.state = END_FAILED
-        retry = "" if answered or not target.guard.armed else "; the orphan guard sends it again once this run is over"
-        line = f"{target.label}: the {action} was NOT recorded: {error}{retry}"
+        said = str(error)
+        if not answered and target.guard.armed:
+            said = said.rstrip(". ") + "; the orphan guard sends it again once this run is over"
+        line = f"{target.label}: the {action} was NOT recorded: {said}"
         target.notes.append(f"the {action} failed: see the warning above")
         # A failed cancel leaves the run failed already; only where the call is the whole task does strict fail it.
         fails = self.policy.strict and (action == COMPLETE or self.calls_are_tasks)

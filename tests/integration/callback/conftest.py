@@ -83,11 +83,13 @@ class PlaybookRunner:
     def command(self, *args: str) -> list[str]:
         return [str(ANSIBLE_BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", *args]
 
-    def run(self, *args: str, env: dict | None = None, unset: tuple = (), timeout: float = 120) -> Run:
+    def run(self, *args: str, env: dict | None = None, unset: tuple = (), timeout: float = 120, merged: bool = False) -> Run:
+        """Run ansible-playbook; ``merged``: stderr into stdout, in the order written (the callback's lines go to stderr)."""
         began = time.monotonic()
-        completed = subprocess.run(self.command(*args), cwd=self.workdir, env=self._env(env, unset), capture_output=True,
-                                   text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
-        return Run(completed.returncode, completed.stdout, completed.stderr, time.monotonic() - began)
+        completed = subprocess.run(self.command(*args), cwd=self.workdir, env=self._env(env, unset), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True, timeout=timeout,
+                                   stdin=subprocess.DEVNULL, check=False)
+        return Run(completed.returncode, completed.stdout, completed.stderr or "", time.monotonic() - began)
 
     def run_and_signal(self, signum: int, marker: pathlib.Path, *args: str, whole_group: bool = False, timeout: float = 60) -> Run:
         """Start ansible-playbook, wait until a task creates ``marker``, then send ``signum`` to it.

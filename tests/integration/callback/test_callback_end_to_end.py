@@ -6,6 +6,7 @@ Every test uses its own emulator and directory, so the module runs under pytest-
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -14,6 +15,7 @@ import ansible_runner
 import pytest
 from ansible.release import __version__ as ansible_version
 
+from ansible_collections.stackify.retrace.tests.integration.callback.conftest import wait_for_actions
 from ansible_collections.stackify.retrace.tests.reliability.reliability_helpers import retrace_warnings
 from retrace_emulator import DEMO_API_KEY
 
@@ -50,7 +52,7 @@ def only_warning(run) -> str:
 
 def test_successful_run_is_one_started_and_completed_deployment(runner):
     playbook = runner.playbook("site.yml", OK_TASK)
-    run = runner.run(str(playbook))
+    run = runner.run(str(playbook), merged=True)
     assert run.returncode == 0, run.output
     assert runner.actions() == [("start", 202), ("complete", 202)]
     assert run.retrace_lines() == [STARTED, COMPLETED]
@@ -58,6 +60,13 @@ def test_successful_run_is_one_started_and_completed_deployment(runner):
     assert start["body"]["Version"] == "1.0.0" and start["headers"]["User-Agent"].startswith("stackify-retrace/")
     # The start is sent when the first task starts (after its banner), before it runs on any host.
     assert run.stdout.index("TASK [Say hello]") < run.stdout.index(STARTED) < run.stdout.index("ok: [localhost]")
+
+
+def test_the_callbacks_lines_go_to_stderr_so_stdout_stays_the_stdout_callbacks(runner):
+    run = runner.run(str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert "Retrace" not in run.stdout
+    assert [line for line in run.stderr.splitlines() if line.startswith("Retrace")] == [STARTED, COMPLETED]
 
 
 def test_task_failure_cancels_and_names_the_host(runner):
@@ -207,7 +216,9 @@ def test_missing_settings_warn_once_and_send_nothing(runner):
     assert run.returncode == 0, run.output
     assert runner.actions() == []
     warning = only_warning(run)
-    assert "api_key, app_name not set" in warning and "environment_name" not in warning
+    assert "NOT recorded: app_name: is not set" in warning and "api_key: is not set" in warning
+    assert "RETRACE_API_KEY" in warning and "RETRACE_APP_NAME" in warning and "environment_name" not in warning
+    assert "-e retrace_api_key" not in warning  # a key on the command line shows in the process list
 
 
 def test_numeric_extra_var_is_refused_not_silently_rounded(runner):
@@ -257,11 +268,61 @@ def test_version_branch_and_commit_come_from_git(runner):
     assert runner.emulator.requests("complete")[0]["body"]["Version"] == "v2.3.4"
 
 
-def test_version_falls_back_to_playbook_name_and_time_outside_git(runner):
+def test_settings_in_group_vars_and_play_vars_are_used_as_the_role_uses_them(runner):
+    inventory = runner.workdir / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts.ini").write_text("[staging]\nweb1 ansible_connection=local\n")
+    (inventory / "group_vars" / "staging.yml").write_text("retrace_environment_name: Staging\nretrace_version: '{{ app_version }}'\n")
+    playbook = runner.playbook("site.yml", OK_TASK, hosts="staging", extra="vars:\n  app_version: 3.1.0")
+    run = runner.run("-i", str(inventory / "hosts.ini"), str(playbook), unset=("RETRACE_ENVIRONMENT_NAME", "RETRACE_VERSION"))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+    body = runner.emulator.requests("start")[0]["body"]
+    assert (body["EnvironmentName"], body["Version"]) == ("Staging", "3.1.0")
+    assert retrace_warnings(run.output) == []
+
+
+def test_a_misspelt_setting_is_named_and_the_run_is_tracked(runner):
+    runner.write("ansible.cfg", "[callback_retrace]\nstirct = true\n")
+    run = runner.run(str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+    assert "unknown setting 'stirct' in [callback_retrace]" in only_warning(run) and "(did you mean strict?)" in only_warning(run)
+
+
+def test_git_refusing_the_checkout_is_said_with_the_fix(runner):
+    """A checkout owned by another user (containers, execution environments): git refuses it until safe.directory."""
+    if os.geteuid() != 0:
+        pytest.fail("this test runs as root (CI does): it hands the checkout to another user")
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=runner.workdir, check=True,
+                       capture_output=True)
+    playbook = runner.playbook("site.yml", OK_TASK)
+    git("init", "-q")
+    git("add", "site.yml")
+    git("commit", "-q", "-m", "site")
+    git("tag", "v5.0.0")
+    subprocess.run(["chown", "-R", "65534:65534", str(runner.workdir / ".git")], check=True)
+    home = runner.workdir / "home"
+    home.mkdir()
+    run = runner.run(str(playbook), env={"HOME": str(home)}, unset=("RETRACE_VERSION",))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == []
+    warning = only_warning(run)
+    assert "NOT recorded: version: is not set (git refused" in warning and "dubious ownership" in warning
+    assert "git config --global --add safe.directory" in warning
+    # Given a version, the run is tracked; git's refusal is still said, since branch and commit are missing.
+    run = runner.run(str(playbook), env={"HOME": str(home), "RETRACE_VERSION": "5.0.0"})
+    assert runner.actions() == [("start", 202), ("complete", 202)]
+    assert "safe.directory" in only_warning(run) and "branch and commit are not sent" in only_warning(run)
+
+
+def test_no_version_outside_git_records_nothing_and_says_how_to_set_it(runner):
     run = runner.run(str(runner.playbook("site.yml", OK_TASK)), unset=("RETRACE_VERSION",))
     assert run.returncode == 0, run.output
-    versions = [entry["body"]["Version"] for entry in runner.emulator.requests()]
-    assert len(set(versions)) == 1 and versions[0].startswith("site-") and versions[0].endswith("Z")
+    assert runner.actions() == []
+    warning = only_warning(run)
+    assert "NOT recorded: version: is not set" in warning and "-e retrace_version=" in warning and "RETRACE_VERSION" in warning
 
 
 # --- the API misbehaving never harms the playbook ------------------------------------------------
@@ -308,10 +369,12 @@ def test_hanging_end_is_bounded_by_the_budget(runner):
     runner.emulator.inject("complete", [{"hang": True}])
     run = runner.run("-e", "retrace_time_budget=2", str(runner.playbook("site.yml", OK_TASK)))
     assert run.returncode == 0, run.output
-    assert [entry["action"] for entry in runner.emulator.requests()] == ["start", "complete"]
     assert runner.emulator.requests("complete")[0]["outcome"] == "hung"
-    assert "complete of deployment 1.0.0" in only_warning(run)
+    assert "deployment 1.0.0 of DemoApp to Production: the complete was NOT recorded" in only_warning(run)
+    assert "the orphan guard sends it again once this run is over" in only_warning(run)
     assert run.seconds < 12
+    # The guard, told the run was completing, sends the complete again once ansible-playbook has exited.
+    assert wait_for_actions(runner.emulator, 3)[1:] == [("complete", None), ("complete", 202)]
 
 
 def test_api_down_never_changes_the_exit_code(runner):

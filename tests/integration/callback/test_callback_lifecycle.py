@@ -221,9 +221,9 @@ def test_strict_failed_start_stops_the_run_before_any_task(runner, how, env, arg
     marker = runner.workdir / "task-ran"
     playbook = runner.playbook("site.yml", f"- ansible.builtin.file:\n    path: {marker}\n    state: touch")
     run = runner.run(*args, str(playbook), env=env)
-    assert run.returncode == 1, run.output
+    assert run.returncode == 2, run.output  # what a failed task gives: the role and a module-tracked playbook alike
     assert not marker.exists(), how
-    assert f"Retrace: start of {DEPLOYMENT} failed" in run.stderr and "strict: stopping the run" in run.stderr
+    assert f"[ERROR]: Retrace: {DEPLOYMENT} NOT recorded: start failed" in run.stderr and "(strict: the run stops)" in run.stderr
     assert "not-the-key" not in run.output
     assert "complete" not in [action for action, _status in runner.actions()]
 
@@ -238,9 +238,9 @@ def test_strict_failed_end_makes_the_exit_code_non_zero(runner):
     runner.write("ansible.cfg", "[callback_retrace]\nstrict = on\n")
     runner.emulator.inject("complete", [refused])
     run = runner.run(ok_playbook, env={"RETRACE_VERSION": "2.0.0"})  # 1.0.0 is still in progress
-    assert run.returncode == 1, run.output
+    assert run.returncode == 2, run.output
     assert "PLAY RECAP" in run.stdout and "failed=0" in run.stdout
-    assert "Retrace: complete of deployment 2.0.0 of DemoApp to Production failed" in run.stderr
+    assert "[ERROR]: Retrace: deployment 2.0.0 of DemoApp to Production: the complete was NOT recorded" in run.stderr
     assert "refused on purpose" in run.stderr
 
     runner.emulator.inject("cancel", [refused])  # a failed run keeps its own exit code
@@ -253,22 +253,47 @@ def test_strict_failed_end_makes_the_exit_code_non_zero(runner):
 
 # --- booleans are read strictly from every source -------------------------------------------------------
 
-@pytest.mark.parametrize("option, where", [
-    ("strict", "env"), ("orphan_guard", "env"), ("orphan_guard", "ini"), ("track_check_mode", "ini"),
-    ("validate_certs", "ini"), ("strict", "extra vars"),
-])
-def test_a_non_boolean_word_is_refused_with_one_warning(runner, option, where):
+def _set_everywhere(runner, option, where, value):
     env, args = {}, []
     if where == "env":
-        env[f"RETRACE_{option.upper()}"] = "ture"
+        env[f"RETRACE_{option.upper()}"] = value
     elif where == "ini":
-        runner.write("ansible.cfg", f"[callback_retrace]\n{option} = ture\n")
+        runner.write("ansible.cfg", f"[callback_retrace]\n{option} = {value}\n")
     else:
-        args = ["-e", f"retrace_{option}=ture"]
+        args = ["-e", f"retrace_{option}={value}"]
+    return env, args
+
+
+@pytest.mark.parametrize("option, where", [
+    ("orphan_guard", "env"), ("orphan_guard", "ini"), ("track_check_mode", "ini"), ("validate_certs", "ini"),
+])
+def test_a_non_boolean_word_is_refused_with_one_warning(runner, option, where):
+    env, args = _set_everywhere(runner, option, where, "ture")
     run = runner.run(*args, str(runner.playbook("site.yml", OK_TASK)), env=env)
     assert run.returncode == 0, run.output
     assert f"{option}: must be true or false, got 'ture'" in only_warning(run.output)
     assert runner.actions() == []
+
+
+@pytest.mark.parametrize("where", ["env", "extra vars", "ini"])
+def test_strict_given_a_word_that_is_not_a_boolean_counts_as_strict(runner, where):
+    """``strict: ture`` was meant: the run stops before its first task, naming the word, rather than deploy unchecked."""
+    env, args = _set_everywhere(runner, "strict", where, "ture")
+    marker = runner.workdir / "task-ran"
+    run = runner.run(*args, str(runner.playbook("site.yml", f"- ansible.builtin.file:\n    path: {marker}\n    state: touch")), env=env)
+    assert run.returncode == 2, run.output
+    assert not marker.exists() and runner.actions() == []
+    assert "strict: must be true or false, got 'ture'" in run.stderr and "(strict: the run stops)" in run.stderr
+
+
+def test_strict_holds_when_another_setting_is_invalid(runner):
+    """Ansible would refuse to load the callback over ``time_budget=abc`` and the run would go on untracked."""
+    marker = runner.workdir / "task-ran"
+    playbook = runner.playbook("site.yml", f"- ansible.builtin.file:\n    path: {marker}\n    state: touch")
+    run = runner.run("-e", "retrace_strict=true", "-e", "retrace_time_budget=abc", str(playbook))
+    assert run.returncode == 2, run.output
+    assert not marker.exists() and runner.actions() == []
+    assert "time_budget: must be a number of seconds, got 'abc' (from extra vars)" in run.stderr
 
 
 # --- runs that deploy nothing are not deployments -------------------------------------------------------
@@ -286,12 +311,15 @@ def test_ad_hoc_command_sends_nothing(runner):
     assert "Retrace" not in result.stdout + result.stderr
 
 
-def test_ad_hoc_command_tracked_on_request_is_named_after_the_module(runner):
-    result = ad_hoc(runner, "-m", "ansible.builtin.ping", env={"RETRACE_TRACK_AD_HOC": "true", "RETRACE_VERSION": ""})
+def test_ad_hoc_command_tracked_on_request(runner):
+    result = ad_hoc(runner, "-m", "ansible.builtin.ping", env={"RETRACE_TRACK_AD_HOC": "true"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert runner.actions() == [("start", 202), ("complete", 202)]
-    versions = {entry["body"]["Version"] for entry in runner.emulator.requests()}
-    assert len(versions) == 1 and versions.pop().startswith("ansible-ping-20")
+    assert {entry["body"]["Version"] for entry in runner.emulator.requests()} == {"1.0.0"}
+    # No version from anywhere: nothing is made up (the host pattern, the module name, the time), as for playbooks.
+    result = ad_hoc(runner, "-m", "ansible.builtin.ping", env={"RETRACE_TRACK_AD_HOC": "true", "RETRACE_VERSION": ""})
+    assert result.returncode == 0 and len(runner.actions()) == 2
+    assert "NOT recorded: version: is not set" in only_warning(result.stdout + result.stderr)
 
 
 def test_ad_hoc_option_from_extra_vars_is_checked_strictly(runner):
@@ -317,7 +345,8 @@ def test_first_playbook_file_without_hosts_then_a_real_one_is_one_deployment(run
     assert run.returncode == 0, run.output
     assert runner.actions() == [("start", 202), ("complete", 202)]
     assert run.retrace_lines() == [f"Retrace: {DEPLOYMENT} started", f"Retrace: {DEPLOYMENT} completed"]
-    assert run.stdout.index("skipping: no hosts matched") < run.stdout.index(f"Retrace: {DEPLOYMENT} started")
+    merged = runner.run(str(empty), str(real), env={"RETRACE_VERSION": "1.0.1"}, merged=True).stdout
+    assert merged.index("skipping: no hosts matched") < merged.index("Retrace: deployment 1.0.1 of DemoApp to Production started")
 
 
 # --- the API hanging: the callback's time stays within time_budget ----------------------------------------
@@ -347,7 +376,7 @@ def test_an_empty_version_extra_var_is_refused_not_replaced(runner):
     playbook = runner.playbook("site.yml", OK_TASK)
     run = runner.run("-e", "retrace_version=", str(playbook))
     assert run.returncode == 0, run.output
-    assert "version: is empty (-e retrace_version=)" in " ".join(run.output.split())
+    assert "NOT recorded: version: is empty (from extra vars)" in " ".join(run.output.split())
     assert runner.actions() == []
     strict = runner.run("-e", "retrace_version=", "-e", "retrace_strict=true", str(playbook))
-    assert strict.returncode == 1 and runner.actions() == []
+    assert strict.returncode == 2 and runner.actions() == []

@@ -6,6 +6,7 @@ import socket
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
+from ansible_collections.stackify.retrace.plugins.module_utils._resolve import environment_source
 from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
 from ansible_collections.stackify.retrace.plugins.module_utils._redaction import ApiKey
@@ -136,8 +137,8 @@ def test_neither_set_names_both_ways():
 
 
 def test_the_environment_gives_both_variables_to_every_entry_point(key_file):
-    """from_environment (callback, Fabric) and the module's fallbacks read the same variable for api_key_file."""
-    found = settings.from_environment({"RETRACE_API_KEY_FILE": str(key_file), "STACKIFY_API_KEY": KEY})
+    """Every entry point reads the environment through the core's one source (_resolve.environment_source)."""
+    found = environment_source({"RETRACE_API_KEY_FILE": str(key_file), "STACKIFY_API_KEY": KEY}).values
     assert found == {"api_key_file": str(key_file), "api_key": KEY}
     assert "not both" in str(refused(**found))
 

@@ -4,6 +4,7 @@ import pickle
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
+from ansible_collections.stackify.retrace.plugins.module_utils._resolve import environment_source
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
 from ansible_collections.stackify.retrace.plugins.module_utils._redaction import REDACTED, ApiKey, redact
 
@@ -102,8 +103,8 @@ def test_endpoint_per_action():
 
 def test_environment_variables_first_set_wins_and_empty_is_unset():
     env = {"RETRACE_API_KEY": "", "STACKIFY_API_KEY": "from-stackify", "RETRACE_APP_NAME": "Shop", "RETRACE_DEPLOYMENT_NAME": "R1", "UNRELATED": "x"}
-    assert settings.from_environment(env) == {"api_key": "from-stackify", "app_name": "Shop", "name": "R1"}
-    assert settings.from_environment({"RETRACE_API_KEY": "a", "STACKIFY_API_KEY": "b"}) == {"api_key": "a"}
+    assert environment_source(env).values == {"api_key": "from-stackify", "app_name": "Shop", "name": "R1"}
+    assert environment_source({"RETRACE_API_KEY": "a", "STACKIFY_API_KEY": "b"}).values == {"api_key": "a"}
 
 
 def test_is_loopback_host():
