@@ -250,7 +250,8 @@ def _not_text(value: t.Any, option: str) -> str:
     if isinstance(value, float) and option not in SECRET_OPTIONS:
         return (f"must be a string, got the number {value!r}; YAML reads unquoted values such as 1.10 as numbers (1.1), "
                 "so quote it")
-    kind = "list" if isinstance(value, (list, tuple)) else type(value).__name__
+    # The builtin type a user wrote: Ansible hands over tagged subclasses (_AnsibleTaggedDict...) of YAML's values.
+    kind = "list" if isinstance(value, (list, tuple)) else next(cls.__name__ for cls in type(value).__mro__ if cls.__module__ == "builtins")
     return f"must be a string, got {kind}"
 
 
