@@ -6,26 +6,36 @@ The API key never travels to a managed host, the host needs no Python (network d
 Windows hosts work too), and no connection is opened at all: ~35 ms per task instead of the
 ~0.4-0.7 s of a module shipped to a host.  ``delegate_to``, ``run_once``, loops and tags keep
 their usual meaning because they are handled by Ansible before this plugin runs.
+
+Settings, highest first: the task's arguments, ``retrace_*`` variables (play, inventory, role and extra vars),
+``RETRACE_*`` environment variables, the defaults -- the precedence of the role and the callback too.  The core
+checks every value, and decides what a problem does (:mod:`._resolve`, :mod:`._run`); Ansible checks ``state``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+from urllib.parse import urlsplit
 
 from ansible import context
+from ansible.errors import AnsibleError
 from ansible.module_utils.ansible_release import __version__ as ansible_version
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.errors import UnsupportedError
+from ansible.parsing.mod_args import ModuleArgsParser
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
+from ansible.utils.vars import load_extra_vars
 
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import ARGUMENT_SPEC, check_text_types
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
-from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
-from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect_controller_job
+from ansible_collections.stackify.retrace.plugins.module_utils import _resolve, _run
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import KNOWN_VARIABLES, MODULE_SETTINGS, STATE_SPEC, VARIABLE_PREFIX
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task, tracking_policy
+from ansible_collections.stackify.retrace.plugins.module_utils.settings import JINJA_MARKERS
+from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect, detect_controller_job
 
 display = Display()
+#: extra vars a controller (AWX) adds to every job by itself: nobody launching a job chooses them
+CONTROLLER_VARIABLES = ("awx_", "tower_")
 
 
 class ActionModule(ActionBase):
@@ -35,30 +45,66 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        # A bad state is a bug in the playbook, not a tracking problem: it fails the task, strict or not.
+        checked = ArgumentSpecValidator(STATE_SPEC).validate({name: self._task.args[name] for name in STATE_SPEC if name in self._task.args})
+        if checked.error_messages:
+            return dict(result, failed=True, error="invalid_input", msg="; ".join(checked.error_messages))
+        job = detect_controller_job(os.environ, task_vars)
+        run_pid = _run_pid()
+        place = _run.process_place(run_pid) if run_pid is not None else None
+        resolved = self._resolve(task_vars, place, job)
+        host = task_vars.get("inventory_hostname")
+        lines = TaskLines(detail=lambda line: display.v(line, host=host), debug=lambda line: display.vvv(line, host=host))
+        run = _run.DeploymentRun(tracking_policy(resolved), lines, owner_pid=run_pid, hosts_in_task=self._hosts_in_task(task_vars),
+                                 workflow_job_id=job.workflow_job_id if job else None, job_id=job.job_id if job else None,
+                                 place=place, calls_are_tasks=True, dry_run="check mode" if self._task.check_mode else None)
+        return dict(result, **deployment_task(self._task.args["state"], resolved, run,
+                                              entry_point=f"ansible-module; ansible-core {ansible_version}",
+                                              name_fields=job.name_fields() if job else None))
+
+    def _resolve(self, task_vars, place, job):
+        """Every setting with its source: the task's arguments, ``retrace_*`` variables, ``RETRACE_*``, then the
+        version this run started (end tasks) and detection (controller job, CI, git of the playbook's directory)."""
+        extra_vars = load_extra_vars(self._loader)
+        arguments = {name: value for name, value in self._task.args.items() if name != "state"}
+        given = {name: value for name, value in task_vars.items() if name.startswith(VARIABLE_PREFIX)}
+        variables = {name[len(VARIABLE_PREFIX):]: self._templated(value) for name, value in given.items()}
+        named_in_extra = {name[len(VARIABLE_PREFIX):] for name in given if name in extra_vars}
+        chosen = _chosen_values(extra_vars)
+        written = self._written_arguments()
+        from_extra = {name for name, value in arguments.items()
+                      if _is_template(written.get(name, "{{")) and _rendered_from(name, value, chosen)}
+        sources = [
+            _resolve.Source("the task's arguments", _pick(arguments, from_extra, False), _resolve.PROJECT, "the task's {option} argument"),
+            _resolve.Source("a task argument rendered from extra vars", _pick(arguments, from_extra, True), _resolve.VARIABLES),
+            _resolve.Source("extra vars", _pick(variables, named_in_extra, True), _resolve.VARIABLES, "-e retrace_{option}=..."),
+            _resolve.Source("the play's variables", _pick(variables, named_in_extra, False), _resolve.PROJECT,
+                            "retrace_{option} in group_vars or play vars"),
+            _resolve.environment_source(os.environ, MODULE_SETTINGS),
+        ]
+        unknown = (_resolve.unknown_settings(arguments, "the task's arguments", MODULE_SETTINGS)
+                   + _resolve.unknown_settings(given, "the play's variables and extra vars", KNOWN_VARIABLES, prefix=VARIABLE_PREFIX))
+        fallbacks = [_run.started_from(place, "the version this run started")] if place is not None else []
+
+        def detected(values):
+            found = detect(os.environ, task_vars.get("playbook_dir"), values, job)
+            return _resolve.detected_source(found.values, found.notes, found.provider)
+        return _resolve.resolve(sources, MODULE_SETTINGS, fallbacks=fallbacks + [detected], unknown=unknown, environ=os.environ)
+
+    def _written_arguments(self):
+        """The task's arguments as the playbook writes them, templates unrendered; {} when they cannot be read."""
         try:
-            check_text_types(self._task.args)
-        except InvalidInput as error:
-            return dict(result, failed=True, msg=str(error), error=error.kind)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
-        if validation.error_messages:
-            return dict(result, failed=True, error="invalid_input",
-                        msg="Invalid options for stackify.retrace.deployment: " + _describe(validation.errors))
-        params = validation.validated_parameters
-        job = detect_controller_job(os.environ, task_vars or {})
-        outcome = run_deployment_task(
-            _with_job_context(params, job),
-            check_mode=self._task.check_mode,
-            entry_point=f"ansible-module; ansible-core {ansible_version}",
-            log=lambda message: display.vv(message, host=self._host_name(task_vars)),
-            hosts_in_task=self._hosts_in_task(task_vars or {}),
-            run_pid=_run_pid(),
-            name_fields=job.name_fields() if job is not None else None,
-            workflow_job_id=job.workflow_job_id if job is not None else None,
-            job_id=job.job_id if job is not None else None,
-            # What the task's arguments set (the role passes retrace_api_url so): the rest came from the environment.
-            given={name for name, value in self._task.args.items() if value is not None and value != ""},
-        )
-        return dict(result, **outcome)
+            return ModuleArgsParser(self._task.get_ds(), self._task.collections).parse(skip_action_validation=True)[1]
+        except AnsibleError:
+            return {}
+
+    def _templated(self, value):
+        """A variable as a task would see it; one that cannot be templated stays as written (the core names it)."""
+        try:
+            return self._templar.template(value)
+        except AnsibleError:
+            return value
 
     def _hosts_in_task(self, task_vars):
         """How many hosts run this very task now: one with run_once, else the current batch."""
@@ -66,25 +112,42 @@ class ActionModule(ActionBase):
             return 1
         return len(task_vars.get("ansible_play_batch") or ()) or 1
 
-    @staticmethod
-    def _host_name(task_vars):
-        return (task_vars or {}).get("inventory_hostname")
+
+def _pick(values, names, inside):
+    return {name: value for name, value in values.items() if (name in names) is inside}
 
 
-def _with_job_context(params, job):
-    """``params`` with version, branch, commit and uri the task left unset taken from the controller job, if any.
+def _is_template(written):
+    return any(marker in str(written) for marker in JINJA_MARKERS)
 
-    The same values the callback takes from the same job (plugin_utils/_source.py), so that a module task,
-    the role and the callback record one deployment alike; only what the controller says is used here:
-    the module does not ask git or CI systems.
+
+def _chosen_values(extra_vars):
+    """The extra vars' values that whoever launches the run chooses (a survey, a launch prompt, ``-e``)."""
+    return [value for name, value in extra_vars.items() if not name.startswith(CONTROLLER_VARIABLES)]
+
+
+def _rendered_from(option, value, chosen):
+    """True when a task argument written as a template was (most likely) rendered from an extra var.
+
+    An argument written as it is in the playbook is the project's.  The templated ones arrive rendered, so where
+    their value came from is inferred: one equal to an extra var's value came from it (``"{{ retrace_api_url }}"``).
+    For ``api_url``, which decides where the key goes, also one whose host an extra var names, or whose host holds
+    an extra var's value as whole labels (``"https://retrace.{{ region }}.example.com"``).  Such an argument is
+    trusted like the extra vars, not like the playbook: a key from the environment is not sent to it
+    (:func:`._resolve.key_destination_problem`).
     """
-    if job is None:
-        return params
-    filled = dict(params)
-    for option, value in (("version", job.revision), ("branch", job.branch), ("commit", job.revision), ("uri", job.url)):
-        if not filled.get(option) and value:
-            filled[option] = value
-    return filled
+    if value is not None and any(value == extra for extra in chosen):
+        return True
+    if option != "api_url" or not isinstance(value, str):
+        return False
+    try:
+        host = urlsplit(value.strip()).hostname
+    except ValueError:
+        return False  # not a URL: refused for what it is
+    if not host:
+        return False
+    return any(isinstance(extra, str) and extra and (host in extra.lower() or f".{extra.lower()}." in f".{host}.")
+               for extra in chosen)
 
 
 def _run_pid():
@@ -92,7 +155,7 @@ def _run_pid():
 
     An ad-hoc ``ansible -m stackify.retrace.deployment -a state=started`` is a single call, like
     ``fab retrace.start``: the deployment is meant to outlive the command, so no guard is armed.
-    Action plugins run in a worker forked from ``ansible-playbook`` (ansible-core 2.18-2.19,
+    Action plugins run in a worker forked from ``ansible-playbook`` (ansible-core 2.18-2.21,
     ``ansible.utils.multiprocessing``, fork context), so the run is the worker's parent; a strategy
     that runs tasks in the main process has no parent process of its own there.
     """
@@ -100,9 +163,3 @@ def _run_pid():
         return None
     parent = multiprocessing.parent_process()
     return parent.pid if parent is not None else os.getpid()
-
-
-def _describe(errors):
-    # The validator's text for unknown options starts with their names alone ("colour. Supported...").
-    return "; ".join(f"unsupported parameters {error.msg}" if isinstance(error, UnsupportedError) else error.msg
-                     for error in errors.errors)

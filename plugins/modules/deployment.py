@@ -265,21 +265,32 @@ error:
   sample: bad_transition
 """
 
-from ansible.module_utils.ansible_release import __version__ as ansible_version
-from ansible.module_utils.basic import AnsibleModule
+import os
 
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import ARGUMENT_SPEC
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
+from ansible.module_utils.ansible_release import __version__ as ansible_version
+from ansible.module_utils.basic import AnsibleModule, _load_params
+
+from ansible_collections.stackify.retrace.plugins.module_utils import _resolve, _run
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import ARGUMENT_SPEC, MODULE_SETTINGS
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task, tracking_policy
 
 
 def main():
-    # Normally the action plugin of the same name does this on the controller; this path runs
-    # only when the module is executed on its own (for example copied into a library/ folder).
+    # Normally the action plugin of the same name does this on the controller; this path runs only when the
+    # module is executed on its own (for example copied into a library/ folder): no variables, no detection.
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    result = run_deployment_task(module.params, check_mode=module.check_mode,
-                                 entry_point=f"ansible-module-on-host; ansible-core {ansible_version}", log=module.log)
-    if result.get("failed"):
-        module.fail_json(**{key: value for key, value in result.items() if key != "failed"})
+    # The arguments as written, not as the spec converted them, defaults left out: the core checks them, and
+    # the environment outranks only what the task did not set.
+    arguments = {name: value for name, value in _load_params().items() if not name.startswith("_") and name != "state"}
+    resolved = _resolve.resolve([_resolve.Source("the task's arguments", arguments, _resolve.PROJECT, "the task's {option} argument"),
+                                 _resolve.environment_source(os.environ, MODULE_SETTINGS)], MODULE_SETTINGS, environ=os.environ)
+    lines = TaskLines(detail=module.debug, debug=module.debug)
+    run = _run.DeploymentRun(tracking_policy(resolved), lines, calls_are_tasks=True, dry_run="check mode" if module.check_mode else None)
+    result = deployment_task(module.params["state"], resolved, run, entry_point=f"ansible-module-on-host; ansible-core {ansible_version}")
+    for warning in result.pop("warnings", ()):
+        module.warn(warning)
+    if result.pop("failed", False):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

@@ -16,9 +16,14 @@ import subprocess
 import sys
 import time
 
+from ansible_collections.stackify.retrace.plugins.plugin_utils._source import CI_PROVIDERS
+
 BIN = pathlib.Path(sys.executable).parent
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 RETRACE_VARIABLES = ("RETRACE_", "STACKIFY_")
+#: variables by which a CI system is recognised: a test's playbook is not a build of this checkout, whose branch and
+#: commit the module would otherwise detect and send
+CI_MARKERS = tuple(marker for _provider, marker, _reader in CI_PROVIDERS)
 PLAYBOOK_TIMEOUT = 120
 DEMO_KEY = "emulator-demo-key"
 #: the emulator's demo account holds this app and environment
@@ -26,8 +31,8 @@ DEMO = {"app_name": "DemoApp", "environment_name": "Production"}
 
 
 def child_environment(home: pathlib.Path, **extra: str) -> dict:
-    """os.environ without Retrace settings, with quiet, colourless, local-only Ansible."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith(RETRACE_VARIABLES)}
+    """os.environ without Retrace settings or CI markers, with quiet, colourless, local-only Ansible."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(RETRACE_VARIABLES) and name not in CI_MARKERS}
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         ANSIBLE_COLLECTIONS_PATH=os.environ["ANSIBLE_COLLECTIONS_PATH"],

@@ -1,17 +1,13 @@
-"""The one argument spec of stackify.retrace.deployment, and that its docs match it."""
+"""The module's argument spec: made from the core's option table, and documented as it is."""
 
 import ast
 import pathlib
 
-import pytest
 import yaml
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.stackify.retrace.plugins.module_utils import _ansible_options as ansible_options, settings
-from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
 
 COLLECTION = pathlib.Path(__file__).resolve().parents[4]
-REQUIRED = {"state": "started", "app_name": "DemoApp", "environment_name": "Production", "version": "1.0"}
 
 
 def _documented_options() -> dict:
@@ -28,74 +24,26 @@ def _documented_options() -> dict:
     return options
 
 
-def test_every_option_is_documented_with_its_type_and_default():
+def test_every_option_is_documented_with_its_type_default_and_choices():
     documented = _documented_options()
     assert set(documented) == set(ansible_options.ARGUMENT_SPEC)
     for option, spec in ansible_options.ARGUMENT_SPEC.items():
         assert documented[option]["type"] == spec["type"], option
         assert documented[option].get("default") == spec.get("default"), option
+        assert documented[option].get("choices") == spec.get("choices"), option
 
 
-def test_every_shared_environment_variable_is_a_fallback():
-    for option, variables in settings.ENVIRONMENT_VARIABLES.items():
-        strategy, names = ansible_options.ARGUMENT_SPEC[option]["fallback"]
-        assert strategy is ansible_options.first_set_environment_variable
-        assert tuple(names) == variables
+def test_the_options_are_the_core_s_shared_settings_and_the_module_s_own():
+    assert set(ansible_options.ARGUMENT_SPEC) == {"state"} | set(settings.OPTIONS) | set(settings.MODULE_OPTIONS)
+    assert ansible_options.ARGUMENT_SPEC["api_url"]["default"] == settings.DEFAULT_API_URL
+    assert ansible_options.ARGUMENT_SPEC["stale_start"]["choices"] == list(settings.STALE_START_CHOICES)
 
 
-def test_every_lifecycle_environment_variable_is_a_fallback():
-    for option, variable in settings.LIFECYCLE_ENVIRONMENT_VARIABLES.items():
-        strategy, names = ansible_options.ARGUMENT_SPEC[option]["fallback"]
-        assert strategy is ansible_options.first_set_environment_variable and names == [variable]
+def test_only_state_is_required_and_the_key_is_no_log():
+    assert [name for name, spec in ansible_options.ARGUMENT_SPEC.items() if spec.get("required")] == ["state"]
+    assert [name for name, spec in ansible_options.ARGUMENT_SPEC.items() if spec.get("no_log")] == ["api_key"]
 
 
-def test_api_key_is_no_log():
-    assert ansible_options.ARGUMENT_SPEC["api_key"]["no_log"] is True
-
-
-def test_fallbacks_skip_empty_variables(monkeypatch):
-    monkeypatch.setenv("RETRACE_API_KEY", "")
-    monkeypatch.setenv("STACKIFY_API_KEY", "from-stackify")
-    monkeypatch.setenv("RETRACE_API_URL", "http://127.0.0.1:9")
-    result = ArgumentSpecValidator(ansible_options.ARGUMENT_SPEC).validate(dict(REQUIRED))
-    assert not result.error_messages
-    assert result.validated_parameters["api_key"] == "from-stackify"
-    assert result.validated_parameters["api_url"] == "http://127.0.0.1:9"
-    assert "from-stackify" in result._no_log_values  # pylint: disable=protected-access
-
-
-def test_explicit_values_beat_the_environment(monkeypatch):
-    monkeypatch.setenv("RETRACE_VERSION", "from-env")
-    result = ArgumentSpecValidator(ansible_options.ARGUMENT_SPEC).validate(dict(REQUIRED))
-    assert result.validated_parameters["version"] == "1.0"
-
-
-def test_defaults_come_from_the_core(monkeypatch):
-    monkeypatch.delenv("RETRACE_API_URL", raising=False)
-    params = ArgumentSpecValidator(ansible_options.ARGUMENT_SPEC).validate(dict(REQUIRED)).validated_parameters
-    assert params["api_url"] == settings.DEFAULT_API_URL
-    assert (params["timeout"], params["deadline"]) == (settings.DEFAULT_TIMEOUT, settings.DEFAULT_DEADLINE)
-    assert params["validate_certs"] is True and params["use_proxy"] is True
-
-
-@pytest.mark.parametrize("option, value, problem", [
-    ("version", 1.1, "got the number 1.1; YAML reads unquoted values such as 1.10"),
-    ("version", ["1"], "must be a string, got list"),
-    ("app_name", {"a": 1}, "must be a string, got dict"),
-    ("branch", False, "must be a string, got bool"),
-    ("api_key", ("k",), "must be a string, got list"),
-])
-def test_values_ansible_would_mangle_are_refused(option, value, problem):
-    with pytest.raises(InvalidInput) as caught:
-        ansible_options.check_text_types({**REQUIRED, option: value})
-    assert caught.value.option == option and problem in str(caught.value)
-
-
-def test_integers_and_strings_pass_the_type_check():
-    ansible_options.check_text_types({**REQUIRED, "version": 42, "timeout": 2.5, "validate_certs": False})
-
-
-def test_core_options_leave_out_what_the_core_does_not_take():
-    params = {**REQUIRED, "api_key": "k", "ca_path": "/x", "use_proxy": False, "timeout": 3.0}
-    assert ansible_options.core_options(params) == {
-        "app_name": "DemoApp", "environment_name": "Production", "version": "1.0", "api_key": "k", "timeout": 3.0}
+def test_no_environment_fallback_in_the_spec():
+    """The core reads RETRACE_*, below the task's arguments and the retrace_* variables: a fallback would outrank them."""
+    assert not any("fallback" in spec for spec in ansible_options.ARGUMENT_SPEC.values())

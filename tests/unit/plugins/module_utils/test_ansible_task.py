@@ -1,12 +1,15 @@
-"""One deployment task, from validated parameters to the Ansible result, with a scripted transport."""
+"""One task on the engine: the Step translated once into the module's documented result (RETURN)."""
 
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
+import pytest
+
+from ansible_collections.stackify.retrace.plugins.module_utils import _ansible_task, _guard, _run
+from ansible_collections.stackify.retrace.plugins.module_utils._resolve import PROJECT, Source, resolve
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import MODULE_SETTINGS
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, Response
 
 KEY = "unit-test-key-9d3f"
-PARAMS = {"state": "started", "api_key": KEY, "api_url": "https://retrace.test", "app_name": "Shop",
-          "environment_name": "Production", "version": "2.4.1", "validate_certs": True, "use_proxy": True,
-          "timeout": 1.0, "deadline": 1.0, "strict": True, "stale_start": "recover", "orphan_guard": True}
+SETTINGS = {"api_key": KEY, "api_url": "https://retrace.test", "app_name": "Shop", "environment_name": "Production",
+            "version": "2.4.1", "timeout": 1.0, "deadline": 1.0, "orphan_guard": False}
 
 
 class Answers:
@@ -16,8 +19,11 @@ class Answers:
         self.answers = list(answers)
         self.posts = []
 
+    def __call__(self, *args):
+        return self
+
     def post(self, url, body, headers, timeout):
-        self.posts.append((url, body, dict(headers)))
+        self.posts.append(url.rsplit("/", 1)[1])
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -25,76 +31,90 @@ class Answers:
         return Response(status, {}, b'{"Message": "%s"}' % message.encode())
 
 
-def run(transport, check_mode=False, hosts_in_task=1, **changes):
-    return run_deployment_task({**PARAMS, **changes}, check_mode=check_mode, entry_point="unit", transport=transport,
-                               hosts_in_task=hosts_in_task)
+@pytest.fixture(autouse=True)
+def private_directories(monkeypatch, tmp_path):
+    monkeypatch.setattr(_guard, "RUNTIME_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
 
-def test_accepted_call_returns_what_was_sent():
-    transport = Answers((202, "Accepted"))
-    result = run(transport, state="completed", branch="main")
+def task(state, transport, monkeypatch, *, dry_run=None, hosts_in_task=1, owner_pid=None, **settings):
+    monkeypatch.setattr(_ansible_task, "AnsibleUrlsTransport", transport)
+    resolved = resolve([Source("the task's arguments", {**SETTINGS, **settings}, PROJECT)], MODULE_SETTINGS)
+    lines = _ansible_task.TaskLines()
+    run = _run.DeploymentRun(_ansible_task.tracking_policy(resolved), lines, owner_pid=owner_pid, hosts_in_task=hosts_in_task,
+                             calls_are_tasks=True, dry_run=dry_run)
+    return _ansible_task.deployment_task(state, resolved, run, entry_point="unit")
+
+
+def test_an_accepted_call_returns_what_was_sent(monkeypatch):
+    result = task("completed", Answers((202, "Accepted")), monkeypatch, branch="main")
     assert result == {
-        "changed": True, "state": "completed", "api_url": "https://retrace.test", "status": 202, "attempts": 1,
-        "tracked": True, "warnings": [],
+        "changed": True, "state": "completed", "tracked": True, "attempts": 1, "status": 202, "api_url": "https://retrace.test",
         "deployment": {"Name": "2.4.1", "Branch": "main", "Version": "2.4.1", "AppName": "Shop", "EnvironmentName": "Production"},
-        "msg": "Retrace accepted the request to complete deployment 2.4.1 of Shop in Production (HTTP 202, 1 attempt).",
+        "msg": "Retrace: deployment 2.4.1 of Shop to Production completed",
     }
-    url, headers = transport.posts[0][0], transport.posts[0][2]
-    assert url == "https://retrace.test/api/v1/deployments/complete" and headers["Authorization"] == f"ApiKey {KEY}"
 
 
-def test_check_mode_sends_nothing():
+def test_check_mode_sends_nothing_and_returns_the_request(monkeypatch):
     transport = Answers()
-    result = run(transport, check_mode=True, state="cancelled", branch="main")
-    assert transport.posts == []
-    assert result["changed"] is True and result["attempts"] == 0 and "status" not in result
+    result = task("cancelled", transport, monkeypatch, dry_run="check mode", branch="main")
+    assert transport.posts == [] and "status" not in result
+    assert (result["changed"], result["tracked"], result["attempts"]) == (True, False, 0)
     assert result["deployment"] == {"Version": "2.4.1", "AppName": "Shop", "EnvironmentName": "Production"}
-    assert result["msg"].startswith("Would cancel deployment 2.4.1 of Shop in Production")
+    assert result["msg"].startswith("Retrace: deployment 2.4.1 of Shop to Production: would send cancel")
 
 
-def test_invalid_input_fails_before_sending_and_echoes_no_url():
+def test_an_invalid_setting_is_a_warning_without_strict_and_a_failure_with_it(monkeypatch):
+    lenient = task("started", Answers(), monkeypatch, api_url="https://user:pw@retrace.test")
+    assert "failed" not in lenient and lenient["error"] == "invalid_input" and lenient["attempts"] == 0
+    assert "deployment" not in lenient and "api_url" not in lenient
+    assert lenient["warnings"] == ["Retrace: deployment 2.4.1 of Shop to Production NOT recorded: api_url: must not carry "
+                                   "credentials, a query or a fragment (strict is off: the deployment goes on)"]
+    strict = task("started", Answers(), monkeypatch, api_url="https://user:pw@retrace.test", strict=True)
+    assert strict["failed"] is True and "warnings" not in strict
+    assert strict["msg"] == ("Retrace: deployment 2.4.1 of Shop to Production NOT recorded: api_url: must not carry credentials, "
+                             "a query or a fragment (strict: the run stops)")
+
+
+def test_a_refusal_returns_its_status_attempts_and_kind(monkeypatch):
+    result = task("started", Answers((401, "bad key")), monkeypatch)
+    assert "failed" not in result and (result["tracked"], result["changed"]) == (False, False)
+    assert (result["status"], result["attempts"], result["error"]) == (401, 1, "authentication_rejected")
+    assert result["deployment"]["Version"] == "2.4.1"
+
+
+def test_an_unreachable_api_has_attempts_and_no_status(monkeypatch):
+    result = task("started", Answers(*[ConnectionFailed("connection refused")] * 50), monkeypatch, deadline=0.2, strict=True)
+    assert result["failed"] is True and result["error"] == "api_unreachable" and "status" not in result and result["attempts"] >= 1
+
+
+def test_the_key_never_appears_in_a_result_even_when_the_server_echoes_it(monkeypatch):
+    for answers in ((401, f"bad key {KEY}"), (400, f"key {KEY} has no app Shop")):
+        for strict in (False, True):
+            assert KEY not in repr(task("started", Answers(answers), monkeypatch, strict=strict))
+
+
+def test_this_run_s_own_earlier_start_is_tracked_and_nothing_is_sent_again(monkeypatch):
+    """The second batch of a serial play: its run_once start meets the deployment the first batch started."""
+    monkeypatch.setattr(_guard, "live_guard_owner", lambda settings, deployment: 4242)
+    monkeypatch.setattr(_guard, "orphan_guard_of", lambda settings, deployment, owner: _guard.OrphanGuard(None))
+    result = task("started", Answers((409, "already in progress")), monkeypatch, owner_pid=4242)
+    assert (result["tracked"], result["changed"]) == (True, False) and "warnings" not in result and "status" not in result
+    assert result["msg"] == ("Retrace: deployment 2.4.1 of Shop to Production is already in progress, started earlier by this run: "
+                             "nothing sent again")
+
+
+def test_an_end_without_its_settings_says_why_nothing_was_sent(monkeypatch):
     transport = Answers()
-    result = run(transport, api_url="https://user:pw@retrace.test")
-    assert transport.posts == []
-    assert result == {"changed": False, "state": "started", "failed": True, "error": "invalid_input", "attempts": 0, "tracked": False,
-                      "msg": "api_url: must not carry credentials, a query or a fragment"}
+    result = task("completed", transport, monkeypatch, api_key=None)
+    assert transport.posts == [] and result["tracked"] is False and "failed" not in result
+    assert "NOT recorded: api_key" in result["warnings"][0]
 
 
-def test_conflict_on_start_hints_at_run_once_only_for_several_hosts():
-    several = run(Answers((409, "already in progress")), hosts_in_task=3)
-    alone = run(Answers((409, "already in progress")), hosts_in_task=1, stale_start="fail")
-    assert several["failed"] and several["error"] == "bad_transition" and several["status"] == 409
-    assert "This task ran for 3 hosts, and each sent its own start: add 'run_once: true'" in several["msg"]
-    assert "run_once" not in alone["msg"]
-    completing = run(Answers((409, "not in progress")), hosts_in_task=3, state="completed")
-    assert "run_once" not in completing["msg"]
-
-
-def test_key_never_appears_in_a_result_even_when_the_server_echoes_it():
-    results = [run(Answers((401, f"bad key {KEY}"))), run(Answers((400, f"key {KEY} has no app Shop"))),
-               run(Answers(*[ConnectionFailed(f"proxy said {KEY}")] * 5), deadline=0.001)]
-    for result in results:
-        assert result["failed"] and KEY not in repr(result)
-
-
-def test_without_strict_a_refusal_is_a_warning_not_a_failure():
-    result = run(Answers((401, "bad key")), strict=False)
-    assert "failed" not in result and result["tracked"] is False and result["status"] == 401
-    assert result["warnings"] == ["Retrace: deployment 2.4.1 of Shop to Production NOT recorded: start failed: Retrace rejected the "
-                                  "API key (HTTP 401) on start: check api_key / RETRACE_API_KEY holds your Stackify license key. "
-                                  "(strict: false, so the play goes on)"]
-
-
-def test_invalid_lifecycle_setting_fails_even_without_strict():
-    result = run(Answers(), strict=False, stale_start="sometimes")
-    assert result["failed"] and result["error"] == "invalid_input" and result["msg"].startswith("stale_start:")
-
-
-def test_a_stale_start_is_recovered_for_one_host_but_not_for_several(monkeypatch):
-    monkeypatch.setattr("ansible_collections.stackify.retrace.plugins.module_utils.tracking.live_guard_owner", lambda *a: None)
-    alone = Answers((409, "already in progress"), (202, "Accepted"), (202, "Accepted"))
-    result = run(alone, hosts_in_task=1)
-    assert result["tracked"] and [post[0].rsplit("/", 1)[1] for post in alone.posts] == ["start", "cancel", "start"]
-    assert "cancelling it and starting again" in result["warnings"][0]
-    several = Answers((409, "already in progress"))
-    assert run(several, hosts_in_task=2)["failed"] and len(several.posts) == 1
+def test_several_hosts_starting_at_once_get_the_run_once_hint_even_when_this_run_holds_the_deployment(monkeypatch):
+    """Without run_once, the second host's 409 is the first host's start: whether that start's guard is armed yet
+    is a race, and must not decide the outcome."""
+    monkeypatch.setattr(_guard, "live_guard_owner", lambda settings, deployment: 4242)
+    result = task("started", Answers((409, "already in progress")), monkeypatch, owner_pid=4242, hosts_in_task=2)
+    assert result["tracked"] is False and result["status"] == 409
+    assert "This task ran for 2 hosts, and each sent its own start: add 'run_once: true'" in result["warnings"][0]

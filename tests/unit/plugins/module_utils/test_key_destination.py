@@ -4,7 +4,6 @@ and a 401 naming the setting the key came from."""
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import run_deployment_task
 from ansible_collections.stackify.retrace.plugins.module_utils.client import DeploymentClient
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import AuthenticationRejected, InvalidInput
@@ -76,36 +75,6 @@ def test_a_key_file_not_holding_the_environment_s_key_goes_with_its_url(tmp_path
     settings.check_key_destination("https://evil.example", key_from_environment=False, url_from_environment=False,
                                    environ={"RETRACE_API_KEY_FILE": str(credential), "RETRACE_API_KEY": KEY},
                                    api_key_file=str(own))
-
-
-def test_the_module_and_role_refuse_an_api_url_argument_with_a_key_from_the_environment(monkeypatch):
-    """The role passes retrace_api_url as the module's api_url: a task argument, while the key came from the environment."""
-    monkeypatch.setenv("RETRACE_API_KEY", KEY)
-    monkeypatch.delenv("RETRACE_API_URL", raising=False)
-    transport = Recorder()
-    params = {"state": "started", "api_key": KEY, "api_url": "https://evil.example", "app_name": "Shop",
-              "environment_name": "Production", "version": "1", "strict": False}
-    result = run_deployment_task(params, check_mode=False, entry_point="unit", transport=transport,
-                                 given={"state", "api_url", "app_name", "environment_name", "version"})
-    assert result["failed"] and result["error"] == "invalid_input" and result["attempts"] == 0
-    assert result["msg"].startswith("api_url: 'https://evil.example' is refused")
-    assert transport.posts == []
-    # The key given as an argument too: whoever wrote it knows it; sent where the task says.
-    accepted = run_deployment_task(params, check_mode=False, entry_point="unit", transport=transport,
-                                   given={"state", "api_key", "api_url", "app_name", "environment_name", "version"})
-    assert accepted["tracked"] and transport.posts == ["https://evil.example/api/v1/deployments/start"]
-
-
-def test_the_module_on_a_host_counts_a_value_equal_to_the_environment_as_taken_from_it(monkeypatch):
-    monkeypatch.setenv("RETRACE_API_KEY", KEY)
-    monkeypatch.setenv("RETRACE_API_URL", "https://retrace.test")
-    params = {"state": "started", "api_key": KEY, "app_name": "Shop", "environment_name": "Production", "version": "1"}
-    refused = run_deployment_task(dict(params, api_url="https://evil.example"), check_mode=True, entry_point="unit",
-                                  transport=Recorder())
-    allowed = run_deployment_task(dict(params, api_url="https://retrace.test"), check_mode=True, entry_point="unit",
-                                  transport=Recorder())
-    assert refused["failed"] and refused["msg"].startswith("api_url:")
-    assert "failed" not in allowed and allowed["api_url"] == "https://retrace.test"
 
 
 # --- one spelling of the URL ----------------------------------------------------------------------------

@@ -1,11 +1,11 @@
-"""The module's own main(), used when it runs without its action plugin: same arguments, same results."""
+"""The module's own main(), used when it runs without its action plugin: the same resolver, engine and results."""
 
 import json
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.stackify.retrace.plugins.module_utils import _ansible_task as ansible_task
+from ansible_collections.stackify.retrace.plugins.module_utils import _ansible_task
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import Response
 from ansible_collections.stackify.retrace.plugins.modules import deployment
 
@@ -35,9 +35,12 @@ class Transports(list):
 
 
 @pytest.fixture(name="transports")
-def fixture_transports(monkeypatch):
+def fixture_transports(monkeypatch, tmp_path):
+    for name in ("RETRACE_API_KEY", "RETRACE_API_URL", "RETRACE_APP_NAME", "RETRACE_STRICT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     made = Transports()
-    monkeypatch.setattr(ansible_task, "AnsibleUrlsTransport", made)
+    monkeypatch.setattr(_ansible_task, "AnsibleUrlsTransport", made)
     return made
 
 
@@ -51,7 +54,7 @@ def run_main(capsys, args):
 
 def test_main_sends_and_exits_with_the_result(capsys, transports):
     code, result = run_main(capsys, dict(ARGS, validate_certs=False, use_proxy=False, ca_path="/etc/ca.pem"))
-    assert code == 0 and result["changed"] is True and result["status"] == 202
+    assert code == 0 and result["changed"] is True and result["tracked"] is True and result["status"] == 202
     assert transports[0].init == ((False, "/etc/ca.pem", False), {})
     assert transports[0].posts == [{"Name": "1.0", "Version": "1.0", "AppName": "Shop", "EnvironmentName": "Production"}]
 
@@ -69,15 +72,26 @@ def test_main_in_check_mode_sends_nothing(capsys, transports):
     assert code == 0 and result["attempts"] == 0 and transports[0].posts == []
 
 
-def test_main_fails_with_one_message(capsys, transports):
+def test_main_with_strict_fails_with_one_message(capsys, transports):
     transports.status = 401
     code, result = run_main(capsys, {**ARGS, "strict": True})
     assert code == 1 and result["failed"] is True and result["error"] == "authentication_rejected"
-    assert result["msg"].startswith("Retrace rejected the API key (HTTP 401)")
-    assert "module-unit-key" not in json.dumps(result)
+    assert result["msg"].startswith("Retrace: deployment 1.0 of Shop to Production NOT recorded: start failed: Retrace rejected "
+                                    "the API key (HTTP 401)")
 
 
-def test_main_reads_the_environment(capsys, transports, monkeypatch):
+def test_main_without_strict_warns_and_exits_ok(capsys, transports, monkeypatch):
+    warned = []
+    # Where module warnings go depends on the process (in a controller, straight to the display): the call is what counts.
+    monkeypatch.setattr(deployment.AnsibleModule, "warn", lambda module, warning: warned.append(warning))
+    code, result = run_main(capsys, {name: value for name, value in ARGS.items() if name != "api_key"})
+    assert code == 0 and result["tracked"] is False and transports[0].posts == []
+    assert len(warned) == 1 and warned[0].startswith("Retrace: deployment 1.0 of Shop to Production NOT recorded: api_key")
+
+
+def test_the_environment_is_read_below_the_arguments_and_not_their_defaults(capsys, transports, monkeypatch):
     monkeypatch.setenv("RETRACE_APP_NAME", "FromEnv")
-    code, result = run_main(capsys, {name: value for name, value in ARGS.items() if name != "app_name"})
-    assert code == 0 and result["deployment"]["AppName"] == "FromEnv"
+    monkeypatch.setenv("RETRACE_API_URL", "https://retrace.test")
+    arguments = {name: value for name, value in ARGS.items() if name not in ("app_name", "api_url")}
+    code, result = run_main(capsys, arguments)
+    assert code == 0 and result["deployment"]["AppName"] == "FromEnv" and result["api_url"] == "https://retrace.test"
