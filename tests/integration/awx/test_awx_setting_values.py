@@ -1,6 +1,7 @@
-"""Values a controller job hands over as they are: a template extra var holding Jinja (AWX does not template extra
-vars for the callback) is refused before anything is sent; a Name rendered from name_format that a long job template
-name makes too long is cut, not refused."""
+"""Values a controller job hands over: a template's extra var holding Jinja is templated as a task would template it
+(the callback, the role and the module agree); a launch-time extra var holding Jinja (AWX tags it ``!unsafe``) stays
+as written and is refused before anything is sent; a Name rendered from name_format that a long job template name
+makes too long is cut, not refused."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ from ansible_collections.stackify.retrace.tests.integration.awx.controller impor
 from ansible_collections.stackify.retrace.tests.integration.awx.test_awx_job_context import ROLE_PLAYBOOK
 
 
-def test_a_template_extra_var_holding_jinja_is_refused_and_nothing_is_sent(controller):
+def test_a_template_extra_var_holding_jinja_is_templated_as_a_task_templates_it(controller):
     template_extra_vars = {"retrace_version": "{{ app_version }}", "app_version": "2.0.1"}
     result = controller.launch(Job(), OK_PLAYBOOK, template_extra_vars=template_extra_vars)
+    assert result.status == "successful", result.stdout
+    assert [entry["body"]["Version"] for entry in controller.emulator.requests()] == ["2.0.1", "2.0.1"]
+
+
+def test_a_launch_time_extra_var_holding_jinja_stays_as_written_and_is_refused(controller):
+    from ansible_collections.stackify.retrace.tests.integration.awx.test_awx_key_destination import LaunchedWith
+    result = controller.launch(LaunchedWith(launch_vars={"retrace_version": "{{ lookup('env', 'HOME') }}"}), OK_PLAYBOOK)
     text = " ".join(result.stdout.split())
     assert result.status == "successful", text  # tracking never fails the job unless strict
-    assert ("Retrace deployment tracking is off for this run: version: holds an unrendered Jinja expression "
-            "('{{ app_version }}'): the callback does not template its settings") in text
+    assert "NOT recorded: version: holds an unrendered Jinja expression" in text
     assert controller.emulator.requests() == []
 
 
