@@ -210,6 +210,66 @@ def test_a_live_sibling_run_is_never_cancelled(runner, sleeper):
         kill_session(sibling.pid)
 
 
+class StartHangsServer:
+    """A Retrace stand-in on loopback whose start is received and never answered; every other call gets 202.
+
+    ``start_received`` is set once a start has arrived: the moment a signal finds the start in flight.
+    """
+
+    def __init__(self):
+        import http.server
+        import threading
+        server = self
+        self.start_received = threading.Event()
+        self.release = threading.Event()
+        self.calls = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                action = self.path.rsplit("/", 1)[-1]
+                server.calls.append(action)
+                if action == "start":
+                    server.start_received.set()
+                    server.release.wait(60)
+                    return
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_while_the_start_is_in_flight_cancels_it(runner, signum):
+    """The start may land after all: the run's handler sends the cancel before ansible-playbook dies."""
+    server = StartHangsServer()
+    try:
+        process, output = start_in_background(runner, "-e", "retrace_time_budget=30", "-e", "retrace_orphan_guard=false",
+                                              str(runner.playbook("site.yml", OK_TASK)), env={"RETRACE_API_URL": server.url})
+        try:
+            assert server.start_received.wait(60), output.read_text()
+            process.send_signal(signum)
+            process.wait(30)
+        finally:
+            kill_session(process.pid)
+        assert server.calls == ["start", "cancel"], output.read_text()
+        assert "cancelled: the run was stopped while its start was in flight" in output.read_text()
+    finally:
+        server.close()
+
+
 # --- strict ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("how, env, args", [
