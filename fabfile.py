@@ -7,8 +7,9 @@
     fab -l                                      # every task;  fab --help deploy: every flag
 
 Settings live in the ``retrace:`` section of fabric.yaml beside this file (see fabric.yaml.example);
-the API key comes from RETRACE_API_KEY, never from a flag.  Exit codes: 0 done (tracking problems are
-one WARNING unless retrace.strict), 1 failed, 2 bad setting, 130/143/129 SIGINT/SIGTERM/SIGHUP.
+the API key comes from RETRACE_API_KEY, never from a flag.  Exit codes: 0 done (a tracking problem is
+one WARNING unless retrace.strict), 1 failed, 2 nothing to deploy (steps, hosts) or, with strict, a
+tracking setting missing or invalid; 130/143/129 SIGINT/SIGTERM/SIGHUP.
 """
 
 import retrace_fabric

@@ -12,21 +12,17 @@ Reuse in your own fabfile::
     def deploy(c): ...
 
 Every ``retrace.*`` setting and ``FABRIC_RETRACE_*`` variable works in your own fabfile as it is: no
-``configure()`` line is needed (docs/fabric.md, "Your own fabfile").
+``configure()`` line is needed (docs/fabric.md, "Your own fabfile").  The collection's core is
+:mod:`retrace_fabric.core`.
 """
 
-from ._core import ensure_core
+from . import debug_redaction, settings
+from .deploy import deploy, deploy_to
+from .settings import CONFIG_DEFAULTS
+from .tasks import collection, namespace
+from .tracking import Interrupted, Terminated, track, tracked
 
-ensure_core()
-
-# pylint: disable=wrong-import-position
-from . import debug_redaction  # noqa: E402
-from .deploy import deploy, deploy_to  # noqa: E402
-from . import settings  # noqa: E402
-from .settings import CONFIG_DEFAULTS  # noqa: E402
-from .tasks import collection, namespace  # noqa: E402
-from .tracking import Interrupted, Terminated, track, tracked  # noqa: E402
-
+# The key's variables are read for the redaction filter before FABRIC_RETRACE_* leave the environment.
 debug_redaction.install()
 settings.capture_fabric_variables()
 

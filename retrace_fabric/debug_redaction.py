@@ -16,9 +16,9 @@ import os
 import re
 
 from .core._redaction import REDACTED, redact
+from .settings import KEY_VARIABLES
 
 LOGGERS = ("invoke", "fabric", "paramiko")
-KEY_VARIABLES = ("RETRACE_API_KEY", "STACKIFY_API_KEY", "FABRIC_RETRACE_API_KEY")
 _API_KEY_ITEM = re.compile(r"""(['"]?api_key['"]?\s*[:=]\s*)(['"])(?:(?!\2).)*\2""")
 
 

@@ -26,15 +26,15 @@ import typing as t
 import paramiko
 from fabric import Connection
 from invoke import Task, task
-from invoke.exceptions import Failure, ThreadException
+from invoke.exceptions import Exit, Failure, ThreadException
 from invoke.runners import normalize_hide
 
-from .core.deployment import Deployment
+from .core._resolve import Resolved
+from .core._run import Target
 from .core.errors import InvalidInput
-from .core.settings import ENVIRONMENT_VARIABLES
-from .settings import KEY_VARIABLES, read_settings
-from .tracking import (LOADED_AT, TrackedRun, build_client, exit_on_retrace_error, is_dry_run, say, signals_raise,
-                       stop_local_commands)
+from .core.settings import DEPLOYMENT_OPTIONS, OPTIONS, deployment_name
+from .settings import KEY_VARIABLES, deploy_settings
+from .tracking import EXIT_INVALID, LOADED_AT, TrackedRun, new_run, say, signals_raise, stop_local_commands
 
 LOCAL = "local"
 OK, FAILED, UNREACHABLE, INTERRUPTED, NOT_RUN = "ok", "failed", "unreachable", "interrupted", "not run"
@@ -94,14 +94,29 @@ def _parse_step(item, index: int) -> Step:
     raise InvalidInput("steps", f"step {index} must be a command or a mapping {{run: <command>, sudo: true|false}}, got {item!r}")
 
 
-def step_environment(deployment: Deployment, inline: bool) -> dict[str, str]:
-    """RETRACE_VERSION, RETRACE_APP_NAME ... for the steps (never the key).
+def deployment_fields(target: Target, resolved: Resolved) -> dict[str, str]:
+    """The deployment's fields by option name, ``name`` defaulting to the version: as sent, or, when it is not
+    recorded, as far as the settings give them (the steps run anyway)."""
+    if target.deployment is not None:
+        return {**target.deployment.as_options(), "name": target.deployment.display_name}
+    fields = {option: resolved[option].strip() for option in DEPLOYMENT_OPTIONS
+              if isinstance(resolved[option], str) and resolved[option].strip()}
+    try:
+        name = deployment_name(resolved.as_dict())
+    except InvalidInput:
+        name = None  # said in the NOT recorded line
+    if name or fields.get("version"):
+        fields["name"] = name or fields["version"]
+    return fields
+
+
+def step_environment(fields: t.Mapping[str, str], inline: bool) -> dict[str, str]:
+    """RETRACE_VERSION, RETRACE_APP_NAME ... for the steps (never the key), from :func:`deployment_fields`.
 
     Fabric writes SSH environment inline as ``export NAME=value && command`` without quoting,
     so values are shell-quoted for remote hosts.
     """
-    values = {ENVIRONMENT_VARIABLES[option][0]: value for option, value in deployment.as_options().items()}
-    values["RETRACE_DEPLOYMENT_NAME"] = deployment.display_name
+    values = {OPTIONS[option].environment[0]: value for option, value in fields.items()}
     return {name: shlex.quote(value) if inline else value for name, value in values.items()}
 
 
@@ -138,11 +153,12 @@ class PrefixedLines:
 class HostRunner:
     """Runs the steps on each target and keeps one :class:`HostOutcome` per target."""
 
-    def __init__(self, targets: t.Sequence, steps: t.Sequence[Step], deployment: Deployment, *, parallel: bool,
+    def __init__(self, targets: t.Sequence, steps: t.Sequence[Step], fields: t.Mapping[str, str], *, parallel: bool,
                  fail_fast: bool = True, labels: t.Sequence[str] | None = None):
         self.targets = list(targets)
         self.steps = list(steps)
-        self.deployment = deployment
+        #: the deployment's fields, for the steps' environment (:func:`deployment_fields`)
+        self.fields = dict(fields)
         self.parallel = parallel and len(self.targets) > 1
         self.fail_fast = fail_fast
         labels = list(labels) if labels and len(labels) == len(self.targets) else [label_of(target) for target in self.targets]
@@ -239,7 +255,7 @@ class HostRunner:
     def _environment(self, target, remote: bool) -> dict:
         """``env`` (and ``replace_env``) for a step: Fabric's ``run.env``, then RETRACE_*; locally, never the key."""
         configured = dict(target.config.run.env or {})
-        ours = step_environment(self.deployment, inline=remote and target.inline_ssh_env)
+        ours = step_environment(self.fields, inline=remote and target.inline_ssh_env)
         if remote:
             return {"env": {**configured, **ours}}
         inherited = {name: value for name, value in os.environ.items() if name not in KEY_VARIABLES}
@@ -305,27 +321,38 @@ def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None =
     """Deploy to ``targets`` (Connections, or one local Context) as one tracked deployment.
 
     Usable from a user's own task: ``deploy_to([Connection("web1"), Connection("web2")], c.config)``.
-    Raises ``Exit`` (codes: docs/fabric.md) on any failure, after printing the per-host summary; an
-    empty ``targets`` is an invalid setting (exit 2, nothing sent).  ``labels`` name the targets in
-    the output (default: ``user@host:port`` with the host as given to the Connection).  ``budget_from``
-    (a ``time.monotonic()``) counts the start's deadline from then: ``fab deploy`` passes the moment the
-    fabfile was loaded, so a hanging Retrace adds no more than the deadline to the whole run.
+    Raises ``Exit`` (codes: docs/fabric.md) on any failure, after printing the per-host summary.  What defines
+    the deployment itself -- ``steps``, ``parallel``, ``fail_fast``, a non-empty ``targets`` -- is exit 2 when
+    wrong, whatever ``strict`` says: there is nothing to deploy.  ``labels`` name the targets in the output
+    (default: ``user@host:port`` with the host as given to the Connection).  ``budget_from`` (a
+    ``time.monotonic()``) counts the start's deadline from then: ``fab deploy`` passes the moment the fabfile
+    was loaded, so a hanging Retrace adds no more than the deadline to the whole run.
     """
-    with exit_on_retrace_error():
-        settings = read_settings(config)
+    run, target, resolved = new_run(config, flags, owner_pid=os.getpid())  # says unknown settings first
+    settings = deploy_settings(config)
+    try:
+        if settings.problems:
+            raise settings.problems[0]
         if not targets:
             raise InvalidInput("hosts", "no hosts to deploy to (the host list is empty)")
-        steps = parse_steps(settings.steps)
-        client, deployment = build_client(config, flags, settings)
-    runner = HostRunner(targets, steps, deployment, parallel=settings.parallel, fail_fast=settings.fail_fast, labels=labels)
-    run = TrackedRun(client, deployment, settings, dry_run=is_dry_run(config), budget_from=budget_from)
+        steps = parse_steps(settings["steps"])
+    except InvalidInput as problem:
+        raise invalid(problem) from None
+    runner = HostRunner(targets, steps, deployment_fields(target, resolved), parallel=settings["parallel"],
+                        fail_fast=settings["fail_fast"], labels=labels)
+    tracked_run = TrackedRun(run, target)
     runner.start_connecting()
     try:
-        with signals_raise(runner.abandon), run.exits(expected=(HostsFailed,), failure=lambda error: f"deploy failed on {error}"):
-            with run.lifecycle():
+        with signals_raise(runner.abandon), tracked_run.exits(expected=(HostsFailed,), failure=lambda error: f"deploy failed on {error}"):
+            with tracked_run.lifecycle(since=budget_from, reason=lambda error: f"failed on {error}"):
                 runner.run()
     finally:
         say(runner.summary())
+
+
+def invalid(problem: InvalidInput) -> Exit:
+    """The ``Exit`` for a deploy setting that leaves nothing to deploy."""
+    return Exit(f"retrace: invalid setting {problem} (nothing was sent to Retrace, no step ran)", code=EXIT_INVALID)
 
 
 class _Recorder:
@@ -354,10 +381,9 @@ def _run_recorded(c) -> None:
     if not contexts:
         return
     config = contexts[0].config
-    with exit_on_retrace_error():
-        if empty_hosts_given(sys.argv) or any(isinstance(context, Connection) and not context.host for context in contexts):
-            raise InvalidInput("hosts", "-H / --hosts was given but is empty (an unset $HOSTS?): refusing to deploy to "
-                                        "this machine instead; leave -H out to deploy locally")
+    if empty_hosts_given(sys.argv) or any(isinstance(context, Connection) and not context.host for context in contexts):
+        raise invalid(InvalidInput("hosts", "-H / --hosts was given but is empty (an unset $HOSTS?): refusing to deploy to "
+                                            "this machine instead; leave -H out to deploy locally"))
     remote = [context for context in contexts if isinstance(context, Connection)]
     deploy_to(remote or contexts[:1], config, flags, labels=typed_hosts(sys.argv) if remote else None, budget_from=LOADED_AT)
 

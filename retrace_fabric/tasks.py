@@ -2,13 +2,13 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """``fab retrace.start`` / ``retrace.complete`` / ``retrace.cancel``: the single calls, for any CI system.
 
-Each prints one line saying what was sent and what Retrace answered.  Exit codes: 0 accepted -- or,
-with ``strict`` off (the default), refused / unreachable after one warning saying what was NOT
-recorded; 1 refused or unreachable with ``strict`` on; 2 a setting is wrong (nothing sent).
+Each is one call of the core's run engine, which says what was sent, what Retrace answered and what it means.
+Exit codes: 0 accepted -- or, with ``strict`` off (the default), not recorded after one warning saying why; with
+``strict``: 2 a setting is missing or invalid (nothing sent), 1 Retrace refused or could not be reached.
 
-A start records the version it sent for this API URL, app, environment and directory
-(:mod:`.core._ledger`); a complete or cancel from the same place with no explicit version uses it,
-even if ``git describe`` says otherwise by then (``v1.4.2`` -> ``v1.4.2-dirty``).
+A start records the version it sent for this API URL, app, environment and directory; a complete or cancel from
+the same place with no explicit version uses it, even if ``git describe`` says otherwise by then (``v1.4.2`` ->
+``v1.4.2-dirty``).  The engine keeps that record (:mod:`.core._ledger`).
 """
 
 from __future__ import annotations
@@ -16,17 +16,11 @@ from __future__ import annotations
 import os
 
 from invoke import Collection, task
-from invoke.exceptions import Exit
 
-from .core import _ledger as ledger
 from .core.deployment import CANCEL, COMPLETE, START
-from .core.errors import RetraceError
-from .core.settings import DEFAULT_API_URL
-from .core.tracking import describe, open_deployment
 from .deploy import FLAG_HELP, deploy
-from .settings import SECTION, read_settings
-from .tracking import (EXIT_FAILED, build_client, describe_call, describe_dry_run, exit_on_retrace_error, is_dry_run,
-                       say, warn)
+from .settings import SECTION
+from .tracking import new_run, stop_if_it_fails
 
 
 def _flags(task_locals: dict) -> dict:
@@ -34,49 +28,16 @@ def _flags(task_locals: dict) -> dict:
     return {option: value for option, value in task_locals.items() if option != "c"}
 
 
-def _place(options: dict) -> str | None:
-    if not options.get("app_name") or not options.get("environment_name"):
-        return None
-    return ledger.place_key(options.get("api_url") or DEFAULT_API_URL, options["app_name"], options["environment_name"], os.getcwd())
-
-
-def _started_here(action: str):
-    """For complete / cancel: the version retrace.start sent from this place (None: detect as usual)."""
-    def fallback(options: dict) -> str | None:
-        place = _place(options)
-        version = ledger.started_version(place) if place and action != START else None
-        if version is not None:
-            say(f"retrace.{action}: version {version}, the one retrace.start sent from this directory")
-        return version
-    return fallback
-
-
 def _send(c, action: str, flags: dict) -> None:
-    with exit_on_retrace_error(f"retrace.{action}"):
-        settings = read_settings(c.config)
-        client, deployment = build_client(c.config, flags, settings, version_fallback=_started_here(action))
-    if is_dry_run(c.config):
-        say(describe_dry_run(client, deployment, action))
-        return
-    place = ledger.place_key(client.settings.api_url, deployment.app_name, deployment.environment_name, os.getcwd())
-    try:
-        if action == START:
-            open_deployment(client, deployment, stale_start=settings.stale_start, warn=warn,
-                            on_sent=lambda result: say(describe_call(client, result)))
-        else:
-            say(describe_call(client, client.send(action, deployment)))
-    except RetraceError as error:
-        if settings.strict:
-            raise Exit(f"retrace.{action}: {error}", code=EXIT_FAILED) from None
-        warn(f"{describe(deployment)} NOT recorded: {action} failed: {error} (strict is off: exit status 0)")
-        return
-    try:
-        if action == START:
-            ledger.remember_start(place, deployment.version)
-        else:
-            ledger.forget_start(place)
-    except OSError as error:
-        warn(f"could not record the started version in {ledger.state_directory()}: {error.strerror or error}")
+    # No process stays alive between a start and its end: no orphan guard; the directory is where the start's
+    # version is recorded for the end.
+    place = os.path.realpath(os.getcwd())
+    run, target, _resolved = new_run(c.config, flags, owner_pid=None, place=place, ends_a_start=action != START,
+                                     calls_are_tasks=True)
+    if action == START:
+        stop_if_it_fails(run.open(target))
+    else:
+        stop_if_it_fails(run.close(run.resume(target), succeeded=action == COMPLETE))
 
 
 @task(help=FLAG_HELP, auto_shortflags=False)

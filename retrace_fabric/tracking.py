@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, Stackify Retrace integration contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Tracking for any Fabric task: a context manager, a decorator, signals, and the one place errors become ``Exit``.
+"""Tracking for any Fabric task: a context manager, a decorator, signals, and the one place outcomes become ``Exit``.
 
 ::
 
@@ -15,18 +15,18 @@
     @track                                 # the same, around the whole task
     def migrate(c, version=None): ...      # a task's own version / app_name ... arguments are used
 
-Exit codes (docs/fabric.md has the table): 0 done; 1 the deployment failed, or Retrace refused / could
-not be reached with ``strict`` on; 2 a setting is wrong (nothing sent); 128 + N interrupted by signal N
-(130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+The core's run engine (:mod:`.core._run`) decides everything about the deployment and words every line; this
+module shows its lines, handles signals and turns how the run ended into one exit code (docs/fabric.md has the
+table): 0 done, or tracking failed without ``strict``; 1 the deployment failed, or Retrace refused / could not be
+reached with ``strict``; 2 a setting is missing or invalid with ``strict`` (nothing sent); 128 + N interrupted by
+signal N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import inspect
-import json
 import os
 import signal
 import sys
@@ -36,12 +36,12 @@ import typing as t
 
 from invoke.exceptions import Exit
 
-from .core.client import CallResult, DeploymentClient, create_client
-from .core.deployment import CANCEL, COMPLETE, START, Deployment
-from .core.errors import BadTransition, InvalidInput, RetraceError
-from .core.tracking import describe, tracked_deployment
+from .core._resolve import Resolved
+from .core._run import DeploymentRun, Step, Target
+from .core.errors import InvalidInput
+from .core.settings import TrackingPolicy
 from .core.transport import UrllibTransport
-from .settings import FLAG_OPTIONS, FabricSettings, forget_key_variables, read_settings, resolve_options
+from .settings import FLAG_OPTIONS, forget_key_variables, resolve
 
 #: when this package was loaded (the fabfile's import): ``fab deploy`` counts its start's deadline from here
 LOADED_AT = time.monotonic()
@@ -73,7 +73,7 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
-#: the name this exception had when only SIGTERM was handled
+#: another name for :class:`Interrupted`, kept for fabfiles that catch it by this name
 Terminated = Interrupted
 
 
@@ -81,14 +81,31 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def warn(message: str) -> None:
-    """A line that says something was NOT done (loud: these are what a reader of a CI log must see)."""
-    print(f"retrace: WARNING: {message}", file=sys.stderr, flush=True)
+class Reporter:
+    """The engine's lines, as Fabric shows them: what happened on stdout, what went wrong on stderr."""
 
+    @staticmethod
+    def info(line: str) -> None:
+        say(f"retrace: {line}")
 
-def note(message: str) -> None:
-    """The client's progress lines (a retry...): worth seeing, not a warning."""
-    print(f"retrace: {message}", file=sys.stderr, flush=True)
+    @staticmethod
+    def detail(line: str) -> None:
+        say(f"retrace.{line}")  # each call's line starts with its action: retrace.start: sent {...} -> HTTP 202
+
+    @staticmethod
+    def warning(line: str) -> None:
+        print(f"retrace: WARNING: {line}", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def error(line: str) -> None:
+        print(f"retrace: ERROR: {line}", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def debug(line: str) -> None:
+        # The client's progress (a retry, a lost answer found accepted) is worth seeing; what is about to be sent is
+        # said once it was, by detail().
+        if line.startswith("Retrace "):
+            print(f"retrace: {line}", file=sys.stderr, flush=True)
 
 
 def is_dry_run(config) -> bool:
@@ -97,44 +114,29 @@ def is_dry_run(config) -> bool:
     return bool(run and run.get("dry"))
 
 
-def build_client(config, flags: t.Mapping[str, t.Any] | None = None, settings: FabricSettings | None = None,
-                 version_fallback=None) -> tuple[DeploymentClient, Deployment]:
-    """Resolve the settings (see :mod:`retrace_fabric.settings`) and validate them; nothing is sent.
+def new_run(config, flags: t.Mapping[str, t.Any] | None = None, *, owner_pid: int | None, place: str | None = None,
+            ends_a_start: bool = False, calls_are_tasks: bool = False) -> tuple[DeploymentRun, Target, Resolved]:
+    """A run of the engine holding the one deployment the settings describe; nothing is sent.
 
-    Raises :class:`InvalidInput`.  Once the key is read, its variables leave this process's environment.
+    ``place``: single calls' directory, where a start's version is recorded; ``ends_a_start``: this run sends the
+    end of a start sent from ``place`` earlier, whose version it takes when none is given.  Once the key is read,
+    its variables leave this process's environment.
     """
-    settings = settings or read_settings(config)
-    options = resolve_options(config, flags, settings=settings, version_fallback=version_fallback)
-    transport = UrllibTransport(settings.validate_certs, settings.ca_path)
-    client, deployment = create_client(options, transport, entry_point=ENTRY_POINT, log=note)
+    resolved = resolve(config, flags, started_here=place if ends_a_start else None)
+    policy = TrackingPolicy(strict=resolved.strict, stale_start=resolved["stale_start"], orphan_guard=resolved["orphan_guard"])
+    run = DeploymentRun(policy, Reporter(), owner_pid=owner_pid, place=place, calls_are_tasks=calls_are_tasks,
+                        dry_run="--dry" if is_dry_run(config) else None)
+    transport = UrllibTransport(resolved["validate_certs"], resolved["ca_path"])
+    target = run.target(resolved, transport, entry_point=ENTRY_POINT)
     forget_key_variables(os.environ)
-    return client, deployment
+    return run, target, resolved
 
 
-def describe_call(client: DeploymentClient, result: CallResult) -> str:
-    """One line: what was sent (never the key) and what Retrace answered."""
-    sent = json.dumps(result.payload, ensure_ascii=False, separators=(", ", ": "))
-    answer = f"HTTP {result.status}" + (f" {result.server_message}" if result.server_message else "")
-    if result.recovered_from_conflict:
-        answer += " (an earlier attempt had already been accepted)"
-    attempts = "1 attempt" if result.attempts == 1 else f"{result.attempts} attempts"
-    return f"retrace.{result.action}: sent {sent} to {client.settings.endpoint(result.action)} -> {answer} ({attempts}, {result.elapsed:.2f} s)"
-
-
-def describe_dry_run(client: DeploymentClient, deployment: Deployment, action: str) -> str:
-    sent = json.dumps(deployment.payload(action), ensure_ascii=False, separators=(", ", ": "))
-    return f"retrace.{action}: would send {sent} to {client.settings.endpoint(action)} (--dry: nothing sent)"
-
-
-@contextlib.contextmanager
-def exit_on_retrace_error(prefix: str = "retrace") -> t.Iterator[None]:
-    """Translate the core's exceptions into ``Exit`` -- the one place this happens for Fabric."""
-    try:
-        yield
-    except InvalidInput as error:
-        raise Exit(f"{prefix}: invalid setting {error} (nothing was sent to Retrace)", code=EXIT_INVALID) from None
-    except RetraceError as error:
-        raise Exit(f"{prefix}: {error}", code=EXIT_FAILED) from None
+def stop_if_it_fails(step: Step) -> Step:
+    """``Exit`` when the engine says the run must stop (``strict``); its line was said already."""
+    if step.fails_run:
+        raise Exit(code=EXIT_INVALID if isinstance(step.error, InvalidInput) else EXIT_FAILED)
+    return step
 
 
 # --- signals ------------------------------------------------------------------------------------
@@ -217,89 +219,40 @@ def _signal(pid: int, signum: int) -> None:
 
 # --- one tracked run ----------------------------------------------------------------------------
 
-STARTING, WORKING, COMPLETING, ENDED = "starting", "working", "completing", "ended"
-
-
 class TrackedRun:
-    """One deployment's start -> work -> complete / cancel, with what Retrace was told, in words.
+    """One deployment around a block of work: opened before it, closed by how it ended, and that ending as ``Exit``."""
 
-    The core's :func:`tracked_deployment` does the lifecycle (stale-start recovery, orphan guard,
-    cancel on any exception, fail-open unless strict).  What it leaves to entry points is handled
-    here: an interruption while start or complete is in flight sends a cancel (a 409 then means
-    nothing was left in progress), and every ending becomes one ``Exit`` with the right code.
-    """
-
-    def __init__(self, client: DeploymentClient, deployment: Deployment, settings: FabricSettings, *, dry_run: bool = False,
-                 budget_from: float | None = None):
-        self.client = client
-        #: what the core's wrapper calls: the client, with start's deadline counted from ``budget_from`` if given
-        self.lifecycle_client = client if budget_from is None else StartWithinBudget(client, budget_from)
-        self.deployment = deployment
-        self.settings = settings
-        self.dry_run = dry_run
-        self.phase = STARTING
-        self.sent: list[str] = []
-        self.notes: list[str] = []
-
-    def announce(self, result: CallResult) -> None:
-        self.sent.append(result.action)
-        say(describe_call(self.client, result))
+    def __init__(self, run: DeploymentRun, target: Target):
+        self.run = run
+        self.target = target
 
     @contextlib.contextmanager
-    def lifecycle(self) -> t.Iterator[Deployment]:
-        if self.dry_run:
-            say(describe_dry_run(self.client, self.deployment, START))
-            self.phase = WORKING
-            yield self.deployment
-            self.phase = ENDED
-            say(describe_dry_run(self.client, self.deployment, COMPLETE))
-            return
+    def lifecycle(self, since: float | None = None, reason: t.Callable[[BaseException], str] | None = None) -> t.Iterator[t.Any]:
+        """Open the deployment, yield it (None if the settings do not describe one), then complete it, or cancel it with
+        ``reason(error)``.
+
+        ``since`` (a ``time.monotonic()``): the start's deadline counts from then.  A signal at any moment, even with
+        a call in flight, ends whatever this run holds open (:meth:`DeploymentRun.close_all`).
+        """
         try:
-            with tracked_deployment(self.lifecycle_client, self.deployment, self.settings.lifecycle, warn=warn,
-                                    on_sent=self.announce):
-                self.phase = WORKING
-                yield self.deployment
-                self.phase = COMPLETING
-        except (Interrupted, KeyboardInterrupt):
-            if self.phase in (STARTING, COMPLETING):
-                self._cancel_in_flight()
+            stop_if_it_fails(self.run.open(self.target, since=since))
+            try:
+                yield self.target.deployment
+            except (Interrupted, KeyboardInterrupt):
+                raise
+            except BaseException as error:
+                self.run.close(self.target, succeeded=False, reason=(reason or failure_reason)(error))
+                raise
+            stop_if_it_fails(self.run.close(self.target, succeeded=True))
+        except Interrupted as interruption:
+            self.run.close_all(succeeded=False, reason=f"interrupted by {interruption.signal_name}")
+            raise
+        except KeyboardInterrupt:
+            self.run.close_all(succeeded=False, reason="interrupted")
             raise
 
-    def _cancel_in_flight(self) -> None:
-        """Start or complete was interrupted mid-call, and may or may not have landed.
-
-        An interrupted start is cancelled (409: it had not been processed yet).  An interrupted complete is
-        sent again, never followed by a cancel: the deployment's work was done, and a cancel landing before
-        the first complete would give Retrace two opposite ends.  At worst Retrace hears complete twice.
-        """
-        completing = self.phase == COMPLETING
-        try:
-            self.announce(self.client.complete(self.deployment) if completing else self.client.cancel(self.deployment))
-        except BadTransition:
-            self.notes.append("the start had not been processed by Retrace when the cancel arrived; if it lands "
-                              "later, the next run of this version recovers it")
-        except RetraceError as error:
-            warn(f"{describe(self.deployment)}: the {'complete' if completing else 'cancel'} after the interruption "
-                 f"failed: {error}")
-            self.notes.append(f"the {'complete' if completing else 'cancel'} failed: see the warning above")
-
-    def outcome(self) -> str:
-        """What Retrace was told, in words, for the last line of a run that did not succeed."""
-        if self.dry_run:
-            return "nothing was sent to Retrace (--dry)"
-        if self.notes and not self.sent:
-            return f"nothing was left in progress in Retrace ({self.notes[-1]})"
-        if not self.sent:
-            return "Retrace was not told (start was not accepted)"
-        if self.sent[-1] == CANCEL:
-            return "the deployment was cancelled in Retrace"
-        if self.sent[-1] == COMPLETE:
-            return "the deployment was completed in Retrace"
-        if self.notes:
-            return f"the deployment is left to Retrace as it is ({self.notes[-1]})"
-        if self.settings.orphan_guard:
-            return "the cancel did not get through: the orphan guard sends it once fab has exited"
-        return "the cancel did not get through (see the warning above): the deployment is still in progress in Retrace"
+    def told_retrace(self) -> str:
+        return self.target.told_retrace(self.run.dry_run is not None)
 
     @contextlib.contextmanager
     def exits(self, expected: tuple[type[Exception], ...] = (), failure: t.Callable[[Exception], str] = str) -> t.Iterator[None]:
@@ -310,44 +263,27 @@ class TrackedRun:
         try:
             yield
         except Interrupted as interruption:
-            raise Exit(f"retrace: interrupted by {interruption.signal_name}; {self.outcome()}", code=interruption.exit_code) from None
+            raise Exit(f"retrace: interrupted by {interruption.signal_name}; {self.told_retrace()}",
+                       code=interruption.exit_code) from None
         except KeyboardInterrupt:
-            raise Exit(f"retrace: interrupted; {self.outcome()}", code=128 + signal.SIGINT) from None
+            raise Exit(f"retrace: interrupted; {self.told_retrace()}", code=128 + signal.SIGINT) from None
         except (Exit, SystemExit) as early:
-            code = early.code
-            if code in (0, None):
+            if early.code in (0, None):
                 # A clean exit in the middle of a deployment is not a finished deployment: Retrace got a
                 # cancel, and CI must not read the run as a success either.
                 said = f" ({early.message})" if isinstance(early, Exit) and early.message else ""
-                raise Exit(f"retrace: the task exited (status 0){said} before the tracked block finished; {self.outcome()}. "
+                raise Exit(f"retrace: the task exited (status 0){said} before the tracked block finished; {self.told_retrace()}. "
                            "Return from the block instead to complete the deployment.", code=EXIT_FAILED) from None
             raise
-        except RetraceError as error:
-            if isinstance(error, InvalidInput):
-                raise Exit(f"retrace: invalid setting {error} (nothing was sent to Retrace)", code=EXIT_INVALID) from None
-            raise Exit(f"retrace: {error} (strict: tracking failures fail the run); {self.outcome()}", code=EXIT_FAILED) from None
         except expected as error:
-            raise Exit(f"{failure(error)}; {self.outcome()}", code=EXIT_FAILED) from None
+            raise Exit(f"{failure(error)}; {self.told_retrace()}", code=EXIT_FAILED) from None
 
 
-class StartWithinBudget:
-    """A client whose ``start`` gets the deadline minus the time spent since ``since`` (a ``time.monotonic()``).
-
-    With Retrace hanging, ``fab deploy`` then adds no more than ``deadline`` to the run, its own setup
-    included (issue #10 case 18).  Never less than half the deadline.  Everything else is the client's.
-    """
-
-    def __init__(self, client: DeploymentClient, since: float):
-        self._client = client
-        self._since = since
-
-    def start(self, deployment: Deployment) -> CallResult:
-        settings = self._client.settings
-        budget = max(settings.deadline - (time.monotonic() - self._since), settings.deadline / 2)
-        return self._client.replace(settings=dataclasses.replace(settings, deadline=budget), log=note).start(deployment)
-
-    def __getattr__(self, name: str):
-        return getattr(self._client, name)
+def failure_reason(error: BaseException) -> str:
+    """Why a tracked block failed, for the cancel's line."""
+    if isinstance(error, (Exit, SystemExit)):
+        return f"the task exited (status {error.code or 0}) before the tracked block finished"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def stop_commands_of(c) -> t.Callable[[], None]:
@@ -362,19 +298,21 @@ def stop_commands_of(c) -> t.Callable[[], None]:
 
 
 @contextlib.contextmanager
-def tracked(c, **flags: t.Any) -> t.Iterator[Deployment]:
+def tracked(c, **flags: t.Any) -> t.Iterator[t.Any]:
     """Start a Retrace deployment, run the block, then complete it -- or cancel it on any error,
     ``Exit``/``sys.exit`` (the run then exits 1), SIGINT, SIGTERM or SIGHUP (exit 128 + signal).
 
     ``flags`` take the task flag names (``version="1.4.2"``); everything else comes from the ``retrace:``
-    config and the ``RETRACE_*`` / ``FABRIC_RETRACE_*`` environment.  Raises ``Exit`` (code 2) for an
-    invalid setting before anything is sent.  Under ``fab --dry`` nothing is sent.
+    config and the ``RETRACE_*`` / ``FABRIC_RETRACE_*`` environment.  Yields the deployment (None when the settings
+    do not describe one).  A deployment that cannot be recorded (a setting missing or invalid, Retrace refusing or
+    unreachable) is one warning, and the block runs; with ``strict`` it raises ``Exit`` before the block (2: a
+    setting, 1: Retrace).  Under ``fab --dry`` nothing is sent.
     """
-    with exit_on_retrace_error():
-        settings = read_settings(c.config)
-        client, deployment = build_client(c.config, flags, settings)
-    run = TrackedRun(client, deployment, settings, dry_run=is_dry_run(c.config))
-    with signals_raise(stop_commands_of(c)), run.exits(), run.lifecycle():
+    run, target, _resolved = new_run(c.config, flags, owner_pid=os.getpid())
+    tracked_run = TrackedRun(run, target)
+    # contextlib drives this generator to its end or throws the block's exception in: the inner blocks always exit.
+    # pylint: disable-next=contextmanager-generator-missing-cleanup
+    with signals_raise(stop_commands_of(c)), tracked_run.exits(), tracked_run.lifecycle() as deployment:
         yield deployment
 
 

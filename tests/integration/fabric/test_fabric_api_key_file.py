@@ -39,10 +39,11 @@ def test_a_tracked_deploy_takes_the_key_from_the_file(project, key_file):
     assert DEMO_API_KEY not in result.stdout + result.stderr
 
 
-def test_a_key_and_a_key_file_are_refused_before_anything_is_sent(project, key_file):
-    result = project.run("retrace.start", "--version", "7.2.0", env={"RETRACE_API_KEY_FILE": str(key_file)})
-    assert result.returncode != 0
-    assert "set api_key or api_key_file, not both" in result.stderr
+@pytest.mark.parametrize("strict, code", [(None, 0), ("true", 2)])
+def test_a_key_and_a_key_file_are_refused_before_anything_is_sent(project, key_file, strict, code):
+    result = project.run("retrace.start", "--version", "7.2.0", env={"RETRACE_API_KEY_FILE": str(key_file), "RETRACE_STRICT": strict})
+    assert result.returncode == code, result.stderr
+    assert "NOT recorded" in result.stderr and "set api_key or api_key_file, not both" in result.stderr
     assert project.actions() == []
 
 

@@ -20,18 +20,21 @@ def _no_key(result) -> None:
     assert DEMO_API_KEY not in result.stdout + result.stderr
 
 
-def test_start_complete_cancel_each_send_one_call_and_print_one_line(project):
+def test_start_complete_cancel_each_send_one_call_and_say_what_happened(project):
     started = project.run("retrace.start", *IDENTITY, "--name", "Three", "--branch", "main", "--commit", "abc123",
                           "--uri", "https://ci.example.com/build/7")
     completed = project.run("retrace.complete", *IDENTITY)
     restarted = project.run("retrace.start", *IDENTITY)
     cancelled = project.run("retrace.cancel", *IDENTITY)
 
-    for result, action in ((started, "start"), (completed, "complete"), (restarted, "start"), (cancelled, "cancel")):
+    for result, action, said in ((started, "start", "started"), (completed, "complete", "completed"),
+                                 (restarted, "start", "started"), (cancelled, "cancel", "cancelled")):
         assert result.returncode == 0, result.stderr
-        (line,) = _lines(result.stdout)
+        line, outcome = _lines(result.stdout)
         assert line.startswith(f"retrace.{action}: sent {{") and "-> HTTP 202 Accepted (1 attempt" in line
         assert f"{project.emulator.url}/api/v1/deployments/{action}" in line
+        assert outcome == f"retrace: deployment 3.0.0 of DemoApp to Production {said}"
+        assert result.stderr == ""
         _no_key(result)
     assert project.actions() == [("start", 202), ("complete", 202), ("start", 202), ("cancel", 202)]
     first, cancel = project.emulator.requests()[0]["body"], project.emulator.requests("cancel")[0]["body"]
@@ -162,39 +165,99 @@ def test_complete_without_start_is_a_one_shot_deployment_with_every_field(projec
 
 
 BAD_INPUT = {
-    "no key": ((), {"RETRACE_API_KEY": None}, {}, "api_key: is required"),
+    "no key": ((), {"RETRACE_API_KEY": None}, {}, "api_key: is not set"),
     "key with a newline": ((), {"RETRACE_API_KEY": "abc\ndef"}, {}, "api_key: must not contain"),
     "plain http to a remote host": ((), {}, {"api_url": "http://api.stackify.net"}, "api_url: plain http://"),
     "api_url not http": (("--api-url", "ftp://example.com"), {}, {}, "api_url: must be an absolute https:// URL"),
-    "no app": ((), {}, {"app_name": None}, "app_name: is required"),
-    "empty environment flag": (("--environment-name", ""), {}, {}, "environment_name: is required but is empty"),
+    "no app": ((), {}, {"app_name": None}, "app_name: is not set"),
+    "empty environment flag": (("--environment-name", ""), {}, {}, "environment_name: is empty"),
     "version too long": (("--version", "v" * 256), {}, {}, "version: must be at most 255 characters"),
-    "version not a string in fabric.yaml": ((), {}, {"version": 1.5}, "version: must be a string, got float"),
+    "version not a string in fabric.yaml": ((), {}, {"version": 1.5}, "version: must be a string, got the number 1.5"),
     "name with a control character": (("--name", "a\x07b"), {}, {}, "name: must not contain control characters"),
     "uri not a URL": (("--uri", "build 7"), {}, {}, "uri: must be an absolute http:// or https:// URL"),
     "timeout negative": ((), {}, {"timeout": -1}, "timeout: must be more than 0"),
     "validate_certs not a boolean": ((), {}, {"validate_certs": "maybe"}, "validate_certs: must be true or false"),
-    "strict not a boolean": ((), {"FABRIC_RETRACE_STRICT": "maybe"}, {}, "strict: must be true or false"),
     "retrace not a mapping": ((), {}, None, "retrace: must be a mapping"),
-    "misspelt setting": ((), {}, {"app-name": "Shop"}, "did you mean app_name"),
 }
 
 
-@pytest.mark.parametrize("flags, env, settings, message", BAD_INPUT.values(), ids=BAD_INPUT.keys())
-def test_bad_input_fails_before_anything_is_sent(project, flags, env, settings, message):
+def _bad_input(project, flags, env, settings):
     if settings is None:
-        (project.directory / "fabric.yaml").write_text("retrace: FooApp\n", encoding="utf-8")
+        (project.directory / "fabric.yaml").write_text(f"retrace: FooApp\napi_url: {project.emulator.url}\n", encoding="utf-8")
     else:
         project.fabric_yaml(settings)
     needs_version = "--version" not in flags and "version" not in (settings or {})
     arguments = ("--version", "3.1.0", *flags) if needs_version else flags
+    return arguments
+
+
+@pytest.mark.parametrize("flags, env, settings, message", BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_fails_before_anything_is_sent(project, flags, env, settings, message):
+    """With strict (here RETRACE_STRICT), exit 2 and nothing sent."""
+    arguments = _bad_input(project, flags, env, settings)
+
+    result = project.run("retrace.start", *arguments, env={"RETRACE_STRICT": "true", **env})
+
+    assert result.returncode == 2, result.stderr
+    (line,) = _lines(result.stderr)
+    assert line.startswith("retrace: ERROR: ") and "NOT recorded" in line and message in line and "(strict: the run stops)" in line
+    assert project.emulator.journal() == [] and result.stdout == ""
+    _no_key(result)
+
+
+@pytest.mark.parametrize("flags, env, settings, message", BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_without_strict_warns_once_sends_nothing_and_exits_0(project, flags, env, settings, message):
+    arguments = _bad_input(project, flags, env, settings)
 
     result = project.run("retrace.start", *arguments, env=env)
 
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and "nothing was sent" in result.stderr
-    assert project.emulator.journal() == []
+    assert result.returncode == 0, result.stderr
+    (line,) = _lines(result.stderr)
+    assert line.startswith("retrace: WARNING: ") and "NOT recorded" in line and message in line
+    assert project.emulator.journal() == [] and result.stdout == ""
     _no_key(result)
+
+
+@pytest.mark.parametrize("action", ["complete", "cancel"])
+def test_an_end_without_a_key_says_how_to_give_it_and_exits_0(project, action):
+    result = project.run(f"retrace.{action}", *IDENTITY, env={"RETRACE_API_KEY": None})
+
+    assert result.returncode == 0, result.stderr
+    (line,) = _lines(result.stderr)
+    assert line.startswith("retrace: WARNING: deployment 3.0.0 of DemoApp to Production NOT recorded: api_key: is not set")
+    assert "RETRACE_API_KEY" in line and "--api-key" not in line
+    assert project.emulator.journal() == []
+
+
+@pytest.mark.parametrize("value", ["maybe", "ture"])
+def test_an_invalid_strict_value_counts_as_strict(project, value):
+    result = project.run("retrace.start", *IDENTITY, env={"FABRIC_RETRACE_STRICT": value})
+
+    assert result.returncode == 2, result.stderr
+    assert f"strict: must be true or false, got '{value}'" in result.stderr and "retrace: ERROR: " in result.stderr
+    assert project.emulator.journal() == []
+
+
+@pytest.mark.parametrize("strict", [None, "true"])
+def test_a_misspelt_setting_is_named_and_the_call_is_recorded(project, strict):
+    project.fabric_yaml({"stirct": True, "app-name": "Other"})
+
+    result = project.run("retrace.start", *IDENTITY, env={"RETRACE_STRICT": strict})
+
+    assert result.returncode == 0, result.stderr
+    assert "unknown setting 'stirct' in the retrace: section of Fabric's config (did you mean strict?)" in result.stderr
+    assert "unknown setting 'app-name'" in result.stderr and "(did you mean app_name?)" in result.stderr
+    assert project.actions() == [("start", 202)]
+
+
+def test_no_version_anywhere_is_not_recorded_and_says_how_to_set_it(project):
+    result = project.run("retrace.start")
+
+    assert result.returncode == 0, result.stderr
+    (line,) = _lines(result.stderr)
+    assert "NOT recorded: version: is not set" in line
+    assert "--version" in line and "RETRACE_VERSION" in line and "retrace.version in fabric.yaml" in line
+    assert project.emulator.journal() == []
 
 
 def test_the_key_is_never_shown_even_in_fabric_debug_output(project):

@@ -18,9 +18,13 @@ def emulator():
 
 @pytest.fixture
 def clean_environment(monkeypatch):
-    """No RETRACE_*, STACKIFY_*, FABRIC_* or CI variables from the machine running the tests."""
+    """No RETRACE_*, STACKIFY_*, FABRIC_* or CI variables from the machine running the tests, nor a key an earlier
+    test's run moved out of the environment (retrace_fabric.settings keeps it for the rest of the process)."""
     import os
 
+    from retrace_fabric import settings
+
+    monkeypatch.setattr(settings, "_CAPTURED", {})
     for name in list(os.environ):
         if name.startswith(("RETRACE_", "STACKIFY_", "FABRIC_", "GITHUB_", "GITLAB_", "CI_", "CIRCLE", "JENKINS", "BUILD_",
                             "TF_BUILD", "APPVEYOR", "TEAMCITY", "bamboo_", "CODEBUILD_")):

@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-import retrace_fabric  # noqa: F401  # pylint: disable=unused-import  # registers retrace_fabric.core
-from retrace_fabric.core.errors import InvalidInput
-from retrace_fabric.settings import resolve_options
+from retrace_fabric import settings, tracking
+from retrace_fabric.core.transport import UrllibTransport
 
 FLAGS = {"version": "1.4.2", "branch": "main", "commit": "abcdef123456", "uri": "https://ci/1"}
+BASE = {"app_name": "A", "environment_name": "E", "api_key": "k", "detect_source": False}
+
+
+def _target(config, flags, environ):
+    """The engine's target for these settings, as fab builds it; nothing is sent."""
+    run = tracking.DeploymentRun(tracking.TrackingPolicy(), tracking.Reporter(), owner_pid=None)
+    return run.target(settings.resolve({"retrace": {**BASE, **config}}, flags, environ=environ), UrllibTransport(),
+                      entry_point=tracking.ENTRY_POINT)
 
 
 @pytest.mark.parametrize("source", ["config", "RETRACE_NAME_FORMAT", "FABRIC_RETRACE_NAME_FORMAT"])
 def test_name_format_from_every_source_builds_the_name(source):
-    config = {"retrace": {"name_format": "{version} ({branch}@{commit:.7})"}} if source == "config" else {}
+    config = {"name_format": "{version} ({branch}@{commit:.7})"} if source == "config" else {}
     environ = {} if source == "config" else {source: "{version} ({branch}@{commit:.7})"}
-    assert resolve_options(config, FLAGS, environ)["name"] == "1.4.2 (main@abcdef1)"
+    assert _target(config, FLAGS, environ).deployment.name == "1.4.2 (main@abcdef1)"
 
 
 def test_an_explicit_name_wins_and_unset_keeps_the_version_default():
-    assert resolve_options({"retrace": {"name_format": "{version}!"}}, {**FLAGS, "name": "Big"}, {})["name"] == "Big"
-    assert resolve_options({}, FLAGS, {})["name"] is None
+    assert _target({"name_format": "{version}!"}, {**FLAGS, "name": "Big"}, {}).deployment.name == "Big"
+    assert _target({}, FLAGS, {}).deployment.name is None
 
 
 def test_controller_placeholders_render_as_nothing_outside_a_job():
-    assert resolve_options({"retrace": {"name_format": "{version} by {user}"}}, FLAGS, {})["name"] == "1.4.2 by"
+    assert _target({"name_format": "{version} by {user}"}, FLAGS, {}).deployment.name == "1.4.2 by"
 
 
-def test_an_unknown_placeholder_is_refused_naming_the_setting():
-    with pytest.raises(InvalidInput, match="^name_format: has {secret}"):
-        resolve_options({"retrace": {"name_format": "{secret}"}}, FLAGS, {})
+def test_an_unknown_placeholder_is_a_problem_naming_the_setting():
+    target = _target({"name_format": "{secret}"}, FLAGS, {})
+    assert not target.recordable and str(target.problems[0]).startswith("name_format: has {secret}")

@@ -1,101 +1,131 @@
-"""Which source wins for each setting (retrace_fabric.settings.resolve_options), without running fab."""
+"""Fabric's settings sources, through the core's resolver (retrace_fabric.settings.resolve), without running fab."""
 
 from __future__ import annotations
 
 import pytest
 
-import retrace_fabric  # noqa: F401  # pylint: disable=unused-import  # registers retrace_fabric.core
-from retrace_fabric.core.errors import InvalidInput
-from retrace_fabric.settings import FABRIC_SETTINGS, read_settings, resolve_options
+from retrace_fabric.settings import FLAG_OPTIONS, SECTION_NAME, deploy_settings, resolve
 
 FILE = {"retrace": {"version": "file", "app_name": "FileApp", "detect_source": False}}
 
 
 def test_flags_beat_fabric_env_beat_shared_env_beat_config_files():
     environ = {"FABRIC_RETRACE_VERSION": "fabric-env", "RETRACE_VERSION": "shared-env"}
-    assert resolve_options(FILE, {"version": "flag"}, environ)["version"] == "flag"
-    assert resolve_options(FILE, {"version": None}, environ)["version"] == "fabric-env"
-    assert resolve_options(FILE, {}, {"RETRACE_VERSION": "shared-env"})["version"] == "shared-env"
-    assert resolve_options(FILE, {}, {})["version"] == "file"
+    assert resolve(FILE, {"version": "flag"}, environ=environ)["version"] == "flag"
+    assert resolve(FILE, {"version": None}, environ=environ)["version"] == "fabric-env"
+    assert resolve(FILE, {}, environ={"RETRACE_VERSION": "shared-env"})["version"] == "shared-env"
+    assert resolve(FILE, {}, environ={})["version"] == "file"
 
 
-def test_each_option_is_resolved_on_its_own():
-    options = resolve_options(FILE, {"name": "flag-name"}, {"RETRACE_APP_NAME": "EnvApp"})
-    assert (options["version"], options["app_name"], options["name"]) == ("file", "EnvApp", "flag-name")
+def test_each_value_says_where_it_came_from():
+    resolved = resolve(FILE, {"name": "flag-name"}, environ={"RETRACE_APP_NAME": "EnvApp", "FABRIC_RETRACE_STRICT": "no"})
+    assert (resolved["version"], resolved["app_name"], resolved["name"]) == ("file", "EnvApp", "flag-name")
+    assert [resolved.source_of(option).name for option in ("version", "app_name", "name", "strict")] == [
+        SECTION_NAME, "the environment", "the task's flags", "FABRIC_RETRACE_* variables"]
 
 
 def test_empty_environment_variables_count_as_unset():
-    assert resolve_options(FILE, {}, {"FABRIC_RETRACE_VERSION": "", "RETRACE_VERSION": ""})["version"] == "file"
+    assert resolve(FILE, {}, environ={"FABRIC_RETRACE_VERSION": "", "RETRACE_VERSION": ""})["version"] == "file"
 
 
-def test_an_empty_flag_is_kept_so_validation_reports_it():
-    assert resolve_options(FILE, {"app_name": ""}, {})["app_name"] == ""
-
-
-def test_the_key_is_never_taken_from_flags():
-    options = resolve_options(FILE, {"api_key": "from-a-flag"}, {"STACKIFY_API_KEY": "from-env"})
-    assert options["api_key"] == "from-env"
+def test_the_key_is_never_taken_from_flags_nor_suggested_as_one():
+    resolved = resolve(FILE, {"api_key": "from-a-flag", "api_key_file": "/from/a/flag"}, environ={})
+    assert resolved["api_key"] is None and resolved["api_key_file"] is None
+    assert "api_key" not in FLAG_OPTIONS and "api_key_file" not in FLAG_OPTIONS
+    ways = resolved.how_to_set("api_key")
+    assert "RETRACE_API_KEY" in ways and "retrace.api_key in fabric.yaml" in ways and "--api" not in ways
+    assert resolved.how_to_set("version") == "--version, RETRACE_VERSION or retrace.version in fabric.yaml"
 
 
 @pytest.mark.parametrize("variable", ["RETRACE_API_KEY", "STACKIFY_API_KEY", "FABRIC_RETRACE_API_KEY"])
 def test_the_key_comes_from_any_of_its_variables(variable):
-    assert resolve_options(FILE, {}, {variable: "k"})["api_key"] == "k"
+    assert resolve(FILE, {}, environ={variable: "k"})["api_key"] == "k"
 
 
 def test_the_shared_deployment_name_variable_feeds_name():
-    assert resolve_options(FILE, {}, {"RETRACE_DEPLOYMENT_NAME": "Big release"})["name"] == "Big release"
+    assert resolve(FILE, {}, environ={"RETRACE_DEPLOYMENT_NAME": "Big release"})["name"] == "Big release"
 
 
 def test_a_config_without_a_retrace_section_gets_the_defaults():
-    options = resolve_options({}, {"version": "1", "branch": "b", "commit": "c", "uri": "https://u"}, {})
-    assert options["validate_certs"] is True and options["timeout"] == FABRIC_SETTINGS["timeout"][1]
-    assert options["api_url"] is None  # the core applies https://api.stackify.net
+    resolved = resolve({}, {"version": "1"}, environ={}, directory="/nonexistent")
+    assert (resolved["validate_certs"], resolved["timeout"], resolved["api_url"]) == (True, 10.0, "https://api.stackify.net")
+    assert (resolved.strict, resolved["orphan_guard"], resolved["stale_start"]) == (False, True, "recover")
+    assert resolved.problems == [] and resolved.unknown == []
 
 
 def test_detection_fills_only_what_is_unset(tmp_path, monkeypatch):
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # no repository above tmp_path either
-    config = {"retrace": {"detect_source": True}}
     environ = {"CIRCLECI": "true", "CIRCLE_BRANCH": "ci-branch", "CIRCLE_SHA1": "abc", "CIRCLE_BUILD_URL": "https://circle/1"}
-    options = resolve_options(config, {"branch": "mine"}, environ, directory=str(tmp_path))
-    assert (options["branch"], options["commit"], options["uri"]) == ("mine", "abc", "https://circle/1")
-    assert options["version"] is None  # no git here: the core will say version is required
+    resolved = resolve({"retrace": {"detect_source": True}}, {"branch": "mine"}, environ=environ, directory=str(tmp_path))
+    assert (resolved["branch"], resolved["commit"], resolved["uri"]) == ("mine", "abc", "https://circle/1")
+    assert resolved["version"] is None  # no tag, no git here: the engine says how to set it
+    assert resolved.source_of("commit").name == "detection (circleci)"
 
 
-def test_detection_can_be_switched_off(tmp_path):
-    environ = {"CIRCLECI": "true", "CIRCLE_BRANCH": "ci-branch"}
-    assert resolve_options({"retrace": {"detect_source": False}}, {}, environ, directory=str(tmp_path))["branch"] is None
+def test_a_ci_tag_gives_the_version():
+    environ = {"GITHUB_ACTIONS": "true", "GITHUB_REF_TYPE": "tag", "GITHUB_REF_NAME": "v2.0.0"}
+    assert resolve({}, {}, environ=environ, directory="/nonexistent")["version"] == "v2.0.0"
+
+
+@pytest.mark.parametrize("source", ["fabric.yaml", "FABRIC_RETRACE_DETECT_SOURCE"])
+def test_detection_can_be_switched_off(tmp_path, source):
+    config = {"retrace": {"detect_source": False}} if source == "fabric.yaml" else {}
+    environ = {"CIRCLECI": "true", "CIRCLE_BRANCH": "ci-branch", **({source: "no"} if source != "fabric.yaml" else {})}
+    assert resolve(config, {}, environ=environ, directory=str(tmp_path))["branch"] is None
 
 
 @pytest.mark.parametrize("word, expected", [("false", False), ("no", False), ("0", False), ("off", False),
                                             ("true", True), ("yes", True), ("1", True)])
 def test_every_boolean_setting_reads_words_from_any_source(word, expected):
-    for name in ("strict", "parallel", "fail_fast", "orphan_guard", "detect_source", "validate_certs"):
-        assert getattr(read_settings({}, {f"FABRIC_RETRACE_{name.upper()}": word}), name) is expected
-        assert getattr(read_settings({"retrace": {name: word}}, {}), name) is expected
+    for name in ("strict", "orphan_guard", "detect_source", "validate_certs"):
+        assert resolve({}, {}, environ={f"FABRIC_RETRACE_{name.upper()}": word})[name] is expected
+        assert resolve({"retrace": {name: word}}, {}, environ={})[name] is expected
+    for name in ("parallel", "fail_fast"):
+        assert deploy_settings({}, {f"FABRIC_RETRACE_{name.upper()}": word})[name] is expected
+        assert deploy_settings({"retrace": {name: word}}, {})[name] is expected
 
 
 def test_fabric_variables_beat_shared_variables_beat_the_section():
     section = {"retrace": {"strict": True, "stale_start": "recover"}}
-    assert read_settings(section, {"RETRACE_STRICT": "no"}).strict is False
-    assert read_settings(section, {"RETRACE_STRICT": "no", "FABRIC_RETRACE_STRICT": "yes"}).strict is True
-    assert read_settings(section, {"RETRACE_STALE_START": "fail"}).stale_start == "fail"
-    assert read_settings({}, {"FABRIC_RETRACE_TIMEOUT": "2.5"}).timeout == 2.5
+    assert resolve(section, {}, environ={"RETRACE_STRICT": "no"}).strict is False
+    assert resolve(section, {}, environ={"RETRACE_STRICT": "no", "FABRIC_RETRACE_STRICT": "yes"}).strict is True
+    assert resolve(section, {}, environ={"RETRACE_STALE_START": "fail"})["stale_start"] == "fail"
+    assert resolve({}, {}, environ={"FABRIC_RETRACE_TIMEOUT": "2.5"})["timeout"] == 2.5
 
 
-def test_defaults_strict_off_guard_on_recover():
-    settings = read_settings({}, {})
-    assert (settings.strict, settings.orphan_guard, settings.stale_start, settings.fail_fast) == (False, True, "recover", True)
+@pytest.mark.parametrize("key, suggestion", [("stirct", "strict"), ("app-name", "app_name"), ("stpes", "steps")])
+def test_a_misspelt_key_is_named_with_a_suggestion_and_is_not_a_problem(key, suggestion):
+    resolved = resolve({"retrace": {key: True, "version": "1"}}, {}, environ={})
+    assert [unknown.line() for unknown in resolved.unknown] == [
+        f"unknown setting {key!r} in {SECTION_NAME} (did you mean {suggestion}?): it is ignored"]
+    assert resolved.problems == [] and resolved.strict is False
+
+
+def test_a_section_that_is_not_a_mapping_is_the_first_problem():
+    resolved = resolve({"retrace": "FooApp"}, {}, environ={"RETRACE_STRICT": "yes"})
+    assert str(resolved.problems[0]).startswith("retrace: must be a mapping of settings")
+    assert resolved.strict is True
+    assert str(deploy_settings({"retrace": "FooApp"}, {}).problems[0]).startswith("retrace: must be a mapping")
 
 
 @pytest.mark.parametrize("config, environ, option, text", [
-    ({"retrace": "FooApp"}, {}, "retrace", "must be a mapping"),
-    ({"retrace": {"app-name": "x"}}, {}, "retrace", "did you mean app_name"),
-    ({"retrace": {"stpes": []}}, {}, "retrace", "did you mean steps"),
     ({}, {"FABRIC_RETRACE_STRICT": "maybe"}, "strict", "true or false"),
     ({}, {"FABRIC_RETRACE_TIMEOUT": "soon"}, "timeout", "number of seconds"),
     ({}, {"RETRACE_STALE_START": "ignore"}, "stale_start", "recover, fail"),
+    ({"retrace": {"version": 1.5}}, {}, "version", "quote it"),
 ])
-def test_bad_settings_name_the_setting(config, environ, option, text):
-    with pytest.raises(InvalidInput) as raised:
-        read_settings(config, environ)
-    assert raised.value.option == option and text in str(raised.value)
+def test_bad_settings_are_problems_naming_the_setting_and_its_source(config, environ, option, text):
+    (problem,) = resolve(config, {}, environ=environ).problems
+    assert problem.option == option and text in str(problem) and "(from " in str(problem)
+
+
+def test_an_invalid_strict_value_counts_as_strict():
+    assert resolve({}, {}, environ={"FABRIC_RETRACE_STRICT": "maybe"}).strict is True
+
+
+@pytest.mark.parametrize("steps, text", [("make", "must be a list"), (None, None), (["make", {"run": "x", "sudo": True}], None)])
+def test_deploy_settings_are_checked_apart_from_tracking(steps, text):
+    config = {"retrace": {"steps": steps}}
+    problems = [str(problem) for problem in deploy_settings(config, {}).problems]
+    assert problems == ([] if text is None else [f"steps: {text}, got str (from {SECTION_NAME})"])
+    assert resolve(config, {}, environ={}).problems == [], "a deploy setting is not a tracking problem"

@@ -11,10 +11,11 @@ from invoke import Context, MockContext, Result, Task
 from invoke.exceptions import Exit
 
 from retrace_fabric import deploy, track, tracked
-from retrace_fabric.core.deployment import Deployment
 from retrace_fabric.core.errors import InvalidInput
 from retrace_fabric.deploy import HostRunner, Step, deploy_to, parse_steps, run_recorded_hosts, step_environment
-from retrace_fabric.tracking import Interrupted
+from retrace_fabric.tracking import Interrupted, Reporter
+
+FIELDS = {"app_name": "A", "environment_name": "E", "version": "v 1", "name": "v 1"}
 
 
 def _actions(emulator):
@@ -26,7 +27,25 @@ def test_tracked_sends_start_then_complete(retrace_config, emulator, capsys):
         assert _actions(emulator) == [("start", 202)]
     assert deployment.name == "Nightly"
     assert _actions(emulator) == [("start", 202), ("complete", 202)]
-    assert capsys.readouterr().out.count("-> HTTP 202") == 2
+    out = capsys.readouterr().out
+    assert out.count("-> HTTP 202") == 2 and out.count("retrace.start: sent {") == 1
+    assert "retrace: deployment 1.0.0 of DemoApp to Production started" in out
+    assert "retrace: deployment 1.0.0 of DemoApp to Production completed" in out
+
+
+def test_the_engines_lines_go_where_fabric_shows_them(capsys):
+    reporter = Reporter()
+    reporter.info("deployment 1 of A to E started")
+    reporter.detail("start: sent {} -> HTTP 202")
+    reporter.warning("deployment 1 of A to E NOT recorded: why")
+    reporter.error("deployment 1 of A to E NOT recorded: why (strict: the run stops)")
+    reporter.debug("start: {\"url\": \"...\"}")
+    reporter.debug("Retrace start: attempt 1 failed (HTTP 503); retrying in 0.5 s")
+    out, err = capsys.readouterr()
+    assert out.splitlines() == ["retrace: deployment 1 of A to E started", "retrace.start: sent {} -> HTTP 202"]
+    assert err.splitlines() == ["retrace: WARNING: deployment 1 of A to E NOT recorded: why",
+                                "retrace: ERROR: deployment 1 of A to E NOT recorded: why (strict: the run stops)",
+                                "retrace: Retrace start: attempt 1 failed (HTTP 503); retrying in 0.5 s"]
 
 
 def test_tracked_cancels_on_an_error_and_re_raises_it(retrace_config, emulator):
@@ -46,15 +65,16 @@ def test_tracked_turns_an_interruption_into_exit_after_cancel(retrace_config, em
     assert _actions(emulator) == [("start", 202), ("cancel", 202)]
 
 
-def test_with_strict_true_a_refused_start_stops_the_work_with_exit_1(retrace_config, emulator, monkeypatch):
+def test_with_strict_true_a_refused_start_stops_the_work_with_exit_1(retrace_config, emulator, monkeypatch, capsys):
     monkeypatch.setenv("RETRACE_API_KEY", "wrong-key")
     retrace_config.retrace.strict = "yes"
     ran = []
     with pytest.raises(Exit) as raised:
         with tracked(Context(retrace_config)):
             ran.append(True)
-    assert raised.value.code == 1 and "rejected the API key" in raised.value.message
-    assert not ran and "wrong-key" not in raised.value.message
+    err = capsys.readouterr().err
+    assert raised.value.code == 1 and "rejected the API key" in err and err.count("retrace: ERROR:") == 1
+    assert not ran and "wrong-key" not in err
 
 
 def test_by_default_a_refused_start_only_warns(retrace_config, emulator, monkeypatch, capsys):
@@ -65,13 +85,26 @@ def test_by_default_a_refused_start_only_warns(retrace_config, emulator, monkeyp
     assert ran and "NOT recorded: start failed" in capsys.readouterr().err
 
 
-def test_invalid_settings_exit_2_before_anything_is_sent(retrace_config, emulator):
+def test_a_missing_setting_warns_and_the_block_runs_untracked(retrace_config, emulator, capsys):
     retrace_config.retrace.app_name = None
+    with tracked(Context(retrace_config)) as deployment:
+        ran = True
+    assert ran and deployment is None and emulator.journal() == []
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert warning.startswith("retrace: WARNING: deployment 1.0.0 to Production NOT recorded: app_name: is not set")
+    assert "--app-name" in warning and "RETRACE_APP_NAME" in warning and "retrace.app_name in fabric.yaml" in warning
+
+
+@pytest.mark.parametrize("strict", ["yes", "ture"])
+def test_with_strict_a_missing_setting_exits_2_before_the_block(retrace_config, emulator, capsys, strict):
+    retrace_config.retrace.app_name = None
+    retrace_config.retrace.strict = strict
+    ran = []
     with pytest.raises(Exit) as raised:
         with tracked(Context(retrace_config)):
-            pass
-    assert raised.value.code == 2 and "app_name: is required" in raised.value.message
-    assert emulator.journal() == []
+            ran.append(True)
+    assert raised.value.code == 2 and not ran and emulator.journal() == []
+    assert "app_name: is not set" in capsys.readouterr().err
 
 
 def test_track_keeps_the_task_signature_for_invoke(retrace_config, emulator):
@@ -99,17 +132,16 @@ def test_bad_steps_name_the_setting(steps):
 
 
 def test_the_step_environment_is_quoted_for_ssh_and_carries_no_key():
-    deployment = Deployment.create(app_name="Shop", environment_name="Prod", version="1.0", name="Big release")
-    assert step_environment(deployment, inline=True) == {
+    fields = {"app_name": "Shop", "environment_name": "Prod", "version": "1.0", "name": "Big release"}
+    assert step_environment(fields, inline=True) == {
         "RETRACE_APP_NAME": "Shop", "RETRACE_ENVIRONMENT_NAME": "Prod", "RETRACE_VERSION": "1.0",
         "RETRACE_DEPLOYMENT_NAME": "'Big release'"}
-    assert step_environment(deployment, inline=False)["RETRACE_DEPLOYMENT_NAME"] == "Big release"
+    assert step_environment(fields, inline=False)["RETRACE_DEPLOYMENT_NAME"] == "Big release"
 
 
 def test_a_failing_local_step_stops_that_target_and_is_summarised():
     context = MockContext(run={"make": Result(exited=0, stdout="built\n"), "make install": Result(exited=3)})
-    deployment = Deployment.create(app_name="A", environment_name="E", version="1")
-    runner = HostRunner([context], parse_steps(["make", "make install", "never"]), deployment, parallel=True)
+    runner = HostRunner([context], parse_steps(["make", "make install", "never"]), FIELDS, parallel=True)
 
     with pytest.raises(Exception, match=r"local \(failed\)"):
         runner.run()
@@ -120,8 +152,7 @@ def test_remote_steps_get_the_deployment_variables_inline(remote):
     remote.expect(host="web1", user="deploy", port=22,
                   commands=[Command("export RETRACE_APP_NAME=A RETRACE_DEPLOYMENT_NAME='v 1' RETRACE_ENVIRONMENT_NAME=E "
                                     "RETRACE_VERSION='v 1' && ./release.sh", out=b"released\n")])
-    deployment = Deployment.create(app_name="A", environment_name="E", version="v 1")
-    runner = HostRunner([Connection("web1", user="deploy")], [Step("./release.sh")], deployment, parallel=True)
+    runner = HostRunner([Connection("web1", user="deploy")], [Step("./release.sh")], FIELDS, parallel=True)
 
     runner.run()
 
@@ -179,6 +210,32 @@ def test_deploy_to_no_hosts_is_invalid_and_sends_nothing(retrace_config, emulato
         deploy_to([], retrace_config)
     assert raised.value.code == 2 and "hosts" in raised.value.message
     assert emulator.journal() == []
+
+
+@pytest.mark.parametrize("setting, value, message", [("steps", "make", "steps: must be a list"),
+                                                     ("steps", [], "steps: must be a non-empty list"),
+                                                     ("parallel", "maybe", "parallel: must be true or false")])
+def test_deploy_settings_that_leave_nothing_to_deploy_exit_2_without_strict(retrace_config, emulator, setting, value, message):
+    retrace_config.retrace.steps = ["false"]
+    retrace_config.retrace[setting] = value
+    context = MockContext(config=retrace_config, run={"false": Result(exited=1)})
+    with pytest.raises(Exit) as raised:
+        deploy_to([context], retrace_config)
+    assert raised.value.code == 2 and message in raised.value.message and "nothing was sent" in raised.value.message
+    assert emulator.journal() == []
+
+
+def test_deploy_to_without_a_key_runs_the_steps_with_the_deployments_variables(retrace_config, emulator, monkeypatch, capsys):
+    monkeypatch.delenv("RETRACE_API_KEY")
+    retrace_config.retrace.steps = ["./release.sh"]
+    context = MockContext(config=retrace_config, run={"./release.sh": Result("released\n")})
+
+    deploy_to([context], retrace_config)
+
+    out, err = capsys.readouterr()
+    assert emulator.journal() == [] and "local  ok" in out and "NOT recorded: api_key" in err
+    environment = context.run.call_args.kwargs["env"]
+    assert (environment["RETRACE_VERSION"], environment["RETRACE_APP_NAME"]) == ("1.0.0", "DemoApp")
 
 
 def test_a_dry_run_sends_nothing(retrace_config, emulator, capsys):

@@ -13,10 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-import retrace_fabric  # noqa: F401  # pylint: disable=unused-import  # registers retrace_fabric.core
 from retrace_fabric.core.transport import ConnectionFailed, TimedOut, TlsFailed
-from retrace_fabric.tracking import build_client
 from retrace_fabric.core.transport import UrllibTransport as RequestsTransport  # the name these tests grew up with
+from retrace_fabric.tracking import new_run
 
 HEADERS = {"Authorization": "ApiKey emulator-demo-key", "Content-Type": "application/json"}
 BODY = b'{"Version":"1","AppName":"DemoApp","EnvironmentName":"Production"}'
@@ -113,9 +112,10 @@ def test_an_untrusted_certificate_fails_tls_and_a_given_ca_bundle_is_trusted(ser
     assert RequestsTransport(validate_certs=False).post(url, BODY, HEADERS, 2).status == 307
 
 
-def test_fabric_builds_the_cores_urllib_transport_with_its_tls_settings():
+def test_fabric_builds_the_cores_urllib_transport_with_its_tls_settings(clean_environment):
     config = {"retrace": {"app_name": "A", "environment_name": "E", "version": "1", "api_key": "k", "validate_certs": "no",
                           "ca_path": "/ca.pem", "detect_source": False}}
-    client, _deployment = build_client(config)
+    _run, target, _resolved = new_run(config, owner_pid=None)
+    client = target.client
     assert isinstance(client.transport, RequestsTransport)
     assert (client.transport.validate_certs, client.transport.ca_path) == (False, "/ca.pem")
