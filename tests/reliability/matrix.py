@@ -354,8 +354,9 @@ EXIT_ROWS = (
 # --- bad-input matrix ----------------------------------------------------------------------------
 
 CALLBACK_OFF = "warns once naming the setting; the playbook runs untracked"
-MODULE_ALL = _refs(f"{M_INPUT}::test_every_bad_input_fails_before_anything_is_sent")
-ROLE_INPUT = _refs(f"{R_PLAYS}::test_bad_role_input_fails_before_the_start_is_sent")
+MODULE_ALL = _refs(f"{M_INPUT}::test_every_bad_setting_sends_nothing_and_names_the_setting")
+ROLE_INPUT = _refs(f"{R_PLAYS}::test_a_bad_setting_warns_once_and_the_deployment_goes_on",
+                   f"{R_PLAYS}::test_a_bad_setting_with_strict_fails_the_play_before_the_tasks")
 ROLE_VIA_MODULE = NotApplicable("The role passes this setting to the module's start task, so the module's check"
                                 " (Module column) is the one that applies; it is not run again through the role.")
 
@@ -370,8 +371,10 @@ def _callback(case: str) -> tuple:
 
 INPUT_ROWS = (
     Row("api_key missing", "'api_key: is required' (and where to set it)", {
-        "module": _refs(f"{M_INPUT}::test_missing_key_is_reported_with_where_to_set_it"),
-        "role": ROLE_VIA_MODULE,
+        "module": _refs(f"{M_INPUT}::test_no_key_anywhere_warns_once_and_the_deployment_goes_on",
+                        f"{M_INPUT}::test_no_key_with_strict_fails_before_the_deploy_step"),
+        "role": _refs(f"{R_PLAYS}::test_no_key_anywhere_runs_the_tasks_with_one_warning",
+                      f"{R_PLAYS}::test_no_key_with_strict_fails_the_play_before_the_tasks"),
         "callback": _refs(f"{CB}::test_missing_settings_warn_once_and_send_nothing"), "fabric": _fab("no key")}),
     Row("api_key with a newline or space", "'api_key: must not contain spaces, newlines…'", {
         "module": MODULE_ALL, "role": ROLE_VIA_MODULE, "callback": _callback("key-with-newline"), "fabric": _fab("key with a newline")}),
@@ -402,7 +405,8 @@ INPUT_ROWS = (
         "callback": _callback("validate-certs-not-boolean"),
         "fabric": _fab("validate_certs not a boolean")}),
     Row("deployment steps missing (role: tracked_deployment_tasks, Fabric: retrace.steps)", "names the setting; nothing deployed", {
-        "module": NotApplicable("The module runs no deployment steps."), "role": ROLE_INPUT,
+        "module": NotApplicable("The module runs no deployment steps."),
+        "role": _refs(f"{R_PLAYS}::test_a_bad_tasks_file_fails_before_the_start_is_sent"),
         "callback": NotApplicable("The callback runs no deployment steps: the playbook is the deployment."),
         "fabric": _refs(f"{REL_INPUT}::test_fabric_deploy_rejects_bad_steps_before_the_start")}),
 )

@@ -6,6 +6,7 @@ from ansible_run import DEMO, calls, play, run_playbook, task, write_playbook
 
 FILE_KEY = "f1le-Retrace-Key-3c9b1e"
 ACCOUNTS = {FILE_KEY: {"apps": ["DemoApp"], "environments": ["Production"]}}
+DEPLOY_STEP = {"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying"}}
 
 
 def _key_file(directory):
@@ -29,22 +30,27 @@ def test_the_option_and_the_environment_variable_give_the_key(tmp_path, ansible_
 
 
 @pytest.mark.retrace_emulator(accounts=ACCOUNTS)
-def test_a_key_and_a_key_file_from_the_environment_fail_the_task_before_anything_is_sent(tmp_path, ansible_env, retrace_emulator):
+@pytest.mark.parametrize("strict", [False, True], ids=["fail-open", "strict"])
+def test_a_key_and_a_key_file_from_the_environment_send_nothing(tmp_path, ansible_env, retrace_emulator, strict):
     key_file = _key_file(tmp_path)
-    playbook = write_playbook(tmp_path, [play(task("started", version="1.0", **DEMO))])
+    playbook = write_playbook(tmp_path, [play(task("started", version="1.0", **DEMO, strict=strict), DEPLOY_STEP)])
     run = run_playbook(playbook, env=dict(ansible_env, RETRACE_API_KEY_FILE=str(key_file)))  # and RETRACE_API_KEY
-    assert run.returncode == 2, run.stdout
-    assert "set api_key or api_key_file, not both" in run.stdout
+    assert run.returncode == (2 if strict else 0), run.stdout
+    assert "NOT recorded: api_key, api_key_file: both are set: set api_key or api_key_file, not both" in run.stdout
+    assert ("deploying" in run.stdout) is not strict
     assert calls(retrace_emulator) == []
 
 
 @pytest.mark.retrace_emulator(accounts=ACCOUNTS)
-def test_a_missing_key_file_fails_the_task_naming_it(tmp_path, ansible_env, retrace_emulator):
+@pytest.mark.parametrize("strict", [False, True], ids=["fail-open", "strict"])
+def test_a_missing_key_file_is_named(tmp_path, ansible_env, retrace_emulator, strict):
     env = dict(ansible_env)
     del env["RETRACE_API_KEY"]
     missing = tmp_path / "absent.key"
-    playbook = write_playbook(tmp_path, [play(task("started", version="1.0", api_key_file=str(missing), **DEMO))])
+    playbook = write_playbook(tmp_path, [play(task("started", version="1.0", api_key_file=str(missing), **DEMO, strict=strict),
+                                              DEPLOY_STEP)])
     run = run_playbook(playbook, env=env)
-    assert run.returncode == 2, run.stdout
+    assert run.returncode == (2 if strict else 0), run.stdout
     assert f"api_key_file: cannot read '{missing}'" in run.stdout
+    assert ("deploying" in run.stdout) is not strict
     assert calls(retrace_emulator) == []

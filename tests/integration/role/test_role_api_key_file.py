@@ -40,11 +40,12 @@ def test_the_key_comes_from_the_file(tmp_path, role_env, retrace_emulator, sourc
     assert FILE_KEY not in run.stdout
 
 
-def test_a_key_and_a_key_file_fail_before_the_start_is_sent(tmp_path, role_env, retrace_emulator):
-    """retrace_api_key_file and RETRACE_API_KEY (the role's environment): refused, the deployment steps never run."""
-    run = run_playbook(write_playbook(tmp_path, [_play(tmp_path, {"retrace_api_key_file": str(_key_file(tmp_path))})]),
-                       env=role_env, inventory=ONE_HOST)
-    assert run.returncode == 2, run.stdout
-    assert "set api_key or api_key_file, not both" in run.stdout
-    assert "deploying" not in run.stdout
+@pytest.mark.parametrize("strict", [False, True], ids=["fail-open", "strict"])
+def test_a_key_and_a_key_file_send_nothing(tmp_path, role_env, retrace_emulator, strict):
+    """retrace_api_key_file and RETRACE_API_KEY (the role's environment): NOT recorded; the steps run unless strict."""
+    role_vars = {"retrace_api_key_file": str(_key_file(tmp_path)), "retrace_strict": strict}
+    run = run_playbook(write_playbook(tmp_path, [_play(tmp_path, role_vars)]), env=role_env, inventory=ONE_HOST)
+    assert run.returncode == (2 if strict else 0), run.stdout
+    assert "NOT recorded: api_key, api_key_file: both are set: set api_key or api_key_file, not both" in run.stdout
+    assert ("deploying" in run.stdout) is not strict
     assert retrace_emulator.journal() == []
