@@ -36,6 +36,7 @@ from ansible_collections.stackify.retrace.plugins.plugin_utils._source import de
 display = Display()
 #: extra vars a controller (AWX) adds to every job by itself: nobody launching a job chooses them
 CONTROLLER_VARIABLES = ("awx_", "tower_")
+ROLE = "stackify.retrace.tracked_deployment"
 
 
 class ActionModule(ActionBase):
@@ -75,8 +76,11 @@ class ActionModule(ActionBase):
         written = self._written_arguments()
         from_extra = {name for name, value in arguments.items()
                       if _is_template(written.get(name, "{{")) and _rendered_from(name, value, chosen)}
+        # The role's own start and end tasks take no settings but the state: they are not a way to set one.
+        settable = () if task_vars.get("ansible_role_name") == ROLE else None
         sources = [
-            _resolve.Source("the task's arguments", _pick(arguments, from_extra, False), _resolve.PROJECT, "the task's {option} argument"),
+            _resolve.Source("the task's arguments", _pick(arguments, from_extra, False), _resolve.PROJECT, "the task's {option} argument",
+                            settable=settable),
             _resolve.Source("a task argument rendered from extra vars", _pick(arguments, from_extra, True), _resolve.VARIABLES),
             _resolve.Source("extra vars", _pick(variables, named_in_extra, True), _resolve.VARIABLES, "-e retrace_{option}=..."),
             _resolve.Source("the play's variables", _pick(variables, named_in_extra, False), _resolve.PROJECT,

@@ -43,10 +43,11 @@ options:
       - The scheme and host are lower-cased and a default port (V(:443), V(:80)) dropped, so that one API has
         one spelling (in requests, messages and the orphan guard's identity).
       - A key from the environment (E(RETRACE_API_KEY), E(STACKIFY_API_KEY), E(RETRACE_API_KEY_FILE), as an AWX
-        credential injects it) is only sent to the URL from the environment (E(RETRACE_API_URL), else the
-        default). An O(api_url) given otherwise (an extra var, a task argument, the role's C(retrace_api_url))
-        that names another API is refused before anything is sent; set the URL beside the key. The callback's
-        C(ansible.cfg) setting is a file of the project and is accepted.
+        credential injects it) is sent to the URL from the environment (E(RETRACE_API_URL), else the default), or
+        to one written in the project's own files - a playbook task's argument, play vars, C(group_vars), the
+        callback's C(ansible.cfg) - which are trusted like the playbooks. An O(api_url) from extra vars (a survey, a
+        launch prompt, C(-e retrace_api_url=...), or a task argument templated from them) that names another API
+        never gets that key; nothing is recorded and one warning says to set the URL beside the key.
     type: str
     default: https://api.stackify.net
   validate_certs:
@@ -98,7 +99,10 @@ options:
     description:
       - Version being deployed. With O(app_name) and O(environment_name) it identifies the
         deployment, so start and complete/cancel must use the same three values.
-      - Required. When not set, the E(RETRACE_VERSION) environment variable is used.
+      - When not set, the E(RETRACE_VERSION) environment variable is used, else it is detected - an AWX job's
+        project revision, a tag the CI system built, C(git describe --tags --always --dirty) of the playbook's
+        directory, an AWX job's id. When none gives one, nothing is recorded and one warning says how to set it;
+        when git refuses the checkout ("dubious ownership"), the warning gives the C(safe.directory) command.
       - Quote numeric versions in YAML (V("1.10"), not V(1.10), which YAML reads as 1.1).
     type: str
   name:
@@ -146,10 +150,12 @@ options:
 options:
   strict:
     description:
-      - What a tracking failure does to the run. A start or end that Retrace refuses or cannot receive
-        (unreachable, deadline passed, HTTP 401/400/409) is, with V(false), one warning line saying what was
-        not recorded, and the deployment goes on; with V(true) it fails the run.
-      - An invalid setting is always an error, before anything is sent.
+      - What a tracking problem does to the run. A setting that is missing or invalid (no API key, no version), or
+        a start or end that Retrace refuses or cannot receive (unreachable, deadline passed, HTTP 401/400/409),
+        is, with V(false), one warning line saying what was NOT recorded and how to fix it, and the deployment goes
+        on; with V(true) it fails the run, before any deployment step when it is the start.
+      - A value that is not a boolean (V(ture)) counts as V(true), and is named. A misspelt setting (C(stirct)) is
+        never a failure; one warning names it, with the setting it is close to.
       - When not set, the E(RETRACE_STRICT) environment variable is used.
       - The same setting is C(retrace_strict) for the callback and the role and C(retrace.strict) for Fabric.
     type: bool

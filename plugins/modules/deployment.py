@@ -19,22 +19,38 @@ description:
   - Sending the start from several hosts makes Retrace answer HTTP 409 for all but the first, so
     set C(run_once) to V(true) for start, complete and cancel, or use the C(stackify.retrace.tracked_deployment)
     role, which sends exactly one start and one complete or cancel around your deployment tasks.
-  - Every setting is checked before anything is sent; a bad one fails the task with a message
-    naming the option.
-  - "Tracking never takes a deployment down unless you ask for it: with O(strict=false) (the default) a call that
-    Retrace refuses or cannot receive leaves the task C(ok) with RV(tracked=false) and one warning saying what was
-    not recorded, so the play goes on deploying. Set O(strict=true) to fail the task instead. The default is
-    V(false) because a failing task stops the play, which would stop a deployment because of its monitoring."
+  - Under C(serial), a C(run_once) start task runs once per batch; the later batches find the deployment this run
+    started still in progress and send nothing again (RV(tracked=true), no warning), so a start in a C(serial)
+    play and an end in a later play record one deployment.
+  - "Settings, highest first: the task's arguments; C(retrace_*) variables wherever you keep them (C(group_vars),
+    C(host_vars), play vars, role vars, extra vars: C(retrace_version), C(retrace_api_key)...); the controller's
+    C(RETRACE_*) environment variables; the defaults. The same order as the C(stackify.retrace.tracked_deployment)
+    role and the callback, so one set of C(retrace_*) variables serves all of them."
+  - Every setting is checked before anything is sent. Ansible itself checks O(state) only (a bad O(state) is a
+    bug in the playbook and fails the task); the others are checked by the collection, so that a bad value is
+    treated like every other tracking problem.
+  - "Tracking never takes a deployment down unless you ask for it: with O(strict=false) (the default) a setting
+    that is missing or invalid (no API key, no version), or a call that Retrace refuses or cannot receive, leaves
+    the task C(ok) with RV(tracked=false) and one warning saying what was NOT recorded and how to fix it, so the
+    play goes on deploying. Set O(strict=true) to fail the task instead. The default is V(false) because a
+    failing task stops the play, which would stop a deployment because of its monitoring."
+  - An argument or C(retrace_*) variable that is not a setting (a typo such as C(stirct)) is named in one warning,
+    with the setting it is close to, and ignored; it never fails the task.
   - "After an accepted V(started), an orphan guard (O(orphan_guard)) watches the C(ansible-playbook) process. If the
     run ends (killed by AWX or ansible-runner, Ctrl-C, SIGTERM, SIGHUP, a crash, or simply the end of the playbook)
     before a V(completed) or V(cancelled) task of the same run, it cancels the deployment. To close the deployment
     in a later, separate run, set O(orphan_guard=false) on the start. An ad-hoc C(ansible -m stackify.retrace.deployment
     -a state=started) is a single call whose deployment outlives the command, so it arms no guard."
-  - "In an AWX / Automation Platform job (recognised by the C(awx_job_id) extra var, or E(JOB_ID) with E(AWX_HOST)),
-    options left unset come from the job as they do for the callback: O(version) and O(commit) from the project
+  - "O(version), O(branch), O(commit) and O(uri) left unset are found as the callback finds them. V(completed) and
+    V(cancelled) first reuse the version the V(started) task of the same run sent (so a checkout that became
+    C(-dirty) meanwhile still names the same deployment). Then, in an AWX / Automation Platform job (recognised by
+    the C(awx_job_id) extra var, or E(JOB_ID) with E(AWX_HOST)), the job: O(version) and O(commit) from the project
     revision, O(branch) from the project's or the job's branch, O(uri) the job's page in the controller
-    (E(AWX_HOST)); O(name_format) can name the launching user and the job template. Outside a controller job the
-    module detects nothing (O(version) is required)."
+    (E(AWX_HOST)); then a tag the CI system built (GitHub Actions, GitLab CI, Jenkins...); then
+    C(git describe --tags --always --dirty) of the playbook's directory; then the AWX job's id. When none gives a
+    version, nothing is recorded and the warning says how to set one; when git refuses the checkout (\"dubious
+    ownership\"), it gives the C(safe.directory) command. O(name_format) can name the launching user and the job
+    template."
 author:
   - Stackify Retrace collection maintainers (@stackify)
 extends_documentation_fragment:
@@ -85,6 +101,9 @@ notes:
     minutes to appear in Retrace.
   - For tracking a whole playbook run, from the first task to the last, use the
     P(stackify.retrace.deployment#callback) callback plugin instead.
+  - Run without its action plugin (the module file copied on its own into a C(library/) folder), the module reads
+    its arguments and the environment of the host it runs on, detects nothing, and Ansible checks the arguments'
+    types itself.
 seealso:
   - name: Retrace deployment tracking
     description: Stackify's documentation of the Deployment Tracking API.
@@ -126,6 +145,16 @@ EXAMPLES = r"""
 # Key, URL and names from the controller's environment
 # (RETRACE_API_KEY, RETRACE_APP_NAME, RETRACE_ENVIRONMENT_NAME, RETRACE_VERSION...).
 - name: Start with settings from the environment
+  stackify.retrace.deployment:
+    state: started
+  run_once: true
+
+# Settings kept once for the module, the role and the callback, for example in group_vars/production.yml:
+#   retrace_app_name: Shop
+#   retrace_environment_name: Production
+# The tasks then need only the state; the version is git describe of the playbook's directory,
+# the AWX job's revision or a CI tag, unless given (-e retrace_version=2.4.1).
+- name: Start with settings from retrace_* variables
   stackify.retrace.deployment:
     state: started
   run_once: true
@@ -228,8 +257,9 @@ status:
   sample: 202
 tracked:
   description:
-    - Whether Retrace accepted the call. V(false) in check mode, and when the call failed with O(strict=false)
-      (the task is then C(ok) and a warning says what was not recorded).
+    - Whether Retrace holds the deployment as this task left it - it accepted the call, or (a start in a later
+      C(serial) batch) this run had started it already. V(false) in check mode, and when nothing was recorded
+      with O(strict=false) (the task is then C(ok) and a warning says what was NOT recorded and why).
   returned: always
   type: bool
   sample: true
@@ -248,7 +278,7 @@ joined:
   sample: true
 attempts:
   description: Requests made, retries included; V(0) in check mode or when nothing was sent.
-  returned: when the options are valid, or Retrace was contacted
+  returned: always
   type: int
   sample: 1
 api_url:
@@ -258,9 +288,10 @@ api_url:
   sample: https://api.stackify.net
 error:
   description:
-    - Kind of failure; one of V(invalid_input), V(authentication_rejected), V(request_rejected),
-      V(unknown_app_or_environment), V(bad_transition), V(api_unreachable).
-  returned: failure, and when a call failed with O(strict=false)
+    - Kind of failure; one of V(invalid_input) (a setting missing or invalid, so nothing was sent),
+      V(authentication_rejected), V(request_rejected), V(unknown_app_or_environment), V(bad_transition),
+      V(api_unreachable).
+  returned: failure, and when nothing was recorded with O(strict=false)
   type: str
   sample: bad_transition
 """

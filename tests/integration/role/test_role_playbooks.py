@@ -85,6 +85,7 @@ def test_no_key_anywhere_runs_the_tasks_with_one_warning(tmp_path, role_env, ret
     assert run.stdout.count("deploying") == 2
     [warning] = _warnings(run)
     assert "NOT recorded: api_key: is not set" in warning and "RETRACE_API_KEY" in warning
+    assert "retrace_api_key in group_vars" in warning and "argument" not in warning  # the role's task takes none
     assert retrace_emulator.journal() == []
 
 
