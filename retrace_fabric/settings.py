@@ -126,18 +126,13 @@ def resolve(config, flags: t.Mapping[str, t.Any] | None = None, *, environ: t.Ma
     if _resolve.resolve(found, {"detect_source": FABRIC_OPTIONS["detect_source"]})["detect_source"]:
         where = directory or os.getcwd()
         fallbacks.append(lambda values: _resolve.detected_source(*_source.detect(environ, where, values)))
-    resolved = _resolve.resolve(found, TRACKING_OPTIONS, fallbacks=fallbacks, environ=environ,
-                                unknown=_resolve.unknown_settings(map(str, section), SECTION_NAME, KNOWN_KEYS))
-    if problem is not None:
-        # The section could not be read at all: the first reason why the deployment is not recorded.
-        resolved.problems.insert(0, problem)
-    return resolved
+    # A section that could not be read at all is the first reason why the deployment is not recorded.
+    return _resolve.resolve(found, TRACKING_OPTIONS, fallbacks=fallbacks, environ=environ,
+                            unknown=_resolve.unknown_settings(map(str, section), SECTION_NAME, KNOWN_KEYS),
+                            problems=[problem] if problem is not None else [])
 
 
 def deploy_settings(config, environ: t.Mapping[str, str] | None = None) -> _resolve.Resolved:
     """``steps``, ``parallel`` and ``fail_fast``: what ``fab deploy`` runs, checked; a broken section is a problem."""
-    resolved = _resolve.resolve(sources(config, None, environ), DEPLOY_OPTIONS)
     _section, problem = config_section(config)
-    if problem is not None:
-        resolved.problems.insert(0, problem)
-    return resolved
+    return _resolve.resolve(sources(config, None, environ), DEPLOY_OPTIONS, problems=[problem] if problem is not None else [])

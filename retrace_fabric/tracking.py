@@ -102,10 +102,8 @@ class Reporter:
 
     @staticmethod
     def debug(line: str) -> None:
-        # The client's progress (a retry, a lost answer found accepted) is worth seeing; what is about to be sent is
-        # said once it was, by detail().
-        if line.startswith("Retrace "):
-            print(f"retrace: {line}", file=sys.stderr, flush=True)
+        """The client's progress (a retry, a lost answer found accepted): worth seeing, not a warning."""
+        print(f"retrace: {line}", file=sys.stderr, flush=True)
 
 
 def is_dry_run(config) -> bool:

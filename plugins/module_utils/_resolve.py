@@ -172,13 +172,14 @@ Fallback = t.Callable[[t.Mapping[str, t.Any]], "Source | None"]
 
 def resolve(sources: t.Sequence[Source], options: t.Mapping[str, Option] = OPTIONS, *,
             fallbacks: t.Sequence[Fallback] = (), unknown: t.Sequence[UnknownSetting] = (),
-            environ: t.Mapping[str, str] | None = None) -> Resolved:
+            environ: t.Mapping[str, str] | None = None, problems: t.Sequence[InvalidInput] = ()) -> Resolved:
     """Walk ``sources`` (highest precedence first) and return every option's first value, checked.
 
     ``fallbacks`` are asked, in order, for the options still unset after the sources, with the values found so far
     (a run's recorded version, then detection: a controller job, CI, git); each returns a :class:`Source` or None.
     Only options in ``options`` are read.  ``environ`` is where the key-destination rule finds the environment's
-    API URL and key (:func:`key_destination_problem`).  Never raises.
+    API URL and key (:func:`key_destination_problem`).  ``problems``: what the entry point found wrong before
+    (a settings file it could not read), said first.  Never raises.
     """
     sources = list(sources)
     chosen: dict[str, Value] = {}
@@ -198,7 +199,7 @@ def resolve(sources: t.Sequence[Source], options: t.Mapping[str, Option] = OPTIO
         for option in DETECTED_OPTIONS:
             if option not in chosen and source.values.get(option) is not None:
                 chosen[option] = Value(source.values[option], source)
-    problems: list[InvalidInput] = []
+    problems = list(problems)
     values: dict[str, Value] = {}
     for option, spec in options.items():
         found = chosen.get(option)

@@ -321,13 +321,13 @@ class DeploymentRun:
             _guard.forget_join(target.client.settings, target.deployment, self.job_key)
         self._remember(target)
         if self._guarded():
+            why: list[str] = []
             with self.budget.charge():
-                target.guard = _guard.arm_orphan_guard(target.client, target.deployment, owner_pid=self.owner_pid,
-                                                       log=self.reporter.debug)
+                target.guard = _guard.arm_orphan_guard(target.client, target.deployment, owner_pid=self.owner_pid, log=why.append)
             if not target.guard.armed:
-                self.reporter.warning(f"orphan guard not armed for {target.label}: if this run is killed, the deployment "
-                                      "stays in progress in Retrace until the next run of this version recovers it "
-                                      "(see docs/lifecycle.md, \"The orphan guard\")")
+                self.reporter.warning(f"{why[-1] if why else 'orphan guard not armed'} for {target.label}: if this run is "
+                                      "killed, the deployment stays in progress in Retrace until the next run of this version "
+                                      "recovers it (see docs/lifecycle.md, \"The orphan guard\")")
         line = f"{target.label} started"
         self.reporter.info(line)
         return Step(STARTED, line, call=result)
@@ -337,7 +337,6 @@ class DeploymentRun:
         calls = self._calls(target, START_SHARE, since)
         deployment = target.deployment
         try:
-            self.reporter.debug(f"start: {json.dumps(target.client.request(START, deployment), ensure_ascii=False)}")
             result = calls.send(START, deployment)
         except BadTransition as conflict:
             if self.hosts_in_task > 1:
@@ -410,7 +409,6 @@ class DeploymentRun:
             if action == COMPLETE:
                 target.guard.completing()  # killed mid-call, the guard then sends complete too, never a cancel
             try:
-                self.reporter.debug(f"{action}: {json.dumps(target.client.request(action, target.deployment), ensure_ascii=False)}")
                 result = self._calls(target).send(action, target.deployment)
             except RetraceError as error:
                 return self._end_failed(target, action, error)

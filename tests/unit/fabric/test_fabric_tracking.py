@@ -39,7 +39,6 @@ def test_the_engines_lines_go_where_fabric_shows_them(capsys):
     reporter.detail("start: sent {} -> HTTP 202")
     reporter.warning("deployment 1 of A to E NOT recorded: why")
     reporter.error("deployment 1 of A to E NOT recorded: why (strict: the run stops)")
-    reporter.debug("start: {\"url\": \"...\"}")
     reporter.debug("Retrace start: attempt 1 failed (HTTP 503); retrying in 0.5 s")
     out, err = capsys.readouterr()
     assert out.splitlines() == ["retrace: deployment 1 of A to E started", "retrace.start: sent {} -> HTTP 202"]
