@@ -37,9 +37,13 @@ class Matrix:
     intro: str
     rows: tuple
     with_attempts: bool = False
+    #: the entry-point columns, in order; empty: "core" then ENTRY_POINTS, those that some row fills
+    columns: tuple = ()
 
 
 ENTRY_POINTS = ("module", "role", "callback", "fabric")
+#: the columns of the one-outcome matrix: Fabric's two ways of tracking apart
+ONE_OUTCOME_COLUMNS = ("callback", "role", "module", "fab_deploy", "fab_calls")
 
 CORE = "tests/integration/core/test_core_against_emulator.py"
 M_FAULTS = "tests/integration/module/test_module_faults.py"
@@ -447,6 +451,79 @@ KEY_ROWS = (
     }),
 )
 
+# --- one environment, one outcome (issue 16) ----------------------------------------------------------------------
+
+OUTCOME = "tests/reliability/test_one_outcome.py"
+_OUTCOME_ENTRIES = {"callback": "callback", "role": "role", "module": "module", "fab_deploy": "fab-deploy",
+                    "fab_calls": "fab-start"}
+NO_STEP = NotApplicable("`fab retrace.start|complete|cancel` run no deploy step: the CI job runs it between them.")
+NO_INVENTORY = NotApplicable("Fabric has no inventory variables: per-environment settings live in `fabric.yaml`'s"
+                             " `retrace:` section or a runtime file (`fab -f staging.yaml`), both the project's own.")
+NO_EXTRA_VARS = NotApplicable("Fabric has no extra vars: every setting comes from the user's own flags, environment or"
+                              " config files, and no flag carries the key.")
+NO_SERIAL = NotApplicable("Fabric has no serial batches: `fab deploy` runs every host between one start and one end"
+                          " (`retrace.parallel: false` runs them one after another, still one deployment).")
+NO_STDOUT_CALLBACK = NotApplicable("Fabric has no pluggable stdout callback and no machine-readable output mode to keep"
+                                   " parseable.")
+
+
+def _outcome(test: str, strict: bool = False, **not_applicable) -> dict:
+    """The one-outcome cells of ``test``: one parametrization per entry point (``-strict``: strict set), or the reason
+    why a column does not apply."""
+    suffix = "-strict" if strict else ""
+    return {column: not_applicable.get(column) or _refs(f"{OUTCOME}::{test}[{entry}{suffix}]")
+            for column, entry in _OUTCOME_ENTRIES.items()}
+
+
+NOT_RECORDED = "the deploy step runs, exit 0, nothing recorded; one warning line says so"
+STRICT_FAILS = "fails before the deploy step: ansible-playbook exits 2, `fab` 2 (a setting) or 1 (Retrace); nothing recorded"
+OUTCOME_ROWS = (
+    Row("success", "one start, one complete (single call: the start); exit 0; `deployment <version> of <app> to"
+        " <environment> started`, then `... completed`; no warning", _outcome("test_success_is_recorded_from_start_to_complete")),
+    Row("the deploy step fails", "one start, one cancel; exit 2 (`fab deploy` 1); `... cancelled`",
+        _outcome("test_a_failed_deploy_step_is_cancelled", fab_calls=NO_STEP)),
+    Row("no API key anywhere", f"{NOT_RECORDED}: `NOT recorded`, `api_key`, `RETRACE_API_KEY`",
+        _outcome("test_no_api_key_anywhere")),
+    Row("no API key anywhere, `strict` set", f"{STRICT_FAILS}; the same line", _outcome("test_no_api_key_anywhere", strict=True)),
+    Row("no version, outside any git checkout", f"{NOT_RECORDED} (no made-up version): `NOT recorded`, `version`,"
+        " `RETRACE_VERSION`, and `retrace_version` (Ansible) or `--version` (Fabric)",
+        _outcome("test_no_version_outside_any_git_checkout")),
+    Row("no version, `strict` set", f"{STRICT_FAILS}; the same line",
+        _outcome("test_no_version_outside_any_git_checkout", strict=True)),
+    Row("git refuses the checkout (dubious ownership: owned by another uid), no other version",
+        f"{NOT_RECORDED}: `safe.directory`, `NOT recorded`", _outcome("test_git_refuses_a_checkout_owned_by_another_user")),
+    Row("git refuses the checkout, `strict` set", f"{STRICT_FAILS}; the same lines",
+        _outcome("test_git_refuses_a_checkout_owned_by_another_user", strict=True)),
+    Row("API key refused (HTTP 401)", f"{NOT_RECORDED}: `NOT recorded`, `api_key`; no end sent",
+        _outcome("test_a_key_retrace_refuses")),
+    Row("`retrace_environment_name: Staging`, `retrace_version: 3.1.0` in the inventory's `group_vars/all.yml`",
+        "recorded as 3.1.0 to Staging, one start, one complete; no warning",
+        _outcome("test_per_environment_settings_in_the_inventory_group_vars", fab_deploy=NO_INVENTORY, fab_calls=NO_INVENTORY)),
+    Row("a misspelt setting (`stirct: true`: `[callback_retrace]`, role var, module argument, `fabric.yaml`)",
+        "recorded, exit 0; one warning: `stirct`, `did you mean strict`",
+        _outcome("test_a_misspelt_setting_is_named_and_the_deployment_is_tracked")),
+    Row("key from the environment, `api_url` written in the project (ansible.cfg, play vars, the module task's argument,"
+        " `fabric.yaml`, `--api-url`)", "accepted: recorded, exit 0, no warning",
+        _outcome("test_api_url_written_in_the_project_is_trusted_with_a_key_from_the_environment")),
+    Row("key from the environment, `-e retrace_api_url=` (the same API spelt otherwise)",
+        f"nothing sent; {NOT_RECORDED}: `NOT recorded`, `api_url`, `RETRACE_API_URL`",
+        _outcome("test_api_url_from_extra_vars_never_gets_a_key_from_the_environment", fab_deploy=NO_EXTRA_VARS,
+                 fab_calls=NO_EXTRA_VARS)),
+    Row("`serial: 1` over two hosts (module: `run_once` start in the serial play, complete in a later play)",
+        "callback and module: one start, one complete; role: one start and one complete per batch (docs/role.md); no warning",
+        _outcome("test_serial_batches", fab_deploy=NO_SERIAL, fab_calls=NO_SERIAL)),
+    Row("API down (connection refused)", f"{NOT_RECORDED}: `NOT recorded`, `unreachable`", _outcome("test_api_down")),
+    Row("API down, `strict` set", f"{STRICT_FAILS}; the same line", _outcome("test_api_down", strict=True)),
+    Row("a dead proxy (`HTTPS_PROXY` to a closed port, https API)",
+        f"{NOT_RECORDED}: `NOT recorded`, `proxy`, the proxy's host:port", _outcome("test_a_dead_proxy_is_named")),
+    Row("an invalid setting (`deadline: abc`) with `strict` set", f"{STRICT_FAILS}; the line names `deadline`",
+        _outcome("test_an_invalid_setting_with_strict_fails_before_the_deploy_step", strict=True)),
+    Row("an invalid `strict` value (`ture`)", f"counts as strict: {STRICT_FAILS}; the line names `strict` and `ture`",
+        _outcome("test_an_invalid_strict_value_counts_as_strict_and_is_named")),
+    Row("`ANSIBLE_STDOUT_CALLBACK=ansible.posix.json`", "stdout parses as JSON; recorded: one start, one complete",
+        _outcome("test_a_json_stdout_callback_keeps_stdout_parseable", fab_deploy=NO_STDOUT_CALLBACK, fab_calls=NO_STDOUT_CALLBACK)),
+)
+
 MATRICES = (
     Matrix("Fault matrix", "The Retrace API misbehaving, injected into the emulator. \"Fails\" means: by default"
            " (`strict` false) tracking never takes a deployment down: one warning names the error and what was not"
@@ -460,4 +537,13 @@ MATRICES = (
            f" with a message naming the field. Module, role and Fabric fail; the callback {CALLBACK_OFF}.", INPUT_ROWS),
     Matrix("Key hygiene", "A distinct secret key, accepted by the emulator, is used at the highest verbosity"
            " (`-vvvv`, `fab -d`) on success and on every failure, and searched for everywhere it could leak.", KEY_ROWS),
+    Matrix("One environment, one outcome", "The same situation through every entry point (issue 16): the callback, the"
+           " role, a playbook tracked with module tasks (start `run_once`, a block with the deploy step whose rescue"
+           " cancels, then complete), `fab deploy` and the single call `fab retrace.start`. Each run gets its settings the"
+           " way that entry point's users give them (the key and URL exported; `ansible.cfg`, extra vars, role vars,"
+           " the tasks' arguments, `fabric.yaml`, flags) and has one real deploy step that leaves a marker file. One run per"
+           " cell asserts all four: the deploy step ran or not, the exit status, what the emulator recorded, and the line"
+           " (fragments in one line of stdout + stderr). Without `strict` nothing about tracking stops a deployment;"
+           " with `strict` (set the entry point's own way) each problem fails the run before the deploy step.",
+           OUTCOME_ROWS, columns=ONE_OUTCOME_COLUMNS),
 )

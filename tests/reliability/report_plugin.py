@@ -134,7 +134,7 @@ def render(outcomes: dict[str, str]) -> tuple[str, list[str]]:
     ]
     evidence: list[str] = ["## Tests behind each cell", ""]
     for matrix in MATRICES:
-        columns = [entry for entry in (("core",) + ENTRY_POINTS) if any(entry in row.cells for row in matrix.rows)]
+        columns = list(matrix.columns) or [entry for entry in (("core",) + ENTRY_POINTS) if any(entry in row.cells for row in matrix.rows)]
         headers = ["Case", "Expected", *(["Attempts"] if matrix.with_attempts else []),
                    *(ENTRY_POINT_TITLES[entry] for entry in columns)]
         lines += [f"## {matrix.title}", "", matrix.intro, "", "| " + " | ".join(headers) + " |",
@@ -163,4 +163,5 @@ def render(outcomes: dict[str, str]) -> tuple[str, list[str]]:
     return "\n".join(lines + evidence).rstrip("\n") + "\n", problems
 
 
-ENTRY_POINT_TITLES = {"core": "Core", "module": "Module", "role": "Role", "callback": "Callback", "fabric": "Fabric"}
+ENTRY_POINT_TITLES = {"core": "Core", "module": "Module", "role": "Role", "callback": "Callback", "fabric": "Fabric",
+                      "fab_deploy": "`fab deploy`", "fab_calls": "`fab retrace.*`"}
