@@ -19,10 +19,12 @@ ARGS = {"api_key": KEY, "api_url": URL, "app_name": "Shop", "environment_name": 
 
 
 class Transport:
-    """Stands in for AnsibleUrlsTransport: answers with ``statuses`` in turn (202 when they run out); records posts."""
+    """Stands in for AnsibleUrlsTransport: answers with ``statuses`` in turn (202 when they run out), or raises
+    ``failure`` every time; records posts."""
 
-    def __init__(self, *statuses):
+    def __init__(self, *statuses, failure=None):
         self.statuses = list(statuses)
+        self.failure = failure
         self.posts = []
         self.made_with = None
 
@@ -32,10 +34,9 @@ class Transport:
 
     def post(self, url, body, headers, timeout):
         self.posts.append((url.rsplit("/", 1)[1], json.loads(body), headers["Authorization"]))
-        status = self.statuses.pop(0) if self.statuses else 202
-        if isinstance(status, Exception):
-            raise status
-        return Response(status, {}, b'{"Message": "scripted"}')
+        if self.failure is not None:
+            raise self.failure
+        return Response(self.statuses.pop(0) if self.statuses else 202, {}, b'{"Message": "scripted"}')
 
     @property
     def actions(self):
@@ -256,7 +257,7 @@ def test_a_refusal_without_strict_is_ok_with_the_error_and_one_warning(monkeypat
 
 
 def test_a_failed_end_with_strict_fails_the_task(monkeypatch):
-    transport = Transport(ConnectionFailed("connection refused"))
+    transport = Transport(failure=ConnectionFailed("connection refused"))
     monkeypatch.setattr(_ansible_task, "AnsibleUrlsTransport", transport)
     result = run_task({"state": "cancelled", **ARGS, "strict": True, "deadline": 0.2})
     assert result["failed"] is True and result["error"] == "api_unreachable" and "the cancel was NOT recorded" in result["msg"]
