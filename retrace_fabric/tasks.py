@@ -44,7 +44,11 @@ def _started_here(action: str):
     """For complete / cancel: the version retrace.start sent from this place (None: detect as usual)."""
     def fallback(options: dict) -> str | None:
         place = _place(options)
-        version = ledger.started_version(place) if place and action != START else None
+        try:
+            version = ledger.started_version(place) if place and action != START else None
+        except ledger.UnsafeStateDirectory as error:
+            warn(f"the versions retrace.start recorded are not used: {error}")
+            version = None
         if version is not None:
             say(f"retrace.{action}: version {version}, the one retrace.start sent from this directory")
         return version
