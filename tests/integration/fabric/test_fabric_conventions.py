@@ -42,6 +42,20 @@ def test_local_and_remote_steps_never_see_the_key(ssh_project, sshd):
     assert text.count("RETRACE_VERSION=6.0.") == 2 and DEMO_API_KEY not in text
 
 
+def test_what_fab_can_and_cannot_take_out_of_its_own_environment(project):
+    """docs/fabric.md, "The API key": the key leaves fab's environment, which steps inherit; /proc/<fab pid>/environ,
+    the environment fab was started with, keeps it (the kernel shows that block as it was at exec), readable by
+    this user and root only."""
+    step_environment, fab_environment = project.directory / "step-env", project.directory / "fab-env"
+    project.fabric_yaml({"steps": [f"env > {step_environment}; tr '\\0' '\\n' < /proc/$PPID/environ > {fab_environment}"]})
+
+    result = project.run("deploy", "--version", "6.1.0")
+
+    assert result.returncode == 0, result.stderr
+    assert DEMO_API_KEY not in step_environment.read_text() and "RETRACE_VERSION=6.1.0" in step_environment.read_text()
+    assert f"RETRACE_API_KEY={DEMO_API_KEY}" in fab_environment.read_text().splitlines()
+
+
 # --- 7. --dry sends nothing ------------------------------------------------------------------------
 
 def test_a_dry_run_records_nothing(project):
