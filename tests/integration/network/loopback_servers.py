@@ -168,7 +168,7 @@ class HostileApi(_Listener):
         self._send(connection, exchange, b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                                          b"Connection: close\r\n\r\n" % GIGABYTE)
         block = b"a" * (1 << 20)
-        for _ in range(GIGABYTE // len(block)):
+        for _block in range(GIGABYTE // len(block)):
             if self._stop.is_set():
                 raise OSError("server stopped")
             self._send(connection, exchange, block)

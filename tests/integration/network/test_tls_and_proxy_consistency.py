@@ -65,10 +65,10 @@ def test_every_entry_point_reaches_the_same_outcome(tls_retrace, tmp_path, scena
 
 # --- a plain-http API (loopback only) is never reached through a proxy: the key would cross it in clear --------
 
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 #: the variables that once sent an http:// API's request -- Authorization header included -- to the proxy
 PLAIN_HTTP_SCENARIOS = {
-    "every proxy variable": lambda proxy: {name: proxy for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
-                                                                   "ALL_PROXY", "all_proxy")},
+    "every proxy variable": lambda proxy: dict.fromkeys(PROXY_VARIABLES, proxy),
     "http_proxy empty, HTTP_PROXY set": lambda proxy: {"http_proxy": "", "HTTP_PROXY": proxy},
     "REQUEST_METHOD and HTTP_PROXY (CGI)": lambda proxy: {"REQUEST_METHOD": "GET", "HTTP_PROXY": proxy},
 }
