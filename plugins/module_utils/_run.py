@@ -571,7 +571,10 @@ def started_from(place: str, description: str) -> "Fallback":
         if values.get("version") is not None or not isinstance(app, str) or not isinstance(environment, str):
             return None
         url = values.get("api_url") if isinstance(values.get("api_url"), str) else DEFAULT_API_URL
-        version = _ledger.started_version(_ledger.place_key(url, app, environment, place))
+        try:
+            version = _ledger.started_version(_ledger.place_key(url, app, environment, place))
+        except _ledger.UnsafeStateDirectory as refused:  # another user could have chosen that version: detection decides
+            return Source(description, {}, RECORDED, notes={"version": str(refused)})
         return None if version is None else Source(description, {"version": version}, RECORDED)
     return fallback
 

@@ -9,6 +9,7 @@ import stat
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import _ledger as ledger
+from ansible_collections.stackify.retrace.plugins.module_utils import _run
 
 
 def test_a_recorded_start_is_found_for_the_same_place_only(tmp_path):
@@ -118,3 +119,14 @@ def test_a_record_that_is_not_this_user_s_own_file_is_refused(tmp_path, swap):
         ledger.started_version(key, environ=environ)
     with pytest.raises(ledger.UnsafeStateDirectory, match=expected):
         ledger.remember_start(key, "2.0", environ=environ)
+
+
+def test_the_engine_s_fallback_never_raises_for_a_refused_record_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    ledger.remember_start(ledger.place_key("https://a", "A", "E", "/srv"), "1.0")
+    os.chmod(tmp_path / "stackify-retrace", 0o777)
+
+    source = _run.started_from("/srv", "the one retrace.start sent from this directory")({"api_url": "https://a", "app_name": "A",
+                                                                                        "environment_name": "E"})
+
+    assert source.values == {} and "can be written by other users (mode 0777)" in source.notes["version"]
