@@ -35,6 +35,9 @@ API_PREFIX = "/api/v1/deployments/"
 API_PATHS = {API_PREFIX + action: action for action in ACTIONS}
 CONTROL_PREFIX = "/_emulator/"
 MAX_BODY_BYTES = 1024 * 1024
+#: seconds a connection may sit idle (no request, or a request that stopped arriving) before it is closed: each one
+#: holds a thread
+IDLE_TIMEOUT = 30.0
 OUTCOME_OF_EFFECT = {"drop": "dropped", "reset": "reset", "hang": "hung"}
 
 
@@ -45,11 +48,13 @@ class RetraceEmulator:
     account (DEMO_API_KEY with DemoApp in Production and Staging).
     allow_any_app: accept any AppName/EnvironmentName for every known key.
     journal_path: also write the journal there as JSON lines.
+    idle_timeout: seconds a connection may wait for the next bytes of a request before it is closed.
     """
 
     def __init__(self, accounts: Mapping[str, Account | Mapping] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 journal_path: str | None = None, allow_any_app: bool = False):
+                 journal_path: str | None = None, allow_any_app: bool = False, idle_timeout: float = IDLE_TIMEOUT):
         self.accounts = normalize_accounts(accounts)
+        self.idle_timeout = idle_timeout
         self.host = host
         self.port = port
         self.contract = RetraceContract(self.accounts, allow_any_app)
@@ -181,6 +186,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _EmulatorHTTPServer
 
+    def setup(self):
+        # StreamRequestHandler applies it to every read: an idle connection (keep-alive, or a client that stopped
+        # sending) is closed instead of holding its thread for ever.
+        self.timeout = self.server.emulator.idle_timeout
+        super().setup()
+
     def do_POST(self):
         self._route()
 
@@ -266,6 +277,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise Rejection(400, "Content-Length is not a number") from None
+        if length < 0:  # rfile.read() of a negative size reads until the client closes: any size at all
+            raise Rejection(400, "Content-Length is negative")
         if length > MAX_BODY_BYTES:
             raise Rejection(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
         return self.rfile.read(length)
@@ -277,6 +290,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
             except ValueError:
                 raise Rejection(400, "Malformed chunked body") from None
+            if size < 0:  # int() takes "-1": rfile.read() of it would read until the client closes
+                raise Rejection(400, "Malformed chunked body")
             if size == 0:
                 break
             total += size

@@ -64,14 +64,19 @@ options:
     type: path
   use_proxy:
     description:
-      - Use the proxy from the E(https_proxy) / E(http_proxy) environment variables, except for hosts listed in
-        E(no_proxy), which may name hosts, domain suffixes, IP addresses and CIDR networks (V(127.0.0.0/8)),
-        each optionally with a port.
+      - Reach an C(https://) O(api_url) through the proxy E(https_proxy) names (E(HTTPS_PROXY) when the lower-case
+        variable is not set at all; set but empty means no proxy), except for hosts listed in E(no_proxy) (the same
+        rule), which may name hosts, domain suffixes, IP addresses and CIDR networks (V(127.0.0.0/8)), each optionally
+        with a port. E(ALL_PROXY) is not honoured; only C(http://) proxies are supported.
+      - A plain C(http://) O(api_url) (loopback hosts only) is never reached through a proxy, which would read the key.
+      - The same rule applies on every entry point (the callback, the module, the role and Fabric).
     type: bool
     default: true
   timeout:
     description:
-      - Seconds to wait for an answer to one attempt.
+      - Seconds one attempt may take in all, from connecting (through the proxy) and the TLS handshake to the last
+        byte of the answer. Status line and headers not complete by then count as no answer; a body still arriving
+        is cut there, the status being the answer.
     type: float
     default: 10
   deadline:

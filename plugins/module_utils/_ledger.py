@@ -12,6 +12,13 @@ The record is one JSON file, ``$XDG_STATE_HOME/stackify-retrace/started.json`` (
 ``~/.local/state/...``), in a directory only this user can enter (0700), written with mode 0600 and
 replaced atomically under an ``flock``.  It never holds the API key.  Entries older than
 :data:`ENTRY_LIFETIME` seconds are ignored and pruned.  Standard library only (``plugins/module_utils``).
+
+**Only this user's own record is used.**  Another local user who owned the directory, or could write to
+it, could choose the version a later ``complete`` completes.  So the directory must be this user's, not a
+symbolic link, and writable by nobody else (as the orphan guard's is), and so must the record and its lock
+file; otherwise :class:`UnsafeStateDirectory` says why and nothing there is read or written.  Every file is
+opened relative to the directory's descriptor, checked once: whoever controls a parent directory cannot
+swap the directory afterwards, and can only put one of their own (refused) or none in its place.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 import time
 import typing as t
 
@@ -31,6 +39,14 @@ from .settings import normalise_api_url
 #: seconds after which a recorded start no longer names the deployment (a week)
 ENTRY_LIFETIME = 7 * 24 * 3600.0
 FILE_NAME = "started.json"
+LOCK_NAME = FILE_NAME + ".lock"
+#: bytes of the record read at most (an entry is about 100 bytes; a week of starts is far less)
+RECORD_LIMIT = 1024 * 1024
+_NO_FOLLOW = os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+class UnsafeStateDirectory(OSError):
+    """The state directory, or a file in it, is not this user's own with safe permissions: nothing there is used."""
 
 
 def state_directory(environ: t.Mapping[str, str] | None = None) -> str:
@@ -55,16 +71,25 @@ def place_key(api_url: str, app_name: str, environment_name: str, place: str) ->
 
 
 def remember_start(key: str, version: str, *, environ=None, now: float | None = None) -> None:
-    """Record that a start for ``version`` was accepted for place ``key``.  Raises OSError if unwritable."""
+    """Record that a start for ``version`` was accepted for place ``key``.
+
+    Raises OSError if the record cannot be written, :class:`UnsafeStateDirectory` (an OSError) if it must not be.
+    """
     with _locked_entries(environ, write=True) as entries:
         entries[key] = {"version": version, "started_at": time.time() if now is None else now}
 
 
 def started_version(key: str, *, environ=None, now: float | None = None) -> str | None:
-    """The version the last accepted start for place ``key`` sent, or None (never raises OSError)."""
+    """The version the last accepted start for place ``key`` sent, or None (nothing recorded, or unreadable).
+
+    Raises :class:`UnsafeStateDirectory` when the directory or the record is not this user's own: the caller
+    says so once and detects the version as if nothing were recorded.
+    """
     try:
         with _locked_entries(environ, write=False) as entries:
             entry = entries.get(key)
+    except UnsafeStateDirectory:
+        raise
     except OSError:
         return None
     now = time.time() if now is None else now
@@ -76,7 +101,10 @@ def started_version(key: str, *, environ=None, now: float | None = None) -> str 
 
 
 def forget_start(key: str, *, environ=None) -> None:
-    """Remove place ``key`` (its deployment was completed or cancelled).  Never raises OSError."""
+    """Remove place ``key`` (its deployment was completed or cancelled).  Never raises OSError.
+
+    An unsafe directory is left alone, silently: :func:`started_version` has said so for the same call.
+    """
     with contextlib.suppress(OSError):
         with _locked_entries(environ, write=True) as entries:
             entries.pop(key, None)
@@ -87,43 +115,110 @@ def _locked_entries(environ, write: bool) -> t.Iterator[dict]:
     directory = state_directory(environ)
     if write:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    path = os.path.join(directory, FILE_NAME)
-    lock_path = path + ".lock"
-    if not write and not os.path.exists(path):
+    elif not os.path.lexists(directory):
         yield {}
         return
-    lock = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    directory_fd = _open_private_directory(directory)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
-        entries = _read(path)
-        yield entries
-        if write:
-            now = time.time()
-            kept = {key: entry for key, entry in entries.items()
-                    if isinstance(entry, dict) and now - float(entry.get("started_at") or 0) <= ENTRY_LIFETIME}
-            _write(directory, path, kept)
+        if not write and not _lexists(FILE_NAME, directory_fd):
+            yield {}
+            return
+        lock = _open_own_file(directory, LOCK_NAME, directory_fd, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if write else fcntl.LOCK_SH)
+            entries = _read(directory, directory_fd)
+            yield entries
+            if write:
+                now = time.time()
+                kept = {key: entry for key, entry in entries.items()
+                        if isinstance(entry, dict) and now - float(entry.get("started_at") or 0) <= ENTRY_LIFETIME}
+                _write(directory_fd, kept)
+        finally:
+            os.close(lock)
     finally:
-        os.close(lock)
+        os.close(directory_fd)
 
 
-def _read(path: str) -> dict:
+def _open_private_directory(directory: str) -> int:
+    """A descriptor of ``directory``, refused unless it is a directory (not a link) of this user that nobody else can write."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            loaded = json.load(handle)
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | _NO_FOLLOW)
+    except OSError:
+        if os.path.islink(directory):
+            raise UnsafeStateDirectory(f"{directory} is a symbolic link: not used") from None
+        raise
+    try:
+        _check_own(directory, os.fstat(descriptor))
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _open_own_file(directory: str, name: str, directory_fd: int, flags: int) -> int:
+    """``name`` in the directory, opened without following a link, refused unless a regular file of this user that only they can write."""
+    path = os.path.join(directory, name)
+    try:
+        descriptor = os.open(name, flags | _NO_FOLLOW, 0o600, dir_fd=directory_fd)
+    except OSError:
+        if _is_link(name, directory_fd):
+            raise UnsafeStateDirectory(f"{path} is a symbolic link: not used") from None
+        raise
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeStateDirectory(f"{path} is not a regular file: not used")
+        _check_own(path, info)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _check_own(path: str, info: os.stat_result) -> None:
+    if info.st_uid != os.getuid():
+        raise UnsafeStateDirectory(f"{path} belongs to another user (uid {info.st_uid}): not used")
+    if info.st_mode & 0o022:
+        raise UnsafeStateDirectory(f"{path} can be written by other users (mode {stat.S_IMODE(info.st_mode):04o}): not used")
+
+
+def _lexists(name: str, directory_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _is_link(name: str, directory_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=directory_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _read(directory: str, directory_fd: int) -> dict:
+    try:
+        descriptor = _open_own_file(directory, FILE_NAME, directory_fd, os.O_RDONLY)
     except FileNotFoundError:
         return {}
+    with os.fdopen(descriptor, "rb") as handle:
+        data = handle.read(RECORD_LIMIT)
+    try:
+        loaded = json.loads(data.decode("utf-8"))
     except ValueError:
         return {}  # a damaged record is as good as none: detection applies again
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _write(directory: str, path: str, entries: dict) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=".started-", dir=directory)  # mkstemp creates it 0600
+def _write(directory_fd: int, entries: dict) -> None:
+    temporary = f".started-{secrets.token_hex(8)}"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_FOLLOW, 0o600, dir_fd=directory_fd)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(entries, handle, indent=1, sort_keys=True)
-        os.replace(temporary, path)
+        os.replace(temporary, FILE_NAME, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=directory_fd)
         raise

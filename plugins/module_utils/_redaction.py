@@ -10,7 +10,18 @@ elsewhere (a server's error body, an exception from a transport) goes through
 
 from __future__ import annotations
 
+import base64
+import functools
+import re
+
 REDACTED = "********"
+#: secrets shorter than this are only redacted as written: their other forms would match ordinary text
+MIN_LENGTH_FOR_FORMS = 8
+#: what may stand between two characters of a secret a server split: whitespace, or its JSON escape
+_SEPARATOR = r"(?:\s|\\[nrt])*"
+#: base64 characters next to the part only the secret decides: they hold its first and last bits (and a few of the
+#: text around it, redacted too)
+_BASE64_EDGE = r"[A-Za-z0-9+/_-]{0,3}"
 
 
 class ApiKey:
@@ -50,8 +61,47 @@ class ApiKey:
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Return ``text`` with every non-empty secret replaced by a fixed marker."""
+    """Return ``text`` with every form of every non-empty secret a server may echo replaced by a fixed marker.
+
+    The forms (for secrets of :data:`MIN_LENGTH_FOR_FORMS` characters or more; shorter ones as written only):
+
+    * the secret in any letter case (``K3Y-...`` for ``k3y-...``);
+    * the secret split by whitespace or line breaks, or by their JSON escapes (``\\n``), between any two characters;
+    * its base64, standard or URL-safe, padded or not, alone or inside a longer base64 text (``ApiKey <key>``, a
+      whole header), at any of the three byte alignments, also when split by line breaks (MIME wraps base64 at 76
+      characters): every character the secret's bytes take part in is replaced, with up to three of the text
+      around it.
+
+    Not covered: other encodings (hex, URL-encoding of characters a key never holds), or a key cut in two by
+    something other than whitespace.
+    """
     for secret in secrets:
         if secret:
-            text = text.replace(secret, REDACTED)
+            text = _forms(secret).sub(REDACTED, text)
     return text
+
+
+@functools.lru_cache(maxsize=8)
+def _forms(secret: str) -> "re.Pattern[str]":
+    if len(secret) < MIN_LENGTH_FOR_FORMS:
+        return re.compile(re.escape(secret))
+    forms = ["(?i:" + _split_anywhere(secret) + ")"]
+    forms += [_BASE64_EDGE + _split_anywhere(core) + _BASE64_EDGE for core in _base64_cores(secret.encode("utf-8"))]
+    return re.compile("|".join(forms))
+
+
+def _split_anywhere(text: str) -> str:
+    return _SEPARATOR.join(re.escape(character) for character in text)
+
+
+def _base64_cores(secret: bytes) -> list[str]:
+    """The base64 characters only ``secret``'s bytes decide, for each alignment of it in a longer text, in both alphabets."""
+    cores = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + secret).decode("ascii")
+        first_group = -(-offset // 3)  # the groups that hold no filler byte...
+        last_group = (offset + len(secret)) // 3  # ...and no byte of whatever follows the secret
+        core = encoded[first_group * 4:last_group * 4]
+        if core:
+            cores += [core, core.translate(str.maketrans("+/", "-_"))]
+    return list(dict.fromkeys(cores))

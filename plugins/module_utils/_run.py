@@ -275,6 +275,9 @@ class DeploymentRun:
             for note in dict.fromkeys(source.notes[option] for source in resolved.sources for option in ("branch", "commit")
                                       if option in source.notes and options.get(option) is None):
                 self._say_once(self.reporter.warning, f"{note} (branch and commit are not sent)")
+            for source in resolved.sources:  # a record of earlier starts that could not be trusted: said even when unneeded
+                if source.trust == RECORDED and "version" in source.notes:
+                    self._say_once(self.reporter.warning, f"{source.notes['version']}: the version {source.name} is not used")
         return self.add(Target(deployment, client, label, problems, self.place))
 
     def add(self, target: Target) -> Target:
@@ -569,7 +572,10 @@ def started_from(place: str, description: str) -> "Fallback":
         if values.get("version") is not None or not isinstance(app, str) or not isinstance(environment, str):
             return None
         url = values.get("api_url") if isinstance(values.get("api_url"), str) else DEFAULT_API_URL
-        version = _ledger.started_version(_ledger.place_key(url, app, environment, place))
+        try:
+            version = _ledger.started_version(_ledger.place_key(url, app, environment, place))
+        except _ledger.UnsafeStateDirectory as refused:  # another user could have chosen that version: detection decides
+            return Source(description, {}, RECORDED, notes={"version": str(refused)})
         return None if version is None else Source(description, {"version": version}, RECORDED)
     return fallback
 

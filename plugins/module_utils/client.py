@@ -22,7 +22,7 @@ import typing as t
 from .deployment import CANCEL, COMPLETE, START, Deployment
 from .errors import ApiUnreachable, AuthenticationRejected, BadTransition, RequestRejected, UnknownAppOrEnvironment
 from .settings import DEPLOYMENT_OPTIONS, VERSION, ApiSettings
-from .transport import ConnectionFailed, TimedOut, TlsFailed, Transport
+from .transport import ConnectionFailed, ProxyUnusable, TimedOut, TlsFailed, Transport
 
 _PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])  # platform.python_version() costs a 3 ms import
 RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
@@ -30,7 +30,7 @@ RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
 #: answers 503 after its upstream reset mid-request breaks that promise; docs/core.md says what follows then.
 NOT_PROCESSED_STATUSES = frozenset((408, 429, 503))
 #: the client's and transport's words (transport.py) for an attempt that was sent and got no answer
-NO_ANSWER_PROBLEMS = ("no answer within", "the server closed the connection", "connection reset")
+NO_ANSWER_PROBLEMS = ("no answer within", "answer too slow", "the server closed the connection", "connection reset")
 SERVER_MESSAGE_LIMIT = 300
 #: seconds an attempt gets at least, even when the deadline is (nearly) spent
 MIN_ATTEMPT_TIMEOUT = 0.05
@@ -144,18 +144,24 @@ class DeploymentClient:
                  earlier_may_have_landed: bool = False):
         try:
             response = self.transport.post(self.settings.endpoint(action), body, self._headers(), timeout)
-        except TimedOut:
-            raise _Retry(f"no answer within {timeout:.1f} s") from None
+        except TimedOut as error:
+            # The transport says how far the answer got ("no answer within 3.0 s", "answer too slow: ...").
+            raise _Retry(self._clean(str(error)) or f"no answer within {timeout:.1f} s", may_have_landed=error.sent) from None
         except TlsFailed as error:
             raise ApiUnreachable(f"Retrace API at {self.settings.api_url} failed the TLS check: {self._clean(str(error))}. "
                                  "Fix the certificate or its CA bundle; disable validate_certs only for testing.",
                                  action=action, attempts=attempt) from None
+        except ProxyUnusable as error:
+            raise ApiUnreachable(f"Retrace API at {self.settings.api_url} not tried: {self._clean(str(error))}.",
+                                 action=action, attempts=attempt, may_have_landed=False) from None
         except ConnectionFailed as error:
             problem = self._clean(str(error))
             # refused, unresolvable: never sent.  Closed or reset after sending: it may have landed.
             raise _Retry(problem, may_have_landed=problem.startswith(NO_ANSWER_PROBLEMS)) from None
         status = response.status
         message = self._server_message(response.body)
+        if getattr(response, "cut", False):
+            self._log(f"Retrace {action}: HTTP {status}, its body still arriving after {timeout:.1f} s: cut there (the status is the answer)")
         if 200 <= status < 300:
             return status, message
         # RETRACE_API.md: a 409 on a retried call means an earlier attempt landed and its answer was lost.  Only an

@@ -1,10 +1,13 @@
 """Every row of the contract table in shared/RETRACE_API.md, over real HTTP."""
 
 import json
+import socket
+import time
 
 import pytest
 
 from retrace_emulator import DEMO_API_KEY
+from retrace_emulator.server import RetraceEmulator
 
 
 # -- 202 --------------------------------------------------------------------------------------------
@@ -189,6 +192,39 @@ def test_oversized_body_is_413_before_it_is_read(api):
     connection.endheaders()
     assert connection.getresponse().status == 413
     connection.close()
+
+
+@pytest.mark.parametrize("framing", [
+    {"Content-Length": "-1"},
+    {"Content-Length": "-60000000"},
+    {"Transfer-Encoding": "chunked"},  # followed by a chunk of size -1
+])
+def test_a_negative_length_is_400_and_no_body_is_read(api, retrace_emulator, framing):
+    # The client keeps its connection open and keeps its body: a server that read "to the end" would wait for ever.
+    with socket.create_connection(("127.0.0.1", retrace_emulator.port), timeout=5) as connection:
+        head = "".join(f"{name}: {value}\r\n" for name, value in framing.items())
+        connection.sendall(f"POST /api/v1/deployments/start HTTP/1.1\r\nHost: x\r\nAuthorization: ApiKey {DEMO_API_KEY}\r\n"
+                           f"{head}\r\n".encode() + (b"-1\r\n" if "Transfer-Encoding" in framing else b"") + b"a" * 65536)
+        answer = connection.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    entry = retrace_emulator.journal()[-1]
+    assert entry["status"] == 400 and entry["body_raw"] is None
+    assert entry["response"]["Message"] in ("Content-Length is negative", "Malformed chunked body")
+
+
+def test_an_idle_connection_is_closed():
+    with RetraceEmulator(idle_timeout=0.5) as emulator:
+        with socket.create_connection(("127.0.0.1", emulator.port), timeout=10) as idle:
+            began = time.monotonic()
+            assert idle.recv(1) == b""  # closed by the server, without a request
+            closed_after = time.monotonic() - began
+        with socket.create_connection(("127.0.0.1", emulator.port), timeout=10) as kept_alive:
+            kept_alive.sendall(b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                answer += kept_alive.recv(65536)
+            assert kept_alive.recv(1) == b""  # after the answer, the kept-alive connection idles out too
+    assert 0.4 <= closed_after < 5, closed_after
 
 
 # -- 409 --------------------------------------------------------------------------------------------

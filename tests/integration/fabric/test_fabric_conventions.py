@@ -43,6 +43,20 @@ def test_local_and_remote_steps_never_see_the_key(ssh_project, sshd):
     assert text.count("RETRACE_VERSION=6.0.") == 2 and DEMO_API_KEY not in text
 
 
+def test_what_fab_can_and_cannot_take_out_of_its_own_environment(project):
+    """docs/fabric.md, "The API key": the key leaves fab's environment, which steps inherit; /proc/<fab pid>/environ,
+    the environment fab was started with, keeps it (the kernel shows that block as it was at exec), readable by
+    this user and root only."""
+    step_environment, fab_environment = project.directory / "step-env", project.directory / "fab-env"
+    project.fabric_yaml({"steps": [f"env > {step_environment}; tr '\\0' '\\n' < /proc/$PPID/environ > {fab_environment}"]})
+
+    result = project.run("deploy", "--version", "6.1.0")
+
+    assert result.returncode == 0, result.stderr
+    assert DEMO_API_KEY not in step_environment.read_text() and "RETRACE_VERSION=6.1.0" in step_environment.read_text()
+    assert f"RETRACE_API_KEY={DEMO_API_KEY}" in fab_environment.read_text().splitlines()
+
+
 # --- 7. --dry sends nothing ------------------------------------------------------------------------
 
 def test_a_dry_run_records_nothing(project):
@@ -300,6 +314,31 @@ def test_complete_names_the_version_start_sent_even_after_the_tree_changed(proje
     assert "the one retrace.start sent from this directory" in completed.stdout
     state = project.home / ".local" / "state" / "stackify-retrace" / "started.json"
     assert oct(state.stat().st_mode & 0o777) == "0o600" and DEMO_API_KEY not in state.read_text()
+
+
+def test_complete_never_uses_a_record_another_user_could_have_swapped(project):
+    """A state directory others can write (0777, or another user's) is refused: its record could name any version."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(project.directory), *args], check=True, capture_output=True,
+                       env={"HOME": str(project.home), "PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
+                            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"})
+    git("init", "-q", "-b", "main")
+    git("add", "fabric.yaml")
+    git("commit", "-q", "-m", "first")
+    git("tag", "v2.0.0")
+    assert project.run("retrace.start").returncode == 0
+    state = project.home / ".local" / "state" / "stackify-retrace"
+    record = json.loads((state / "started.json").read_text())
+    (state / "started.json").write_text(json.dumps({key: dict(entry, version="attacker-chosen") for key, entry in record.items()}))
+    state.chmod(0o777)
+
+    completed = project.run("retrace.complete")
+
+    assert completed.returncode == 0, completed.stderr
+    versions = [(entry["action"], entry["body"]["Version"]) for entry in project.emulator.requests()]
+    assert versions == [("start", "v2.0.0"), ("complete", "v2.0.0")]  # from git describe, not from the record
+    assert completed.stderr.count("WARNING") == 1, completed.stderr
+    assert f"the versions retrace.start recorded are not used: {state} can be written by other users (mode 0777)" in completed.stderr
 
 
 @pytest.mark.parametrize("stale_start, expected", [

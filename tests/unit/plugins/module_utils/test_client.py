@@ -9,7 +9,7 @@ from ansible_collections.stackify.retrace.plugins.module_utils.deployment import
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import (
     ApiUnreachable, AuthenticationRejected, BadTransition, InvalidInput, RequestRejected, UnknownAppOrEnvironment)
 from ansible_collections.stackify.retrace.plugins.module_utils.settings import VERSION, ApiSettings
-from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, TimedOut, TlsFailed
+from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, ProxyUnusable, TimedOut, TlsFailed
 
 from ansible_collections.stackify.retrace.tests.unit.plugins.module_utils.fakes import FakeClock, ScriptedTransport, answer
 
@@ -206,7 +206,6 @@ def test_gives_up_after_max_attempts_with_a_clear_message():
 
 def test_overall_deadline_bounds_attempts_and_shrinks_the_last_timeout():
     # every attempt hangs for its whole timeout: 4 s each, within 10 s total
-    script = [TimedOut("x")] * 10
     clock = FakeClock()
     timeouts = []
 
@@ -214,7 +213,7 @@ def test_overall_deadline_bounds_attempts_and_shrinks_the_last_timeout():
         def post(self, url, body, headers, timeout):
             timeouts.append(timeout)
             clock.advance(timeout)
-            raise script.pop(0)
+            raise TimedOut(f"no answer within {timeout:.1f} s")  # the transport's words
 
     settings = ApiSettings.create(api_key=KEY, api_url="https://api.example.test", timeout=4, deadline=10)
     client = DeploymentClient(settings, Hanging(), clock=clock, sleep=clock.sleep, draw=lambda: 1.0)
@@ -268,6 +267,7 @@ def test_create_client_validates_everything_before_building():
 
 @pytest.mark.parametrize("script, landed", [
     ((TimedOut("x"), *[answer(503)] * 2), True),  # sent, no answer, then 503s: found by a breaker (no guard was armed)
+    ((TimedOut("no connection within 1.0 s", sent=False), answer(503), answer(503)), False),  # time ran out connecting: never sent
     ((ConnectionFailed("connection reset by the server"), answer(503), answer(503)), True),
     ((answer(502), answer(503), answer(503)), True),
     ((ConnectionFailed("connection refused"), answer(503), answer(503)), False),  # never sent
@@ -295,3 +295,27 @@ def test_an_attempt_never_gets_a_timeout_of_zero_or_less():
         harness.client.start(DEPLOYMENT)
     timeouts = [call["timeout"] for call in harness.transport.calls]
     assert len(timeouts) == 2 and all(timeout > 0 for timeout in timeouts), timeouts
+
+
+def test_a_slow_answer_is_reported_in_the_transport_s_words():
+    harness = make_client(*[TimedOut("answer too slow: its headers were still arriving after 3.0 s")] * 6)
+    with pytest.raises(ApiUnreachable) as caught:
+        harness.client.start(DEPLOYMENT)
+    assert "last problem: answer too slow: its headers were still arriving after 3.0 s" in str(caught.value)
+    assert caught.value.may_have_landed is True
+
+
+def test_an_unusable_proxy_fails_at_once_naming_it():
+    harness = make_client(ProxyUnusable("proxy socks5://127.0.0.1:1080 (from HTTPS_PROXY): only http:// proxies are supported"))
+    with pytest.raises(ApiUnreachable) as caught:
+        harness.client.start(DEPLOYMENT)
+    assert len(harness.transport.calls) == 1 and caught.value.may_have_landed is False
+    assert str(caught.value) == ("Retrace API at https://api.example.test not tried: proxy socks5://127.0.0.1:1080 (from HTTPS_PROXY): "
+                                 "only http:// proxies are supported.")
+
+
+def test_a_body_cut_by_the_attempt_s_time_still_leaves_the_status_as_the_answer():
+    harness = make_client(answer(202, b'{"Mess')._replace(cut=True))
+    result = harness.client.start(DEPLOYMENT)
+    assert result.status == 202 and result.attempts == 1
+    assert harness.logs == ["Retrace start: HTTP 202, its body still arriving after 10.0 s: cut there (the status is the answer)"]

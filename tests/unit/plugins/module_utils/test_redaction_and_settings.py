@@ -1,5 +1,7 @@
+import base64
 import copy
 import pickle
+import textwrap
 
 import pytest
 
@@ -31,6 +33,48 @@ def test_redact_replaces_every_occurrence_and_ignores_empty_secrets():
     assert redact(f"a {KEY} b {KEY}", KEY) == f"a {REDACTED} b {REDACTED}"
     assert redact("nothing here", None, "") == "nothing here"
     assert ApiKey(KEY).redact(f"echo {KEY}") == f"echo {REDACTED}"
+
+
+def _base64_forms(text: str) -> list[str]:
+    data = text.encode()
+    standard, urlsafe = base64.b64encode(data).decode(), base64.urlsafe_b64encode(data).decode()
+    return [standard, standard.rstrip("="), urlsafe, urlsafe.rstrip("=")]
+
+
+#: what a server may echo back: the key as sent, in another case, split, or base64-encoded alone or in a longer text
+ECHOES = {
+    "upper case": KEY.upper(),
+    "lower case": KEY.lower(),
+    "split by a newline": KEY[:7] + "\n" + KEY[7:],
+    "split by spaces and a CRLF": " ".join(KEY[:5]) + "\r\n" + KEY[5:],
+    "split by a JSON escape": KEY[:9] + "\\n" + KEY[9:],
+    **{f"base64 of the key ({index})": form for index, form in enumerate(_base64_forms(KEY))},
+    **{f"base64 of 'ApiKey <key>' ({index})": form for index, form in enumerate(_base64_forms(f"ApiKey {KEY}"))},
+    **{f"base64 of the header at offset {offset}": _base64_forms("x" * offset + f"Authorization: ApiKey {KEY}")[0]
+       for offset in range(3)},
+    "base64 wrapped at 76 characters": "\n".join(textwrap.wrap(base64.b64encode(b"z" * 40 + f"ApiKey {KEY}".encode()).decode(), 76)),
+}
+
+
+@pytest.mark.parametrize("echo", ECHOES.values(), ids=ECHOES.keys())
+def test_redact_covers_the_forms_a_server_echoes_back(echo):
+    redacted = redact(f"Retrace said: bad key {echo}!", KEY)
+    assert REDACTED in redacted and redacted.startswith("Retrace said: bad key ") and redacted.endswith("!")
+    for form in ECHOES.values():  # not even a shorter part of one form may remain
+        assert form not in redacted
+    for start in range(len(redacted)):  # no run of what is left decodes to 4 bytes of the key, at any alignment
+        chunk = redacted[start:start + 8].replace("-", "+").replace("_", "/")
+        try:
+            decoded = base64.b64decode(chunk + "=" * (-len(chunk) % 4))
+        except ValueError:
+            continue
+        assert not any(KEY.encode()[i:i + 4] in decoded for i in range(len(KEY) - 3)), (chunk, redacted)
+
+
+def test_redact_leaves_other_text_alone_and_short_secrets_as_written():
+    text = "Retrace rejected the start request (HTTP 400). Retrace said: AppName Shop is unknown"
+    assert redact(text, KEY) == text
+    assert redact("abc ABC a b c YWJj", "abc") == f"{REDACTED} ABC a b c YWJj"
 
 
 def test_settings_repr_hides_key():

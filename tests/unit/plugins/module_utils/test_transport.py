@@ -27,12 +27,9 @@ def test_reasons_map_to_transport_errors(reason, kind, text):
     assert error.__class__ is kind and text in str(error)
 
 
-def test_tls_context_is_verified_by_default_and_built_only_for_https():
-    verified = transport.UrllibTransport()
-    assert verified._tls_context().verify_mode == ssl.CERT_REQUIRED  # pylint: disable=protected-access
+def test_tls_context_is_verified_by_default():
+    assert transport.UrllibTransport()._tls_context().verify_mode == ssl.CERT_REQUIRED  # pylint: disable=protected-access
     assert transport.UrllibTransport(validate_certs=False)._tls_context().verify_mode == ssl.CERT_NONE  # pylint: disable=protected-access
-    verified._opener("http://127.0.0.1:1/")  # pylint: disable=protected-access
-    assert list(verified._openers) == [("http", None)]  # pylint: disable=protected-access
 
 
 # --- one environment, one outcome (issue #10 case 17): the resolution every transport uses ---------
@@ -78,8 +75,23 @@ def test_no_proxy_matching(no_proxy, url, bypassed):
     assert (transport.proxy_for(url, environ) is None) is bypassed
 
 
-def test_proxy_variables_follow_urllib():
-    assert transport.proxy_for("https://api.example.com/", {"HTTPS_PROXY": "http://upper:1"}) == "http://upper:1"
-    assert transport.proxy_for("https://api.example.com/", {"https_proxy": "http://lower:1", "HTTPS_PROXY": "http://upper:1"}) == "http://lower:1"
-    assert transport.proxy_for("https://api.example.com/", {"ALL_PROXY": "http://all:1"}) is None
-    assert transport.proxy_for("http://127.0.0.1/", {"https_proxy": "http://p:1"}) is None
+def test_proxy_variables_follow_one_rule():
+    # The whole table runs through every transport against real servers: tests/integration/network/test_proxy_decisions.py.
+    https = "https://api.example.com/"
+    assert transport.proxy_for(https, {"HTTPS_PROXY": "http://upper:1"}) == ("http://upper:1", "HTTPS_PROXY")
+    assert transport.proxy_for(https, {"https_proxy": "http://lower:1", "HTTPS_PROXY": "http://upper:1"}) == ("http://lower:1", "https_proxy")
+    assert transport.proxy_for(https, {"https_proxy": "", "HTTPS_PROXY": "http://upper:1"}) is None
+    assert transport.proxy_for(https, {"ALL_PROXY": "http://all:1", "HTTP_PROXY": "http://plain:1"}) is None
+    assert transport.proxy_for("http://127.0.0.1/", {"http_proxy": "http://p:1", "https_proxy": "http://p:1"}) is None
+
+
+@pytest.mark.parametrize("url, shown, authorization", [
+    ("http://proxy.example:3128", "http://proxy.example:3128", None),
+    ("proxy.example", "http://proxy.example:80", None),
+    ("http://us%40r:p%3Ass@proxy.example:3128/", "http://proxy.example:3128", "Basic dXNAcjpwOnNz"),
+    ("http://[::1]:3128", "http://[::1]:3128", None),
+])
+def test_a_proxy_is_shown_without_its_credentials(url, shown, authorization):
+    proxy = transport.Proxy(url, "HTTPS_PROXY")
+    assert proxy.shown == shown and "p:ss" not in repr(proxy) and "p%3Ass" not in repr(proxy)
+    assert proxy.authorization() == authorization
