@@ -339,6 +339,10 @@ class DeploymentRun:
         """Send start; 409s become a join, this run's own deployment, a recovery or a refusal.  Raises RetraceError."""
         calls = self._calls(target, START_SHARE, since)
         deployment = target.deployment
+        if (self.calls_are_tasks and self.owner_pid is not None and self.hosts_in_task == 1
+                and _guard.live_guard_owner(target.client.settings, deployment) == self.owner_pid):
+            # A start task of this very run that runs again (each batch of a serial play): nothing to send.
+            return self._own_start(target)
         try:
             result = calls.send(START, deployment)
         except BadTransition as conflict:
@@ -348,11 +352,7 @@ class DeploymentRun:
                 raise
             holder = _guard.live_guard_owner(target.client.settings, deployment)
             if holder is not None and holder == self.owner_pid:
-                # An earlier play batch (serial) or task of this very run started it, and its guard is ours.
-                target.state = STARTED
-                target.guard = _guard.orphan_guard_of(target.client.settings, deployment, self.owner_pid)
-                self.reporter.info(f"{target.label} is already in progress, started earlier by this run: nothing sent again")
-                return None
+                return self._own_start(target)
             if self.workflow_job_id and self.hosts_in_task == 1:
                 target.state = JOINED
                 if self.job_key:
@@ -382,6 +382,12 @@ class DeploymentRun:
                     f"this machine (process {holder}) is deploying it now, so the 409 is about its start, not this one.",
                     action=START, status=result.status, attempts=result.attempts, server_message=result.server_message)
         return result
+
+    def _own_start(self, target: Target) -> None:
+        """An earlier play batch (serial) or task of this very run started it, and its guard is ours."""
+        target.state = STARTED
+        target.guard = _guard.orphan_guard_of(target.client.settings, target.deployment, self.owner_pid)
+        self.reporter.info(f"{target.label} is already in progress, started earlier by this run: nothing sent again")
 
     # --- close -----------------------------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ OWNER = textwrap.dedent("""
     sys.path[:0] = {paths!r}
     from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
     from ansible_collections.stackify.retrace.plugins.module_utils._guard import arm_orphan_guard
-    from ansible_collections.stackify.retrace.plugins.module_utils.tracking import open_deployment
     from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
     key = open(sys.argv[4]).read()
     os.unlink(sys.argv[4])
@@ -46,7 +45,7 @@ OWNER = textwrap.dedent("""
         with tracked_deployment(client, deployment, warn=print):
             print("deployed untracked", flush=True)
         sys.exit(0)
-    open_deployment(client, deployment)
+    client.start(deployment)
     guard = arm_orphan_guard(client, deployment, log=print)
     print("armed", guard.armed, flush=True)
     if sys.argv[3] == "release":
