@@ -56,7 +56,12 @@ class ActionModule(ActionBase):
         place = _run.process_place(run_pid) if run_pid is not None else None
         resolved = self._resolve(task_vars, place, job)
         host = task_vars.get("inventory_hostname")
-        lines = TaskLines(detail=lambda line: display.v(line, host=host), debug=lambda line: display.vvv(line, host=host))
+        # What happened goes to stderr, as the callback's lines do: a machine-readable stdout callback stays parseable.
+        # A no_log task shows none of it.
+        shown = {} if self._task.no_log else dict(say=lambda line: display.display(line, stderr=True),
+                                                  detail=lambda line: display.v(line, host=host),
+                                                  debug=lambda line: display.vvv(line, host=host))
+        lines = TaskLines(**shown)
         run = _run.DeploymentRun(tracking_policy(resolved), lines, owner_pid=run_pid, hosts_in_task=self._hosts_in_task(task_vars),
                                  workflow_job_id=job.workflow_job_id if job else None, job_id=job.job_id if job else None,
                                  place=place, calls_are_tasks=True, dry_run="check mode" if self._task.check_mode else None)

@@ -21,18 +21,21 @@ PREFIX = "Retrace: "
 
 
 class TaskLines:
-    """The engine's lines for one task: what happened becomes ``msg``, warnings the task's ``warnings``, an error its
-    failure; ``detail`` and ``debug`` lines go to Ansible's display at -v / -vvv (``display`` callables)."""
+    """The engine's lines for one task: what happened becomes ``msg`` and is shown (``say``), warnings become the
+    task's ``warnings``, an error its failure; ``detail`` and ``debug`` lines are shown at -v / -vvv.  ``say``,
+    ``detail`` and ``debug`` are the entry point's display callables."""
 
-    def __init__(self, detail=None, debug=None):
+    def __init__(self, say=None, detail=None, debug=None):
         self.said = []
         self.warnings = []
         self.errors = []
+        self._say = say or (lambda line: None)
         self._detail = detail or (lambda line: None)
         self._debug = debug or (lambda line: None)
 
     def info(self, line):
         self.said.append(line)
+        self._say(PREFIX + line)
 
     def detail(self, line):
         self._detail(f"Retrace {line}")

@@ -73,6 +73,8 @@ def test_hosts_are_never_contacted_whatever_they_are(tmp_path, ansible_env, retr
     assert run.returncode == 0, run.stdout
     assert "UNREACHABLE" not in run.stdout
     assert "the output has been hidden due to the fact that 'no_log: true'" in run.stdout
+    assert "Retrace: deployment 4.0 of DemoApp to Production started" in run.stdout  # the engine's line, on stderr
+    assert "Retrace: deployment 4.0 of DemoApp to Production completed" not in run.stdout  # no_log: not shown
     assert [(entry["action"], entry["body"]["Version"]) for entry in retrace_emulator.requests()] == [
         ("start", "4.0"), ("start", "4.1"), ("complete", "4.0"), ("cancel", "4.1")]
 

@@ -67,7 +67,7 @@ def run_task(args, task_vars=None, *, extra_vars=None, written=None, check_mode=
     """One task: ``args`` as Ansible hands them over (templated), ``written`` as the playbook writes them (default:
     the same, literally), ``task_vars`` with the variables, ``extra_vars`` those given with -e."""
     task_vars = {"playbook_dir": "/nonexistent", **(task_vars or {})}
-    task = mock.MagicMock(args=dict(args), check_mode=check_mode, run_once=run_once, async_val=0, collections=[],
+    task = mock.MagicMock(args=dict(args), check_mode=check_mode, run_once=run_once, async_val=0, collections=[], no_log=False,
                           action="stackify.retrace.deployment")
     task.get_ds.return_value = {"stackify.retrace.deployment": dict(written if written is not None else args)}
     connection = mock.MagicMock()

@@ -98,7 +98,9 @@ def test_this_run_s_own_earlier_start_is_tracked_and_nothing_is_sent_again(monke
     """The second batch of a serial play: its run_once start meets the deployment the first batch started."""
     monkeypatch.setattr(_guard, "live_guard_owner", lambda settings, deployment: 4242)
     monkeypatch.setattr(_guard, "orphan_guard_of", lambda settings, deployment, owner: _guard.OrphanGuard(None))
-    result = task("started", Answers((409, "already in progress")), monkeypatch, owner_pid=4242)
+    transport = Answers((409, "already in progress"))
+    result = task("started", transport, monkeypatch, owner_pid=4242)
+    assert transport.posts == []  # its guard answers for this run: nothing to send
     assert (result["tracked"], result["changed"]) == (True, False) and "warnings" not in result and "status" not in result
     assert result["msg"] == ("Retrace: deployment 2.4.1 of Shop to Production is already in progress, started earlier by this run: "
                              "nothing sent again")
