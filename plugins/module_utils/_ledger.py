@@ -70,13 +70,17 @@ def place_key(api_url: str, app_name: str, environment_name: str, place: str) ->
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
-def remember_start(key: str, version: str, *, environ=None, now: float | None = None) -> None:
-    """Record that a start for ``version`` was accepted for place ``key``.
+def remember_start(key: str, version: str, *, refused: bool = False, environ=None, now: float | None = None) -> None:
+    """Record that a start for ``version`` was accepted for place ``key`` -- or, ``refused``, that it certainly was
+    not (Retrace refused it, or it was never sent), so that the end sent later from the same place sends nothing.
 
     Raises OSError if the record cannot be written, :class:`UnsafeStateDirectory` (an OSError) if it must not be.
     """
+    entry = {"version": version, "started_at": time.time() if now is None else now}
+    if refused:
+        entry["refused"] = True
     with _locked_entries(environ, write=True) as entries:
-        entries[key] = {"version": version, "started_at": time.time() if now is None else now}
+        entries[key] = entry
 
 
 def started_version(key: str, *, environ=None, now: float | None = None) -> str | None:
@@ -85,6 +89,23 @@ def started_version(key: str, *, environ=None, now: float | None = None) -> str 
     Raises :class:`UnsafeStateDirectory` when the directory or the record is not this user's own: the caller
     says so once and detects the version as if nothing were recorded.
     """
+    entry = _entry(key, environ, now)
+    return None if entry is None or entry.get("refused") else entry["version"]
+
+
+def refused_version(key: str, *, environ=None, now: float | None = None) -> str | None:
+    """The version whose last start from place ``key`` certainly did not land (:func:`remember_start` ``refused``).
+
+    Never raises: an unusable record is as good as none (the end is then sent as asked).
+    """
+    try:
+        entry = _entry(key, environ, now)
+    except OSError:
+        return None
+    return entry["version"] if entry is not None and entry.get("refused") else None
+
+
+def _entry(key: str, environ, now: float | None) -> dict | None:
     try:
         with _locked_entries(environ, write=False) as entries:
             entry = entries.get(key)
@@ -97,7 +118,7 @@ def started_version(key: str, *, environ=None, now: float | None = None) -> str 
         return None
     if now - float(entry.get("started_at") or 0) > ENTRY_LIFETIME:
         return None
-    return entry["version"]
+    return entry
 
 
 def forget_start(key: str, *, environ=None) -> None:

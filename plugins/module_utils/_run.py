@@ -47,6 +47,8 @@ START_SHARE = 2 / 3
 MINIMUM_CALL_TIME = 0.05
 #: the words a transport or client uses for an attempt that was sent and got no answer (client.NO_ANSWER_PROBLEMS)
 PENDING, STARTING, STARTED, JOINED, NOT_RECORDED = "pending", "starting", "started", "joined", "not recorded"
+#: a resumed target whose start this run sent and Retrace certainly did not record
+START_REFUSED = "start refused"
 COMPLETING, CANCELLING, COMPLETED, CANCELLED, END_FAILED = "completing", "cancelling", "completed", "cancelled", "end failed"
 #: states in which the deployment is open in Retrace (or may be) and this run owes it an end
 OPEN_STATES = (STARTING, STARTED, COMPLETING, CANCELLING)
@@ -307,6 +309,8 @@ class DeploymentRun:
                 result = self._start(target, since)
         except RetraceError as error:
             target.state = NOT_RECORDED
+            if not start_may_have_landed(error):
+                self._remember(target, refused=True)  # the end sent later from this place then sends nothing
             if start_may_have_landed(error) and self._guarded():
                 # No answer: the start may land after all.  A guard armed and never released cancels it once
                 # this run is over, instead of leaving it in progress for good.
@@ -404,6 +408,13 @@ class DeploymentRun:
             return self.open(target)
         if target.state == JOINED:
             return self._close_joined(target, succeeded, reason)
+        if target.state == START_REFUSED:
+            # Retrace refused this run's start (or it was never sent): the deployment is not in progress, and an end
+            # would be refused too -- or, for a complete, record a one-shot deployment of a run Retrace never saw start.
+            target.state = NOT_RECORDED
+            line = f"{target.label}: no {action} sent: Retrace did not record its start (the warning then said why)"
+            self.reporter.info(line)
+            return Step(NOT_RECORDED, line)
         if target.state == STARTING:
             return self._close_interrupted_start(target)
         if target.state == COMPLETING:
@@ -450,6 +461,9 @@ class DeploymentRun:
         settings, deployment = target.client.settings, target.deployment
         if self.job_key and _guard.joined_in_job(settings, deployment, self.job_key):
             target.state = JOINED
+            return target
+        if target.place is not None and _ledger.refused_version(self._ledger_key(target)) == deployment.version:
+            target.state = START_REFUSED
             return target
         target.state = STARTED
         if self.owner_pid is not None:
@@ -537,11 +551,11 @@ class DeploymentRun:
     def _guarded(self) -> bool:
         return self.policy.orphan_guard and self.owner_pid is not None
 
-    def _remember(self, target: Target) -> None:
+    def _remember(self, target: Target, refused: bool = False) -> None:
         if target.place is None:
             return
         try:
-            _ledger.remember_start(self._ledger_key(target), target.deployment.version)
+            _ledger.remember_start(self._ledger_key(target), target.deployment.version, refused=refused)
         except OSError as error:
             self.reporter.warning(f"could not record the started version in {_ledger.state_directory()}: {error.strerror or error}")
 

@@ -500,7 +500,7 @@ OUTCOME_ROWS = (
         "recorded as 3.1.0 to Staging, one start, one complete; no warning",
         _outcome("test_per_environment_settings_in_the_inventory_group_vars", fab_deploy=NO_INVENTORY, fab_calls=NO_INVENTORY)),
     Row("a misspelt setting (`stirct: true`: `[callback_retrace]`, role var, module argument, `fabric.yaml`)",
-        "recorded, exit 0; one warning: `stirct`, `did you mean strict`",
+        "recorded, exit 0; one warning: `stirct`, `did you mean strict` (a variable: `retrace_strict`)",
         _outcome("test_a_misspelt_setting_is_named_and_the_deployment_is_tracked")),
     Row("key from the environment, `api_url` written in the project (ansible.cfg, play vars, the module task's argument,"
         " `fabric.yaml`, `--api-url`)", "accepted: recorded, exit 0, no warning",

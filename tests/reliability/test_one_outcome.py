@@ -174,11 +174,12 @@ def test_per_environment_settings_in_the_inventory_group_vars(project_for, entry
 @pytest.mark.parametrize("entry, strict", unset(*ALL))
 def test_a_misspelt_setting_is_named_and_the_deployment_is_tracked(project_for, entry, strict):
     """``stirct: true`` (ansible.cfg, a role var, a module argument, fabric.yaml): one warning names it and suggests
-    strict; an unknown setting is never an error, so the run is tracked with the other settings."""
+    strict, spelt as that source spells it (``retrace_strict`` for a variable); an unknown setting is never an error,
+    so the run is tracked with the other settings."""
     project = project_for(entry, strict)
     project.setting("stirct", True)
     expected = tracked(entry)
-    assert_outcome(project.run(), dataclasses.replace(expected, lines=expected.lines + (("stirct", "did you mean strict"),),
+    assert_outcome(project.run(), dataclasses.replace(expected, lines=expected.lines + (("stirct", "did you mean", "strict?)"),),
                                                       quiet=False))
 
 

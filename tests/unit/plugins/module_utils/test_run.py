@@ -378,3 +378,22 @@ def test_key_from_the_environment_never_goes_to_a_url_from_variables():
     assert resolve(trusted, environ=environ).problems == []
     same = [Source("extra vars", {"api_url": "https://API.stackify.net:443/"}, VARIABLES), sources[1]]
     assert resolve(same, environ=environ).problems == []
+
+
+def test_an_end_sent_on_its_own_after_a_refused_start_from_the_same_place_sends_nothing(guards, tmp_path, monkeypatch):
+    """The module's completed task after its started task got 401: no complete (refused too, or a one-shot record of a
+    deployment Retrace never saw start); a start that may have landed is not such a start (its end is sent)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    run, target, transport, lines = make_run(guards, scripts={"start": [401]}, place="run:1:1", calls_are_tasks=True)
+    assert run.open(target).state == _run.NOT_RECORDED
+    end_run, end, end_transport, end_lines = make_run(guards, place="run:1:1", calls_are_tasks=True)
+    end_run.resume(end)
+    assert end_run.close(end, succeeded=True).state == _run.NOT_RECORDED and end_transport.sent == []
+    assert "no complete sent: Retrace did not record its start" in end_lines.at("info")[0]
+    # accepted later in the same run (a retried task): its end is sent
+    again, target, transport, lines = make_run(guards, place="run:1:1", calls_are_tasks=True)
+    again.open(target)
+    end_run, end, end_transport, end_lines = make_run(guards, place="run:1:1", calls_are_tasks=True)
+    end_run.resume(end)
+    end_run.close(end, succeeded=True)
+    assert end_transport.sent == ["complete"]
