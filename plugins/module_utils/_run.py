@@ -250,9 +250,9 @@ class DeploymentRun:
             self._say_once(self.reporter.warning, unknown.line())
         options = resolved.as_dict()
         problems: list[RetraceError] = list(resolved.problems)
+        named = {problem.option for problem in problems if isinstance(problem, InvalidInput)}
         for option in REQUIRED_OPTIONS:
-            if options.get(option) is None and not any(problem.option == option for problem in problems
-                                                        if isinstance(problem, InvalidInput)):
+            if options.get(option) is None and option not in named:
                 problems.append(resolved.missing(option))
         if not options.get("api_key") and not options.get("api_key_file"):
             problems.append(resolved.missing("api_key"))

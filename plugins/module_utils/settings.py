@@ -10,7 +10,6 @@ variables feed them.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import ipaddress
 import os
 import stat
@@ -32,87 +31,6 @@ API_KEY_FILE_LIMIT = 4096
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: what a 401 tells the user to check, by the setting the key came from
 KEY_SOURCES = {"api_key": "api_key / RETRACE_API_KEY", "api_key_file": "the file named by api_key_file / RETRACE_API_KEY_FILE"}
-
-def deployment_name(options, job_fields=None) -> str | None:
-    """The ``Name`` to send: ``options["name"]`` if set, else ``options["name_format"]`` rendered, else None.
-
-    ``options`` uses the shared option names; ``job_fields`` are a controller job's own values
-    (``ControllerJob.name_fields()``).  None lets Retrace show the version, as it always did.
-    Raises :class:`InvalidInput` for a bad ``name_format`` (:func:`render_name_format`).
-    """
-    if options.get("name") or not options.get("name_format"):
-        if options.get("name"):
-            check_rendered(options["name"], "name")
-        return options.get("name") or None
-    fields = {field: options.get(field) for field in DEPLOYMENT_OPTIONS}
-    fields.update(job_fields or {})
-    return shorten_name(render_name_format(options["name_format"], fields)) or None
-
-
-#: the longest ``Name`` sent (the core's limit for text fields, deployment.DEFAULT_MAX_LENGTH)
-NAME_LIMIT = 255
-
-
-def shorten_name(name: str) -> str:
-    """A Name rendered from ``name_format``, cut to :data:`NAME_LIMIT` characters ending with "…" if longer.
-
-    A rendered Name is cosmetic (a long job template or workflow name should not turn tracking off); an explicit
-    ``name`` that is too long is still refused, since whoever wrote it can shorten it.
-    """
-    return name if len(name) <= NAME_LIMIT else name[:NAME_LIMIT - 1].rstrip() + "\u2026"
-
-
-#: what left in a value shows a Jinja expression that was never rendered
-JINJA_MARKERS = ("{{", "{%")
-
-
-def check_rendered(value, option: str) -> None:
-    """Refuse ``value`` holding ``{{`` or ``{%``: a Jinja expression nobody rendered, which would be sent as is.
-
-    The callback takes extra vars, environment variables and ``ansible.cfg`` as given, untemplated (AWX passes a
-    job template's extra vars ``retrace_version: "{{ app_version }}"`` exactly so).  No real version, app,
-    environment, branch, commit, link or name holds these pairs.  Raises :class:`InvalidInput` naming ``option``.
-    """
-    if isinstance(value, str) and any(marker in value for marker in JINJA_MARKERS):
-        raise InvalidInput(option, f"holds an unrendered Jinja expression ({value.strip()[:80]!r}): the callback does not "
-                                   "template its settings (extra vars, environment, ansible.cfg; AWX passes a template's "
-                                   "extra vars to it as written); give the value itself, or set it in a task "
-                                   "(module or role), where Ansible templates it")
-
-
-def render_name_format(name_format: str, fields) -> str:
-    """The deployment ``Name`` that ``name_format`` (e.g. ``"{version} by {user} ({job_template})"``) gives.
-
-    ``fields`` maps :data:`NAME_FORMAT_FIELDS` to text or None; None renders as nothing and runs of
-    spaces are collapsed.  Python format specs apply (``{commit:.7}``: the first 7 characters).
-    Raises :class:`InvalidInput` ("name_format") for an unknown placeholder, attribute or index access,
-    a conversion (``!r``) or a bad spec, before anything is sent.
-    """
-    if not isinstance(name_format, str):
-        raise InvalidInput("name_format", f"must be a string, got {type(name_format).__name__}")
-    values = {field: "" if fields.get(field) is None else str(fields[field]) for field in NAME_FORMAT_FIELDS}
-    try:
-        parsed = list(string.Formatter().parse(name_format))
-    except ValueError as error:
-        raise InvalidInput("name_format", f"is not a valid format ({error}); write literal braces as {{{{ and }}}}") from None
-    for _literal, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        written = f"{{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
-        if "{" in (spec or ""):
-            raise InvalidInput("name_format", f"has a placeholder inside the format spec of {{{field}}} ({written}): "
-                                              "a spec is plain text, such as {commit:.7}")
-        if conversion:
-            raise InvalidInput("name_format", f"has {written}: conversions (!r, !s, !a) are not allowed; "
-                                              "write the placeholder alone, such as {version}")
-        if field not in NAME_FORMAT_FIELDS:
-            raise InvalidInput("name_format", f"has {{{field}}}: use only "
-                               + ", ".join(f"{{{name}}}" for name in NAME_FORMAT_FIELDS))
-    try:
-        rendered = name_format.format_map(values)
-    except ValueError as error:
-        raise InvalidInput("name_format", f"has a bad format spec ({error})") from None
-    return " ".join(rendered.split())
 
 
 # --- every option, once: what it holds, its default, its environment variables ---------------------------
@@ -272,6 +190,91 @@ class TrackingPolicy:
                    time_budget=None if time_budget is None else parse_seconds(time_budget, "time_budget"))
 
 
+# --- the deployment Name ---------------------------------------------------------------------------------
+
+
+def deployment_name(options, job_fields=None) -> str | None:
+    """The ``Name`` to send: ``options["name"]`` if set, else ``options["name_format"]`` rendered, else None.
+
+    ``options`` uses the shared option names; ``job_fields`` are a controller job's own values
+    (``ControllerJob.name_fields()``).  None lets Retrace show the version, as it always did.
+    Raises :class:`InvalidInput` for a bad ``name_format`` (:func:`render_name_format`).
+    """
+    if options.get("name") or not options.get("name_format"):
+        if options.get("name"):
+            check_rendered(options["name"], "name")
+        return options.get("name") or None
+    fields = {field: options.get(field) for field in DEPLOYMENT_OPTIONS}
+    fields.update(job_fields or {})
+    return shorten_name(render_name_format(options["name_format"], fields)) or None
+
+
+#: the longest ``Name`` sent (the core's limit for text fields, deployment.DEFAULT_MAX_LENGTH)
+NAME_LIMIT = 255
+
+
+def shorten_name(name: str) -> str:
+    """A Name rendered from ``name_format``, cut to :data:`NAME_LIMIT` characters ending with "…" if longer.
+
+    A rendered Name is cosmetic (a long job template or workflow name should not turn tracking off); an explicit
+    ``name`` that is too long is still refused, since whoever wrote it can shorten it.
+    """
+    return name if len(name) <= NAME_LIMIT else name[:NAME_LIMIT - 1].rstrip() + "\u2026"
+
+
+#: what left in a value shows a Jinja expression that was never rendered
+JINJA_MARKERS = ("{{", "{%")
+
+
+def check_rendered(value, option: str) -> None:
+    """Refuse ``value`` holding ``{{`` or ``{%``: a Jinja expression nobody rendered, which would be sent as is.
+
+    The callback takes extra vars, environment variables and ``ansible.cfg`` as given, untemplated (AWX passes a
+    job template's extra vars ``retrace_version: "{{ app_version }}"`` exactly so).  No real version, app,
+    environment, branch, commit, link or name holds these pairs.  Raises :class:`InvalidInput` naming ``option``.
+    """
+    if isinstance(value, str) and any(marker in value for marker in JINJA_MARKERS):
+        raise InvalidInput(option, f"holds an unrendered Jinja expression ({value.strip()[:80]!r}): the callback does not "
+                                   "template its settings (extra vars, environment, ansible.cfg; AWX passes a template's "
+                                   "extra vars to it as written); give the value itself, or set it in a task "
+                                   "(module or role), where Ansible templates it")
+
+
+def render_name_format(name_format: str, fields) -> str:
+    """The deployment ``Name`` that ``name_format`` (e.g. ``"{version} by {user} ({job_template})"``) gives.
+
+    ``fields`` maps :data:`NAME_FORMAT_FIELDS` to text or None; None renders as nothing and runs of
+    spaces are collapsed.  Python format specs apply (``{commit:.7}``: the first 7 characters).
+    Raises :class:`InvalidInput` ("name_format") for an unknown placeholder, attribute or index access,
+    a conversion (``!r``) or a bad spec, before anything is sent.
+    """
+    if not isinstance(name_format, str):
+        raise InvalidInput("name_format", f"must be a string, got {type(name_format).__name__}")
+    values = {field: "" if fields.get(field) is None else str(fields[field]) for field in NAME_FORMAT_FIELDS}
+    try:
+        parsed = list(string.Formatter().parse(name_format))
+    except ValueError as error:
+        raise InvalidInput("name_format", f"is not a valid format ({error}); write literal braces as {{{{ and }}}}") from None
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        written = f"{{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+        if "{" in (spec or ""):
+            raise InvalidInput("name_format", f"has a placeholder inside the format spec of {{{field}}} ({written}): "
+                                              "a spec is plain text, such as {commit:.7}")
+        if conversion:
+            raise InvalidInput("name_format", f"has {written}: conversions (!r, !s, !a) are not allowed; "
+                                              "write the placeholder alone, such as {version}")
+        if field not in NAME_FORMAT_FIELDS:
+            raise InvalidInput("name_format", f"has {{{field}}}: use only "
+                               + ", ".join(f"{{{name}}}" for name in NAME_FORMAT_FIELDS))
+    try:
+        rendered = name_format.format_map(values)
+    except ValueError as error:
+        raise InvalidInput("name_format", f"has a bad format spec ({error})") from None
+    return " ".join(rendered.split())
+
+
 def is_loopback_host(host: str) -> bool:
     if host.lower().rstrip(".") == "localhost":
         return True
@@ -363,73 +366,6 @@ def _check_api_key(api_key, option: str = "api_key", where: str = "") -> ApiKey:
     if not api_key.isascii():
         raise InvalidInput(option, f"must contain only ASCII characters{where} (check how it was pasted or templated)")
     return ApiKey(api_key)
-
-
-def check_key_destination(api_url, *, key_from_environment: bool, url_from_environment: bool, environ,
-                          api_key_file=None) -> None:
-    """Refuse to send a key taken from the environment to an API URL that did not come from there.
-
-    The rule, the same on every entry point, always (not only in controller jobs): the API URL must come from
-    the same source as the API key.  A key from the environment (``RETRACE_API_KEY``, ``STACKIFY_API_KEY`` or
-    ``RETRACE_API_KEY_FILE``: what an AWX credential injects) is only ever sent to the URL from the environment,
-    ``RETRACE_API_URL``, else the default.  Why: whoever may set extra vars (an AWX launch prompt or survey, a
-    shared CI job's parameters) may not be allowed to read the credential, yet ``retrace_api_url`` outranks
-    ``RETRACE_API_URL``; honouring it would hand the key to any host they name.
-
-    ``api_url`` is the URL the entry point would use; ``url_from_environment`` says it came from
-    ``RETRACE_API_URL``, is the default, or came from a file of the project itself (the callback's
-    ``ansible.cfg``: trusted like the playbooks, which run with the key anyway).  A URL set by a variable (extra
-    var, survey, task argument, the role's ``retrace_api_url``) that, normalised, equals the environment's is fine.
-
-    ``api_key_file``: the key file the entry point will read, wherever its path came from.  Naming a file is not
-    knowing the key: a file holding the environment's key (the file ``RETRACE_API_KEY_FILE`` names, a copy of it,
-    a file with the text of ``RETRACE_API_KEY`` / ``STACKIFY_API_KEY``) counts as a key from the environment even
-    when a variable named it; else ``-e retrace_api_key_file=<where the credential's key lies>`` would carry the
-    key to any URL.  A key given as text by a variable is known to whoever gave it: it goes with its URL.
-
-    Raises :class:`InvalidInput` naming ``api_url``, before anything is sent.
-    """
-    if url_from_environment or api_url is None or api_url == "":
-        return
-    if not key_from_environment and not _file_holds_environment_key(api_key_file, environ):
-        return
-    given = normalise_api_url(api_url)  # a malformed URL is refused for what it is first
-    expected = environ.get("RETRACE_API_URL") or DEFAULT_API_URL
-    try:
-        same = given == normalise_api_url(expected)
-    except InvalidInput:
-        same = False
-    if not same:
-        raise InvalidInput("api_url", f"{_shown_url(api_url)} is refused: the API key comes from the environment (RETRACE_API_KEY, "
-                                      "STACKIFY_API_KEY or RETRACE_API_KEY_FILE, as an AWX credential injects it), and such a "
-                                      f"key is only sent to the URL from the environment ({expected}). Set the URL beside "
-                                      "the key: RETRACE_API_URL (in AWX, the credential's API URL), or give the key the "
-                                      "same way as the URL")
-
-
-def _file_holds_environment_key(api_key_file, environ) -> bool:
-    """True if the file ``api_key_file`` holds a key the environment holds (see check_key_destination).
-
-    Unset, unreadable or malformed: not compared (resolving the key later reports it).
-    """
-    if api_key_file is None or api_key_file == "":
-        return False
-    try:
-        key = read_api_key_file(api_key_file).reveal()
-    except InvalidInput:
-        return False
-    held = [environ.get(name) for name in ENVIRONMENT_VARIABLES["api_key"] if environ.get(name)]
-    if environ.get("RETRACE_API_KEY_FILE"):
-        try:
-            held.append(read_api_key_file(environ["RETRACE_API_KEY_FILE"]).reveal())
-        except InvalidInput:
-            pass
-    # compare_digest: how long the comparison takes says nothing about the key
-    return any(hmac.compare_digest(key.encode("utf-8"), value.strip().encode("utf-8")) for value in held)
-
-
-def _shown_url(url) -> str:
-    return repr(url.strip()) if isinstance(url, str) else type(url).__name__
 
 
 def normalise_api_url(api_url) -> str:

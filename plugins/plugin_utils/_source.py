@@ -300,8 +300,8 @@ def detect(environ: t.Mapping[str, str], directory: str | None, given: t.Mapping
     found: dict[str, str] = {}
     providers: list[str] = []
     notes: dict[str, str] = {}
-    for provider, values in (("awx", _job_values(job)), (ci.provider, {"version": ci.tag, "branch": ci.branch,
-                                                                         "commit": ci.commit, "uri": ci.uri})):
+    ci_values = {"version": ci.tag, "branch": ci.branch, "commit": ci.commit, "uri": ci.uri}
+    for provider, values in (("awx", _job_values(job)), (ci.provider, ci_values)):
         _take(found, providers, provider, values, wanted)
     needs_git = [option for option in ("version", "branch", "commit") if option in wanted and option not in found]
     if needs_git and directory is not None and inside_git_checkout(directory, environ):

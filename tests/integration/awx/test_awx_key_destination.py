@@ -1,6 +1,6 @@
 """The credential's key goes only to the credential's URL: an extra var ``retrace_api_url`` (a launch prompt, a survey
 field), which whoever launches the template may set without being allowed to read its credentials, cannot send the
-key elsewhere (settings.check_key_destination), from the callback, a module task or the role."""
+key elsewhere (_resolve.key_destination_problem), from the callback, a module task or the role."""
 
 from __future__ import annotations
 

@@ -294,6 +294,7 @@ def test_git_refusing_the_checkout_is_said_with_the_fix(runner):
     """A checkout owned by another user (containers, execution environments): git refuses it until safe.directory."""
     if os.geteuid() != 0:
         pytest.fail("this test runs as root (CI does): it hands the checkout to another user")
+
     def git(*args):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=runner.workdir, check=True,
                        capture_output=True)

@@ -14,7 +14,6 @@ import pytest
 from ansible import context
 
 from ansible_collections.stackify.retrace.plugins.callback import deployment as callback
-from ansible_collections.stackify.retrace.plugins.plugin_utils import _source
 
 KEY = "unit-test-secret-key"
 

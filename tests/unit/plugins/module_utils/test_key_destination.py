@@ -1,9 +1,10 @@
-"""Where the key may go (settings.check_key_destination), the API URL in one spelling (settings.normalise_api_url),
+"""Where the key may go (_resolve.key_destination_problem), the API URL in one spelling (settings.normalise_api_url),
 and a 401 naming the setting the key came from."""
 
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
+from ansible_collections.stackify.retrace.plugins.module_utils._resolve import ENVIRONMENT, PROJECT, VARIABLES, Source, resolve
 from ansible_collections.stackify.retrace.plugins.module_utils.client import DeploymentClient
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import AuthenticationRejected, InvalidInput
@@ -22,28 +23,34 @@ class Recorder:
         return Response(self.status, {}, b'{"Message": "no"}')
 
 
-# --- the rule ------------------------------------------------------------------------------------------
+# --- the rule (_resolve.key_destination_problem, from the sources' trust) ------------------------------------
+
+def problem(url, url_trust, environ, key=None, key_file=None, key_trust=ENVIRONMENT):
+    key_values = {name: value for name, value in (("api_key", key), ("api_key_file", key_file)) if value is not None}
+    sources = [Source("extra vars" if url_trust == VARIABLES else "ansible.cfg", {"api_url": url} if url else {}, url_trust),
+               Source("the key's source", key_values, key_trust)]
+    problems = [found for found in resolve(sources, environ=environ).problems if found.option == "api_url"]
+    return problems[0] if problems else None
+
 
 @pytest.mark.parametrize("environ", [{}, {"RETRACE_API_URL": "https://api.stackify.net"}], ids=["default", "same-as-default"])
 def test_a_key_from_the_environment_is_not_sent_to_a_url_set_by_a_variable(environ):
-    with pytest.raises(InvalidInput) as caught:
-        settings.check_key_destination("https://evil.example", key_from_environment=True, url_from_environment=False,
-                                       environ=environ)
-    message = str(caught.value)
-    assert message.startswith("api_url: 'https://evil.example' is refused: the API key comes from the environment")
-    assert "only sent to the URL from the environment (https://api.stackify.net)" in message
+    message = str(problem("https://evil.example", VARIABLES, environ, key=KEY))
+    assert message.startswith("api_url: https://evil.example (from extra vars) is refused: the API key comes from the environment")
+    assert "only sent to the URL from the environment (https://api.stackify.net) or from the project's own files" in message
     assert "Set the URL beside the key: RETRACE_API_URL" in message
 
 
-@pytest.mark.parametrize("given, from_env, url_from_env, environ", [
-    ("https://evil.example", False, False, {}),  # the key came with the URL (extra var, task argument...)
-    ("https://retrace.test", True, True, {"RETRACE_API_URL": "https://retrace.test"}),  # both from the environment
-    ("https://RETRACE.test:443/", True, False, {"RETRACE_API_URL": "https://retrace.test"}),  # the same URL, spelled otherwise
-    ("https://api.stackify.net/", True, False, {}),  # the default, given again
-    (None, True, False, {}),
+@pytest.mark.parametrize("given, url_trust, key_trust, environ", [
+    ("https://evil.example", VARIABLES, VARIABLES, {}),  # the key came with the URL (an extra var)
+    ("https://retrace.test", ENVIRONMENT, ENVIRONMENT, {"RETRACE_API_URL": "https://retrace.test"}),  # both from the environment
+    ("https://other.example", PROJECT, ENVIRONMENT, {}),  # written in the project's own files (ansible.cfg, a task)
+    ("https://RETRACE.test:443/", VARIABLES, ENVIRONMENT, {"RETRACE_API_URL": "https://retrace.test"}),  # the same URL, spelled otherwise
+    ("https://api.stackify.net/", VARIABLES, ENVIRONMENT, {}),  # the default, given again
+    (None, VARIABLES, ENVIRONMENT, {}),
 ])
-def test_what_the_rule_allows(given, from_env, url_from_env, environ):
-    settings.check_key_destination(given, key_from_environment=from_env, url_from_environment=url_from_env, environ=environ)
+def test_what_the_rule_allows(given, url_trust, key_trust, environ):
+    assert problem(given, url_trust, environ, key=KEY, key_trust=key_trust) is None
 
 
 @pytest.mark.parametrize("how", ["the credential's own file", "a copy of it", "a file with RETRACE_API_KEY's text"])
@@ -56,9 +63,8 @@ def test_a_key_file_holding_the_environment_s_key_is_the_environment_s(tmp_path,
     copy.write_text(KEY)
     environ = {"RETRACE_API_KEY": KEY} if how == "a file with RETRACE_API_KEY's text" else {"RETRACE_API_KEY_FILE": str(credential)}
     named = str(credential) if how == "the credential's own file" else str(copy)
-    with pytest.raises(InvalidInput, match="^api_url: 'https://evil.example' is refused: the API key comes from the environment"):
-        settings.check_key_destination("https://evil.example", key_from_environment=False, url_from_environment=False,
-                                       environ=environ, api_key_file=named)
+    found = problem("https://evil.example", VARIABLES, environ, key_file=named, key_trust=VARIABLES)
+    assert str(found).startswith("api_url: https://evil.example (from extra vars) is refused: the API key comes from the environment")
 
 
 @pytest.mark.parametrize("content", [
@@ -72,9 +78,8 @@ def test_a_key_file_not_holding_the_environment_s_key_goes_with_its_url(tmp_path
     own = tmp_path / "own"
     if content is not None:
         own.write_text(content)
-    settings.check_key_destination("https://evil.example", key_from_environment=False, url_from_environment=False,
-                                   environ={"RETRACE_API_KEY_FILE": str(credential), "RETRACE_API_KEY": KEY},
-                                   api_key_file=str(own))
+    environ = {"RETRACE_API_KEY_FILE": str(credential), "RETRACE_API_KEY": KEY}
+    assert problem("https://evil.example", VARIABLES, environ, key_file=str(own), key_trust=VARIABLES) is None
 
 
 # --- one spelling of the URL ----------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_the_engine_s_fallback_never_raises_for_a_refused_record_and_says_why(tm
     ledger.remember_start(ledger.place_key("https://a", "A", "E", "/srv"), "1.0")
     os.chmod(tmp_path / "stackify-retrace", 0o777)
 
-    source = _run.started_from("/srv", "the one retrace.start sent from this directory")({"api_url": "https://a", "app_name": "A",
-                                                                                        "environment_name": "E"})
+    fallback = _run.started_from("/srv", "the one retrace.start sent from this directory")
+    source = fallback({"api_url": "https://a", "app_name": "A", "environment_name": "E"})
 
     assert source.values == {} and "can be written by other users (mode 0777)" in source.notes["version"]

@@ -175,7 +175,7 @@ def test_unknown_settings_are_said_once_and_the_run_is_recorded(guards):
     from ansible_collections.stackify.retrace.plugins.module_utils._resolve import unknown_settings
     unknown = unknown_settings(["retrace_stirct", "retrace_version"], "the play's variables", OPTIONS, prefix="retrace_")
     run = _run.DeploymentRun(TrackingPolicy(), lines := Lines(), owner_pid=1)
-    for _ in range(2):
+    for _attempt in range(2):
         target = run.target(resolve([Source("s", SETTINGS, PROJECT)], unknown=unknown), ScriptedTransport(Clock()),
                             entry_point="test")
     assert lines.at("warning") == ["unknown setting 'retrace_stirct' in the play's variables (did you mean retrace_strict?): it is ignored"]
