@@ -5,6 +5,12 @@ What a browser makes of it is tested in test_emulator_page_browser.py.
 
 import http.client
 import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -12,6 +18,7 @@ from retrace_emulator import DEMO_API_KEY, RetraceEmulator, format_timeline, key
 from retrace_emulator.journal import describe_agent
 from retrace_emulator.page import updates
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 SECRET = "page-secret-key-7d1e"
 OTHER_SECRET = "other-secret-key-93aa"
 ACCOUNTS = {SECRET: {"apps": ["Shop"], "environments": ["Prod"]}, OTHER_SECRET: {"apps": ["Shop"], "environments": ["Prod"]}}
@@ -174,3 +181,24 @@ def test_no_api_key_reaches_the_page_or_its_data():
             assert secret not in text
     assert f"<redacted key {key_fingerprint(SECRET)}>" in data and f"<redacted key {key_fingerprint(OTHER_SECRET)}>" in data
     assert "an API key appeared in the request headers" in data
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_the_demo_prints_the_page_and_keeps_serving_it_when_asked(signum):
+    """scripts/demo.py --keep-serving, its steps left out (they have tests of their own): the page's address, then serving."""
+    code = "import sys; sys.path.insert(0, 'scripts'); import demo; demo.STEPS = (); sys.exit(demo.main(['--keep-serving']))"
+    with subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}) as demo:
+        try:
+            lines = [demo.stdout.readline() for _line in range(2)]
+            page_url = re.search(r"open (http://127\.0\.0\.1:\d+/) in a browser", lines[1]).group(1)
+            while "keeps serving" not in (line := demo.stdout.readline()):
+                assert line, "the demo ended instead of serving on"
+            assert page_url in line
+            assert "<title>Retrace API emulator</title>" in _get(int(page_url.rsplit(":", 1)[1].strip("/")), "/")
+            demo.send_signal(signum)
+            out, err = demo.communicate(timeout=30)
+        finally:
+            demo.kill()
+    assert demo.returncode == 0, err
+    assert "Stopped." in out
