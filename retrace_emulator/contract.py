@@ -8,7 +8,6 @@ lets the fault injection decide independently whether a request is processed at 
 
 from __future__ import annotations
 
-import copy
 import json
 import threading
 from collections import OrderedDict
@@ -117,8 +116,8 @@ class DeploymentBook:
                 if changed_at <= revision:
                     break
                 changed.append((ident, changed_at))
-            newest = [(changed_at, copy.deepcopy(self._deployments[ident])) for ident, changed_at in reversed(changed[:max(limit, 0)])]
-            return newest, len(changed), self._revision
+            newest = [(changed_at, self._deployments[ident]) for ident, changed_at in reversed(changed[:max(limit, 0)])]
+            return json.loads(json.dumps(newest)), len(changed), self._revision  # copies, made while no change can happen
 
     def clear(self) -> None:
         """Forget every deployment; revisions keep counting up, so a reader's last revision never names a later change."""

@@ -72,7 +72,8 @@ class Journal:
         """
         with self._lock:
             newer = self._entries[max(seq, 0):]  # entry n sits at index n - 1: numbering restarts with the list
-            return copy.deepcopy(newer[-limit:] if limit > 0 else []), len(newer)
+            # Entries hold only JSON values: a JSON round trip copies them several times faster than copy.deepcopy.
+            return json.loads(json.dumps(newer[-limit:] if limit > 0 else [])), len(newer)
 
     def clear(self) -> None:
         """Forget the entries and restart numbering; the file keeps its history."""

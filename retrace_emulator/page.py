@@ -46,7 +46,7 @@ FILES = {
     "icon.svg": "image/svg+xml",
 }
 #: the most calls, and the most deployments, one update carries: the newest ones (the page shows no more anyway)
-UPDATES_LIMIT = 200
+UPDATES_LIMIT = 100
 # The page loads only its own files and talks only to its own origin; even a value that were ever inserted as
 # HTML could then run no script.
 SECURITY_HEADERS = (
