@@ -143,7 +143,6 @@ class CallbackRun:
         self.process.communicate(timeout=60)
 
 
-
 def test_a_real_run_shows_in_progress_then_completed_without_a_reload(chromium, retrace_emulator, tmp_path):
     page = Page(chromium, retrace_emulator)
     page.wait_until(lambda: "No calls yet" in page.text(), "the empty state")
