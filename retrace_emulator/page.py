@@ -84,10 +84,11 @@ def updates(emulator: "RetraceEmulator", query: str, limit: int = UPDATES_LIMIT)
     ``skipped_calls`` / ``skipped_deployments``: how many older ones were left out because of ``limit``.
     """
     asked = parse_qs(query)
-    same_generation = asked.get("generation", [""])[0] == emulator.generation
+    # Read once, before the data: a reset meanwhile then shows as a new generation at the next poll, which starts over.
+    generation = emulator.generation
+    same_generation = asked.get("generation", [""])[0] == generation
     calls_after = _cursor(asked, "calls") if same_generation else 0
     revision = _cursor(asked, "deployments") if same_generation else 0
-    generation = emulator.generation
     entries, new_calls = emulator.journal_after(calls_after, limit)
     records, changed, revision_now = emulator.contract.book.changed_after(revision, limit)
     secrets = list(emulator.accounts)

@@ -137,7 +137,7 @@ class RetraceEmulator:
         self._journal.clear()
         self.contract.book.clear()
         self.faults.clear()
-        self._generation = _new_generation()
+        self._generation = _new_generation()  # last: a reader that sees the new generation finds the journal cleared
 
     def record(self, entry: dict) -> dict:
         stored = self._journal.record(entry)

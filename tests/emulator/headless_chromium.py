@@ -45,7 +45,8 @@ class Chromium:
         self.driver = None
 
     def __enter__(self) -> Chromium:
-        from selenium import webdriver  # pylint: disable=import-outside-toplevel  (only where a browser is wanted)
+        # Imported here: whoever only asks missing() needs no selenium.
+        from selenium import webdriver  # pylint: disable=import-outside-toplevel
         from selenium.webdriver.chrome.service import Service  # pylint: disable=import-outside-toplevel
 
         self.profile = tempfile.mkdtemp(prefix="retrace-chromium-")

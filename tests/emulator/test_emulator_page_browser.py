@@ -191,7 +191,12 @@ def test_a_cancelled_run_a_one_shot_a_409_refusals_and_faults_show_as_such(chrom
     conflict = page.wait_for("6.2.0", "in progress")
     assert [call[1:3] for call in conflict["calls"]] == [["start", "202"], ["start", "409 refused"], ["complete", "503 injected"]]
     assert "already in progress" in conflict["calls"][1][4] and "fault: status 503 Retry-After: 1" in conflict["calls"][2][4]
-    rows = page.wait_until(lambda: (lambda rows: rows if len(rows) == 4 else None)(page.refused_rows()), "four refused or faulted calls")
+
+    def four_rows():
+        rows = page.refused_rows()
+        return rows if len(rows) == 4 else None
+
+    rows = page.wait_until(four_rows, "four refused or faulted calls")
     assert [row[3] for row in rows] == ["400 refused", "401 refused", "503 injected", "409 refused"]
     assert "Unknown AppName 'NoSuchApp'" in rows[0][5] and "API key rejected" in rows[1][5]
     assert rows[0][2] == "NoSuchApp / Production / 6.3.0"
