@@ -5,7 +5,8 @@
 It loads the page and its files once, then asks GET /_emulator/updates with the page's cursors every second on one
 kept-alive connection, as the page's script does in a browser. A process of its own, so that its JSON decoding
 does not share the load generator's interpreter; the browser's own drawing is not counted, only what the page
-costs the emulator. On exit it prints one JSON line: polls, the calls and deployments they carried, seconds spent.
+costs the emulator. It prints "open" once its first answer came (the page is open: the load may start), and on
+exit one JSON line: polls, the calls and deployments they carried, seconds spent.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def follow(url: str, stop: threading.Event) -> dict:
             stats["calls"] += len(update["calls"])
             stats["deployments"] += len(update["deployments"])
             stats["seconds"] += time.perf_counter() - began
+            if stats["polls"] == 1:
+                print("open", flush=True)
             stop.wait(POLL_INTERVAL)
     finally:
         connection.close()

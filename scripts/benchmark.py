@@ -242,21 +242,23 @@ def emulator_figures(threads: int, seconds: float, limit: int) -> list[Figure]:
     latency = statistics.median(latency for load in plain for latency in load["latencies"]) * 1000
     latency_with_page = statistics.median(latency for load in with_page for latency in load["latencies"]) * 1000
     errors = sum(load["errors"] for load in plain + with_page)
-    carried = sum(poll["calls"] for poll in polls)
+    carried, polled = sum(poll["calls"] for poll in polls), sum(poll["polls"] for poll in polls)
+    poll_ms = sum(poll["seconds"] for poll in polls) / max(polled, 1) * 1000
     return [
         Figure(f"emulator: requests per second on loopback ({threads} keep-alive clients, {sum(load['elapsed'] for load in plain):.1f} s)",
                f"{rate:.0f} req/s  (median latency {latency:.1f} ms, {sum(load['requests'] for load in plain)} requests, {errors} not 202)",
                "informative", None),
         Figure("emulator: requests per second with its web page open / without (same run, alternating)",
                f"{rate_with_page / rate:.3f}  ({rate_with_page:.0f} / {rate:.0f} req/s, median latency {latency_with_page:.1f} ms; "
-               f"page: {sum(poll['polls'] for poll in polls)} polls carrying {carried} calls)",
+               f"page: {polled} polls carrying {carried} calls, {poll_ms:.1f} ms each)",
                "informative", None),
     ]
 
 
 def _emulator_load(threads: int, seconds: float, limit: int, page: list | None = None) -> dict:
     """Keep-alive clients posting start then complete for fresh versions, bounded in time and count. With ``page`` (a
-    list), scripts/bench_page.py follows the emulator meanwhile and its figures are appended to that list."""
+    list), scripts/bench_page.py has the page open before the load starts and follows the emulator meanwhile; its
+    figures are appended to that list."""
     counts, latencies, errors = [0] * threads, [], []
     with RetraceEmulator() as emulator:
         address = urllib.parse.urlsplit(emulator.url)
@@ -264,6 +266,8 @@ def _emulator_load(threads: int, seconds: float, limit: int, page: list | None =
         if page is not None:
             viewer = subprocess.Popen([sys.executable, str(SCRIPTS / "bench_page.py"), emulator.url], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, text=True)
+            if viewer.stdout.readline().strip() != "open":  # its start-up is not part of the figure
+                raise SystemExit("benchmark: scripts/bench_page.py could not open the page")
         stop_at = time.monotonic() + seconds
 
         def client(index: int) -> None:
