@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _wait_for_ctrl_c() -> None:
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it as cleanly as Ctrl-C
+    # Ctrl-C, and SIGTERM as cleanly; SIGINT too when a shell started the demo in the background (it ignores SIGINT then).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
         while True:
             signal.pause()
