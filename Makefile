@@ -20,7 +20,7 @@ lint: bootstrap
 	scripts/lint
 
 demo: bootstrap
-	.venv/bin/python scripts/demo.py
+	.venv/bin/python scripts/demo.py $(DEMO_ARGS)
 
 bench: bootstrap
 	.venv/bin/python scripts/benchmark.py

@@ -4,7 +4,7 @@
                                [--allow-any-app] [--journal PATH] [--timeline] [--quiet]
 
 The first line printed is the URL, e.g. "Retrace API emulator listening on http://127.0.0.1:40123",
-so scripts can start it with --port 0 and read where it listens. Accounts may also come from the
+so scripts can start it with --port 0 and read where it listens; the second names its web page (the same URL, /). Accounts may also come from the
 RETRACE_EMULATOR_ACCOUNTS variable (specs separated by ';'), which keeps keys out of the process list.
 """
 
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         parser.exit(1, f"cannot listen on {args.host}:{args.port}: {error.strerror}\n")
     print(f"Retrace API emulator listening on {emulator.url}", flush=True)
+    print(f"What it receives, live: open {emulator.url}/ in a browser", flush=True)
     # A timed wait lets the main thread run the Python-level signal handlers.
     while not stop_requested.wait(0.2):
         pass

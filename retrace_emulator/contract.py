@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -78,29 +79,51 @@ def decode_json_body(raw: bytes) -> tuple[Any, str | None]:
 
 
 class DeploymentBook:
-    """Deployment state keyed by (account, AppName, EnvironmentName, Version); thread-safe."""
+    """Deployment state keyed by (account, AppName, EnvironmentName, Version); thread-safe.
+
+    Every change gets the next revision number, so that a reader can ask only for what changed since it last asked.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._deployments: dict[tuple[str, str, str, str], dict] = {}
+        self._revisions: OrderedDict[tuple[str, str, str, str], int] = OrderedDict()  # least recently changed first
+        self._revision = 0
 
-    def apply(self, fingerprint: str, action: str, fields: dict[str, str]) -> str | None:
-        """Apply a transition; return None when it is allowed, else the reason it is not (a 409)."""
+    def apply(self, fingerprint: str, action: str, fields: dict[str, str], agent: str | None = None) -> str | None:
+        """Apply a transition sent by ``agent`` (its User-Agent); return None when it is allowed, else the reason it is not (a 409)."""
         ident = (fingerprint, fields["AppName"], fields["EnvironmentName"], fields["Version"])
         with self._lock:
             current = self._deployments.get(ident)
             refusal = _refuse_transition(action, current, fields)
             if refusal is None:
-                self._deployments[ident] = _next_record(current, fingerprint, action, fields)
+                self._deployments[ident] = _next_record(current, fingerprint, action, fields, agent)
+                self._revision += 1
+                self._revisions[ident] = self._revision
+                self._revisions.move_to_end(ident)
             return refusal
 
     def snapshot(self) -> list[dict]:
         with self._lock:
             return json.loads(json.dumps(list(self._deployments.values())))
 
+    def changed_after(self, revision: int, limit: int) -> tuple[list[tuple[int, dict]], int, int]:
+        """The ``limit`` most recently changed deployments changed after ``revision``, as (their revision, a copy), oldest
+        change first; how many changed after ``revision`` in all; and the current revision."""
+        with self._lock:
+            changed = []
+            for ident, changed_at in reversed(self._revisions.items()):
+                if changed_at <= revision:
+                    break
+                changed.append((ident, changed_at))
+            newest = [(changed_at, self._deployments[ident]) for ident, changed_at in reversed(changed[:max(limit, 0)])]
+            return json.loads(json.dumps(newest)), len(changed), self._revision  # copies, made while no change can happen
+
     def clear(self) -> None:
+        """Forget every deployment; revisions keep counting up, so a reader's last revision never names a later change."""
         with self._lock:
             self._deployments.clear()
+            self._revisions.clear()
 
 
 def _describe(fields: dict[str, str]) -> str:
@@ -124,7 +147,7 @@ def _refuse_transition(action: str, current: dict | None, fields: dict[str, str]
     return None
 
 
-def _next_record(current: dict | None, fingerprint: str, action: str, fields: dict[str, str]) -> dict:
+def _next_record(current: dict | None, fingerprint: str, action: str, fields: dict[str, str], agent: str | None) -> dict:
     record = dict(current) if current else {
         "key_fingerprint": fingerprint,
         "AppName": fields["AppName"],
@@ -135,7 +158,7 @@ def _next_record(current: dict | None, fingerprint: str, action: str, fields: di
     record["state"] = STATE_AFTER[action]
     # start and complete may carry the descriptive fields; a later call refines what an earlier one said.
     record.update({name: fields[name] for name in OPTIONAL_FIELDS if name in fields})
-    step = {"action": action, "time": datetime.now(timezone.utc).isoformat()}
+    step = {"action": action, "time": datetime.now(timezone.utc).isoformat(), "agent": agent}
     if action == "complete" and (current is None or current["state"] != IN_PROGRESS):
         step["one_shot"] = True  # completed with no start before it
     record["history"] = record["history"] + [step]
@@ -150,11 +173,12 @@ class RetraceContract:
         self.allow_any_app = allow_any_app
         self.book = DeploymentBook()
 
-    def evaluate(self, action: str, authorization: str | None, content_type: str | None, raw: bytes) -> Verdict:
+    def evaluate(self, action: str, authorization: str | None, content_type: str | None, raw: bytes, user_agent: str | None = None) -> Verdict:
+        """The answer to one request; ``user_agent`` is kept in the deployment's history (who sent each step)."""
         verdict = Verdict(status=202, body={})
         try:
             fields = self._validate(action, authorization, content_type, raw, verdict)
-            refusal = self.book.apply(verdict.key_fingerprint, action, fields)
+            refusal = self.book.apply(verdict.key_fingerprint, action, fields, user_agent)
         except Rejection as rejection:
             verdict.status = rejection.status
             verdict.body = {"Message": rejection.message}

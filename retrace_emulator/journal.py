@@ -20,10 +20,15 @@ import json
 import re
 import threading
 from collections.abc import Iterable
+from typing import Any
 
+from retrace_emulator.accounts import key_fingerprint
 from retrace_emulator.faults import describe_fault_spec
 
 RECORDED_HEADERS = ("Content-Type", "User-Agent")
+# Our clients send "stackify-retrace/<version> (<entry point>; ...)"; the orphan guard's watcher adds "; orphan-guard".
+_OUR_AGENT = re.compile(r"stackify-retrace/\S+ \(([^)]*)\)")
+ORPHAN_GUARD_MARK = "orphan-guard"
 
 
 class Journal:
@@ -59,6 +64,16 @@ class Journal:
         """Copies of all entries, so callers cannot change the record."""
         with self._lock:
             return copy.deepcopy(self._entries)
+
+    def entries_after(self, seq: int, limit: int) -> tuple[list[dict], int]:
+        """Copies of the newest ``limit`` entries numbered after ``seq``, and how many entries follow ``seq`` in all.
+
+        Only those are copied: a reader that follows the journal pays for what is new, not for its whole length.
+        """
+        with self._lock:
+            newer = self._entries[max(seq, 0):]  # entry n sits at index n - 1: numbering restarts with the list
+            # Entries hold only JSON values: a JSON round trip copies them several times faster than copy.deepcopy.
+            return json.loads(json.dumps(newer[-limit:] if limit > 0 else [])), len(newer)
 
     def clear(self) -> None:
         """Forget the entries and restart numbering; the file keeps its history."""
@@ -101,13 +116,20 @@ def _timeline_row(entry: dict, origin: float) -> tuple[str, str, str, str, str, 
     )
 
 
-def _client(headers: dict) -> str:
-    """Who sent it: the entry point named in our User-Agent, else the agent's first word (e.g. curl/8.5)."""
-    agent = headers.get("User-Agent") or ""
-    match = re.match(r"stackify-retrace/\S+ \(([^;)]+)", agent)
+def describe_agent(user_agent: str | None) -> tuple[str, bool]:
+    """Who sent a request: (the entry point named in our User-Agent, else the agent's first word such as curl/8.5,
+    and whether the orphan guard sent it)."""
+    agent = user_agent or ""
+    match = _OUR_AGENT.match(agent)
     if match:
-        return match.group(1)
-    return agent.split(" ", 1)[0] or "-"
+        parts = [part.strip() for part in match.group(1).split(";")]
+        return parts[0] or "-", ORPHAN_GUARD_MARK in parts[1:]
+    return agent.split(" ", 1)[0] or "-", False
+
+
+def _client(headers: dict) -> str:
+    entry_point, by_guard = describe_agent(headers.get("User-Agent"))
+    return f"{entry_point} (orphan guard)" if by_guard else entry_point
 
 
 def _target(body) -> str:
@@ -133,3 +155,35 @@ def _note(entry: dict) -> str:
         return str(response["Message"])
     warnings = entry.get("warnings") or []
     return f"warning: {warnings[0]}" if warnings else ""
+
+
+def redact_entry(entry: dict, secrets: Iterable[str | None]) -> dict:
+    """Replace any API key a client put in the path, a recorded header or the body, so that no key is ever written anywhere."""
+    secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+    places = {"path": entry["path"], "headers": " ".join(value or "" for value in (entry.get("headers") or {}).values()),
+              "body": entry["body_raw"]}
+    leaked = [name for name, text in places.items() if any(secret in (text or "") for secret in secrets)]
+    if not leaked:
+        return entry
+    redacted = redact(entry, secrets)
+    redacted["warnings"].append(f"an API key appeared in the request {' and '.join(leaked)}; it was redacted from this entry")
+    return redacted
+
+
+def redact(value: Any, secrets: Iterable[str | None]) -> Any:
+    """A copy of ``value`` (JSON-like) with each secret replaced by ``<redacted key FINGERPRINT>`` (``value`` itself when there is no secret)."""
+    secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+    return _redact_value(value, secrets) if secrets else value
+
+
+def _redact_value(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, f"<redacted key {key_fingerprint(secret)}>")
+        return value
+    if isinstance(value, dict):
+        return {name: _redact_value(item, secrets) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(item, secrets) for item in value]
+    return value

@@ -6,7 +6,7 @@ Why the standard library only (http.server.ThreadingHTTPServer plus a few socket
   requests) need socket-level control that higher-level frameworks hide.
 
 The emulator is meant for loopback testing only: it binds 127.0.0.1 by default and its control
-endpoints under /_emulator/ need no API key.
+endpoints under /_emulator/ need no API key. At / it serves a read-only web page of what it received (page.py).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import secrets
 import socket
 import struct
 import threading
@@ -24,10 +25,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from retrace_emulator import page
 from retrace_emulator.accounts import Account, key_fingerprint, normalize_accounts
 from retrace_emulator.contract import ACTIONS, RetraceContract, Rejection, decode_json_body, parse_authorization
 from retrace_emulator.faults import Fault, FaultQueue, reason_phrase
-from retrace_emulator.journal import RECORDED_HEADERS, Journal
+from retrace_emulator.journal import RECORDED_HEADERS, Journal, redact, redact_entry
 
 LOG = logging.getLogger("retrace_emulator")
 
@@ -60,6 +62,7 @@ class RetraceEmulator:
         self.contract = RetraceContract(self.accounts, allow_any_app)
         self.faults = FaultQueue()
         self._journal = Journal(journal_path)
+        self._generation = _new_generation()
         self.stopping = threading.Event()
         self.decision_lock = threading.Lock()  # the contract's verdict and its journal entry, taken together
         self._server: _EmulatorHTTPServer | None = None
@@ -114,9 +117,18 @@ class RetraceEmulator:
         """Journal entries of deployment API calls (all actions, or only the one given)."""
         return [entry for entry in self.journal() if entry["action"] and action in (None, entry["action"])]
 
+    def journal_after(self, seq: int, limit: int) -> tuple[list[dict], int]:
+        """Copies of the newest ``limit`` journal entries after ``seq``, and how many entries follow ``seq`` in all."""
+        return self._journal.entries_after(seq, limit)
+
+    @property
+    def generation(self) -> str:
+        """Changes at every reset(): a reader that follows the journal by ``seq`` must then start over."""
+        return self._generation
+
     def deployments(self) -> list[dict]:
-        """Current state of every deployment the emulator has seen."""
-        return self.contract.book.snapshot()
+        """Current state of every deployment the emulator has seen (a key a client put in a field is redacted)."""
+        return redact(self.contract.book.snapshot(), self.accounts)
 
     def inject(self, action: str, faults: Iterable[Mapping | Fault]) -> int:
         """Queue faults for "start", "complete", "cancel" or "*"; each is used by one request. Return how many."""
@@ -130,6 +142,7 @@ class RetraceEmulator:
         self._journal.clear()
         self.contract.book.clear()
         self.faults.clear()
+        self._generation = _new_generation()  # last: a reader that sees the new generation finds the journal cleared
 
     def record(self, entry: dict) -> dict:
         stored = self._journal.record(entry)
@@ -207,14 +220,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _route(self) -> None:
         path = urlsplit(self.path).path
-        if path.startswith(CONTROL_PREFIX):
+        name = page.page_file(path)
+        if name is not None and (self.command in page.METHODS or path.startswith(CONTROL_PREFIX)):
+            self._page_file(name)
+        elif path.startswith(CONTROL_PREFIX):
             self._control(path)
         else:
-            self._api(API_PATHS.get(path))
+            self._api(API_PATHS.get(path), page_path=name is not None)
 
     # -- deployment API -------------------------------------------------------------------------------
 
-    def _api(self, action: str | None) -> None:
+    def _api(self, action: str | None, page_path: bool = False) -> None:
+        """A deployment call, or any other request off the control paths (recorded too: a misdirected client shows)."""
         entry = self._new_entry(action if self.command == "POST" else None)
         try:
             raw = self._read_body()
@@ -224,7 +241,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         entry["body_raw"] = raw.decode("utf-8", errors="replace")
         entry["body"] = decode_json_body(raw)[0]
-        if action is None:
+        if page_path:  # the page is read-only
+            self._answer(entry, 405, {"Message": f"{self.command} is not allowed here: the page is read-only"}, [("Allow", ", ".join(page.METHODS))])
+        elif action is None:
             self._answer(entry, 404, {"Message": f"No such endpoint: {self.command} {urlsplit(self.path).path}"})
         elif self.command != "POST":
             self._answer(entry, 405, {"Message": f"{self.command} is not allowed here: use POST"}, [("Allow", "POST")])
@@ -248,7 +267,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # is always journalled before the one it refused (409), so the journal reads in the order of decisions.
         with self.emulator.decision_lock:
             verdict = self.emulator.contract.evaluate(action, self.headers.get("Authorization"),
-                                                      self.headers.get("Content-Type"), raw)
+                                                      self.headers.get("Content-Type"), raw, self.headers.get("User-Agent"))
             entry.update(processed=True, processed_status=verdict.status)
             entry["warnings"].extend(verdict.warnings)
             if cut:
@@ -358,7 +377,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _record(self, entry: dict) -> None:
         secret = _key_of(self.headers.get("Authorization"))
-        self.emulator.record(_redact_entry(entry, [secret, *self.emulator.accounts]))
+        self.emulator.record(redact_entry(entry, [secret, *self.emulator.accounts]))
 
     # -- control endpoints ----------------------------------------------------------------------------
 
@@ -369,6 +388,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             "faults": {"GET": lambda body: (200, self.emulator.pending_faults()), "POST": self._post_faults},
             "reset": {"POST": self._post_reset},
             "health": {"GET": lambda body: (200, {"status": "ok", "url": self.emulator.url})},
+            "updates": {"GET": lambda body: (200, page.updates(self.emulator, urlsplit(self.path).query))},
         }
         methods = routes.get(path[len(CONTROL_PREFIX):].strip("/"))
         try:
@@ -405,6 +425,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
         self._send(status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8", headers)
 
+    # -- the web page ---------------------------------------------------------------------------------
+
+    def _page_file(self, name: str) -> None:
+        """Serve one of the page's static files (GET or HEAD only), never recorded in the journal."""
+        try:
+            self._read_body()
+        except Rejection as rejection:
+            self.close_connection = True
+            self._send_json(rejection.status, {"Message": rejection.message})
+            return
+        if self.command not in page.METHODS:
+            self._send_json(405, {"Message": f"{self.command} is not allowed here: the page is read-only"}, [("Allow", ", ".join(page.METHODS))])
+            return
+        self._send(200, page.read_file(name), page.FILES[name], page.SECURITY_HEADERS)
+
 
 def _key_of(authorization: str | None) -> str | None:
     try:
@@ -418,24 +453,5 @@ def _fingerprint_of(authorization: str | None) -> str | None:
     return key_fingerprint(api_key) if api_key else None
 
 
-def _redact_entry(entry: dict, secrets: Iterable[str | None]) -> dict:
-    """Replace any API key a client put in the path or body, so that no key is ever written anywhere."""
-    secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
-    leaked = [name for name in ("path", "body_raw") if any(secret in (entry[name] or "") for secret in secrets)]
-    if not leaked:
-        return entry
-    redacted = _redact_value(entry, secrets)
-    redacted["warnings"].append(f"an API key appeared in the request {' and '.join(leaked)}; it was redacted from this entry")
-    return redacted
-
-
-def _redact_value(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, f"<redacted key {key_fingerprint(secret)}>")
-        return value
-    if isinstance(value, dict):
-        return {name: _redact_value(item, secrets) for name, item in value.items()}
-    if isinstance(value, list):
-        return [_redact_value(item, secrets) for item in value]
-    return value
+def _new_generation() -> str:
+    return secrets.token_hex(4)

@@ -9,7 +9,7 @@ same load), each against its goal:
 2. module task / ansible.builtin.uri task making the same POST (goal <= 0.25);
 3. `fab deploy`, one host over loopback SSH, tracked / untracked (goal <= 1.05);
 4. the API hanging: wall time the callback, the module and `fab deploy` add, against their budgets;
-5. the emulator: requests per second it sustains on loopback;
+5. the emulator: requests per second it sustains on loopback, and that figure with its web page open;
 6. the chaos soak (scripts/bench_chaos.py): runs of the callback, the role and `fab deploy` stopped at
    random moments by random signals or an ansible-runner cancel; deployments left in progress (goal 0).
 
@@ -228,10 +228,46 @@ def _fab_projects(root: pathlib.Path, api_url: str, deadline: float) -> tuple[pa
 # --- 5. the emulator -----------------------------------------------------------------------------------
 
 def emulator_figures(threads: int, seconds: float, limit: int) -> list[Figure]:
-    """Keep-alive clients posting start then complete for fresh versions, bounded in time and count."""
+    """Requests per second, with no page open and with the page open (scripts/bench_page.py polling its data as the
+    page does): ``seconds`` of each, in four rounds ordered plain, page, page, plain, plain, page, page, plain, so that
+    both see the same machine and neither always goes first."""
+    plain, with_page, polls = [], [], []
+    for page_first in (False, True, False, True):
+        for page_open in (page_first, not page_first):
+            if page_open:
+                with_page.append(_emulator_load(threads, seconds / 4, limit, page=polls))
+            else:
+                plain.append(_emulator_load(threads, seconds / 4, limit))
+    rate, rate_with_page = _rate(plain), _rate(with_page)
+    latency = statistics.median(latency for load in plain for latency in load["latencies"]) * 1000
+    latency_with_page = statistics.median(latency for load in with_page for latency in load["latencies"]) * 1000
+    errors = sum(load["errors"] for load in plain + with_page)
+    carried, polled = sum(poll["calls"] for poll in polls), sum(poll["polls"] for poll in polls)
+    poll_ms = sum(poll["seconds"] for poll in polls) / max(polled, 1) * 1000
+    return [
+        Figure(f"emulator: requests per second on loopback ({threads} keep-alive clients, {sum(load['elapsed'] for load in plain):.1f} s)",
+               f"{rate:.0f} req/s  (median latency {latency:.1f} ms, {sum(load['requests'] for load in plain)} requests, {errors} not 202)",
+               "informative", None),
+        Figure("emulator: requests per second with its web page open / without (same run, alternating)",
+               f"{rate_with_page / rate:.3f}  ({rate_with_page:.0f} / {rate:.0f} req/s, median latency {latency_with_page:.1f} ms; "
+               f"page: {polled} polls carrying {carried} calls, {poll_ms:.1f} ms each)",
+               "informative", None),
+    ]
+
+
+def _emulator_load(threads: int, seconds: float, limit: int, page: list | None = None) -> dict:
+    """Keep-alive clients posting start then complete for fresh versions, bounded in time and count. With ``page`` (a
+    list), scripts/bench_page.py has the page open before the load starts and follows the emulator meanwhile; its
+    figures are appended to that list."""
     counts, latencies, errors = [0] * threads, [], []
     with RetraceEmulator() as emulator:
         address = urllib.parse.urlsplit(emulator.url)
+        viewer = None
+        if page is not None:
+            viewer = subprocess.Popen([sys.executable, str(SCRIPTS / "bench_page.py"), emulator.url], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+            if viewer.stdout.readline().strip() != "open":  # its start-up is not part of the figure
+                raise SystemExit("benchmark: scripts/bench_page.py could not open the page")
         stop_at = time.monotonic() + seconds
 
         def client(index: int) -> None:
@@ -261,11 +297,16 @@ def emulator_figures(threads: int, seconds: float, limit: int) -> list[Figure]:
         for worker in workers:
             worker.join()
         elapsed = time.monotonic() - began
-    total = sum(counts)
-    latency = statistics.median(latencies) * 1000 if latencies else float("nan")
-    return [Figure(f"emulator: requests per second on loopback ({threads} keep-alive clients, {elapsed:.1f} s)",
-                   f"{total / elapsed:.0f} req/s  (median latency {latency:.1f} ms, {total} requests, {len(errors)} not 202)",
-                   "informative", None)]
+        if viewer is not None:
+            out = viewer.communicate(input="", timeout=60)[0]
+            if viewer.returncode != 0:
+                raise SystemExit(f"benchmark: scripts/bench_page.py failed ({viewer.returncode})")
+            page.append(json.loads(out))
+    return {"requests": sum(counts), "elapsed": elapsed, "latencies": latencies, "errors": len(errors)}
+
+
+def _rate(loads: list[dict]) -> float:
+    return sum(load["requests"] for load in loads) / sum(load["elapsed"] for load in loads)
 
 
 # --- 6. the chaos soak ----------------------------------------------------------------------------------

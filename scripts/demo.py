@@ -1,10 +1,14 @@
 """The README's demo: an emulated Retrace, every entry point tracking deployments, then the timeline.
 
-Run with ``make demo``.  Nothing leaves this machine: the Retrace API is the emulator on loopback.
+Run with ``make demo``.  Nothing leaves this machine: the Retrace API is the emulator on loopback.  The emulator's
+web page (its address is printed first) shows the deployments live while the demo runs; ``--keep-serving``
+(``make demo DEMO_ARGS=--keep-serving``) keeps it serving after the demo, until Ctrl-C.
 """
 
+import argparse
 import importlib
 import pathlib
+import signal
 import sys
 import tempfile
 import time
@@ -19,20 +23,44 @@ from retrace_emulator import DEMO_API_KEY, RetraceEmulator, format_timeline  # n
 STEPS = ("core", "callback", "module_and_role", "lifecycle", "fabric")
 
 
-def main() -> int:
+def run_steps(emulator: RetraceEmulator, workdir: pathlib.Path) -> None:
+    """Every demo step against ``emulator``, printing what each did."""
+    for step in STEPS:
+        module = importlib.import_module(f"demo_steps.{step}")
+        step_dir = workdir / step
+        step_dir.mkdir()
+        for line in module.run(emulator.url, DEMO_API_KEY, step_dir):
+            print(f"- {line}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep-serving", action="store_true", help="after the demo, keep the emulator and its page serving until Ctrl-C")
+    parser.add_argument("--port", type=int, default=0, help="port of the emulator and its page (default: any free port)")
+    args = parser.parse_args(argv)
     began = time.monotonic()
-    with RetraceEmulator() as emulator, tempfile.TemporaryDirectory(prefix="retrace-demo-") as tmp:
-        print(f"Retrace API emulator listening on {emulator.url} (demo account: app DemoApp, environments Production and Staging)\n")
-        for step in STEPS:
-            module = importlib.import_module(f"demo_steps.{step}")
-            workdir = pathlib.Path(tmp) / step
-            workdir.mkdir()
-            for line in module.run(emulator.url, DEMO_API_KEY, workdir):
-                print(f"- {line}")
+    with RetraceEmulator(port=args.port) as emulator, tempfile.TemporaryDirectory(prefix="retrace-demo-") as tmp:
+        print(f"Retrace API emulator listening on {emulator.url} (demo account: app DemoApp, environments Production and Staging)")
+        print(f"Watch what it receives, live: open {emulator.url}/ in a browser\n", flush=True)
+        run_steps(emulator, pathlib.Path(tmp))
         print("\nWhat the emulated Retrace received:\n")
         print(format_timeline(emulator.journal()))
-    print(f"\nDemo finished in {time.monotonic() - began:.1f} s.")
+        print(f"\nDemo finished in {time.monotonic() - began:.1f} s.", flush=True)
+        if args.keep_serving:
+            print(f"The emulator keeps serving: its page is {emulator.url}/ (Ctrl-C stops it).", flush=True)
+            _wait_for_ctrl_c()
     return 0
+
+
+def _wait_for_ctrl_c() -> None:
+    # Ctrl-C, and SIGTERM as cleanly; SIGINT too when a shell started the demo in the background (it ignores SIGINT then).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
+    try:
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        print("\nStopped.")
 
 
 if __name__ == "__main__":

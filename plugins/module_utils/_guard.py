@@ -283,6 +283,9 @@ def _become_watcher(listener, client, deployment, owner_pid: int, path: str) -> 
         gc.disable()
         _detach_from_run(keep=listener.fileno())
         quiet_client = client.replace(log=None, transport=_fresh_transport(client.transport))
+        # The run's User-Agent, marked: whoever reads the requests (Retrace's side, the emulator's page) can tell
+        # the watcher's end from one the run sent itself.
+        quiet_client.user_agent = client.user_agent.removesuffix(")") + "; orphan-guard)"
         end = _watch_owner(listener, owner_pid)
         _unlink(path)
         if end is not None:

@@ -25,6 +25,7 @@ def _start(*args, env_accounts=None):
                                stdin=subprocess.DEVNULL, text=True, env=env, cwd=REPO_ROOT)
     match = URL_LINE.match(process.stdout.readline().rstrip("\n"))
     assert match, "the first line must give the URL"
+    assert process.stdout.readline() == f"What it receives, live: open {match.group(1)}/ in a browser\n"
     return process, int(match.group(2))
 
 

@@ -287,7 +287,7 @@ def test_state_is_per_version_environment_and_account(api):
 
 # -- 404 / 405 --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/api/v1/deployments/finish", "/api/v1/deployments", "/", "/api/v2/deployments/start"])
+@pytest.mark.parametrize("path", ["/api/v1/deployments/finish", "/api/v1/deployments", "/api", "/api/v2/deployments/start"])
 def test_unknown_path_is_404(api, path):
     assert api.send("POST", path, b"{}", {"Content-Type": "application/json"}).status == 404
 
