@@ -22,7 +22,8 @@ def run(emulator_url: str, api_key: str, workdir: pathlib.Path) -> list[str]:
     for version, extra in (("2.0.0", []), ("2.0.1", ["-e", "break_on=web2"])):
         completed = subprocess.run([str(ANSIBLE_PLAYBOOK), str(DEMO_DIR / "deploy.yml"), "-e", f"retrace_version={version}", *extra],
                                    cwd=DEMO_DIR, env=env, capture_output=True, text=True, check=False, timeout=60)
-        said = [line.removeprefix("Retrace: ") for line in completed.stdout.splitlines() if line.startswith("Retrace: ")]
+        # The callback writes its lines to stderr: stdout belongs to the stdout callback.
+        said = [line.removeprefix("Retrace: ") for line in completed.stderr.splitlines() if line.startswith("Retrace: ")]
         lines.append(f"callback: ansible-playbook deploy.yml -e retrace_version={version} {' '.join(extra)}".rstrip()
                      + f" -> exit {completed.returncode}; {' / '.join(said[-1:]) or 'no Retrace line: ' + completed.stderr.strip()[-200:]}")
     return lines
