@@ -279,7 +279,7 @@ class DeploymentRun:
                 self._say_once(self.reporter.warning, f"{note} (branch and commit are not sent)")
             for source in resolved.sources:  # a record of earlier starts that could not be trusted: said even when unneeded
                 if source.trust == RECORDED and "version" in source.notes:
-                    self._say_once(self.reporter.warning, f"{source.notes['version']}: the version {source.name} is not used")
+                    self._say_once(self.reporter.warning, f"the versions earlier starts recorded are not used: {source.notes['version']}")
         return self.add(Target(deployment, client, label, problems, self.place))
 
     def add(self, target: Target) -> Target:

@@ -391,7 +391,7 @@ def test_api_down_never_changes_the_exit_code(runner):
 def test_key_never_printed_at_vvvv_but_payload_is(runner, tasks):
     run = runner.run("-vvvv", str(runner.playbook("site.yml", tasks)))
     assert DEMO_API_KEY not in run.output
-    assert 'Retrace start: {"method": "POST"' in run.stdout
+    assert 'Retrace start: sent {"Name": "1.0.0", "Version": "1.0.0", "AppName": "DemoApp"' in run.stdout
     assert json.dumps(runner.emulator.requests("start")[0]["body"]) in run.stdout
 
 

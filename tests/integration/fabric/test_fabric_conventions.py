@@ -338,7 +338,7 @@ def test_complete_never_uses_a_record_another_user_could_have_swapped(project):
     versions = [(entry["action"], entry["body"]["Version"]) for entry in project.emulator.requests()]
     assert versions == [("start", "v2.0.0"), ("complete", "v2.0.0")]  # from git describe, not from the record
     assert completed.stderr.count("WARNING") == 1, completed.stderr
-    assert f"the versions retrace.start recorded are not used: {state} can be written by other users (mode 0777)" in completed.stderr
+    assert f"the versions earlier starts recorded are not used: {state} can be written by other users (mode 0777)" in completed.stderr
 
 
 @pytest.mark.parametrize("stale_start, expected", [

@@ -21,10 +21,11 @@ def test_refusals_fail_at_once_with_one_clear_message(tmp_path, ansible_env, ret
         task("started", version="1.0", **DEMO, api_key="not-a-known-key", keywords={"register": "unauthorised", **IGNORE}),
         task("started", version="1.0", app_name="NoSuchApp", environment_name="Production",
              keywords={"register": "unknown_app", **IGNORE}),
-        task("completed", version="1.0", **DEMO, keywords={"register": "other_4xx", **IGNORE}),
+        # Other versions than 1.0, whose start this run sent and Retrace refused: an end of that one sends nothing.
+        task("completed", version="1.2", **DEMO, keywords={"register": "other_4xx", **IGNORE}),
         task("completed", version="1.1", **DEMO, keywords={"register": "one_shot", **IGNORE}),
-        task("cancelled", version="1.0", **DEMO, keywords={"register": "bad_request", **IGNORE}),
-        task("cancelled", version="1.0", **DEMO, keywords={"register": "not_started", **IGNORE}),
+        task("cancelled", version="1.3", **DEMO, keywords={"register": "bad_request", **IGNORE}),
+        task("cancelled", version="1.3", **DEMO, keywords={"register": "not_started", **IGNORE}),
         _checks(
             "unauthorised is failed and unauthorised.error == 'authentication_rejected' and unauthorised.status == 401",
             "unknown_app.error == 'unknown_app_or_environment' and unknown_app.status == 400",
@@ -43,7 +44,7 @@ def test_refusals_fail_at_once_with_one_clear_message(tmp_path, ansible_env, ret
         "Retrace rejected the API key (HTTP 401) on start: check api_key / RETRACE_API_KEY",
         "Retrace does not know app 'NoSuchApp' or environment 'Production' for this account: create them in Retrace",
         "Retrace rejected the complete request (HTTP 404).",
-        "Retrace refused to cancel deployment 1.0 of DemoApp in Production (HTTP 409): this deployment is not in progress",
+        "Retrace refused to cancel deployment 1.3 of DemoApp in Production (HTTP 409): this deployment is not in progress",
         "Retrace rejected the cancel request (HTTP 400). Retrace said: Version has an unsupported format",
     ):
         assert message in run.stdout

@@ -27,8 +27,10 @@ from loopback_servers import HostileApi
 
 #: what tracking may take in each run: the callback's time_budget, the module's and fab's deadline
 LIMIT = 3.0
-#: what may come on top: the playbook's one task or fab's exit, the server noticing the client left (it looks every
-#: 0.5 s), a loaded 2-core machine.  Measured per call: under 0.1 s past its deadline.
+#: what may come on top: the rest of the run (the playbook's one task, fab's exit: the well-behaved run's own time,
+#: measured as the baseline), the server noticing the client left (it looks every 0.5 s), and a loaded 2-core
+#: machine, where the run's own time can double.  Measured per call: under 0.1 s past its deadline; a whole run on an
+#: idle machine: 0.2-1.2 s past the limit.  The servers trickle forever: unbounded, the run would never end.
 SLACK = 4.0
 #: peak memory a hostile answer may add to the largest process of a run (a 1 GiB body once took 2.2 GB)
 MEMORY_SLACK_MIB = 60
@@ -64,7 +66,7 @@ def test_a_hostile_answer_adds_no_more_than_the_entry_point_s_time(tmp_path, tmp
     print(f"{entry_point} {mode}: {tracking:.2f} s from the first request to the end of the run (well-behaved API: "
           f"{baseline_seconds:.2f} s); peak {run.peak_mib:.0f} MiB (well-behaved API: {baseline_mib:.0f} MiB)")
     assert run.returncode == 0, run.output
-    assert tracking <= LIMIT + SLACK, run.output
+    assert tracking <= LIMIT + SLACK + baseline_seconds, run.output
     assert run.peak_mib <= baseline_mib + MEMORY_SLACK_MIB, run.output
     assert start is not None and start.still_sending_when_left, start
     if mode == "slow-header":
