@@ -37,9 +37,8 @@ import typing as t
 from invoke.exceptions import Exit
 
 from .core._resolve import Resolved
-from .core._run import DeploymentRun, Step, Target
+from .core._run import DeploymentRun, Step, Target, policy_of
 from .core.errors import InvalidInput
-from .core.settings import TrackingPolicy
 from .core.transport import UrllibTransport
 from .settings import FLAG_OPTIONS, forget_key_variables, resolve
 
@@ -121,7 +120,7 @@ def new_run(config, flags: t.Mapping[str, t.Any] | None = None, *, owner_pid: in
     its variables leave this process's environment.
     """
     resolved = resolve(config, flags, started_here=place if ends_a_start else None)
-    policy = TrackingPolicy(strict=resolved.strict, stale_start=resolved["stale_start"], orphan_guard=resolved["orphan_guard"])
+    policy = policy_of(resolved)
     run = DeploymentRun(policy, Reporter(), owner_pid=owner_pid, place=place, calls_are_tasks=calls_are_tasks,
                         dry_run="--dry" if is_dry_run(config) else None)
     transport = UrllibTransport(resolved["validate_certs"], resolved["ca_path"])

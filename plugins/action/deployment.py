@@ -29,7 +29,7 @@ from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.stackify.retrace.plugins.module_utils import _resolve, _run
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import KNOWN_VARIABLES, MODULE_SETTINGS, STATE_SPEC, VARIABLE_PREFIX
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task, tracking_policy
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task
 from ansible_collections.stackify.retrace.plugins.module_utils.settings import JINJA_MARKERS
 from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect, detect_controller_job
 
@@ -62,7 +62,7 @@ class ActionModule(ActionBase):
                                                   detail=lambda line: display.v(line, host=host),
                                                   debug=lambda line: display.vvv(line, host=host))
         lines = TaskLines(**shown)
-        run = _run.DeploymentRun(tracking_policy(resolved), lines, owner_pid=run_pid, hosts_in_task=self._hosts_in_task(task_vars),
+        run = _run.DeploymentRun(_run.policy_of(resolved), lines, owner_pid=run_pid, hosts_in_task=self._hosts_in_task(task_vars),
                                  workflow_job_id=job.workflow_job_id if job else None, job_id=job.job_id if job else None,
                                  place=place, calls_are_tasks=True, dry_run="check mode" if self._task.check_mode else None)
         return dict(result, **deployment_task(self._task.args["state"], resolved, run,

@@ -362,7 +362,6 @@ class CallbackModule(CallbackBase):
     def _open(self):
         from ansible.template import Templar
         from ansible_collections.stackify.retrace.plugins.module_utils import _run
-        from ansible_collections.stackify.retrace.plugins.module_utils.settings import TrackingPolicy
         from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
         from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect_controller_job
 
@@ -380,9 +379,7 @@ class CallbackModule(CallbackBase):
                 self._display.v(f"Retrace: {what}, no deployment recorded (set {option} to record it)")
                 return
         job = detect_controller_job(os.environ, extra_vars)
-        policy = TrackingPolicy(strict=resolved.strict, stale_start=resolved["stale_start"],
-                                orphan_guard=resolved["orphan_guard"], time_budget=resolved["time_budget"])
-        self._run = _run.DeploymentRun(policy, _Reporter(self._display), owner_pid=self._main_pid,
+        self._run = _run.DeploymentRun(_run.policy_of(resolved), _Reporter(self._display), owner_pid=self._main_pid,
                                        workflow_job_id=job.workflow_job_id if job else None, job_id=job.job_id if job else None)
         with self._run.budget.charge():
             transport = UrllibTransport(resolved["validate_certs"], resolved["ca_path"], resolved["use_proxy"])

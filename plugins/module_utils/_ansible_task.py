@@ -12,7 +12,6 @@ from __future__ import annotations
 from . import _run
 from ._ansible_transport import AnsibleUrlsTransport
 from .deployment import CANCEL, COMPLETE, START
-from .settings import TrackingPolicy
 
 STATE_ACTIONS = {"started": START, "completed": COMPLETE, "cancelled": CANCEL}
 #: states in which the deployment is in Retrace as this task left it
@@ -49,10 +48,6 @@ class TaskLines:
     def debug(self, line):
         self._debug(f"Retrace {line}")
 
-
-def tracking_policy(resolved):
-    """The run's policy: the resolver checked every value (an invalid one is its default, and a problem)."""
-    return TrackingPolicy(strict=resolved.strict, stale_start=resolved["stale_start"], orphan_guard=resolved["orphan_guard"])
 
 
 def deployment_task(state, resolved, run, *, entry_point, name_fields=None):

@@ -581,6 +581,14 @@ class DeploymentRun:
             say(line)
 
 
+def policy_of(resolved: "Resolved") -> TrackingPolicy:
+    """The run's :class:`TrackingPolicy` from its resolved settings (the resolver checked every value: an invalid one
+    is its default there, and a problem); ``time_budget`` where the entry point has one (the callback)."""
+    budget = resolved["time_budget"] if "time_budget" in resolved.options else None
+    return TrackingPolicy(strict=resolved.strict, stale_start=resolved["stale_start"], orphan_guard=resolved["orphan_guard"],
+                          time_budget=budget)
+
+
 def started_from(place: str, description: str) -> "Fallback":
     """A :func:`._resolve.resolve` fallback: the version the last accepted start from ``place`` sent, for this API, app
     and environment -- so that an end sent later from the same place names the same deployment, even when ``git

@@ -303,7 +303,7 @@ from ansible.module_utils.basic import AnsibleModule, _load_params
 
 from ansible_collections.stackify.retrace.plugins.module_utils import _resolve, _run
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import ARGUMENT_SPEC, MODULE_SETTINGS
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task, tracking_policy
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task
 
 
 def main():
@@ -316,7 +316,7 @@ def main():
     resolved = _resolve.resolve([_resolve.Source("the task's arguments", arguments, _resolve.PROJECT, "the task's {option} argument"),
                                  _resolve.environment_source(os.environ, MODULE_SETTINGS)], MODULE_SETTINGS, environ=os.environ)
     lines = TaskLines(detail=module.debug, debug=module.debug)
-    run = _run.DeploymentRun(tracking_policy(resolved), lines, calls_are_tasks=True, dry_run="check mode" if module.check_mode else None)
+    run = _run.DeploymentRun(_run.policy_of(resolved), lines, calls_are_tasks=True, dry_run="check mode" if module.check_mode else None)
     result = deployment_task(module.params["state"], resolved, run, entry_point=f"ansible-module-on-host; ansible-core {ansible_version}")
     for warning in result.pop("warnings", ()):
         module.warn(warning)

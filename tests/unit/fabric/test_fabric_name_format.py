@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from retrace_fabric import settings, tracking
+from retrace_fabric.core.settings import TrackingPolicy
 from retrace_fabric.core.transport import UrllibTransport
 
 FLAGS = {"version": "1.4.2", "branch": "main", "commit": "abcdef123456", "uri": "https://ci/1"}
@@ -13,7 +14,7 @@ BASE = {"app_name": "A", "environment_name": "E", "api_key": "k", "detect_source
 
 def _target(config, flags, environ):
     """The engine's target for these settings, as fab builds it; nothing is sent."""
-    run = tracking.DeploymentRun(tracking.TrackingPolicy(), tracking.Reporter(), owner_pid=None)
+    run = tracking.DeploymentRun(TrackingPolicy(), tracking.Reporter(), owner_pid=None)
     return run.target(settings.resolve({"retrace": {**BASE, **config}}, flags, environ=environ), UrllibTransport(),
                       entry_point=tracking.ENTRY_POINT)
 

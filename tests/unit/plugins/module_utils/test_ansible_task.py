@@ -41,7 +41,7 @@ def task(state, transport, monkeypatch, *, dry_run=None, hosts_in_task=1, owner_
     monkeypatch.setattr(_ansible_task, "AnsibleUrlsTransport", transport)
     resolved = resolve([Source("the task's arguments", {**SETTINGS, **settings}, PROJECT)], MODULE_SETTINGS)
     lines = _ansible_task.TaskLines()
-    run = _run.DeploymentRun(_ansible_task.tracking_policy(resolved), lines, owner_pid=owner_pid, hosts_in_task=hosts_in_task,
+    run = _run.DeploymentRun(_run.policy_of(resolved), lines, owner_pid=owner_pid, hosts_in_task=hosts_in_task,
                              calls_are_tasks=True, dry_run=dry_run)
     return _ansible_task.deployment_task(state, resolved, run, entry_point="unit")
 

@@ -37,7 +37,7 @@ def task(state, transport, monkeypatch, job_id="212", workflow_job_id="900", hos
     """One task of a separate ansible-playbook worker: a run of its own, as each module task is."""
     monkeypatch.setattr(_ansible_task, "AnsibleUrlsTransport", transport)
     resolved = resolve([Source("the task's arguments", SETTINGS, PROJECT)], MODULE_SETTINGS)
-    run = _run.DeploymentRun(_ansible_task.tracking_policy(resolved), _ansible_task.TaskLines(), hosts_in_task=hosts_in_task,
+    run = _run.DeploymentRun(_run.policy_of(resolved), _ansible_task.TaskLines(), hosts_in_task=hosts_in_task,
                              workflow_job_id=workflow_job_id, job_id=job_id, calls_are_tasks=True)
     return _ansible_task.deployment_task(state, resolved, run, entry_point="unit")
 
