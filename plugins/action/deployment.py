@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from urllib.parse import urlsplit
 
 from ansible import context
 from ansible.errors import AnsibleError
@@ -28,14 +27,13 @@ from ansible.utils.display import Display
 from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.stackify.retrace.plugins.module_utils import _resolve, _run
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import KNOWN_VARIABLES, MODULE_SETTINGS, STATE_SPEC, VARIABLE_PREFIX
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import KNOWN_VARIABLES, MODULE_SETTINGS, STATE_SPEC
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task
-from ansible_collections.stackify.retrace.plugins.module_utils.settings import JINJA_MARKERS
+from ansible_collections.stackify.retrace.plugins.plugin_utils._ansible_variables import (TRUSTED_ORIGIN_OPTIONS, chosen,
+                                                                                         depends_on_extra_vars, variable_sources)
 from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect, detect_controller_job
 
 display = Display()
-#: extra vars a controller (AWX) adds to every job by itself: nobody launching a job chooses them
-CONTROLLER_VARIABLES = ("awx_", "tower_")
 ROLE = "stackify.retrace.tracked_deployment"
 
 
@@ -74,32 +72,29 @@ class ActionModule(ActionBase):
         version this run started (end tasks) and detection (controller job, CI, git of the playbook's directory)."""
         extra_vars = load_extra_vars(self._loader)
         arguments = {name: value for name, value in self._task.args.items() if name != "state"}
-        given = {name: value for name, value in task_vars.items() if name.startswith(VARIABLE_PREFIX)}
-        variables = {name[len(VARIABLE_PREFIX):]: self._templated(value) for name, value in given.items()}
-        named_in_extra = {name[len(VARIABLE_PREFIX):] for name in given if name in extra_vars}
-        chosen = _chosen_values(extra_vars)
+        variables = variable_sources(task_vars, extra_vars, self._templar, KNOWN_VARIABLES)
         written = self._written_arguments()
-        from_extra = {name for name, value in arguments.items()
-                      if _is_template(written.get(name, "{{")) and _rendered_from(name, value, chosen)}
+        # An api_url argument written as a template that the extra vars chose is trusted as they are (the role's
+        # "{{ retrace_api_url }}" with -e retrace_api_url=..., or "{{ urls.retrace }}" with -e '{"urls": ...}').
+        from_extra = {name for name in TRUSTED_ORIGIN_OPTIONS if name in arguments
+                      and depends_on_extra_vars(written.get(name), arguments[name], task_vars, chosen(extra_vars), self._templar)}
         # The role's own start and end tasks take no settings but the state: they are not a way to set one.
         settable = () if task_vars.get("ansible_role_name") == ROLE else None
         sources = [
             _resolve.Source("the task's arguments", _pick(arguments, from_extra, False), _resolve.PROJECT, "the task's {option} argument",
                             settable=settable),
             _resolve.Source("a task argument rendered from extra vars", _pick(arguments, from_extra, True), _resolve.VARIABLES),
-            _resolve.Source("extra vars", _pick(variables, named_in_extra, True), _resolve.VARIABLES, "-e retrace_{option}=..."),
-            _resolve.Source("the play's variables", _pick(variables, named_in_extra, False), _resolve.PROJECT,
-                            "retrace_{option} in group_vars or play vars"),
+            *variables.sources,
             _resolve.environment_source(os.environ, MODULE_SETTINGS),
         ]
-        unknown = (_resolve.unknown_settings(arguments, "the task's arguments", MODULE_SETTINGS)
-                   + _resolve.unknown_settings(given, "the play's variables and extra vars", KNOWN_VARIABLES, prefix=VARIABLE_PREFIX))
+        unknown = _resolve.unknown_settings(arguments, "the task's arguments", MODULE_SETTINGS) + variables.unknown
         fallbacks = [_run.started_from(place, "the version this run started")] if place is not None else []
 
         def detected(values):
             found = detect(os.environ, task_vars.get("playbook_dir"), values, job)
             return _resolve.detected_source(found.values, found.notes, found.provider)
-        return _resolve.resolve(sources, MODULE_SETTINGS, fallbacks=fallbacks + [detected], unknown=unknown, environ=os.environ)
+        return _resolve.resolve(sources, MODULE_SETTINGS, fallbacks=fallbacks + [detected], unknown=unknown, environ=os.environ,
+                                problems=variables.problems)
 
     def _written_arguments(self):
         """The task's arguments as the playbook writes them, templates unrendered; {} when they cannot be read."""
@@ -107,13 +102,6 @@ class ActionModule(ActionBase):
             return ModuleArgsParser(self._task.get_ds(), self._task.collections).parse(skip_action_validation=True)[1]
         except AnsibleError:
             return {}
-
-    def _templated(self, value):
-        """A variable as a task would see it; one that cannot be templated stays as written (the core names it)."""
-        try:
-            return self._templar.template(value)
-        except AnsibleError:
-            return value
 
     def _hosts_in_task(self, task_vars):
         """How many hosts run this very task now: one with run_once, else the current batch."""
@@ -124,39 +112,6 @@ class ActionModule(ActionBase):
 
 def _pick(values, names, inside):
     return {name: value for name, value in values.items() if (name in names) is inside}
-
-
-def _is_template(written):
-    return any(marker in str(written) for marker in JINJA_MARKERS)
-
-
-def _chosen_values(extra_vars):
-    """The extra vars' values that whoever launches the run chooses (a survey, a launch prompt, ``-e``)."""
-    return [value for name, value in extra_vars.items() if not name.startswith(CONTROLLER_VARIABLES)]
-
-
-def _rendered_from(option, value, chosen):
-    """True when a task argument written as a template was (most likely) rendered from an extra var.
-
-    An argument written as it is in the playbook is the project's.  The templated ones arrive rendered, so where
-    their value came from is inferred: one equal to an extra var's value came from it (``"{{ retrace_api_url }}"``).
-    For ``api_url``, which decides where the key goes, also one whose host an extra var names, or whose host holds
-    an extra var's value as whole labels (``"https://retrace.{{ region }}.example.com"``).  Such an argument is
-    trusted like the extra vars, not like the playbook: a key from the environment is not sent to it
-    (:func:`._resolve.key_destination_problem`).
-    """
-    if value is not None and any(value == extra for extra in chosen):
-        return True
-    if option != "api_url" or not isinstance(value, str):
-        return False
-    try:
-        host = urlsplit(value.strip()).hostname
-    except ValueError:
-        return False  # not a URL: refused for what it is
-    if not host:
-        return False
-    return any(isinstance(extra, str) and extra and (host in extra.lower() or f".{extra.lower()}." in f".{host}.")
-               for extra in chosen)
 
 
 def _run_pid():

@@ -287,8 +287,8 @@ from ansible.plugins.callback import CallbackBase
 # pylint: disable=import-outside-toplevel
 
 ENTRY_POINT = "ansible-callback"
+_VARIABLE_PREFIX = "retrace_"
 INI_SECTION = "callback_retrace"
-VARIABLE_PREFIX = "retrace_"
 HOSTS_SHOWN = 5
 LISTING_MODES = ("syntax", "listhosts", "listtasks", "listtags")
 #: exit code of a run that strict tracking stops: the one a failed task gives (ansible-core's ExitCode.HOST_FAILED),
@@ -316,6 +316,7 @@ class CallbackModule(CallbackBase):
         self._playbook = None  # the first playbook, while the run may still be tracked
         self._playbooks_seen = 0
         self._play = None
+        self._current_playbook = None
         self._run = None  # the core's DeploymentRun, once the first task opened it
         self._main_pid = os.getpid()
         self._stopped_by = None  # set by our signal handlers
@@ -335,6 +336,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_start(self, playbook):
         self._playbooks_seen += 1
+        self._current_playbook = playbook
         if self._playbooks_seen == 1 and not any(context.CLIARGS.get(mode) for mode in LISTING_MODES):
             self._playbook = playbook
 
@@ -392,20 +394,18 @@ class CallbackModule(CallbackBase):
         self._stop_if(self._run.open(target))
 
     def _variables(self, playbook):
-        """The first play's variables for its first host (as the role's run_once start sees them), and the extra vars."""
+        """The variables tracking reads, and the extra vars: those of the first play of the playbook being run that sets
+        ``retrace_*`` variables for its first host (group_vars, host_vars, play vars: what the role's run_once start in
+        that play sees) -- a deploy play after a build play on localhost -- else those of the play running now."""
         from ansible.utils.vars import load_extra_vars
         extra_vars = load_extra_vars(playbook._loader)
-        play = self._play
-        if play is None:
-            return dict(extra_vars), extra_vars
-        manager = play.get_variable_manager()
-        try:
-            hosts = manager._inventory.get_hosts(play.hosts, order=play.order) if manager is not None else []
-        except AnsibleError:
-            hosts = []  # a host pattern still to be templated: the extra vars alone then
-        if not hosts:
-            return dict(extra_vars), extra_vars
-        return manager.get_vars(play=play, host=hosts[0], include_hostvars=False), extra_vars
+        current = self._current_playbook.get_plays() if self._current_playbook is not None else []
+        for play in [*current, self._play]:
+            variables = _first_host_variables(play)
+            if variables is not None and (play is self._play or any(
+                    name.startswith(_VARIABLE_PREFIX) and name not in extra_vars for name in variables)):
+                return variables, extra_vars
+        return dict(extra_vars), extra_vars
 
     # --- the end --------------------------------------------------------------------------------------
 
@@ -499,41 +499,28 @@ class _Reporter:
 def _resolve_settings(variables, extra_vars, templar, directory):
     """Every setting with its source, highest first: extra vars, the play's variables, RETRACE_*, ansible.cfg.
 
-    Variables are templated as a task would template them (a launch-time extra var from AWX is marked unsafe, so
-    it stays as written and the core refuses the unrendered expression); the others are taken as written.
+    Variables are templated as a task would template them (plugin_utils/_ansible_variables.py); a launch-time extra
+    var from AWX is marked unsafe, so it stays as written and the core refuses the unrendered expression.
     """
     from ansible_collections.stackify.retrace.plugins.module_utils import _resolve
     from ansible_collections.stackify.retrace.plugins.module_utils.settings import CALLBACK_OPTIONS, OPTIONS
+    from ansible_collections.stackify.retrace.plugins.plugin_utils._ansible_variables import variable_sources
     from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect, detect_controller_job
     options = {**OPTIONS, **CALLBACK_OPTIONS}
-    given = {name: value for name, value in variables.items() if name.startswith(VARIABLE_PREFIX)}
-    from_extra = {name[len(VARIABLE_PREFIX):]: _templated(templar, value) for name, value in given.items() if name in extra_vars}
-    from_play = {name[len(VARIABLE_PREFIX):]: _templated(templar, value) for name, value in given.items() if name not in extra_vars}
+    found = variable_sources(variables, extra_vars, templar, options)
     ini_path = constants.config.get_config_value("CONFIG_FILE")
     ini = _ini_section(ini_path)
-    sources = [
-        _resolve.Source("extra vars", from_extra, _resolve.VARIABLES, "-e retrace_{option}=..."),
-        _resolve.Source("the play's variables", from_play, _resolve.PROJECT, "retrace_{option} in group_vars or play vars"),
+    sources = found.sources + [
         _resolve.environment_source(os.environ, options),
         _resolve.Source(f"[{INI_SECTION}] in {ini_path}", ini, _resolve.PROJECT, f"[{INI_SECTION}] {{option}} in ansible.cfg"),
     ]
-    unknown = (_resolve.unknown_settings(given, "the play's variables and extra vars", options, prefix=VARIABLE_PREFIX)
-               + _resolve.unknown_settings(ini, f"[{INI_SECTION}] of {ini_path}", options))
+    unknown = found.unknown + _resolve.unknown_settings(ini, f"[{INI_SECTION}] of {ini_path}", options)
     job = detect_controller_job(os.environ, extra_vars)
 
     def detected(values):
-        found = detect(os.environ, directory, values, job)
-        return _resolve.detected_source(found.values, found.notes, found.provider)
-    return _resolve.resolve(sources, options, fallbacks=[detected], unknown=unknown, environ=os.environ)
-
-
-def _templated(templar, value):
-    if isinstance(value, str) and ("{{" in value or "{%" in value):
-        try:
-            return templar.template(value)
-        except AnsibleError:
-            return value  # the core names the unrendered expression
-    return value
+        detection = detect(os.environ, directory, values, job)
+        return _resolve.detected_source(detection.values, detection.notes, detection.provider)
+    return _resolve.resolve(sources, options, fallbacks=[detected], unknown=unknown, environ=os.environ, problems=found.problems)
 
 
 def _ini_section(path):
@@ -583,6 +570,20 @@ def _install_bytecode_cache():
     """
     if not any(type(finder).__name__ == _BytecodeCachingFinder.__name__ for finder in sys.meta_path):
         sys.meta_path.insert(0, _BytecodeCachingFinder())
+
+
+def _first_host_variables(play):
+    """``play``'s variables for its first host (None when it has no host, or its host pattern is still a template)."""
+    manager = play.get_variable_manager() if play is not None else None
+    if manager is None:
+        return None
+    try:
+        # ignore_restrictions: while a play runs, the inventory is restricted to its batch (another play's hosts are
+        # not in it); --limit still applies.
+        hosts = manager._inventory.get_hosts(play.hosts, order=play.order, ignore_restrictions=True)  # pylint: disable=protected-access
+    except AnsibleError:
+        return None
+    return manager.get_vars(play=play, host=hosts[0], include_hostvars=False) if hosts else None
 
 
 def _is_ad_hoc():

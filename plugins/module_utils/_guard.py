@@ -66,8 +66,10 @@ RUNTIME_DIRECTORY = "/tmp"
 class OrphanGuard:
     """Handle of an armed watcher (or of none, when arming was not possible: :attr:`armed` is False)."""
 
-    def __init__(self, path: str | None):
+    def __init__(self, path: str | None, created: bool = True):
         self.path = path
+        #: False when the owner already had a watcher for this deployment (an earlier task or host of the same run)
+        self.created = created
 
     @property
     def armed(self) -> bool:
@@ -104,7 +106,7 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
     try:
         path = _socket_path(client.settings, deployment, owner_pid)
         if _ask(path, _PING):  # this owner already has a live watcher for this deployment
-            return OrphanGuard(path)
+            return OrphanGuard(path, created=False)
         listener = _listen(path)
     except OSError as error:
         log(f"orphan guard not armed ({error.strerror or error})")
@@ -142,8 +144,9 @@ def release_orphan_guard(settings: "ApiSettings", deployment: "Deployment", owne
     return orphan_guard_of(settings, deployment, owner_pid).release()
 
 
-def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int | None:
-    """The pid of a live run on this machine holding ``deployment`` open, or None.
+def live_guard_owner(settings: "ApiSettings", deployment: "Deployment", excluding: int | None = None) -> int | None:
+    """The pid of a live run on this machine holding ``deployment`` open, or None; never ``excluding`` (this run,
+    which arms its guard before it sends the start).
 
     Only runs whose orphan guard is armed can be seen: runs with ``orphan_guard: false``, and runs on
     other machines, cannot.  Sockets of watchers that no longer exist are removed on the way.
@@ -155,7 +158,7 @@ def live_guard_owner(settings: "ApiSettings", deployment: "Deployment") -> int |
     pattern = os.path.join(glob.escape(directory), f"{_deployment_token(settings, deployment)}.*.sock")
     for path in sorted(glob.glob(pattern)):
         answer = _ask(path, _PING)
-        if answer.startswith(b"alive "):
+        if answer.startswith(b"alive ") and int(answer.split()[1]) != excluding:
             return int(answer.split()[1])
         if answer == b"":
             _unlink(path)
@@ -212,6 +215,14 @@ def _join_marker(settings, deployment, job_id: str, create: bool) -> str:
 
 
 # --- the rendezvous ---------------------------------------------------------------------------------
+
+def private_directory() -> str:
+    """The private directory of this user's runs on this machine (created if need be); OSError if it is not private.
+
+    The run ledger of the module's tasks (:mod:`._ledger`) keeps its record there too: it lives as long as the run.
+    """
+    return _private_directory(create=True)
+
 
 def _private_directory(create: bool = True) -> str:
     """``/tmp/stackify-retrace-<uid>``, mode 0700, refused if another user owns it or can enter it.

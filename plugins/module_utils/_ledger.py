@@ -1,12 +1,14 @@
 # Copyright: (c) 2026, Stackify Retrace integration contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What this place started: the version a lone ``start`` sent, for the ``complete`` / ``cancel`` after it.
+"""What this place started: the version a start sent, and what became of it, for the ``complete`` / ``cancel`` after it.
 
 Single calls (``fab retrace.start`` ... ``fab retrace.complete``) run in separate processes, and a
 version detected with ``git describe`` can change between them (a build step rewrites a tracked file:
 ``v1.4.2`` becomes ``v1.4.2-dirty``).  The start records the version it sent under the API URL, app,
 environment and the directory it ran in; a later complete or cancel with no explicit version, for the
-same four, uses that version.  The entry goes when Retrace accepts the complete or cancel.
+same four, uses that version.  The tasks of one ``ansible-playbook`` run (the module's ``started`` and
+``completed``, in separate worker processes) keep the same record, in the run's private directory: so that an end
+is sent only for a start this run sent and Retrace recorded, and once (:func:`claim_end`), whichever host sends it.
 
 The record is one JSON file, ``$XDG_STATE_HOME/stackify-retrace/started.json`` (default
 ``~/.local/state/...``), in a directory only this user can enter (0700), written with mode 0600 and
@@ -70,70 +72,99 @@ def place_key(api_url: str, app_name: str, environment_name: str, place: str) ->
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
-def remember_start(key: str, version: str, *, refused: bool = False, environ=None, now: float | None = None) -> None:
-    """Record that a start for ``version`` was accepted for place ``key`` -- or, ``refused``, that it certainly was
-    not (Retrace refused it, or it was never sent), so that the end sent later from the same place sends nothing.
+#: what became of the last start sent from a place
+STARTED, REFUSED, UNANSWERED, ENDING, ENDED = "started", "refused", "unanswered", "ending", "ended"
 
-    Raises OSError if the record cannot be written, :class:`UnsafeStateDirectory` (an OSError) if it must not be.
+
+class Entry(t.NamedTuple):
+    version: str
+    state: str
+
+
+def remember_start(key: str, version: str, *, state: str = STARTED, directory: str | None = None, environ=None,
+                   now: float | None = None) -> None:
+    """Record what became of a start for ``version`` sent from place ``key``: accepted (``STARTED``), certainly not
+    landed (``REFUSED``: Retrace refused it, or it was never sent), or sent with no answer (``UNANSWERED``).
+
+    ``directory``: where the record is (default :func:`state_directory`).  Raises OSError if the record cannot be
+    written, :class:`UnsafeStateDirectory` (an OSError) if it must not be.
     """
-    entry = {"version": version, "started_at": time.time() if now is None else now}
-    if refused:
-        entry["refused"] = True
-    with _locked_entries(environ, write=True) as entries:
+    entry = {"version": version, "state": state, "started_at": time.time() if now is None else now}
+    with _locked_entries(environ, write=True, directory=directory) as entries:
         entries[key] = entry
 
 
-def started_version(key: str, *, environ=None, now: float | None = None) -> str | None:
-    """The version the last accepted start for place ``key`` sent, or None (nothing recorded, or unreadable).
+def recall(key: str, *, directory: str | None = None, environ=None, now: float | None = None) -> Entry | None:
+    """The last start sent from place ``key`` and what became of it, or None (nothing recorded, or unreadable).
 
     Raises :class:`UnsafeStateDirectory` when the directory or the record is not this user's own: the caller
-    says so once and detects the version as if nothing were recorded.
-    """
-    entry = _entry(key, environ, now)
-    return None if entry is None or entry.get("refused") else entry["version"]
-
-
-def refused_version(key: str, *, environ=None, now: float | None = None) -> str | None:
-    """The version whose last start from place ``key`` certainly did not land (:func:`remember_start` ``refused``).
-
-    Never raises: an unusable record is as good as none (the end is then sent as asked).
+    says so once and goes on as if nothing were recorded.
     """
     try:
-        entry = _entry(key, environ, now)
-    except OSError:
-        return None
-    return entry["version"] if entry is not None and entry.get("refused") else None
-
-
-def _entry(key: str, environ, now: float | None) -> dict | None:
-    try:
-        with _locked_entries(environ, write=False) as entries:
+        with _locked_entries(environ, write=False, directory=directory) as entries:
             entry = entries.get(key)
     except UnsafeStateDirectory:
         raise
     except OSError:
         return None
+    return _live(entry, now)
+
+
+def started_version(key: str, *, directory: str | None = None, environ=None, now: float | None = None) -> str | None:
+    """The version the last start from place ``key`` sent, whatever became of it; None if none is recorded."""
+    entry = recall(key, directory=directory, environ=environ, now=now)
+    return None if entry is None else entry.version
+
+
+def claim_end(key: str, version: str, *, directory: str | None = None, environ=None) -> str | None:
+    """Before an end for ``version`` is sent from place ``key``: what is recorded of its start, claimed atomically.
+
+    A ``STARTED`` start becomes ``ENDING`` and ``STARTED`` is returned: this caller sends the end, and another process
+    of the same place (the next host of a module task without ``run_once``) finds ``ENDING`` and sends none.  None
+    when nothing is recorded for that version (an end sent on its own: send it as asked).  Never raises OSError.
+    """
+    try:
+        with _locked_entries(environ, write=True, directory=directory) as entries:
+            entry = _live(entries.get(key))
+            if entry is None or entry.version != version:
+                return None
+            if entry.state == STARTED:
+                entries[key] = dict(entries[key], state=ENDING)
+            return entry.state
+    except OSError:
+        return None
+
+
+def end_sent(key: str, version: str, *, answered: bool, directory: str | None = None, environ=None) -> None:
+    """The end claimed with :func:`claim_end` was sent: ``ENDED`` if Retrace answered, else ``STARTED`` again (the
+    orphan guard sends it once more; another end from the place may too).  Never raises OSError."""
+    with contextlib.suppress(OSError):
+        with _locked_entries(environ, write=True, directory=directory) as entries:
+            entry = _live(entries.get(key))
+            if entry is not None and entry.version == version:
+                entries[key] = dict(entries[key], state=ENDED if answered else STARTED)
+
+
+def forget_start(key: str, *, directory: str | None = None, environ=None) -> None:
+    """Remove place ``key``.  Never raises OSError; an unsafe directory is left alone, silently."""
+    with contextlib.suppress(OSError):
+        with _locked_entries(environ, write=True, directory=directory) as entries:
+            entries.pop(key, None)
+
+
+def _live(entry, now: float | None = None) -> Entry | None:
     now = time.time() if now is None else now
     if not isinstance(entry, dict) or not isinstance(entry.get("version"), str):
         return None
     if now - float(entry.get("started_at") or 0) > ENTRY_LIFETIME:
         return None
-    return entry
-
-
-def forget_start(key: str, *, environ=None) -> None:
-    """Remove place ``key`` (its deployment was completed or cancelled).  Never raises OSError.
-
-    An unsafe directory is left alone, silently: :func:`started_version` has said so for the same call.
-    """
-    with contextlib.suppress(OSError):
-        with _locked_entries(environ, write=True) as entries:
-            entries.pop(key, None)
+    state = entry.get("state") if entry.get("state") in (STARTED, REFUSED, UNANSWERED, ENDING, ENDED) else STARTED
+    return Entry(entry["version"], state)
 
 
 @contextlib.contextmanager
-def _locked_entries(environ, write: bool) -> t.Iterator[dict]:
-    directory = state_directory(environ)
+def _locked_entries(environ, write: bool, directory: str | None = None) -> t.Iterator[dict]:
+    directory = directory or state_directory(environ)
     if write:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     elif not os.path.lexists(directory):

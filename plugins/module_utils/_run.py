@@ -47,8 +47,11 @@ START_SHARE = 2 / 3
 MINIMUM_CALL_TIME = 0.05
 #: the words a transport or client uses for an attempt that was sent and got no answer (client.NO_ANSWER_PROBLEMS)
 PENDING, STARTING, STARTED, JOINED, NOT_RECORDED = "pending", "starting", "started", "joined", "not recorded"
-#: a resumed target whose start this run sent and Retrace certainly did not record
-START_REFUSED = "start refused"
+#: a resumed target (an end sent on its own, from the place that sent its start) that must send nothing: its start was
+#: refused, or never answered (the orphan guard cancels it), or another process of the place ended it already
+START_REFUSED, START_UNANSWERED, ENDED_HERE = "start refused", "start unanswered", "ended here"
+#: seconds a start that several hosts of one task send waits for the sibling host's accepted start to be recorded
+SIBLING_START_WAIT = 2.0
 COMPLETING, CANCELLING, COMPLETED, CANCELLED, END_FAILED = "completing", "cancelling", "completed", "cancelled", "end failed"
 #: states in which the deployment is open in Retrace (or may be) and this run owes it an end
 OPEN_STATES = (STARTING, STARTED, COMPLETING, CANCELLING)
@@ -304,22 +307,28 @@ class DeploymentRun:
             target.state = STARTED
             return self._would(target, START)
         target.state = STARTING
+        # The guard is armed before the start is sent: a run killed while its start is in flight (Ctrl-C of a module
+        # task, SIGKILL) is cancelled too, should that start land.
+        self._arm_guard(target)
         try:
             with self.budget.charge():
                 result = self._start(target, since)
         except RetraceError as error:
             target.state = NOT_RECORDED
+            if self.owner_pid is not None and not isinstance(error, BadTransition):
+                # The end tasks of this run then send nothing, as every entry point sends no end for a start it did
+                # not record (a 409 says the deployment is in progress: someone's start, not a verdict on this one).
+                self._remember(target, _ledger.UNANSWERED if start_may_have_landed(error) else _ledger.REFUSED)
             if not start_may_have_landed(error):
-                self._remember(target, refused=True)  # the end sent later from this place then sends nothing
-            if start_may_have_landed(error) and self._guarded():
-                # No answer: the start may land after all.  A guard armed and never released cancels it once
-                # this run is over, instead of leaving it in progress for good.
-                with self.budget.charge():
-                    target.guard = _guard.arm_orphan_guard(target.client, target.deployment, owner_pid=self.owner_pid,
-                                                           log=self.reporter.debug)
+                # Nothing landed.  (No answer: the start may land after all, and the guard, never released, cancels it
+                # once this run is over, instead of leaving it in progress for good.)
+                self._stand_down(target)
             return self._not_recorded(target, f"{target.label} NOT recorded: start failed: {_hinted(error, self.hosts_in_task)}",
                                       error)
-        if target.state != STARTING:  # joined, or this run's own deployment: said already
+        if target.state == JOINED:
+            self._stand_down(target)  # the job that started it ends it: this job's guard must never cancel it
+            return Step(target.state, call=result)
+        if target.state != STARTING:  # this run's own deployment: said already
             return Step(target.state, call=result)
         target.state = STARTED
         target.sent.append(START)
@@ -327,14 +336,6 @@ class DeploymentRun:
         if self.job_key:
             _guard.forget_join(target.client.settings, target.deployment, self.job_key)
         self._remember(target)
-        if self._guarded():
-            why: list[str] = []
-            with self.budget.charge():
-                target.guard = _guard.arm_orphan_guard(target.client, target.deployment, owner_pid=self.owner_pid, log=why.append)
-            if not target.guard.armed:
-                self.reporter.warning(f"{why[-1] if why else 'orphan guard not armed'} for {target.label}: if this run is "
-                                      "killed, the deployment stays in progress in Retrace until the next run of this version "
-                                      "recovers it (see docs/lifecycle.md, \"The orphan guard\")")
         line = f"{target.label} started"
         self.reporter.info(line)
         return Step(STARTED, line, call=result)
@@ -343,20 +344,19 @@ class DeploymentRun:
         """Send start; 409s become a join, this run's own deployment, a recovery or a refusal.  Raises RetraceError."""
         calls = self._calls(target, START_SHARE, since)
         deployment = target.deployment
-        if (self.calls_are_tasks and self.owner_pid is not None and self.hosts_in_task == 1
-                and _guard.live_guard_owner(target.client.settings, deployment) == self.owner_pid):
+        if self._started_here(target):
             # A start task of this very run that runs again (each batch of a serial play): nothing to send.
             return self._own_start(target)
         try:
             result = calls.send(START, deployment)
         except BadTransition as conflict:
             if self.hosts_in_task > 1:
-                # A sibling host of this very task sent the same start (so this run's guard may already hold it, or not
-                # yet): never a join, a recovery or this run's own earlier start; the run_once hint says what to fix.
+                # Each host of this task sends the same start: a sibling host's was accepted (its record may take a
+                # moment), which is this run's own -- or the 409 is someone else's, and the run_once hint says what to fix.
+                if self._started_here(target, wait=SIBLING_START_WAIT):
+                    return self._own_start(target)
                 raise
-            holder = _guard.live_guard_owner(target.client.settings, deployment)
-            if holder is not None and holder == self.owner_pid:
-                return self._own_start(target)
+            holder = _guard.live_guard_owner(target.client.settings, deployment, excluding=self.owner_pid)
             if self.workflow_job_id and self.hosts_in_task == 1:
                 target.state = JOINED
                 if self.job_key:
@@ -379,19 +379,57 @@ class DeploymentRun:
         if result.recovered_from_conflict:
             # A 409 on a retry usually means our lost attempt landed; but if a live run on this machine holds the
             # deployment, the 409 was about its start, and this run must not end that deployment.
-            holder = _guard.live_guard_owner(target.client.settings, deployment)
-            if holder is not None and holder != self.owner_pid:
+            holder = _guard.live_guard_owner(target.client.settings, deployment, excluding=self.owner_pid)
+            if holder is not None:
                 raise BadTransition(
                     f"Retrace refused to start {describe(deployment)} (HTTP 409 on attempt {result.attempts}): a live run on "
                     f"this machine (process {holder}) is deploying it now, so the 409 is about its start, not this one.",
                     action=START, status=result.status, attempts=result.attempts, server_message=result.server_message)
         return result
 
+    def _arm_guard(self, target: Target) -> None:
+        if not self._guarded():
+            return
+        why: list[str] = []
+        with self.budget.charge():
+            target.guard = _guard.arm_orphan_guard(target.client, target.deployment, owner_pid=self.owner_pid, log=why.append)
+        if not target.guard.armed:
+            self.reporter.warning(f"{why[-1] if why else 'orphan guard not armed'} for {target.label}: if this run is "
+                                  "killed, the deployment stays in progress in Retrace until the next run of this version "
+                                  "recovers it (see docs/lifecycle.md, \"The orphan guard\")")
+
+    def _stand_down(self, target: Target) -> None:
+        """Release the guard armed for a start that did not land -- only one armed here, for this one host: another
+        host's task of the same run (no ``run_once``) shares the watcher, and its start may have been accepted."""
+        if target.guard.created and self.hosts_in_task == 1:
+            with self.budget.charge():
+                target.guard.release()
+        target.guard = _guard.OrphanGuard(None)
+
     def _own_start(self, target: Target) -> None:
-        """An earlier play batch (serial) or task of this very run started it, and its guard is ours."""
+        """An earlier play batch (serial), task or host of this very run started it, and its guard is ours."""
         target.state = STARTED
-        target.guard = _guard.orphan_guard_of(target.client.settings, target.deployment, self.owner_pid)
+        if self.owner_pid is not None:
+            target.guard = _guard.orphan_guard_of(target.client.settings, target.deployment, self.owner_pid)
+        if self.hosts_in_task > 1:
+            self.reporter.warning(f"{target.label}: this task ran for {self.hosts_in_task} hosts, and each would send its own "
+                                  "start: add 'run_once: true' to the task, or use the stackify.retrace.tracked_deployment role")
         self.reporter.info(f"{target.label} is already in progress, started earlier by this run: nothing sent again")
+
+    def _started_here(self, target: Target, wait: float = 0.0) -> bool:
+        """True when this run (its place) recorded an accepted start of this very deployment, not ended since;
+        ``wait``: seconds to keep looking (a sibling host's accepted start may be a moment from being recorded)."""
+        if target.place is None or self.owner_pid is None:
+            return False
+        until = self.clock() + wait
+        while True:
+            entry = self._recall(target)
+            if entry is not None and entry.version == target.deployment.version and entry.state in (_ledger.STARTED,
+                                                                                                   _ledger.ENDING):
+                return True
+            if self.clock() >= until:
+                return False
+            self.sleep(0.05)
 
     # --- close -----------------------------------------------------------------------------------------
 
@@ -408,13 +446,8 @@ class DeploymentRun:
             return self.open(target)
         if target.state == JOINED:
             return self._close_joined(target, succeeded, reason)
-        if target.state == START_REFUSED:
-            # Retrace refused this run's start (or it was never sent): the deployment is not in progress, and an end
-            # would be refused too -- or, for a complete, record a one-shot deployment of a run Retrace never saw start.
-            target.state = NOT_RECORDED
-            line = f"{target.label}: no {action} sent: Retrace did not record its start (the warning then said why)"
-            self.reporter.info(line)
-            return Step(NOT_RECORDED, line)
+        if target.state in (START_REFUSED, START_UNANSWERED, ENDED_HERE):
+            return self._close_nothing(target, action)
         if target.state == STARTING:
             return self._close_interrupted_start(target)
         if target.state == COMPLETING:
@@ -424,6 +457,9 @@ class DeploymentRun:
         if self.dry_run:
             target.state = COMPLETED if action == COMPLETE else CANCELLED
             return self._would(target, action)
+        if target.state == STARTED and self._claim_end(target) not in (None, _ledger.STARTED):
+            target.state = ENDED_HERE  # another host of this task (or process of this place) ended it meanwhile
+            return self._close_nothing(target, action)
         target.state = COMPLETING if action == COMPLETE else CANCELLING
         with self.budget.charge():
             if action == COMPLETE:
@@ -431,12 +467,13 @@ class DeploymentRun:
             try:
                 result = self._calls(target).send(action, target.deployment)
             except RetraceError as error:
+                self._end_sent(target, answered=not isinstance(error, ApiUnreachable))
                 return self._end_failed(target, action, error)
             target.guard.release()
         target.state = COMPLETED if action == COMPLETE else CANCELLED
         target.sent.append(action)
         self.reporter.detail(call_line(target.client, result))
-        self._forget(target)
+        self._end_sent(target, answered=True)
         line = f"{target.label} {PAST_TENSE[action]}" + (f": {reason}" if reason and action == CANCEL else "")
         self.reporter.info(line)
         return Step(target.state, line, call=result)
@@ -462,10 +499,11 @@ class DeploymentRun:
         if self.job_key and _guard.joined_in_job(settings, deployment, self.job_key):
             target.state = JOINED
             return target
-        if target.place is not None and _ledger.refused_version(self._ledger_key(target)) == deployment.version:
-            target.state = START_REFUSED
-            return target
-        target.state = STARTED
+        entry = self._recall(target)
+        if entry is not None and entry.version == deployment.version and entry.state != _ledger.STARTED:
+            target.state = {_ledger.REFUSED: START_REFUSED, _ledger.UNANSWERED: START_UNANSWERED}.get(entry.state, ENDED_HERE)
+        else:
+            target.state = STARTED
         if self.owner_pid is not None:
             target.guard = _guard.orphan_guard_of(settings, deployment, self.owner_pid)
         return target
@@ -494,7 +532,7 @@ class DeploymentRun:
         except BadTransition:
             target.state = NOT_RECORDED
             target.notes.append("the start had not been processed by Retrace when the cancel arrived; if it lands later, "
-                                "the next run of this version recovers it")
+                                "the orphan guard (or the next run of this version) cancels it")
             return Step(NOT_RECORDED)
         except RetraceError as error:
             return self._end_failed(target, CANCEL, error)
@@ -551,17 +589,45 @@ class DeploymentRun:
     def _guarded(self) -> bool:
         return self.policy.orphan_guard and self.owner_pid is not None
 
-    def _remember(self, target: Target, refused: bool = False) -> None:
+    def _close_nothing(self, target: Target, action: str) -> Step:
+        """An end this place must not send: its start was refused or never answered, or it was ended already."""
+        why = {START_REFUSED: "Retrace did not record its start (the warning then said why)",
+               START_UNANSWERED: "its start got no answer and is not recorded; the orphan guard cancels it, should it have "
+                                 "landed, once this run is over",
+               ENDED_HERE: "it was ended already, by another host of this task"}[target.state]
+        target.state = NOT_RECORDED
+        line = f"{target.label}: no {action} sent: {why}"
+        self.reporter.info(line)
+        return Step(NOT_RECORDED, line)
+
+    def _remember(self, target: Target, state: str = _ledger.STARTED) -> None:
         if target.place is None:
             return
         try:
-            _ledger.remember_start(self._ledger_key(target), target.deployment.version, refused=refused)
+            _ledger.remember_start(self._ledger_key(target), target.deployment.version, state=state,
+                                   directory=ledger_directory(target.place))
         except OSError as error:
-            self.reporter.warning(f"could not record the started version in {_ledger.state_directory()}: {error.strerror or error}")
+            where = ledger_directory(target.place) or _ledger.state_directory()
+            self.reporter.warning(f"could not record the started version in {where}: {error.strerror or error} (an end sent "
+                                  "later may then detect another version)")
 
-    def _forget(self, target: Target) -> None:
+    def _recall(self, target: Target) -> "_ledger.Entry | None":
+        if target.place is None:
+            return None
+        try:
+            return _ledger.recall(self._ledger_key(target), directory=ledger_directory(target.place))
+        except OSError:
+            return None
+
+    def _claim_end(self, target: Target) -> str | None:
+        if target.place is None:
+            return None
+        return _ledger.claim_end(self._ledger_key(target), target.deployment.version, directory=ledger_directory(target.place))
+
+    def _end_sent(self, target: Target, answered: bool) -> None:
         if target.place is not None:
-            _ledger.forget_start(self._ledger_key(target))
+            _ledger.end_sent(self._ledger_key(target), target.deployment.version, answered=answered,
+                             directory=ledger_directory(target.place))
 
     @staticmethod
     def _ledger_key(target: Target) -> str:
@@ -601,11 +667,26 @@ def started_from(place: str, description: str) -> "Fallback":
             return None
         url = values.get("api_url") if isinstance(values.get("api_url"), str) else DEFAULT_API_URL
         try:
-            version = _ledger.started_version(_ledger.place_key(url, app, environment, place))
+            version = _ledger.started_version(_ledger.place_key(url, app, environment, place), directory=ledger_directory(place))
         except _ledger.UnsafeStateDirectory as refused:  # another user could have chosen that version: detection decides
             return Source(description, {}, RECORDED, notes={"version": str(refused)})
         return None if version is None else Source(description, {"version": version}, RECORDED)
     return fallback
+
+
+RUN_PLACE_PREFIX = "run:"
+
+
+def ledger_directory(place: str | None) -> str | None:
+    """Where the record of ``place`` is kept: a run's tasks (``run:...``) in this user's private runtime directory, as
+    long-lived as the run and never in a home that may be read-only (containers); single calls (a directory) in the
+    user's state directory (None: :func:`._ledger.state_directory`), to outlive the command."""
+    if place is None or not place.startswith(RUN_PLACE_PREFIX):
+        return None
+    try:
+        return _guard.private_directory()
+    except OSError:
+        return None
 
 
 def process_place(pid: int) -> str:
@@ -616,7 +697,7 @@ def process_place(pid: int) -> str:
             started = stat.read().rsplit(b")", 1)[1].split()[19].decode()
     except (OSError, IndexError):
         started = "?"
-    return f"run:{pid}:{started}"
+    return f"{RUN_PLACE_PREFIX}{pid}:{started}"
 
 
 def joined_message(deployment: Deployment, workflow_job_id: str) -> str:
@@ -631,7 +712,8 @@ def joined_message(deployment: Deployment, workflow_job_id: str) -> str:
 
 
 def _problems_text(problems: t.Sequence[RetraceError]) -> str:
-    return "; ".join(str(problem) for problem in problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+    """Every problem: a user who fixes three settings must not meet a fourth only then."""
+    return "; ".join(str(problem) for problem in problems)
 
 
 def _sentence(error: RetraceError) -> str:

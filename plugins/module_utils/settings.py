@@ -229,15 +229,15 @@ JINJA_MARKERS = ("{{", "{%")
 def check_rendered(value, option: str) -> None:
     """Refuse ``value`` holding ``{{`` or ``{%``: a Jinja expression nobody rendered, which would be sent as is.
 
-    The callback takes extra vars, environment variables and ``ansible.cfg`` as given, untemplated (AWX passes a
-    job template's extra vars ``retrace_version: "{{ app_version }}"`` exactly so).  No real version, app,
-    environment, branch, commit, link or name holds these pairs.  Raises :class:`InvalidInput` naming ``option``.
+    Entry points template what Ansible would template; what is left holding these pairs was never meant to be sent:
+    a value given at launch (AWX marks launch-time extra vars unsafe, never templated), or one from the environment or
+    a configuration file, which nothing templates.  No real version, app, environment, branch, commit, link or name
+    holds them.  Raises :class:`InvalidInput` naming ``option``.
     """
     if isinstance(value, str) and any(marker in value for marker in JINJA_MARKERS):
-        raise InvalidInput(option, f"holds an unrendered Jinja expression ({value.strip()[:80]!r}): the callback does not "
-                                   "template its settings (extra vars, environment, ansible.cfg; AWX passes a template's "
-                                   "extra vars to it as written); give the value itself, or set it in a task "
-                                   "(module or role), where Ansible templates it")
+        raise InvalidInput(option, f"holds a Jinja expression that was not rendered ({value.strip()[:80]!r}): values given at "
+                                   "launch (AWX marks them unsafe), in the environment or in a configuration file are not "
+                                   "templated; give the value itself")
 
 
 def render_name_format(name_format: str, fields) -> str:

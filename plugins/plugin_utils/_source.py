@@ -51,8 +51,9 @@ def _join_url(*parts: str | None) -> str | None:
 
 def _github(env):
     uri = _join_url(env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"), "actions/runs", env.get("GITHUB_RUN_ID"))
-    tag = env.get("GITHUB_REF_NAME") if env.get("GITHUB_REF_TYPE") == "tag" else None
-    return env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME"), env.get("GITHUB_SHA"), uri, tag
+    if env.get("GITHUB_REF_TYPE") == "tag":  # a tag build: GITHUB_REF_NAME is the tag, and no branch is known
+        return env.get("GITHUB_HEAD_REF"), env.get("GITHUB_SHA"), uri, env.get("GITHUB_REF_NAME")
+    return env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME"), env.get("GITHUB_SHA"), uri, None
 
 
 def _gitlab(env):

@@ -23,7 +23,7 @@ def test_a_launch_time_extra_var_holding_jinja_stays_as_written_and_is_refused(c
     result = controller.launch(LaunchedWith(launch_vars={"retrace_version": "{{ lookup('env', 'HOME') }}"}), OK_PLAYBOOK)
     text = " ".join(result.stdout.split())
     assert result.status == "successful", text  # tracking never fails the job unless strict
-    assert "NOT recorded: version: holds an unrendered Jinja expression" in text
+    assert "NOT recorded: version: holds a Jinja expression that was not rendered" in text
     assert controller.emulator.requests() == []
 
 

@@ -282,6 +282,39 @@ def test_settings_in_group_vars_and_play_vars_are_used_as_the_role_uses_them(run
     assert retrace_warnings(run.output) == []
 
 
+def test_the_settings_of_the_deploy_play_after_a_build_play_on_localhost_are_used(runner):
+    """The first task runs in a build play on localhost; the web play after it sets the environment in group_vars."""
+    inventory = runner.workdir / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts.ini").write_text("[web]\nweb1 ansible_connection=local\n")
+    (inventory / "group_vars" / "web.yml").write_text("retrace_environment_name: Staging\n")
+    runner.write("site.yml", """
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - ansible.builtin.debug: {msg: build}
+        - hosts: web
+          gather_facts: false
+          tasks:
+            - ansible.builtin.debug: {msg: deploy}
+    """)
+    run = runner.run("-i", str(inventory / "hosts.ini"), str(runner.workdir / "site.yml"), unset=("RETRACE_ENVIRONMENT_NAME",))
+    assert run.returncode == 0, run.output
+    assert [entry["body"]["EnvironmentName"] for entry in runner.emulator.requests()] == ["Staging", "Staging"]
+
+
+def test_an_api_url_templated_in_group_vars_from_extra_vars_never_gets_the_key(runner):
+    inventory = runner.workdir / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts.ini").write_text("[web]\nweb1 ansible_connection=local\n")
+    (inventory / "group_vars" / "web.yml").write_text("retrace_api_url: '{{ target_url }}'\n")
+    run = runner.run("-i", str(inventory / "hosts.ini"), "-e", f"target_url={runner.emulator.url}",
+                     str(runner.playbook("site.yml", OK_TASK, hosts="web")), unset=("RETRACE_API_URL",))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == []
+    assert "NOT recorded: api_url:" in only_warning(run) and "(from extra vars) is refused" in only_warning(run)
+
+
 def test_a_misspelt_setting_is_named_and_the_run_is_tracked(runner):
     runner.write("ansible.cfg", "[callback_retrace]\nstirct = true\n")
     run = runner.run(str(runner.playbook("site.yml", OK_TASK)))

@@ -6,6 +6,7 @@ task of the same run releases it.  When the run dies first, however it dies, one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -137,3 +138,31 @@ def test_a_sibling_host_s_refused_start_leaves_the_guard_armed(tmp_path, ansible
     process.wait(timeout=30)
     expected = [("start", 202), ("start", 409), ("cancel", 202)]
     assert sorted(_wait_for(retrace_emulator, expected)) == sorted(expected)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_stopped_while_its_start_is_in_flight_is_cancelled_once_the_start_lands(tmp_path, ansible_env, retrace_emulator,
+                                                                                      signum):
+    """The guard is armed before the start is sent: Ctrl-C (to the process group) or SIGTERM while Retrace has
+    processed the start but not answered it still ends with a cancel."""
+    retrace_emulator.inject("start", [{"process": True, "hang": 60}])
+    playbook = write_playbook(tmp_path, [play(task("started", version="7.5", timeout=30, deadline=60, **DEMO),
+                                              task("completed", version="7.5", **DEMO))])
+    output = (tmp_path / "output.txt").open("wb")
+    process = subprocess.Popen([str(BIN / "ansible-playbook"), str(playbook)], env=ansible_env, cwd=tmp_path,
+                               stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while retrace_emulator.pending_faults().get("start"):  # the start has arrived once its fault is taken
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "output.txt").read_text()
+        time.sleep(0.05)
+    try:
+        os.killpg(process.pid, signum) if signum == signal.SIGINT else os.kill(process.pid, signum)
+        process.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + GUARD_LANDS_WITHIN
+    while ("cancel", 202) not in calls(retrace_emulator) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ("cancel", 202) in calls(retrace_emulator), (calls(retrace_emulator), (tmp_path / "output.txt").read_text())
+    assert [deployment["state"] for deployment in retrace_emulator.deployments()] == ["cancelled"]

@@ -4,10 +4,11 @@ sent only where the project says; and one run's own start recognised across seri
 
 import os
 import subprocess
+import time
 
 import pytest
 
-from ansible_run import DEMO, DEMO_KEY, calls, play, run_playbook, task, write_playbook
+from ansible_run import DEMO, DEMO_KEY, calls, play, run_playbook, task, wait_for_calls, write_playbook
 
 DEPLOY_STEP = {"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying"}}
 
@@ -125,3 +126,67 @@ def test_a_run_once_start_in_a_serial_play_is_one_start(tmp_path, ansible_env, r
     accepted = [(entry["action"], entry["body"]["Version"]) for entry in retrace_emulator.requests() if entry["status"] == 202]
     assert accepted == [("start", "8.4"), ("complete", "8.4")]
     assert retrace_emulator.deployments()[0]["state"] == "completed"
+
+
+def test_an_api_url_templated_in_group_vars_from_extra_vars_never_gets_the_key(tmp_path, ansible_env, retrace_emulator):
+    """retrace_api_url: "{{ target_url }}" in the project's group_vars, with -e target_url=...: the extra vars chose it."""
+    env = {name: value for name, value in ansible_env.items() if name != "RETRACE_API_URL"}
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text("retrace_api_url: '{{ target_url }}'\n")
+    playbook = write_playbook(tmp_path, [play(task("started", version="8.5", **DEMO, keywords={"run_once": True}), DEPLOY_STEP,
+                                              hosts="all")])
+    run = run_playbook(playbook, "-e", f"target_url={retrace_emulator.url}", env=env, inventory="web1 ansible_connection=local\n")
+    assert run.returncode == 0 and "deploying" in run.stdout, run.stdout
+    [warning] = retrace_warnings(run)
+    assert "NOT recorded: api_url:" in warning and "(from extra vars) is refused" in warning
+    assert calls(retrace_emulator) == []
+
+
+def test_start_and_end_tasks_without_run_once_send_one_start_and_one_end(tmp_path, ansible_env, retrace_emulator):
+    """Each of two hosts runs the start and the end: one start accepted, the other host's is this run's own; one
+    complete, the other host's finds it sent; no cancel from the guard afterwards."""
+    playbook = write_playbook(tmp_path, [play(task("started", version="8.6", **DEMO), DEPLOY_STEP,
+                                              task("completed", version="8.6", **DEMO), hosts="all")])
+    run = run_playbook(playbook, env=ansible_env, inventory="web1 ansible_connection=local\nweb2 ansible_connection=local\n")
+    assert run.returncode == 0, run.stdout
+    sent = [(action, status) for action, status in wait_for_calls(retrace_emulator, [("start", 202), ("complete", 202)])
+            if status == 202]
+    assert sent == [("start", 202), ("complete", 202)], run.stdout
+    assert any("add 'run_once: true'" in warning for warning in retrace_warnings(run)), run.stdout
+    assert retrace_emulator.deployments()[0]["state"] == "completed"
+
+
+def test_the_end_of_a_start_that_got_no_answer_is_left_to_the_guard(tmp_path, ansible_env, retrace_emulator):
+    """As every entry point sends no end for a start it did not record: the complete task sends nothing, and the
+    orphan guard (never released) cancels the start once the run is over, since it landed unanswered."""
+    retrace_emulator.inject("start", [{"process": True, "hang": 5}] * 6)
+    playbook = write_playbook(tmp_path, [play(task("started", version="8.7", deadline=2, timeout=1, **DEMO), DEPLOY_STEP,
+                                              task("completed", version="8.7", **DEMO))])
+    run = run_playbook(playbook, env=ansible_env)
+    assert run.returncode == 0, run.stdout
+    assert "no complete sent: its start got no answer" in run.stdout
+    deadline = time.monotonic() + 15
+    while ("cancel", 202) not in calls(retrace_emulator) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {action for action, _status in calls(retrace_emulator)} == {"start", "cancel"}, calls(retrace_emulator)
+    assert ("cancel", 202) in calls(retrace_emulator)
+
+
+def test_the_end_names_the_version_the_start_sent_when_the_home_is_read_only(tmp_path, ansible_env, retrace_emulator):
+    """The run's record of its start lives beside the orphan guard, not in a home that may be read-only (containers)."""
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    playbook = write_playbook(tmp_path, [play(task("started", **DEMO), {"name": "Change a tracked file", "ansible.builtin.copy": {
+        "dest": str(tmp_path / "tracked.txt"), "content": "changed\n"}}, task("completed", **DEMO))])
+    (tmp_path / "tracked.txt").write_text("original\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "release")
+    git("tag", "v9.0")
+    env = {name: value for name, value in ansible_env.items() if name != "RETRACE_VERSION"}
+    run = run_playbook(playbook, env={**env, "XDG_STATE_HOME": "/proc/nowhere", "GIT_CEILING_DIRECTORIES": str(tmp_path.parent)})
+    assert run.returncode == 0, run.stdout
+    assert [(entry["action"], entry["body"]["Version"]) for entry in retrace_emulator.requests()] == [("start", "v9.0"),
+                                                                                                      ("complete", "v9.0")]
+    assert retrace_warnings(run) == []

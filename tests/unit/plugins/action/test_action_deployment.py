@@ -66,10 +66,14 @@ def fixture_transport(monkeypatch):
 def run_task(args, task_vars=None, *, extra_vars=None, written=None, check_mode=False, run_once=True, monkeypatch=None):
     """One task: ``args`` as Ansible hands them over (templated), ``written`` as the playbook writes them (default:
     the same, literally), ``task_vars`` with the variables, ``extra_vars`` those given with -e."""
-    task_vars = {"playbook_dir": "/nonexistent", **(task_vars or {})}
+    # As Ansible hands them over: the extra vars are among the task's variables, and what the playbook writes is
+    # marked as a template Ansible may render (data tagging).
+    task_vars = {"playbook_dir": "/nonexistent", **(task_vars or {}), **(extra_vars or {})}
     task = mock.MagicMock(args=dict(args), check_mode=check_mode, run_once=run_once, async_val=0, collections=[], no_log=False,
                           action="stackify.retrace.deployment")
-    task.get_ds.return_value = {"stackify.retrace.deployment": dict(written if written is not None else args)}
+    as_written = {name: trust_as_template(value) if isinstance(value, str) else value
+                  for name, value in (written if written is not None else args).items()}
+    task.get_ds.return_value = {"stackify.retrace.deployment": as_written}
     connection = mock.MagicMock()
     connection._shell.tmpdir = "/never-used"  # pylint: disable=protected-access
     loader = DataLoader()
@@ -206,9 +210,28 @@ def test_a_literal_api_url_stays_the_project_s_even_when_an_extra_var_says_the_s
 
 def test_the_controller_s_own_extra_vars_choose_nothing(transport, key_from_environment, monkeypatch):
     result = run_task({"state": "started", **key_from_environment, "api_url": "https://retrace.example.org"},
-                      written={"state": "started", **key_from_environment, "api_url": "https://retrace.{{ domain }}"},
-                      extra_vars={"awx_job_template_name": "example.org", "domain": "example.com"}, monkeypatch=monkeypatch)
+                      written={"state": "started", **key_from_environment, "api_url": "https://retrace.{{ awx_job_template_name }}"},
+                      extra_vars={"awx_job_template_name": "example.org"}, monkeypatch=monkeypatch)
     assert result["tracked"] is True
+
+
+def test_a_nested_extra_var_chooses_a_templated_api_url_too(transport, key_from_environment, monkeypatch):
+    """``api_url: "{{ urls.retrace }}"`` with play vars defining ``urls``, overridden by -e '{"urls": {...}}'."""
+    result = run_task({"state": "started", **key_from_environment, "api_url": "https://evil.example"},
+                      written={"state": "started", **key_from_environment, "api_url": "{{ urls.retrace }}"},
+                      extra_vars={"urls": {"retrace": "https://evil.example"}}, monkeypatch=monkeypatch)
+    assert transport.posts == [] and "(from a task argument rendered from extra vars) is refused" in result["warnings"][0]
+
+
+def test_a_retrace_variable_templated_from_extra_vars_is_trusted_like_them(transport, key_from_environment, monkeypatch):
+    """``retrace_api_url: "{{ target_url }}"`` in group_vars, with -e target_url=...: the extra vars chose it."""
+    variables = {"retrace_api_url": trust_as_template("{{ target_url }}")}
+    result = run_task({"state": "started", **key_from_environment}, variables, extra_vars={"target_url": "https://evil.example"},
+                      monkeypatch=monkeypatch)
+    assert transport.posts == [] and "(from extra vars) is refused" in result["warnings"][0]
+    same_without_extra_vars = {"retrace_api_url": trust_as_template("{{ target_url }}"), "target_url": "https://retrace.example.org"}
+    assert run_task({"state": "started", **key_from_environment}, same_without_extra_vars, extra_vars={},
+                    monkeypatch=monkeypatch)["tracked"] is True
 
 
 # --- the run ------------------------------------------------------------------------------------------------

@@ -41,8 +41,9 @@ def task(state, transport, monkeypatch, *, dry_run=None, hosts_in_task=1, owner_
     monkeypatch.setattr(_ansible_task, "AnsibleUrlsTransport", transport)
     resolved = resolve([Source("the task's arguments", {**SETTINGS, **settings}, PROJECT)], MODULE_SETTINGS)
     lines = _ansible_task.TaskLines()
-    run = _run.DeploymentRun(_run.policy_of(resolved), lines, owner_pid=owner_pid, hosts_in_task=hosts_in_task,
-                             calls_are_tasks=True, dry_run=dry_run)
+    place = f"run:{owner_pid}:1" if owner_pid is not None else None
+    run = _run.DeploymentRun(_run.policy_of(resolved), lines, owner_pid=owner_pid, hosts_in_task=hosts_in_task, place=place,
+                             calls_are_tasks=True, dry_run=dry_run, sleep=lambda seconds: None)
     return _ansible_task.deployment_task(state, resolved, run, entry_point="unit")
 
 
@@ -96,11 +97,12 @@ def test_the_key_never_appears_in_a_result_even_when_the_server_echoes_it(monkey
 
 def test_this_run_s_own_earlier_start_is_tracked_and_nothing_is_sent_again(monkeypatch):
     """The second batch of a serial play: its run_once start meets the deployment the first batch started."""
-    monkeypatch.setattr(_guard, "live_guard_owner", lambda settings, deployment: 4242)
     monkeypatch.setattr(_guard, "orphan_guard_of", lambda settings, deployment, owner: _guard.OrphanGuard(None))
+    first = Answers((202, "Accepted"))
+    assert task("started", first, monkeypatch, owner_pid=4242)["tracked"] is True
     transport = Answers((409, "already in progress"))
     result = task("started", transport, monkeypatch, owner_pid=4242)
-    assert transport.posts == []  # its guard answers for this run: nothing to send
+    assert transport.posts == []  # this run recorded its accepted start: nothing to send
     assert (result["tracked"], result["changed"]) == (True, False) and "warnings" not in result and "status" not in result
     assert result["msg"] == ("Retrace: deployment 2.4.1 of Shop to Production is already in progress, started earlier by this run: "
                              "nothing sent again")
@@ -113,10 +115,14 @@ def test_an_end_without_its_settings_says_why_nothing_was_sent(monkeypatch):
     assert "NOT recorded: api_key" in result["warnings"][0]
 
 
-def test_several_hosts_starting_at_once_get_the_run_once_hint_even_when_this_run_holds_the_deployment(monkeypatch):
-    """Without run_once, the second host's 409 is the first host's start: whether that start's guard is armed yet
-    is a race, and must not decide the outcome."""
+def test_several_hosts_starting_at_once_get_the_run_once_hint(monkeypatch):
+    """Without run_once, a second host's 409 is the first host's start, when this run recorded that start (the
+    sibling's record is waited for a moment): tracked, with the hint; else someone else's, not this run's."""
     monkeypatch.setattr(_guard, "live_guard_owner", lambda settings, deployment: 4242)
+    monkeypatch.setattr(_guard, "orphan_guard_of", lambda settings, deployment, owner: _guard.OrphanGuard(None))
     result = task("started", Answers((409, "already in progress")), monkeypatch, owner_pid=4242, hosts_in_task=2)
     assert result["tracked"] is False and result["status"] == 409
     assert "This task ran for 2 hosts, and each sent its own start: add 'run_once: true'" in result["warnings"][0]
+    assert task("started", Answers((202, "Accepted")), monkeypatch, owner_pid=4242, hosts_in_task=2)["tracked"] is True
+    second = task("started", Answers((409, "already in progress")), monkeypatch, owner_pid=4242, hosts_in_task=2)
+    assert second["tracked"] is True and "add 'run_once: true'" in second["warnings"][0]

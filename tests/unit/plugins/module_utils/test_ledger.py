@@ -25,6 +25,21 @@ def test_a_recorded_start_is_found_for_the_same_place_only(tmp_path):
     assert ledger.started_version(here, environ=environ) is None
 
 
+def test_one_end_per_start_whoever_sends_it(tmp_path):
+    """Two hosts of a module task without run_once each send the end: the first claims it, the second finds it ending."""
+    key, directory = "k", str(tmp_path)
+    ledger.remember_start(key, "1.0", directory=directory)
+    assert ledger.claim_end(key, "1.0", directory=directory) == ledger.STARTED
+    assert ledger.claim_end(key, "1.0", directory=directory) == ledger.ENDING
+    ledger.end_sent(key, "1.0", answered=True, directory=directory)
+    assert ledger.recall(key, directory=directory) == ledger.Entry("1.0", ledger.ENDED)
+    assert ledger.claim_end(key, "2.0", directory=directory) is None  # another version: an end sent on its own
+    ledger.remember_start(key, "3.0", directory=directory)
+    ledger.claim_end(key, "3.0", directory=directory)
+    ledger.end_sent(key, "3.0", answered=False, directory=directory)  # unreachable: the start stays open
+    assert ledger.recall(key, directory=directory) == ledger.Entry("3.0", ledger.STARTED)
+
+
 def test_the_record_is_private_and_never_holds_a_key(tmp_path):
     environ = {"XDG_STATE_HOME": str(tmp_path)}
     ledger.remember_start(ledger.place_key("https://a", "A", "E", "/srv"), "1.0", environ=environ)
@@ -33,7 +48,7 @@ def test_the_record_is_private_and_never_holds_a_key(tmp_path):
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(directory / "started.json").st_mode) == 0o600
     entries = json.loads((directory / "started.json").read_text())
-    assert [set(entry) for entry in entries.values()] == [{"version", "started_at"}]
+    assert [set(entry) for entry in entries.values()] == [{"version", "state", "started_at"}]
 
 
 def test_old_or_damaged_entries_are_ignored(tmp_path):

@@ -36,14 +36,14 @@ def test_an_unrendered_jinja_expression_is_refused_in_every_option(option, value
     with pytest.raises(InvalidInput) as caught:
         Deployment.create(**{**REQUIRED, option: value})
     message = str(caught.value)
-    assert message.startswith(f"{option}: holds an unrendered Jinja expression")
-    assert "the callback does not template its settings" in message
+    assert message.startswith(f"{option}: holds a Jinja expression that was not rendered")
+    assert "values given at launch (AWX marks them unsafe), in the environment or in a configuration file are not templated" in message
 
 
 def test_an_explicit_name_with_jinja_is_refused_and_nothing_can_be_sent():
-    with pytest.raises(InvalidInput, match=r"^name: holds an unrendered Jinja expression \('\{\{ release_name \}\}'\)"):
+    with pytest.raises(InvalidInput, match=r"^name: holds a Jinja expression that was not rendered \('\{\{ release_name \}\}'\)"):
         deployment_name({**OPTIONS, "name": "{{ release_name }}"}, None)
-    with pytest.raises(InvalidInput, match="^version: holds an unrendered Jinja"):
+    with pytest.raises(InvalidInput, match="^version: holds a Jinja expression that was not rendered"):
         create_client({**REQUIRED, "version": "{{ app_version }}", "api_key": "k"}, transport=None, entry_point="unit")
 
 

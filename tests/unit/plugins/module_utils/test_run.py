@@ -4,6 +4,7 @@ transport, a fake clock, and a recording stand-in for the orphan guard (tests/in
 
 from __future__ import annotations
 
+import os
 import types
 
 import pytest
@@ -59,8 +60,9 @@ class Guards:
         self.holder = holder
         self.arms = arms
         self.joins = set()
+        self.armed_for = set()
 
-    def _handle(self, owner):
+    def _handle(self, owner, created=True):
         guards = self
 
         class Handle:
@@ -76,13 +78,18 @@ class Guards:
 
     def arm_orphan_guard(self, client, deployment, *, owner_pid=None, log=None):
         self.events.append(("arm", owner_pid))
-        return self._handle(owner_pid)
+        handle = self._handle(owner_pid)
+        handle.created = owner_pid not in self.armed_for
+        self.armed_for.add(owner_pid)
+        if not self.arms:
+            log("orphan guard not armed (not a private directory)")
+        return handle
 
     def orphan_guard_of(self, settings, deployment, owner_pid):
         return self._handle(owner_pid)
 
-    def live_guard_owner(self, settings, deployment):
-        return self.holder
+    def live_guard_owner(self, settings, deployment, excluding=None):
+        return None if self.holder == excluding else self.holder
 
     def remember_join(self, settings, deployment, job):
         self.joins.add(job)
@@ -108,12 +115,15 @@ class Lines:
 
 
 @pytest.fixture
-def guards(monkeypatch):
+def guards(monkeypatch, tmp_path):
     fake = Guards()
+    fake.directory = str(tmp_path / "runtime")
+    os.makedirs(fake.directory, mode=0o700)
     real = _run._guard
     fake_module = types.SimpleNamespace(**{name: getattr(fake, name) for name in
                                            ("arm_orphan_guard", "orphan_guard_of", "live_guard_owner", "remember_join",
-                                            "forget_join", "joined_in_job")}, OrphanGuard=real.OrphanGuard)
+                                            "forget_join", "joined_in_job")}, OrphanGuard=real.OrphanGuard,
+                                        private_directory=lambda: fake.directory)
     monkeypatch.setattr(_run, "_guard", fake_module)
     return fake
 
@@ -197,12 +207,14 @@ def test_an_invalid_strict_value_counts_as_strict():
 
 
 @pytest.mark.parametrize("strict", [False, True])
-def test_an_unreachable_start_is_not_recorded_and_arms_no_guard_when_nothing_landed(guards, strict):
+def test_a_start_that_never_landed_stands_its_guard_down(guards, strict):
+    """The guard is armed before the start is sent (a run killed while it is in flight is cancelled too); a start
+    refused, or never sent, releases it."""
     refused = ConnectionFailed("connection refused")
     run, target, transport, lines = make_run(guards, policy=TrackingPolicy(strict=strict), scripts={"start": [refused]})
     step = run.open(target)
     assert step.state == _run.NOT_RECORDED and step.fails_run is strict
-    assert guards.events == []
+    assert guards.events == [("arm", 4242), ("release", 4242)]
     assert "NOT recorded: start failed: Retrace API at http://127.0.0.1:9 unreachable" in (lines.at("error") + lines.at("warning"))[0]
 
 
@@ -234,12 +246,21 @@ def test_a_live_run_on_this_machine_is_never_cancelled(guards):
 
 
 def test_this_runs_own_earlier_start_is_recognised(guards):
-    guards.holder = 4242  # this run's guard: an earlier play batch started it
-    run, target, transport, lines = make_run(guards, scripts={"start": [409]})
-    assert run.open(target).state == _run.STARTED and transport.sent == ["start"]
+    """An earlier play batch of this run (serial) started it: the run's record says so; nothing is sent again."""
+    first, target, transport, lines = make_run(guards, place="run:4242:1", calls_are_tasks=True)
+    assert first.open(target).state == _run.STARTED
+    run, target, transport, lines = make_run(guards, place="run:4242:1", calls_are_tasks=True)
+    assert run.open(target).state == _run.STARTED and transport.sent == []
     assert lines.at("warning") == [] and "started earlier by this run" in lines.at("info")[0]
     run.close(target, succeeded=True)
-    assert transport.sent == ["start", "complete"] and guards.events[-1] == ("release", 4242)
+    assert transport.sent == ["complete"] and guards.events[-1] == ("release", 4242)
+
+
+def test_its_own_guard_is_never_taken_for_another_live_run(guards):
+    """The guard is armed before the start: a 409 then meets this run's own watcher, which is no live sibling."""
+    guards.holder = 4242
+    run, target, transport, lines = make_run(guards, scripts={"start": [409, 202]})
+    assert run.open(target).state == _run.STARTED and transport.sent == ["start", "cancel", "start"]
 
 
 def test_a_workflow_job_joins_and_sends_no_end(guards):
@@ -387,6 +408,7 @@ def test_an_end_sent_on_its_own_after_a_refused_start_from_the_same_place_sends_
     run, target, transport, lines = make_run(guards, scripts={"start": [401]}, place="run:1:1", calls_are_tasks=True)
     assert run.open(target).state == _run.NOT_RECORDED
     end_run, end, end_transport, end_lines = make_run(guards, place="run:1:1", calls_are_tasks=True)
+    assert os.listdir(guards.directory) == ["started.json", "started.json.lock"] or "started.json" in os.listdir(guards.directory)
     end_run.resume(end)
     assert end_run.close(end, succeeded=True).state == _run.NOT_RECORDED and end_transport.sent == []
     assert "no complete sent: Retrace did not record its start" in end_lines.at("info")[0]
