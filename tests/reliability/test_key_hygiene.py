@@ -48,7 +48,7 @@ def test_module_key_hygiene(tmp_path, ansible_env, retrace_emulator, closed_port
     playbook = write_playbook(tmp_path, [play(
         task("started", version="1.0", **DEMO),
         task("completed", version="1.0", **DEMO),
-        task("cancelled", version="1.0", **DEMO, keywords=ignore),                                            # 409
+        task("cancelled", version="0.9", **DEMO, keywords=ignore),                                            # 409: never started
         task("started", version="1.1", **DEMO, api_key=wrong_key, keywords=ignore),                           # 401
         task("started", version="1.1", **DEMO, api_key=wrong_key, strict=False),                              # 401, warned
         task("started", version="1.2", app_name="NoSuchApp", environment_name="Production", keywords=ignore),  # 400

@@ -31,7 +31,7 @@ def test_key_stays_secret_at_every_verbosity_and_outcome(tmp_path, ansible_env, 
     playbook = write_playbook(tmp_path, [play(
         task("started", version="1.0", **DEMO, **key),
         task("completed", version="1.0", **DEMO, **key),
-        task("cancelled", version="1.0", **DEMO, **key, keywords=ignore),                          # 409
+        task("cancelled", version="0.9", **DEMO, **key, keywords=ignore),                          # 409: never started
         task("started", version="1.1", **DEMO, api_key="{{ vault_wrong_key }}", keywords=ignore),  # 401
         task("started", version="v" * 300, **DEMO, **key, keywords=ignore),                        # invalid input
         task("started", version="1.2", **DEMO, **key, deadline=1, keywords=ignore,

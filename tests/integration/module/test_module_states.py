@@ -1,5 +1,7 @@
 """stackify.retrace.deployment driven by ansible-playbook against the emulator: states, check mode, task keywords."""
 
+import time
+
 from ansible_collections.stackify.retrace.plugins.module_utils.settings import VERSION
 from ansible_run import DEMO, calls, play, run_playbook, task, wait_for_calls, write_playbook
 
@@ -80,12 +82,16 @@ def test_hosts_are_never_contacted_whatever_they_are(tmp_path, ansible_env, retr
 
 
 def test_start_from_several_hosts_hints_at_run_once(tmp_path, ansible_env, retrace_emulator):
+    """Each host runs the start: one is sent, the other host's is this run's own (strict or not: nothing failed);
+    the playbook sends no end, so the orphan guard cancels it once the run is over."""
     playbook = write_playbook(tmp_path, [play(task("started", version="5.0", **DEMO), hosts="all")])
     run = run_playbook(playbook, env={**ansible_env, "RETRACE_STRICT": "1"},
                        inventory="web1 ansible_connection=local\nweb2 ansible_connection=local\n")
-    assert run.returncode == 2, run.stdout
-    # web1's start is live and the failed run never ended it: the orphan guard cancels it once the run is over.
-    expected = [("start", 202), ("start", 409), ("cancel", 202)]
-    assert wait_for_calls(retrace_emulator, expected) == expected
-    assert "already in progress" in run.stdout
-    assert "This task ran for 2 hosts, and each sent its own start: add 'run_once: true'" in run.stdout
+    assert run.returncode == 0, run.stdout
+    assert "this task ran for 2 hosts, and each would send its own start: add 'run_once: true'" in run.stdout
+    deadline = time.monotonic() + 15
+    while ("cancel", 202) not in calls(retrace_emulator) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert calls(retrace_emulator).count(("start", 202)) == 1 and calls(retrace_emulator)[-1] == ("cancel", 202)
+
+
