@@ -25,7 +25,7 @@ description:
     O(track_ad_hoc) is set. C(--syntax-check) and the C(--list-*) modes never load callbacks.
   - The start is sent when the first task (or handler) of the run starts, so a run in which no task runs on any host
     (C(--limit) matching no host, plays with no hosts) sends nothing and says so in one line.
-  - Once the start is accepted, an orphan guard (O(orphan_guard)) cancels the deployment if C(ansible-playbook) is
+  - An orphan guard (O(orphan_guard)), armed as the start is sent, cancels the deployment if C(ansible-playbook) is
     killed outright (SIGKILL of its process group by ansible-runner or AWX, the OOM killer); SIGHUP and SIGTERM
     send the cancel before the process ends.
   - Boolean settings are checked strictly wherever they come from - V(true)/V(false), V(yes)/V(no), V(on)/V(off),
