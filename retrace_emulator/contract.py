@@ -78,16 +78,37 @@ def decode_json_body(raw: bytes) -> tuple[Any, str | None]:
         return None, f"Request body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
 
 
+@dataclass
+class Changes:
+    """What changed in the book after a revision, as `DeploymentBook.changed_after` answers it.
+
+    records: (revision of its latest change, the record), oldest change first. A record is shared, never copied:
+    the book never changes a stored record (each change stores a new one), so it may be read after the lock is
+    released, but must not be changed.
+    """
+
+    records: list[tuple[int, dict]]
+    #: True when ``records`` is not every change since the revision but the book's picture now: the newest changed
+    #: deployments and every one in progress (the newest ``limit`` of each); anything else a reader holds is older
+    replaces: bool
+    #: deployments of the book not in ``records`` when it ``replaces`` (0 otherwise)
+    left_out: int
+    #: the book's revision now: the next reader asks after it
+    revision: int
+
+
 class DeploymentBook:
     """Deployment state keyed by (account, AppName, EnvironmentName, Version); thread-safe.
 
     Every change gets the next revision number, so that a reader can ask only for what changed since it last asked.
+    A stored record is never changed: each change stores a new one, so readers copy outside the lock.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._deployments: dict[tuple[str, str, str, str], dict] = {}
         self._revisions: OrderedDict[tuple[str, str, str, str], int] = OrderedDict()  # least recently changed first
+        self._running: OrderedDict[tuple[str, str, str, str], int] = OrderedDict()  # in progress, least recently started first
         self._revision = 0
 
     def apply(self, fingerprint: str, action: str, fields: dict[str, str], agent: str | None = None) -> str | None:
@@ -101,29 +122,51 @@ class DeploymentBook:
                 self._revision += 1
                 self._revisions[ident] = self._revision
                 self._revisions.move_to_end(ident)
+                if STATE_AFTER[action] == IN_PROGRESS:
+                    self._running[ident] = self._revision
+                    self._running.move_to_end(ident)
+                else:
+                    self._running.pop(ident, None)
             return refusal
 
     def snapshot(self) -> list[dict]:
         with self._lock:
-            return json.loads(json.dumps(list(self._deployments.values())))
+            records = list(self._deployments.values())
+        return json.loads(json.dumps(records))
 
-    def changed_after(self, revision: int, limit: int) -> tuple[list[tuple[int, dict]], int, int]:
-        """The ``limit`` most recently changed deployments changed after ``revision``, as (their revision, a copy), oldest
-        change first; how many changed after ``revision`` in all; and the current revision."""
+    def changed_after(self, revision: int, limit: int) -> Changes:
+        """The deployments changed after ``revision``: all of them when there are at most ``limit``.
+
+        When more changed (a reader that fell behind, or a first look at a busy book), the answer ``replaces`` what the
+        reader holds instead: the ``limit`` most recently changed deployments plus the ``limit`` most recently started of
+        those in progress. Anything the reader holds beyond that ended before the newest ``limit`` changes: a reader
+        that shows the newest ``limit`` and every deployment in progress never shows it. So the reader is right after
+        one answer of bounded size, and the revision it asks after next may skip every change it was not sent.
+        The lock is held for O(``limit``) steps: no record is copied under it.
+        """
+        limit = max(limit, 1)
         with self._lock:
-            changed = []
+            newest: list[tuple[int, tuple]] = []
             for ident, changed_at in reversed(self._revisions.items()):
-                if changed_at <= revision:
+                if changed_at <= revision or len(newest) > limit:
                     break
-                changed.append((ident, changed_at))
-            newest = [(changed_at, self._deployments[ident]) for ident, changed_at in reversed(changed[:max(limit, 0)])]
-            return json.loads(json.dumps(newest)), len(changed), self._revision  # copies, made while no change can happen
+                newest.append((changed_at, ident))
+            if len(newest) <= limit:
+                return Changes([(changed_at, self._deployments[ident]) for changed_at, ident in reversed(newest)], False, 0, self._revision)
+            chosen = dict((ident, changed_at) for changed_at, ident in newest[:limit])
+            for count, (ident, started_at) in enumerate(reversed(self._running.items())):
+                if count >= limit:
+                    break
+                chosen.setdefault(ident, started_at)
+            records = sorted(((changed_at, self._deployments[ident]) for ident, changed_at in chosen.items()), key=lambda item: item[0])
+            return Changes(records, True, len(self._deployments) - len(records), self._revision)
 
     def clear(self) -> None:
         """Forget every deployment; revisions keep counting up, so a reader's last revision never names a later change."""
         with self._lock:
             self._deployments.clear()
             self._revisions.clear()
+            self._running.clear()
 
 
 def _describe(fields: dict[str, str]) -> str:

@@ -7,10 +7,13 @@ Why the standard library only (http.server.ThreadingHTTPServer plus a few socket
 
 The emulator is meant for loopback testing only: it binds 127.0.0.1 by default and its control
 endpoints under /_emulator/ need no API key. At / it serves a read-only web page of what it received (page.py).
+A web page of another site cannot use them through a visitor's browser: the page and the control endpoints answer
+only a Host that no DNS answer can forge (see `host_allowed`), and their writes only a same-origin JSON request.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -19,7 +22,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -117,9 +120,10 @@ class RetraceEmulator:
         """Journal entries of deployment API calls (all actions, or only the one given)."""
         return [entry for entry in self.journal() if entry["action"] and action in (None, entry["action"])]
 
-    def journal_after(self, seq: int, limit: int) -> tuple[list[dict], int]:
-        """Copies of the newest ``limit`` journal entries after ``seq``, and how many entries follow ``seq`` in all."""
-        return self._journal.entries_after(seq, limit)
+    def journal_after(self, seq: int, limit: int, view: Callable[[dict], Any] | None = None) -> tuple[list[Any], int]:
+        """Copies of the newest ``limit`` journal entries after ``seq`` (or what ``view`` makes of each, without changing
+        it), and how many entries follow ``seq`` in all."""
+        return self._journal.entries_after(seq, limit, view)
 
     @property
     def generation(self) -> str:
@@ -205,10 +209,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.timeout = self.server.emulator.idle_timeout
         super().setup()
 
-    def do_POST(self):
-        self._route()
-
-    do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_POST
+    def __getattr__(self, name: str):
+        # Every method, TRACE, CONNECT and made-up ones too, takes the same route: it answers 404 or 405 as the path
+        # says (with the page's headers on the page's paths), never the standard library's bare 501 page.
+        if name.startswith("do_"):
+            return self._route
+        raise AttributeError(name)
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
         """Silenced: RetraceEmulator.record logs every API request without keys; the base class's
@@ -221,7 +227,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         path = urlsplit(self.path).path
         name = page.page_file(path)
-        if name is not None and (self.command in page.METHODS or path.startswith(CONTROL_PREFIX)):
+        if (name is not None or path.startswith(CONTROL_PREFIX)) and not host_allowed(self.headers.get("Host"), self.emulator.host):
+            self.close_connection = True  # its body, if any, is not read
+            self._send_json(403, {"Message": "The page and /_emulator/ answer only a Host that is localhost, an IP address "
+                                             "or the address the emulator was started with"})
+        elif name is not None and (self.command in page.METHODS or path.startswith(CONTROL_PREFIX)):
             self._page_file(name)
         elif path.startswith(CONTROL_PREFIX):
             self._control(path)
@@ -242,7 +252,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         entry["body_raw"] = raw.decode("utf-8", errors="replace")
         entry["body"] = decode_json_body(raw)[0]
         if page_path:  # the page is read-only
-            self._answer(entry, 405, {"Message": f"{self.command} is not allowed here: the page is read-only"}, [("Allow", ", ".join(page.METHODS))])
+            self._answer(entry, 405, {"Message": f"{self.command} is not allowed here: the page is read-only"},
+                         [("Allow", ", ".join(page.METHODS)), *page.SECURITY_HEADERS])
         elif action is None:
             self._answer(entry, 404, {"Message": f"No such endpoint: {self.command} {urlsplit(self.path).path}"})
         elif self.command != "POST":
@@ -376,8 +387,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client gave up; nothing left to tell it
 
     def _record(self, entry: dict) -> None:
-        secret = _key_of(self.headers.get("Authorization"))
-        self.emulator.record(redact_entry(entry, [secret, *self.emulator.accounts]))
+        self.emulator.record(redact_entry(entry, [*_keys_in(self.headers.get("Authorization")), *self.emulator.accounts]))
 
     # -- control endpoints ----------------------------------------------------------------------------
 
@@ -391,6 +401,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             "updates": {"GET": lambda body: (200, page.updates(self.emulator, urlsplit(self.path).query))},
         }
         methods = routes.get(path[len(CONTROL_PREFIX):].strip("/"))
+        if methods is not None and "GET" in methods:
+            methods = {**methods, "HEAD": methods["GET"]}  # HEAD answers as GET does, without the body
         try:
             raw = self._read_body()
         except Rejection as rejection:
@@ -401,8 +413,21 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send_json(404, {"Message": f"No such control endpoint: {path}"})
         elif self.command not in methods:
             self._send_json(405, {"Message": f"{self.command} is not allowed here"}, [("Allow", ", ".join(methods))])
+        elif self.command == "POST" and (refusal := self._cross_site_write()) is not None:
+            self._send_json(*refusal)
         else:
             self._send_json(*methods[self.command](raw))
+
+    def _cross_site_write(self) -> tuple[int, dict] | None:
+        """Refuse a write another site's page could have made through its visitor's browser: a browser sends a
+        cross-site form or a plain ``fetch`` only with a form or text Content-Type, and names its page in ``Origin``."""
+        media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            return 415, {"Message": "Send the control endpoints JSON, with Content-Type: application/json"}
+        origin = self.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != (self.headers.get("Host") or "").strip().lower():
+            return 403, {"Message": "A page of another origin may not change the emulator"}
+        return None
 
     def _get_journal(self, _raw: bytes) -> tuple[int, Any]:
         action = parse_qs(urlsplit(self.path).query).get("action", [None])[0]
@@ -423,7 +448,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         return 200, {"Message": "journal, deployments and faults cleared"}
 
     def _send_json(self, status: int, payload: Any, headers: Iterable[tuple[str, str]] = ()) -> None:
-        self._send(status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8", headers)
+        """An answer of the control endpoints or of the page's paths: with the page's security headers."""
+        self._send(status, json.dumps(payload).encode("utf-8"), "application/json; charset=utf-8", [*headers, *page.SECURITY_HEADERS])
 
     # -- the web page ---------------------------------------------------------------------------------
 
@@ -446,6 +472,52 @@ def _key_of(authorization: str | None) -> str | None:
         return parse_authorization(authorization)
     except Rejection:
         return None
+
+
+#: shortest word of a malformed Authorization header taken for a key to redact (shorter ones are common words)
+_MIN_KEY_LENGTH = 8
+
+
+def _keys_in(authorization: str | None) -> list[str]:
+    """The request's own key, to redact wherever else the request carries it; from a malformed header, each long word."""
+    api_key = _key_of(authorization)
+    if api_key:
+        return [api_key]
+    return [word for word in (authorization or "").split() if len(word) >= _MIN_KEY_LENGTH]
+
+
+def host_allowed(host: str | None, bound: str) -> bool:
+    """Whether the page and the control endpoints answer a request with this Host header.
+
+    Allowed: ``localhost`` and names under ``.localhost`` (they resolve to loopback only), any IP address (a browser
+    sends one only when the address was typed, never from a DNS answer), the address or name the emulator was
+    started with (``--host``), and no Host at all (no browser omits it). Refused: any other name, such as the
+    ``evil.example`` of a DNS-rebinding attack, where a page of that site had its name re-pointed at 127.0.0.1 to
+    read the journal through its visitor's browser.
+    """
+    if host is None:
+        return True
+    name = _host_name(host)
+    if name is None:
+        return False
+    if name == "localhost" or name.endswith(".localhost") or name == bound.strip("[]").lower():
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_name(host: str) -> str | None:
+    """The name or address of a Host header value, lower case, without port, brackets or a final dot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else None
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".") or None
 
 
 def _fingerprint_of(authorization: str | None) -> str | None:

@@ -2,14 +2,20 @@
 //
 // Every value a client sent (versions, names, branches, messages, User-Agents) is inserted as text: element.append()
 // with a string makes a text node, and nothing here assigns innerHTML. Attributes get only our own words or text
-// through setAttribute ("title"), which is never parsed as markup.
+// through setAttribute ("title"), which is never parsed as markup. Each such value sits in a <bdi>, so right-to-left
+// text cannot reorder what is around it (the server already wrote control and format characters as \u escapes).
+//
+// Drawing never stops the polling: an error while drawing shows in the status pill, and the next answer draws again.
+// Nothing here spreads a list into a call's arguments (a long one overflows the stack), and the page is drawn
+// again only when an answer brought something new or a deployment in progress makes the picture move with the clock.
 "use strict";
 
 (function () {
   const POLL_MS = 1000;
   const RETRY_MS = 2000;
-  const SHOWN = 100;  // deployments, and refused calls, drawn at most: the newest
-  const KEPT = 400;  // calls and deployments kept in memory at most
+  const SHOWN = 100;  // deployments drawn at most (those in progress first, then the latest changed), and refused calls
+  const KEPT = 400;  // calls, and ended deployments, kept in memory at most; deployments in progress are all kept
+  const CARD_CALLS = 20;  // calls listed on a deployment's card at most: the latest
   const STATE_LABEL = {
     in_progress: "in progress",
     completed: "completed",
@@ -19,6 +25,8 @@
   const FIELDS = ["Name", "Branch", "Commit", "Uri"];
 
   let state = fresh(null);
+  let dirty = true;  // something to draw that is not drawn yet (also after a drawing failed)
+  let answers = 0;
 
   function fresh(generation) {
     return {
@@ -36,62 +44,127 @@
   // --- talking to the emulator ---------------------------------------------------------------------
 
   async function poll() {
+    let delay = POLL_MS;
+    try {
+      try {
+        apply(await fetchUpdate());
+        answers += 1;
+      } catch (error) {
+        showProblem("no answer from the emulator (" + error.message + "), retrying");
+        delay = RETRY_MS;
+        return;
+      }
+      try {
+        if (dirty || anyRunning()) {
+          render();
+          dirty = false;
+        }
+        showLive();
+      } catch (error) {
+        showProblem("drawing failed (" + error.name + ": " + error.message + "); still polling, the page may be out of date");
+      }
+    } finally {
+      setTimeout(poll, delay);
+    }
+  }
+
+  async function fetchUpdate() {
     const query = new URLSearchParams({
       generation: state.generation || "",
       calls: String(state.callsCursor),
       deployments: String(state.deploymentsCursor),
     });
-    let delay = POLL_MS;
-    try {
-      const answer = await fetch("/_emulator/updates?" + query.toString(), { cache: "no-store" });
-      if (!answer.ok) {
-        throw new Error("HTTP " + answer.status);
-      }
-      apply(await answer.json());
-      showLive(true);
-    } catch (error) {
-      showLive(false, error);
-      delay = RETRY_MS;
+    const answer = await fetch("/_emulator/updates?" + query.toString(), { cache: "no-store" });
+    if (!answer.ok) {
+      throw new Error("HTTP " + answer.status);
     }
-    render();
-    setTimeout(poll, delay);
+    return answer.json();
   }
 
   function apply(update) {
     if (update.generation !== state.generation) {
       state = fresh(update.generation);  // the emulator was reset (or restarted): start over
+      dirty = true;
     }
     state.serverOffset = update.server_time - Date.now();
+    if (update.calls.length || update.deployments.length || update.deployments_replace) {
+      dirty = true;
+    }
     state.skippedCalls += update.skipped_calls;
-    state.skippedDeployments += update.skipped_deployments;
-    state.calls.push(...update.calls);
+    for (const call of update.calls) {
+      state.calls.push(call);
+    }
     if (state.calls.length > KEPT) {
       state.skippedCalls += state.calls.length - KEPT;
       state.calls.splice(0, state.calls.length - KEPT);
     }
+    if (update.deployments_replace) {
+      // The emulator sent its picture now (this page fell behind): what this page held and is not in it is older.
+      state.deployments = new Map();
+      state.skippedDeployments = update.skipped_deployments;
+    }
     for (const deployment of update.deployments) {
       state.deployments.set(deployment.id, deployment);
     }
-    while (state.deployments.size > KEPT) {
-      state.deployments.delete(state.deployments.keys().next().value);
-      state.skippedDeployments += 1;
-    }
+    forgetOldEnded();
     state.callsCursor = update.calls_cursor;
     state.deploymentsCursor = update.deployments_cursor;
   }
 
-  function showLive(ok, error) {
+  // Keeps every deployment in progress and the KEPT latest changed of the ended ones.
+  function forgetOldEnded() {
+    const ended = Array.from(state.deployments.values()).filter((deployment) => deployment.state !== "in_progress");
+    if (ended.length <= KEPT) {
+      return;
+    }
+    ended.sort(byActivity);
+    for (const deployment of ended.slice(KEPT)) {
+      state.deployments.delete(deployment.id);
+      state.skippedDeployments += 1;
+    }
+  }
+
+  function anyRunning() {
+    for (const deployment of state.deployments.values()) {
+      if (deployment.state === "in_progress") {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function showLive() {
     const live = byId("live");
-    live.className = ok ? "live ok" : "live down";
-    live.textContent = ok ? "live, updated " + clock(Date.now()) : "no answer from the emulator (" + error.message + "), retrying";
+    live.className = "live ok";
+    live.textContent = "live, updated " + clock(Date.now());
+    live.dataset.answers = String(answers);
+  }
+
+  function showProblem(text) {
+    const live = byId("live");
+    live.className = "live down";
+    live.textContent = text;
+    live.dataset.answers = String(answers);
   }
 
   // --- drawing -------------------------------------------------------------------------------------
 
+  // Latest change first: the revision counts every accepted call of the emulator.
+  function byActivity(a, b) {
+    return b.revision - a.revision;
+  }
+
+  // The deployments drawn: every one in progress (however old its first start), then the latest changed.
+  function chooseShown(deployments) {
+    const running = deployments.filter((deployment) => deployment.state === "in_progress").sort(byActivity);
+    const ended = deployments.filter((deployment) => deployment.state !== "in_progress").sort(byActivity);
+    return running.concat(ended).slice(0, SHOWN);
+  }
+
   function render() {
     const now = Date.now() + state.serverOffset;
-    const deployments = Array.from(state.deployments.values()).sort((a, b) => a.history[0].at - b.history[0].at);
-    const shown = deployments.slice(-SHOWN);
+    const deployments = Array.from(state.deployments.values());
+    const shown = chooseShown(deployments);
     const callsOf = new Map();
     for (const call of state.calls) {
       if (call.deployment !== null && state.deployments.has(call.deployment)) {
@@ -102,14 +175,26 @@
       }
     }
     const unnamed = state.calls.filter((call) => call.verdict !== "accepted" && !callsOf.has(call.deployment));
-    byId("summary").replaceChildren(summary(deployments));
-    byId("timeline").replaceChildren(...timeline(shown, callsOf, unnamed, now));
-    byId("deployments").replaceChildren(...cards(shown.slice().reverse(), callsOf, now));
-    byId("refused").replaceChildren(refusedTable(state.calls.filter((call) => call.verdict !== "accepted").slice(-SHOWN).reverse()));
+    const lanes = shown.slice().sort((a, b) => latestStart(a) - latestStart(b) || a.revision - b.revision);
+    fill("summary", [summary(deployments, deployments.length - shown.length)]);
+    fill("timeline", timeline(lanes, callsOf, unnamed, now));
+    fill("deployments", cards(shown.slice().sort(byActivity), callsOf, now));
+    fill("refused", [refusedTable(state.calls.filter((call) => call.verdict !== "accepted").slice(-SHOWN).reverse())]);
   }
 
-  function summary(deployments) {
-    if (!deployments.length && !state.calls.length) {
+  // When the deployment's latest run began: its latest start, else its first step the page has.
+  function latestStart(deployment) {
+    const steps = deployment.history;
+    for (let index = steps.length - 1; index >= 0; index--) {
+      if (steps[index].action === "start") {
+        return steps[index].at;
+      }
+    }
+    return steps[0].at;
+  }
+
+  function summary(deployments, hidden) {
+    if (!deployments.length && !state.calls.length && !state.skippedDeployments) {
       return "No calls yet. Point a pipeline at " + location.origin + " with an account's API key: "
         + "its deployments show up here while it runs.";
     }
@@ -123,8 +208,9 @@
     const faults = state.calls.filter((call) => call.verdict === "fault").length;
     let text = plural(deployments.length, "deployment") + (states.length ? " (" + states.join(", ") + ")" : "")
       + "; " + plural(state.calls.length, "call") + ", " + refused + " refused, " + plural(faults, "fault") + ".";
-    if (state.skippedCalls || state.skippedDeployments) {
-      text += " Older ones not shown: " + plural(state.skippedCalls, "call") + ", " + plural(state.skippedDeployments, "deployment") + ".";
+    const olderDeployments = state.skippedDeployments + hidden;
+    if (state.skippedCalls || olderDeployments) {
+      text += " Older ones not shown: " + plural(state.skippedCalls, "call") + ", " + plural(olderDeployments, "deployment") + ".";
     }
     return text;
   }
@@ -144,9 +230,14 @@
     if (!times.length) {
       return [el("p", "empty", "Nothing received yet.")];
     }
-    const first = Math.min(...times);
+    // Loops, not Math.min(...times): spreading a long array into arguments overflows the stack.
+    let first = Infinity;
+    let last = running ? now : -Infinity;
+    for (const at of times) {
+      first = Math.min(first, at);
+      last = Math.max(last, at);
+    }
     // The axis ends at the last event, or now while a deployment runs: a finished run keeps its picture.
-    const last = Math.max(...times, running ? now : first);
     const span = Math.max(last - first, 1000);
     const x = (at) => (2 + 96 * (at - first) / span).toFixed(3) + "%";
     const rows = [axis(first, span, x)];
@@ -163,9 +254,11 @@
 
   function axis(first, span, x) {
     const ticks = el("div", "track ticks");
+    // Dates on the ticks once the axis crosses midnight: "23:10" then "01:40" would read backwards.
+    const dated = day(first) !== day(first + span);
     for (let index = 0; index <= 4; index++) {
       const at = first + span * index / 4;
-      const tick = el("span", "tick", clock(at, span < 10000));
+      const tick = el("span", "tick", (dated ? date(at) + " " : "") + clock(at, span < 10000));
       tick.style.left = x(at);
       ticks.append(tick);
     }
@@ -193,15 +286,15 @@
     });
     calls.filter((call) => call.verdict !== "accepted").forEach((call) => track.append(mark(call, x)));
     const shown = shownState(deployment);
-    const label = el("div", "lane-label", el("span", "badge " + shown, STATE_LABEL[shown]), " ", target(deployment.fields));
-    label.setAttribute("title", target(deployment.fields));
+    const label = el("div", "lane-label", el("span", "badge " + shown, STATE_LABEL[shown]), " ", text(target(deployment.fields)));
+    label.setAttribute("title", target(deployment.fields) + (deployment.earlier_steps ? " (" + earlier(deployment) + ")" : ""));
     return el("div", "lane", label, track);
   }
 
   function mark(call, x) {
     const node = el("span", "mark " + call.verdict);
     node.style.left = x(call.at);
-    node.setAttribute("title", clock(call.at, true) + " " + (call.action || call.method + " " + call.path) + ": " + answer(call)
+    node.setAttribute("title", stamp(call.at, true) + " " + (call.action || call.method + " " + call.path) + ": " + answer(call)
       + (note(call) ? " - " + note(call) : ""));
     return node;
   }
@@ -217,23 +310,29 @@
     const shown = shownState(deployment);
     const fields = deployment.fields;
     const title = el("h3", "target",
-      el("span", "app", fields.AppName), " / ", el("span", "env", fields.EnvironmentName), " / ", el("span", "version", fields.Version));
+      text(fields.AppName, "app"), " / ", text(fields.EnvironmentName, "env"), " / ", text(fields.Version, "version"));
     const head = el("div", "card-head", el("span", "badge " + shown, STATE_LABEL[shown]), title,
       el("span", "key", "key " + deployment.key_fingerprint));
     const facts = el("dl", "facts");
     for (const name of FIELDS) {
       const value = fields[name];
       const sent = typeof value === "string";
-      facts.append(el("dt", null, name), el("dd", sent ? "field-" + name.toLowerCase() : "missing", sent ? value : "not sent"));
+      facts.append(el("dt", null, name), el("dd", sent ? "field-" + name.toLowerCase() : "missing", sent ? text(value) : "not sent"));
     }
     facts.append(el("dt", null, "Duration"), el("dd", "duration", lasted(deployment, now)));
     const article = el("article", "deployment " + shown, head, facts);
     const end = deployment.history[deployment.history.length - 1];
     if (end.orphan_guard) {
-      article.append(el("p", "guard", (end.action === "cancel" ? "Cancelled" : "Completed") + " by the orphan guard: the run ("
-        + end.entry_point + ") died before it ended the deployment, and its watcher sent the " + end.action + "."));
+      article.append(el("p", "guard", (end.action === "cancel" ? "Cancelled" : "Completed") + " by the orphan guard: the run (",
+        text(end.entry_point), ") died before it ended the deployment, and its watcher sent the " + end.action + "."));
     }
-    article.append(callTable(calls, false));
+    if (deployment.earlier_steps) {
+      article.append(el("p", "earlier", earlier(deployment) + "."));
+    }
+    if (calls.length > CARD_CALLS) {
+      article.append(el("p", "earlier", "The latest " + CARD_CALLS + " of its " + calls.length + " calls this page holds:"));
+    }
+    article.append(callTable(calls.slice(-CARD_CALLS), false));
     article.dataset.state = shown;
     return article;
   }
@@ -253,19 +352,19 @@
     head.append(el("th", null, "answer"), el("th", null, "from"), el("th", null, "note"));
     const body = el("tbody");
     for (const call of calls) {
-      const from = el("td", "from", call.entry_point);
+      const from = el("td", "from", text(call.entry_point));
       if (call.orphan_guard) {
         from.append(" ", el("span", "tag guard-tag", "orphan guard"));
       }
       if (call.agent) {
         from.setAttribute("title", call.agent);
       }
-      const row = el("tr", "call " + call.verdict, el("td", "time", clock(call.at, true)),
-        el("td", "action", call.action || call.method + " " + call.path));
+      const row = el("tr", "call " + call.verdict, el("td", "time", stamp(call.at, true)),
+        el("td", "action", call.action || text(call.method + " " + call.path)));
       if (withTarget) {
-        row.append(el("td", "target", target(call.fields)));
+        row.append(el("td", "target", text(target(call.fields))));
       }
-      row.append(el("td", "answer", answer(call)), from, el("td", "note", note(call)));
+      row.append(el("td", "answer", answer(call)), from, el("td", "note", text(note(call))));
       body.append(row);
     }
     return el("table", "calls", el("thead", null, head), body);
@@ -288,7 +387,12 @@
     if (last.one_shot || !before || before.action !== "start") {
       return "none: a one-shot complete, with no start";
     }
-    return duration(last.at - before.at) + " (start " + clock(before.at, true) + ", " + last.action + " " + clock(last.at, true) + ")";
+    return duration(last.at - before.at) + " (start " + stamp(before.at, true) + ", " + last.action + " " + stamp(last.at, true) + ")";
+  }
+
+  function earlier(deployment) {
+    return plural(deployment.earlier_steps + deployment.history.length, "step") + " in all; the time axis draws the latest "
+      + deployment.history.length;
   }
 
   function answer(call) {
@@ -319,11 +423,22 @@
     return count + " " + word + (count === 1 ? "" : "s");
   }
 
+  // "8.25 s", "42.1 s", "5 min 3 s", "2 h 5 min", "3 d 4 h": the two largest units.
   function duration(ms) {
     if (ms < 60000) {
       return (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
     }
-    return Math.floor(ms / 60000) + " min " + Math.round((ms % 60000) / 1000) + " s";
+    const seconds = Math.round(ms / 1000);
+    const days = Math.floor(seconds / 86400);
+    const hours = Math.floor(seconds % 86400 / 3600);
+    const minutes = Math.floor(seconds % 3600 / 60);
+    if (days) {
+      return days + " d " + hours + " h";
+    }
+    if (hours) {
+      return hours + " h " + minutes + " min";
+    }
+    return minutes + " min " + seconds % 60 + " s";
   }
 
   function clock(at, precise) {
@@ -332,8 +447,36 @@
     return precise ? text + "." + String(time.getMilliseconds()).padStart(3, "0") : text;
   }
 
+  // The time of a call, with its date when that is not today (the emulator's today).
+  function stamp(at, precise) {
+    return (day(at) === day(Date.now() + state.serverOffset) ? "" : date(at) + " ") + clock(at, precise);
+  }
+
+  function date(at) {
+    const time = new Date(at);
+    return time.getFullYear() + "-" + String(time.getMonth() + 1).padStart(2, "0") + "-" + String(time.getDate()).padStart(2, "0");
+  }
+
+  function day(at) {
+    return new Date(at).toDateString();
+  }
+
   function byId(id) {
     return document.getElementById(id);
+  }
+
+  // Replaces the children of the element with this id by the nodes (or strings) of the list.
+  function fill(id, nodes) {
+    const fragment = document.createDocumentFragment();
+    for (const node of nodes) {
+      fragment.append(node);
+    }
+    byId(id).replaceChildren(fragment);
+  }
+
+  // A value a client sent, isolated (<bdi>): right-to-left text in it cannot reorder the words around it.
+  function text(value, className) {
+    return el("bdi", className, value);
   }
 
   // el("td", "class", child, ...): strings become text nodes, never markup.

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+from urllib.parse import unquote
 
 import pytest
 
@@ -163,3 +164,66 @@ def _get(port: int, path: str) -> str:
     text = connection.getresponse().read().decode("utf-8")
     connection.close()
     return text
+
+
+def _readings(value):
+    """Every string of a JSON value (member names too), as written and as a reader could decode it."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _readings(name)
+            yield from _readings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _readings(item)
+    elif isinstance(value, str):
+        for text in (value, unquote(unquote(unquote(value)))):
+            yield text
+            try:
+                yield text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+            except UnicodeDecodeError:
+                pass  # not an escaped text
+
+
+ESCAPED_SECRET = SECRET.replace("-", "\\u002d")  # what json.dumps(..., ensure_ascii=True) of a lookalike would write
+PERCENT_SECRET = SECRET.replace("-", "%2D")
+
+
+@pytest.mark.parametrize("where", ["a JSON-escaped field", "a member name", "an escaped member name", "a percent-encoded query",
+                                   "a query encoded twice", "a percent-encoded escape", "an escaped User-Agent",
+                                   "a refused call's message"])
+def test_an_encoded_key_is_redacted_from_every_output(tmp_path, where):
+    """A key written so that the raw text does not hold it (JSON escapes, percent-encoding) is found decoded, in values
+    and in member names, and redacted from the entry, the journal file, the page's data and the deployment list."""
+    body, path, agent = json.dumps(BODY), "/api/v1/deployments/start", "careful-client/1.0"
+    if where == "a JSON-escaped field":
+        body = '{"Version": "%s", "AppName": "Shop", "EnvironmentName": "Prod"}' % ESCAPED_SECRET
+    elif where == "a member name":
+        body = json.dumps({SECRET: "x", **BODY})
+    elif where == "an escaped member name":
+        body = '{"%s": "x", "Version": "3.1", "AppName": "Shop", "EnvironmentName": "Prod"}' % ESCAPED_SECRET
+    elif where == "a percent-encoded query":
+        path += f"?api_key={PERCENT_SECRET}"
+    elif where == "a query encoded twice":
+        path += f"?api_key={PERCENT_SECRET.replace('%', '%25')}"
+    elif where == "a percent-encoded escape":
+        path += f"?api_key={ESCAPED_SECRET.replace(chr(92), '%5C')}"
+    elif where == "an escaped User-Agent":
+        agent = f"careless-client key={ESCAPED_SECRET}"
+    else:  # the contract quotes the unknown app back
+        body = '{"Version": "3.1", "AppName": "%s", "EnvironmentName": "Prod"}' % ESCAPED_SECRET
+    journal_file = tmp_path / "journal.jsonl"
+    with RetraceEmulator(ACCOUNTS, journal_path=str(journal_file)) as emulator:
+        connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=5)
+        for key in ("unknown-but-sent-key-1", SECRET):
+            connection.request("POST", path, body, {"Authorization": f"ApiKey {key}", "Content-Type": "application/json", "User-Agent": agent})
+            connection.getresponse().read()
+        connection.close()
+        outputs = {"journal": emulator.journal(), "deployments": emulator.deployments(),
+                   "over HTTP": [json.loads(_get(emulator.port, f"/_emulator/{name}")) for name in ("journal", "deployments", "updates")],
+                   "file": [json.loads(line) for line in journal_file.read_text(encoding="utf-8").splitlines()]}
+    for name, output in outputs.items():
+        leaks = [text for text in _readings(output) if SECRET in text]
+        assert not leaks, f"the key shows in {name}: {leaks[:3]}"
+    [_unknown_key, entry] = outputs["journal"]
+    assert any(warning.startswith("an API key appeared in the request") for warning in entry["warnings"]), entry["warnings"]
+    assert f"<redacted key {key_fingerprint(SECRET)}>" in json.dumps(entry)

@@ -10,18 +10,24 @@ Without Chromium, chromedriver or selenium these tests skip, saying what to inst
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
 
 import headless_chromium
 from retrace_emulator import DEMO_API_KEY
+from retrace_emulator import contract as contract_module
+from retrace_emulator import page as page_module
+from retrace_emulator import server as server_module
 
 #: seconds to wait for the page to show something: far more than a poll (1 s), for a loaded CI machine
 SHOWS_WITHIN = 60.0
@@ -244,3 +250,147 @@ def test_everything_a_client_sent_is_shown_as_text(chromium, retrace_emulator, a
         assert page.count(f"main {tag}") == 0, f"a <{tag}> element was made from a client's value"
     assert page.driver.execute_script("return window.pwned === undefined")
     assert page.was_never_reloaded()
+
+
+# -- what breaks a page: errors while drawing, a page that fell behind, large and strange values, long runs ----------
+
+LIVE = "return [document.getElementById('live').innerText, document.getElementById('live').dataset.answers]"
+
+
+def _summary(page: Page) -> str:
+    return page.driver.execute_script("return document.getElementById('summary').innerText")
+
+
+def test_an_error_while_drawing_shows_and_the_page_keeps_polling(chromium, retrace_emulator, api):
+    page = Page(chromium, retrace_emulator)
+    page.wait_until(lambda: "No calls yet" in page.text(), "the empty state")
+    # Every redraw now fails, as a bug deep in drawing would.
+    page.driver.execute_script("window.realReplaceChildren = Element.prototype.replaceChildren;"
+                               "Element.prototype.replaceChildren = function () { throw new Error('broken on purpose'); };")
+    assert api.post("start", Version="8.0.0").status == 202
+    page.wait_until(lambda: "drawing failed" in page.driver.execute_script(LIVE)[0] and "broken on purpose" in page.driver.execute_script(LIVE)[0],
+                    "the drawing error in the status")
+    page.driver.execute_script("Element.prototype.replaceChildren = window.realReplaceChildren;")
+    assert page.wait_for("8.0.0", "in progress")["state"] == "in_progress", "the polling went on: the next answer drew the page"
+    page.wait_until(lambda: page.driver.execute_script(LIVE)[0].startswith("live"), "the status back to live")
+    assert page.was_never_reloaded()
+
+
+def test_a_page_that_fell_behind_shows_no_ended_deployment_in_progress(chromium, retrace_emulator, api, monkeypatch):
+    """More deployments change between two polls than one answer carries (3 here): the page still ends up right."""
+    gate, parked = threading.Event(), threading.Event()
+    gate.set()
+    answer = page_module.updates
+
+    def small_and_held(emulator, query, limit=None):  # pylint: disable=unused-argument
+        if not gate.is_set():
+            parked.set()
+            gate.wait()
+        return answer(emulator, query, limit=3)
+
+    monkeypatch.setattr(page_module, "updates", small_and_held)
+    try:
+        for version in ("11.0", "11.1"):
+            assert api.post("start", Version=version).status == 202
+        page = Page(chromium, retrace_emulator)
+        page.wait_for("11.0", "in progress")
+        gate.clear()
+        assert parked.wait(SHOWS_WITHIN), "the page's next poll never came"
+        assert api.post("complete", Version="11.0").status == 202
+        for version in ("11.2", "11.3", "11.4"):
+            assert api.post("start", Version=version).status == 202
+            assert api.post("complete", Version=version).status == 202
+    finally:
+        gate.set()  # the held poll is answered: it carries everything that changed meanwhile
+    page.wait_for("11.4", "completed")
+    assert {card["version"]: card["badge"] for card in page.cards()} == {
+        "11.1": "in progress", "11.2": "completed", "11.3": "completed", "11.4": "completed"}, "11.0 ended: never shown in progress"
+    assert "1 deployment." in _summary(page), _summary(page)
+    assert page.was_never_reloaded()
+
+
+def test_a_deployment_in_progress_is_shown_however_many_ended_since_it_began(chromium, retrace_emulator, api):
+    """A start long ago still running, and a redeploy running now of a version first deployed long ago, are never hidden."""
+    page = Page(chromium, retrace_emulator)
+    assert api.post("start", Version="12.0-long").status == 202
+    assert api.post("start", Version="12.0-redeployed").status == 202
+    assert api.post("complete", Version="12.0-redeployed").status == 202
+    page.wait_for("12.0-redeployed", "completed")
+    for number in range(100):
+        assert api.post("complete", Version=f"12.{number + 1}").status == 202  # one-shots, all newer
+    assert api.post("start", Version="12.0-redeployed").status == 202
+    page.wait_for("12.0-redeployed", "in progress")
+    page.wait_for("12.0-long", "in progress")
+    assert page.count("#deployments .deployment") == 100
+    assert "2 deployments." in _summary(page), "102 deployments, 100 shown: " + _summary(page)
+    assert page.was_never_reloaded()
+
+
+def test_the_page_is_not_redrawn_when_nothing_changed(chromium, retrace_emulator, api):
+    assert api.post("complete", Version="13.0.0").status == 202  # a one-shot: nothing in progress moves with the clock
+    page = Page(chromium, retrace_emulator)
+    page.wait_for("13.0.0", "one-shot complete")
+    page.driver.execute_script("window.drawnCard = document.querySelector('#deployments .deployment');")
+    seen = [page.driver.execute_script(LIVE)]
+
+    def two_more_answers():  # the status counts the answers (its time of day changes too, but not at every answer)
+        if page.driver.execute_script(LIVE) != seen[-1]:
+            seen.append(page.driver.execute_script(LIVE))
+        return len(seen) >= 3
+
+    page.wait_until(two_more_answers, "two more answers")
+    assert page.driver.execute_script("return window.drawnCard.isConnected"), "the page was drawn again though nothing changed"
+    assert api.post("start", Version="13.1.0").status == 202
+    page.wait_for("13.1.0", "in progress")
+    assert not page.driver.execute_script("return window.drawnCard.isConnected"), "news is drawn"
+
+
+def test_long_values_without_spaces_keep_the_page_as_wide_as_its_window(chromium, retrace_emulator, api):
+    page = Page(chromium, retrace_emulator)
+    assert api.post("start", Version="v" * 10_000, headers={"User-Agent": "u" * 20_000}).status == 400
+    assert api.post("start", Version="14.0.0", Branch="b" * 255, Uri="https://ci.example.com/" + "x" * 2000,
+                    headers={"User-Agent": "w" * 5000}).status == 202
+    assert api.send("GET", "/" + "p" * 5000).status == 404
+    page.wait_for("14.0.0", "in progress")
+    page.wait_until(lambda: len(page.refused_rows()) == 2, "the two refused calls")
+    width, window = page.driver.execute_script("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width <= window, f"the page is {width} px wide in a {window} px window"
+    notes = page.driver.execute_script("return Array.from(document.querySelectorAll('#refused td.note')).map((cell) => cell.offsetWidth)")
+    assert min(notes) >= 150, f"a long value squeezed the note column to {min(notes)} px"
+    assert page.was_never_reloaded()
+
+
+def test_right_to_left_and_invisible_characters_cannot_disguise_a_value(chromium, retrace_emulator, api):
+    assert api.post("start", Version="1.0\u202e0.2", Name="a\u200bb").status == 202
+    card = Page(chromium, retrace_emulator).wait_for("1.0\\u202e0.2", "in progress")  # the escapes, as text
+    assert card["facts"]["Name"] == "a\\u200bb"
+    # and each value isolated from the text around it
+    bidi = chromium.driver.execute_script("return getComputedStyle(document.querySelector('#deployments .version')).unicodeBidi")
+    assert bidi == "isolate"
+
+
+class _Shifted(datetime.datetime):
+    """datetime whose now() is moved by ``offset``: calls that arrived a day ago, without waiting a day."""
+
+    offset = datetime.timedelta(0)
+
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.datetime.now(tz) + cls.offset
+
+
+def test_a_deployment_over_a_day_reads_in_days_and_hours_with_dates(chromium, retrace_emulator, api, monkeypatch):
+    for module in (contract_module, server_module):
+        monkeypatch.setattr(module, "datetime", _Shifted)
+    monkeypatch.setattr(_Shifted, "offset", -datetime.timedelta(hours=26))
+    assert api.post("start", Version="15.0.0").status == 202
+    monkeypatch.setattr(_Shifted, "offset", datetime.timedelta(0))
+    assert api.post("complete", Version="15.0.0").status == 202
+    page = Page(chromium, retrace_emulator)
+    card = page.wait_for("15.0.0", "completed")
+    stamp, clock = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}", r"\d{2}:\d{2}:\d{2}\.\d{3}"
+    assert re.fullmatch(rf"1 d 2 h \(start {stamp}, complete {clock}\)", card["facts"]["Duration"]), card["facts"]["Duration"]
+    assert re.fullmatch(stamp, card["calls"][0][0]) and re.fullmatch(clock, card["calls"][1][0]), "only a call of another day has a date"
+    axis = page.driver.execute_script("return Array.from(document.querySelectorAll('.lane.axis .lane-label, .lane.axis .tick')).map((n) => n.innerText)")
+    assert axis[0] == "span 1 d 2 h"
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", tick) for tick in axis[1:]), axis
