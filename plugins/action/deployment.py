@@ -29,8 +29,7 @@ from ansible.utils.vars import load_extra_vars
 from ansible_collections.stackify.retrace.plugins.module_utils import _resolve, _run
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import KNOWN_VARIABLES, MODULE_SETTINGS, STATE_SPEC
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task
-from ansible_collections.stackify.retrace.plugins.plugin_utils._ansible_variables import (TRUSTED_ORIGIN_OPTIONS, chosen,
-                                                                                         depends_on_extra_vars, variable_sources)
+from ansible_collections.stackify.retrace.plugins.plugin_utils._ansible_variables import is_template, variable_sources
 from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect, detect_controller_job
 
 display = Display()
@@ -74,16 +73,14 @@ class ActionModule(ActionBase):
         arguments = {name: value for name, value in self._task.args.items() if name != "state"}
         variables = variable_sources(task_vars, extra_vars, self._templar, KNOWN_VARIABLES)
         written = self._written_arguments()
-        # An api_url argument written as a template that the extra vars chose is trusted as they are (the role's
-        # "{{ retrace_api_url }}" with -e retrace_api_url=..., or "{{ urls.retrace }}" with -e '{"urls": ...}').
-        from_extra = {name for name in TRUSTED_ORIGIN_OPTIONS if name in arguments
-                      and depends_on_extra_vars(written.get(name), arguments[name], task_vars, chosen(extra_vars), self._templar)}
+        # An argument the playbook writes literally is the project's; one written as a template is a variable's value.
+        templated = {name for name in arguments if is_template(written.get(name, "{{"))}
         # The role's own start and end tasks take no settings but the state: they are not a way to set one.
         settable = () if task_vars.get("ansible_role_name") == ROLE else None
         sources = [
-            _resolve.Source("the task's arguments", _pick(arguments, from_extra, False), _resolve.PROJECT, "the task's {option} argument",
+            _resolve.Source("the task's arguments", _pick(arguments, templated, False), _resolve.PROJECT, "the task's {option} argument",
                             settable=settable),
-            _resolve.Source("a task argument rendered from extra vars", _pick(arguments, from_extra, True), _resolve.VARIABLES),
+            _resolve.Source("a task argument given by variables", _pick(arguments, templated, True), _resolve.VARIABLES),
             *variables.sources,
             _resolve.environment_source(os.environ, MODULE_SETTINGS),
         ]

@@ -573,9 +573,11 @@ def _install_bytecode_cache():
 
 
 def _first_host_variables(play):
-    """``play``'s variables for its first host (None when it has no host, or its host pattern is still a template)."""
+    """``play``'s variables for its first host (None when it has no host, or its host pattern is still a template:
+    a play not yet run, whose ``hosts:`` only its own turn renders)."""
     manager = play.get_variable_manager() if play is not None else None
-    if manager is None:
+    patterns = play.hosts if play is not None and isinstance(play.hosts, list) else [getattr(play, "hosts", "")]
+    if manager is None or any("{{" in str(pattern) or "{%" in str(pattern) for pattern in patterns):
         return None
     try:
         # ignore_restrictions: while a play runs, the inventory is restricted to its batch (another play's hosts are
@@ -583,7 +585,8 @@ def _first_host_variables(play):
         hosts = manager._inventory.get_hosts(play.hosts, order=play.order, ignore_restrictions=True)  # pylint: disable=protected-access
     except AnsibleError:
         return None
-    return manager.get_vars(play=play, host=hosts[0], include_hostvars=False) if hosts else None
+    # hostvars included (lazily, as for a task): a retrace_* template may read another host's variables
+    return manager.get_vars(play=play, host=hosts[0]) if hosts else None
 
 
 def _is_ad_hoc():

@@ -42,12 +42,12 @@ options:
         travels unencrypted.
       - The scheme and host are lower-cased and a default port (V(:443), V(:80)) dropped, so that one API has
         one spelling (in requests, messages and the orphan guard's identity).
-      - A key from the environment (E(RETRACE_API_KEY), E(STACKIFY_API_KEY), E(RETRACE_API_KEY_FILE), as an AWX
-        credential injects it) is sent to the URL from the environment (E(RETRACE_API_URL), else the default), or
-        to one written in the project's own files - a playbook task's argument, play vars, C(group_vars), the
-        callback's C(ansible.cfg) - which are trusted like the playbooks. An O(api_url) from extra vars (a survey, a
-        launch prompt, C(-e retrace_api_url=...), or a task argument templated from them) that names another API
-        never gets that key; nothing is recorded and one warning says to set the URL beside the key.
+      - The key (from the environment, as an AWX credential injects it, from a key file, or kept in Vault) is sent to
+        the URL from the environment (E(RETRACE_API_URL), else the default), or to one the project's files write
+        literally - a task's literal O(api_url) argument, the callback's C(ansible.cfg). An O(api_url) that Ansible
+        variables give (extra vars, a survey, C(group_vars), play vars, facts, a templated argument) and that names
+        another API never gets the key - whoever launches the run can reach every variable; nothing is recorded and
+        one warning says to set the URL beside the key. Only a key given as text by extra vars goes with their URL.
     type: str
     default: https://api.stackify.net
   validate_certs:

@@ -59,7 +59,7 @@ def deployment_task(state, resolved, run, *, entry_point, name_fields=None):
         step = run.open(target)
     else:
         step = run.close(run.resume(target), succeeded=state == "completed")
-    return task_result(state, target, step, run.reporter, run.dry_run)
+    return task_result(state, target, step, run.lines, run.dry_run)
 
 
 def task_result(state, target, step, lines, dry_run):

@@ -72,8 +72,12 @@ def place_key(api_url: str, app_name: str, environment_name: str, place: str) ->
     return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:32]
 
 
-#: what became of the last start sent from a place
+#: what became of a start sent from a place
 STARTED, REFUSED, UNANSWERED, ENDING, ENDED = "started", "refused", "unanswered", "ending", "ended"
+#: versions whose outcome a place keeps (the last one is its entry's ``version``)
+VERSIONS_KEPT = 20
+#: an accepted start is never downgraded by a sibling's refused or unanswered one
+_HELD = (STARTED, ENDING)
 
 
 class Entry(t.NamedTuple):
@@ -84,14 +88,20 @@ class Entry(t.NamedTuple):
 def remember_start(key: str, version: str, *, state: str = STARTED, directory: str | None = None, environ=None,
                    now: float | None = None) -> None:
     """Record what became of a start for ``version`` sent from place ``key``: accepted (``STARTED``), certainly not
-    landed (``REFUSED``: Retrace refused it, or it was never sent), or sent with no answer (``UNANSWERED``).
+    landed (``REFUSED``: Retrace refused it, or it was never sent), or sent with no answer (``UNANSWERED``).  A refused
+    or unanswered start never overwrites an accepted one of the same version (another host's, of the same run).
 
     ``directory``: where the record is (default :func:`state_directory`).  Raises OSError if the record cannot be
     written, :class:`UnsafeStateDirectory` (an OSError) if it must not be.
     """
-    entry = {"version": version, "state": state, "started_at": time.time() if now is None else now}
     with _locked_entries(environ, write=True, directory=directory) as entries:
-        entries[key] = entry
+        versions = _versions(entries.get(key))
+        if not (state in (REFUSED, UNANSWERED) and versions.get(version) in _HELD):
+            versions[version] = state
+        kept = dict(list({**{name: value for name, value in versions.items() if name != version},
+                          version: versions[version]}.items())[-VERSIONS_KEPT:])
+        entries[key] = {"version": version, "state": kept[version], "versions": kept,
+                        "started_at": time.time() if now is None else now}
 
 
 def recall(key: str, *, directory: str | None = None, environ=None, now: float | None = None) -> Entry | None:
@@ -100,14 +110,17 @@ def recall(key: str, *, directory: str | None = None, environ=None, now: float |
     Raises :class:`UnsafeStateDirectory` when the directory or the record is not this user's own: the caller
     says so once and goes on as if nothing were recorded.
     """
+    entry = _entry(key, directory, environ, now)
+    return None if entry is None else Entry(entry["version"], _versions(entry).get(entry["version"], STARTED))
+
+
+def state_of(key: str, version: str, *, directory: str | None = None, environ=None) -> str | None:
+    """What became of the last start of ``version`` sent from place ``key``; None if none is recorded.  Never raises."""
     try:
-        with _locked_entries(environ, write=False, directory=directory) as entries:
-            entry = entries.get(key)
-    except UnsafeStateDirectory:
-        raise
+        entry = _entry(key, directory, environ, None)
     except OSError:
         return None
-    return _live(entry, now)
+    return None if entry is None else _versions(entry).get(version)
 
 
 def started_version(key: str, *, directory: str | None = None, environ=None, now: float | None = None) -> str | None:
@@ -126,11 +139,12 @@ def claim_end(key: str, version: str, *, directory: str | None = None, environ=N
     try:
         with _locked_entries(environ, write=True, directory=directory) as entries:
             entry = _live(entries.get(key))
-            if entry is None or entry.version != version:
-                return None
-            if entry.state == STARTED:
-                entries[key] = dict(entries[key], state=ENDING)
-            return entry.state
+            state = None if entry is None else _versions(entry).get(version)
+            if state == STARTED:
+                entry["versions"] = dict(_versions(entry), **{version: ENDING})
+                entry["state"] = entry["versions"][entry["version"]]
+                entries[key] = entry
+            return state
     except OSError:
         return None
 
@@ -141,8 +155,38 @@ def end_sent(key: str, version: str, *, answered: bool, directory: str | None = 
     with contextlib.suppress(OSError):
         with _locked_entries(environ, write=True, directory=directory) as entries:
             entry = _live(entries.get(key))
-            if entry is not None and entry.version == version:
-                entries[key] = dict(entries[key], state=ENDED if answered else STARTED)
+            if entry is not None and version in _versions(entry):
+                entry["versions"] = dict(_versions(entry), **{version: ENDED if answered else STARTED})
+                entry["state"] = entry["versions"].get(entry["version"], STARTED)
+                entries[key] = entry
+
+
+@contextlib.contextmanager
+def start_lock(key: str, *, directory: str | None = None, environ=None) -> t.Iterator[bool]:
+    """Hold place ``key``'s start to this caller: the hosts of one module task (one worker process each) look at the
+    record, send their start and record it one after another, so the first host's start is the others' own.
+
+    Yields True when held; False when the record's directory cannot be used (the starts then go as they come).
+    """
+    try:
+        directory = directory or state_directory(environ)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        directory_fd = _open_private_directory(directory)
+    except OSError:
+        yield False
+        return
+    try:
+        lock = _open_own_file(directory, f"{key}.start.lock", directory_fd, os.O_RDWR | os.O_CREAT)
+    except OSError:
+        os.close(directory_fd)
+        yield False
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(lock)
+        os.close(directory_fd)
 
 
 def forget_start(key: str, *, directory: str | None = None, environ=None) -> None:
@@ -152,14 +196,37 @@ def forget_start(key: str, *, directory: str | None = None, environ=None) -> Non
             entries.pop(key, None)
 
 
-def _live(entry, now: float | None = None) -> Entry | None:
+def _entry(key: str, directory: str | None, environ, now: float | None) -> dict | None:
+    try:
+        with _locked_entries(environ, write=False, directory=directory) as entries:
+            entry = entries.get(key)
+    except UnsafeStateDirectory:
+        raise
+    except OSError:
+        return None
+    return _live(entry, now)
+
+
+def _live(entry, now: float | None = None) -> dict | None:
+    """``entry`` if it names a version and is younger than :data:`ENTRY_LIFETIME`, else None."""
     now = time.time() if now is None else now
     if not isinstance(entry, dict) or not isinstance(entry.get("version"), str):
         return None
     if now - float(entry.get("started_at") or 0) > ENTRY_LIFETIME:
         return None
-    state = entry.get("state") if entry.get("state") in (STARTED, REFUSED, UNANSWERED, ENDING, ENDED) else STARTED
-    return Entry(entry["version"], state)
+    return entry
+
+
+def _versions(entry) -> dict[str, str]:
+    """version -> state of a record entry (an entry written before states were kept: its version, started)."""
+    if not isinstance(entry, dict):
+        return {}
+    versions = entry.get("versions")
+    if isinstance(versions, dict):
+        return {name: state for name, state in versions.items() if isinstance(name, str) and isinstance(state, str)}
+    if isinstance(entry.get("version"), str):
+        return {entry["version"]: entry.get("state") if isinstance(entry.get("state"), str) else STARTED}
+    return {}
 
 
 @contextlib.contextmanager

@@ -13,24 +13,25 @@ Rules that need origins live here, once:
 
 * empty environment variables count as unset; a value given as ``""`` elsewhere is given, and empty;
 * booleans are parsed strictly, numbers from their text, text fields must be text (YAML's ``1.10`` is refused);
-* a key from the environment is only sent to a URL whose source is trusted (:func:`key_destination_problem`).
+* the key is only sent to a URL from a trusted source (:func:`key_destination_problem`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import hmac
 import typing as t
 
 from .errors import InvalidInput
 from .settings import (DEFAULT_API_URL, OPTIONS, Option, check_rendered, normalise_api_url, parse_boolean,
-                       parse_seconds, read_api_key_file)
+                       parse_seconds)
 
-#: trust levels of a source.  ``project``: files of the project itself (ansible.cfg, a playbook or its vars,
-#: the inventory, fabric.yaml, a command-line flag) -- trusted like the playbooks, which run with the key anyway.
-#: ``variables``: values whoever launches the run may choose (extra vars: AWX surveys and launch prompts).
-PROJECT, ENVIRONMENT, VARIABLES, DETECTED, DEFAULT = "project", "environment", "variables", "detected", "default"
+#: trust levels of a source.  ``project``: what the project's own files write literally (ansible.cfg, a task's literal
+#: argument, fabric.yaml, a command-line flag) -- trusted like the playbooks, which run with the key anyway.
+#: ``variables``: Ansible variables (group_vars, play vars, facts, a task argument that is a template): whoever launches
+#: the run can reach them (extra vars outrank them all, and a merged value does not say where it came from).
+#: ``launch``: what whoever launches the run gives (extra vars: AWX surveys and launch prompts).
+PROJECT, ENVIRONMENT, VARIABLES, LAUNCH, DETECTED, DEFAULT = "project", "environment", "variables", "launch", "detected", "default"
 #: a value this run or place recorded earlier: the version a start sent, for the end sent from the same place
 RECORDED = "recorded"
 #: options whose value is a secret: never quoted in a problem
@@ -147,7 +148,7 @@ class Resolved:
         """``-e retrace_version=..., RETRACE_VERSION or [callback_retrace] version``: the ways to give ``option``."""
         ways = []
         for source in self.sources:
-            if option in SECRET_OPTIONS and source.trust == VARIABLES:
+            if option in SECRET_OPTIONS and source.trust == LAUNCH:
                 continue  # a key on a command line shows in the process list and the shell's history
             way = source.how_to_set(option) if source.trust != ENVIRONMENT else environment_spelling(option, self.options)
             if way and way not in ways:
@@ -265,28 +266,28 @@ def _naming_source(problem: InvalidInput, source: Source | None) -> InvalidInput
 # --- where the key may go ------------------------------------------------------------------------------
 
 def key_destination_problem(resolved: Resolved, environ: t.Mapping[str, str]) -> InvalidInput | None:
-    """A key from the environment is only sent to a URL from a trusted source: else the problem naming ``api_url``.
+    """The problem naming ``api_url`` when the key could go to a URL that whoever launches the run chose; else None.
 
-    Why: whoever may set extra vars (an AWX launch prompt or survey, a shared CI job's parameters) may not be allowed
-    to read the credential the environment holds (``RETRACE_API_KEY``, ``STACKIFY_API_KEY``, ``RETRACE_API_KEY_FILE``:
-    what an AWX credential injects), yet extra vars outrank the environment; honouring their URL would hand the key
-    to any host they name.  A URL written in the project's own files, a command-line flag or the environment is
-    trusted; one from :data:`VARIABLES` is accepted only when, normalised, it is the environment's (or the default).
+    The rule, the same on every entry point: the key goes to the URL from the environment (``RETRACE_API_URL``, else
+    the default) or to one the project's own files write literally (ansible.cfg, a task's literal ``api_url``
+    argument, fabric.yaml, a ``--api-url`` flag).  A URL that Ansible variables give (extra vars, group_vars, play
+    vars, facts, a templated argument) receives a key only when whoever launched the run gave that key too, as text
+    (``-e retrace_api_key=...``): they know it already.
 
-    The key "comes from the environment" when its source is the environment, or when the key file a variable names
-    holds a key the environment holds (the file ``RETRACE_API_KEY_FILE`` names, a copy, the text of
-    ``RETRACE_API_KEY``): naming a file is not knowing the key.  A key given as text by a variable is known to
-    whoever gave it: it goes with its URL.
+    Why so strict: whoever may set extra vars (an AWX launch prompt or survey, a shared CI job's parameters) may not be
+    allowed to read the credential the environment holds, or the key the project keeps in Vault; extra vars outrank
+    every other variable, can be read by any template (``vars``, ``hostvars``, a ``set_fact``, an inventory plugin),
+    and a merged value does not say where it came from.  A key file is the controller's secret whoever names it:
+    ``-e retrace_api_key_file=<any file>`` with a URL of theirs would send that file's content away.
     """
     url_source = resolved.source_of("api_url")
-    if url_source is None or url_source.trust != VARIABLES or not resolved["api_url"]:
+    if url_source is None or url_source.trust in (PROJECT, ENVIRONMENT) or not resolved["api_url"]:
         return None
-    key_sources = [resolved.source_of(option) for option in ("api_key", "api_key_file") if resolved[option]]
-    if not key_sources:
-        return None
-    from_environment = all(source is not None and source.trust == ENVIRONMENT for source in key_sources)
-    if not from_environment and not _file_holds_environment_key(resolved["api_key_file"], environ):
-        return None
+    if not resolved["api_key"] and not resolved["api_key_file"]:
+        return None  # no key to send: said as a missing setting
+    key_source = resolved.source_of("api_key") if resolved["api_key"] else None
+    if key_source is not None and key_source.trust == LAUNCH:
+        return None  # the launcher's own key, as text: it goes with the launcher's URL
     try:
         given = normalise_api_url(resolved["api_url"])
     except InvalidInput:
@@ -297,29 +298,12 @@ def key_destination_problem(resolved: Resolved, environ: t.Mapping[str, str]) ->
             return None
     except InvalidInput:
         pass
-    return InvalidInput("api_url", f"{given} (from {url_source.name}) is refused: the API key comes from the environment "
-                                   "(RETRACE_API_KEY, STACKIFY_API_KEY or RETRACE_API_KEY_FILE, as an AWX credential injects it), "
-                                   f"and such a key is only sent to the URL from the environment ({expected}) or from the "
-                                   "project's own files. Set the URL beside the key: RETRACE_API_URL (in AWX, the "
-                                   "credential's API URL)")
-
-
-def _file_holds_environment_key(api_key_file: t.Any, environ: t.Mapping[str, str]) -> bool:
-    """True if the file ``api_key_file`` holds a key the environment holds.  Unset or unusable: False (reported later)."""
-    if not isinstance(api_key_file, str) or not api_key_file:
-        return False
-    try:
-        key = read_api_key_file(api_key_file).reveal()
-    except InvalidInput:
-        return False
-    held = [environ[name] for name in OPTIONS["api_key"].environment if environ.get(name)]
-    if environ.get("RETRACE_API_KEY_FILE"):
-        try:
-            held.append(read_api_key_file(environ["RETRACE_API_KEY_FILE"]).reveal())
-        except InvalidInput:
-            pass
-    # compare_digest: how long the comparison takes says nothing about the key
-    return any(hmac.compare_digest(key.encode("utf-8"), value.strip().encode("utf-8")) for value in held)
+    key_from = (key_source or resolved.source_of("api_key_file"))
+    return InvalidInput("api_url", f"{given} (from {url_source.name}) is refused: Ansible variables can be set by whoever "
+                                   f"launches the run, and the API key (from {key_from.name if key_from else 'the environment'}) "
+                                   f"is only sent to the URL from the environment ({expected}) or to one the project's own "
+                                   "files write (ansible.cfg, a task's literal api_url, fabric.yaml). Set the URL beside the "
+                                   "key: RETRACE_API_URL (in AWX, the credential's API URL)")
 
 
 def detected_source(values: t.Mapping[str, t.Any], notes: t.Mapping[str, str] | None = None,

@@ -50,8 +50,6 @@ PENDING, STARTING, STARTED, JOINED, NOT_RECORDED = "pending", "starting", "start
 #: a resumed target (an end sent on its own, from the place that sent its start) that must send nothing: its start was
 #: refused, or never answered (the orphan guard cancels it), or another process of the place ended it already
 START_REFUSED, START_UNANSWERED, ENDED_HERE = "start refused", "start unanswered", "ended here"
-#: seconds a start that several hosts of one task send waits for the sibling host's accepted start to be recorded
-SIBLING_START_WAIT = 2.0
 COMPLETING, CANCELLING, COMPLETED, CANCELLED, END_FAILED = "completing", "cancelling", "completed", "cancelled", "end failed"
 #: states in which the deployment is open in Retrace (or may be) and this run owes it an end
 OPEN_STATES = (STARTING, STARTED, COMPLETING, CANCELLING)
@@ -134,6 +132,8 @@ class Target:
         self.place = place
         self.state = PENDING
         self.guard = _guard.OrphanGuard(None)
+        #: True while its start is held to this process (:meth:`DeploymentRun.open`, a run's hosts one after another)
+        self.serialized = False
         #: the actions Retrace accepted, in order
         self.sent: list[str] = []
         #: what happened besides, in words (for :meth:`told_retrace`)
@@ -162,6 +162,35 @@ class Target:
         if self.guard.armed:
             return "the cancel did not get through: the orphan guard sends it once this process has exited"
         return "the cancel did not get through (see the warning above): the deployment is still in progress in Retrace"
+
+
+class _Redacting:
+    """The entry point's reporter, with every key of the run taken out of every line (a key given as an app name by
+    mistake would be printed in ``deployment 1 of <key> to ...``)."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+        self.keys: list = []
+
+    def _redacted(self, line: str) -> str:
+        for key in self.keys:
+            line = key.redact(line)
+        return line
+
+    def info(self, line: str) -> None:
+        self.reporter.info(self._redacted(line))
+
+    def detail(self, line: str) -> None:
+        self.reporter.detail(self._redacted(line))
+
+    def warning(self, line: str) -> None:
+        self.reporter.warning(self._redacted(line))
+
+    def error(self, line: str) -> None:
+        self.reporter.error(self._redacted(line))
+
+    def debug(self, line: str) -> None:
+        self.reporter.debug(self._redacted(line))
 
 
 class Budget:
@@ -227,7 +256,9 @@ class DeploymentRun:
                  calls_are_tasks: bool = False, dry_run: str | None = None, clock: t.Callable[[], float] = time.monotonic,
                  sleep: t.Callable[[float], None] = time.sleep):
         self.policy = policy
-        self.reporter = reporter
+        #: the entry point's own reporter; the engine speaks through :attr:`reporter`, which redacts the run's keys
+        self.lines = reporter
+        self.reporter = _Redacting(reporter)
         self.owner_pid = owner_pid
         self.hosts_in_task = hosts_in_task
         self.workflow_job_id = workflow_job_id
@@ -269,6 +300,7 @@ class DeploymentRun:
                                                  ("api_key", "api_key_file", "api_url", "validate_certs", "timeout", "deadline")})
                 client = DeploymentClient(settings, transport, entry_point=entry_point, log=self.reporter.debug, clock=self.clock,
                                           sleep=self.sleep)
+                self.reporter.keys.append(settings.api_key)
             except InvalidInput as problem:
                 problems.append(problem)
                 deployment = client = None
@@ -296,7 +328,8 @@ class DeploymentRun:
         """Start ``target``'s deployment.  ``since`` (a clock reading): the start's deadline counts from then.
 
         Not recordable, refused or unreachable: NOT recorded, one warning (strict: one error, and the Step says the
-        run must stop before any deploy step).  Accepted: the orphan guard is armed on :attr:`owner_pid`.
+        run must stop before any deploy step).  The orphan guard is armed on :attr:`owner_pid` before the start is
+        sent (a run killed while its start is in flight is cancelled too), and stood down if nothing landed.
         """
         if not target.recordable:
             target.state = NOT_RECORDED
@@ -306,19 +339,31 @@ class DeploymentRun:
         if self.dry_run:
             target.state = STARTED
             return self._would(target, START)
+        # The hosts of one module task (a worker process each) start one after another: the first one's accepted start
+        # is then the others' own, with no 409 to read, nor a moment when two of them are in flight.
+        with self._start_lock(target) as serialized:
+            target.serialized = serialized
+            earlier = self._recorded_state(target)
+            if earlier in (_ledger.STARTED, _ledger.ENDING):
+                # A start task of this very run that runs again (each batch of a serial play), or another host's.
+                self._own_start(target)
+                return Step(STARTED)
+            if earlier == _ledger.ENDED and self.hosts_in_task > 1:
+                target.state = ENDED_HERE  # another host of this task started and ended it already
+                return self._close_nothing(target, START)
+            return self._send_start(target, since)
+
+    def _send_start(self, target: Target, since: float | None) -> Step:
         target.state = STARTING
-        # The guard is armed before the start is sent: a run killed while its start is in flight (Ctrl-C of a module
-        # task, SIGKILL) is cancelled too, should that start land.
         self._arm_guard(target)
         try:
             with self.budget.charge():
                 result = self._start(target, since)
         except RetraceError as error:
             target.state = NOT_RECORDED
-            if self.owner_pid is not None and not isinstance(error, BadTransition):
-                # The end tasks of this run then send nothing, as every entry point sends no end for a start it did
-                # not record (a 409 says the deployment is in progress: someone's start, not a verdict on this one).
-                self._remember(target, _ledger.UNANSWERED if start_may_have_landed(error) else _ledger.REFUSED)
+            # The end tasks of this run then send nothing, as every entry point sends no end for a start it did not
+            # record: refused (a 409 included: someone else's deployment), never sent, or unanswered.
+            self._remember(target, _ledger.UNANSWERED if start_may_have_landed(error) else _ledger.REFUSED)
             if not start_may_have_landed(error):
                 # Nothing landed.  (No answer: the start may land after all, and the guard, never released, cancels it
                 # once this run is over, instead of leaving it in progress for good.)
@@ -327,8 +372,6 @@ class DeploymentRun:
                                       error)
         if target.state == JOINED:
             self._stand_down(target)  # the job that started it ends it: this job's guard must never cancel it
-            return Step(target.state, call=result)
-        if target.state != STARTING:  # this run's own deployment: said already
             return Step(target.state, call=result)
         target.state = STARTED
         target.sent.append(START)
@@ -344,18 +387,11 @@ class DeploymentRun:
         """Send start; 409s become a join, this run's own deployment, a recovery or a refusal.  Raises RetraceError."""
         calls = self._calls(target, START_SHARE, since)
         deployment = target.deployment
-        if self._started_here(target):
-            # A start task of this very run that runs again (each batch of a serial play): nothing to send.
-            return self._own_start(target)
         try:
             result = calls.send(START, deployment)
         except BadTransition as conflict:
             if self.hosts_in_task > 1:
-                # Each host of this task sends the same start: a sibling host's was accepted (its record may take a
-                # moment), which is this run's own -- or the 409 is someone else's, and the run_once hint says what to fix.
-                if self._started_here(target, wait=SIBLING_START_WAIT):
-                    return self._own_start(target)
-                raise
+                raise  # not this run's (its record says so): someone else's; the run_once hint says what to fix
             holder = _guard.live_guard_owner(target.client.settings, deployment, excluding=self.owner_pid)
             if self.workflow_job_id and self.hosts_in_task == 1:
                 target.state = JOINED
@@ -399,9 +435,10 @@ class DeploymentRun:
                                   "recovers it (see docs/lifecycle.md, \"The orphan guard\")")
 
     def _stand_down(self, target: Target) -> None:
-        """Release the guard armed for a start that did not land -- only one armed here, for this one host: another
-        host's task of the same run (no ``run_once``) shares the watcher, and its start may have been accepted."""
-        if target.guard.created and self.hosts_in_task == 1:
+        """Release the guard armed for a start that did not land, if it was armed here -- and, without the start lock,
+        only for a task of one host: the hosts of a task without ``run_once`` share one watcher, and another host's
+        start may have been accepted meanwhile."""
+        if target.guard.created and (target.serialized or self.hosts_in_task == 1):
             with self.budget.charge():
                 target.guard.release()
         target.guard = _guard.OrphanGuard(None)
@@ -416,20 +453,19 @@ class DeploymentRun:
                                   "start: add 'run_once: true' to the task, or use the stackify.retrace.tracked_deployment role")
         self.reporter.info(f"{target.label} is already in progress, started earlier by this run: nothing sent again")
 
-    def _started_here(self, target: Target, wait: float = 0.0) -> bool:
-        """True when this run (its place) recorded an accepted start of this very deployment, not ended since;
-        ``wait``: seconds to keep looking (a sibling host's accepted start may be a moment from being recorded)."""
+    def _recorded_state(self, target: Target) -> str | None:
+        """What this run (its place) recorded of its own starts of this very deployment, if it is a run's place."""
         if target.place is None or self.owner_pid is None:
-            return False
-        until = self.clock() + wait
-        while True:
-            entry = self._recall(target)
-            if entry is not None and entry.version == target.deployment.version and entry.state in (_ledger.STARTED,
-                                                                                                   _ledger.ENDING):
-                return True
-            if self.clock() >= until:
-                return False
-            self.sleep(0.05)
+            return None
+        return _ledger.state_of(self._ledger_key(target), target.deployment.version, directory=ledger_directory(target.place))
+
+    @contextlib.contextmanager
+    def _start_lock(self, target: Target) -> t.Iterator[bool]:
+        if target.place is None or self.owner_pid is None:
+            yield False
+            return
+        with _ledger.start_lock(self._ledger_key(target), directory=ledger_directory(target.place)) as held:
+            yield held
 
     # --- close -----------------------------------------------------------------------------------------
 
@@ -499,9 +535,9 @@ class DeploymentRun:
         if self.job_key and _guard.joined_in_job(settings, deployment, self.job_key):
             target.state = JOINED
             return target
-        entry = self._recall(target)
-        if entry is not None and entry.version == deployment.version and entry.state != _ledger.STARTED:
-            target.state = {_ledger.REFUSED: START_REFUSED, _ledger.UNANSWERED: START_UNANSWERED}.get(entry.state, ENDED_HERE)
+        state = self._recorded_state(target)
+        if state is not None and state != _ledger.STARTED:
+            target.state = {_ledger.REFUSED: START_REFUSED, _ledger.UNANSWERED: START_UNANSWERED}.get(state, ENDED_HERE)
         else:
             target.state = STARTED
         if self.owner_pid is not None:
@@ -594,7 +630,8 @@ class DeploymentRun:
         why = {START_REFUSED: "Retrace did not record its start (the warning then said why)",
                START_UNANSWERED: "its start got no answer and is not recorded; the orphan guard cancels it, should it have "
                                  "landed, once this run is over",
-               ENDED_HERE: "it was ended already, by another host of this task"}[target.state]
+               ENDED_HERE: "this run ended it already" + (" (another host of this task)" if self.hosts_in_task > 1 else "")
+                           if self.owner_pid is not None else "it was ended already from here"}[target.state]
         target.state = NOT_RECORDED
         line = f"{target.label}: no {action} sent: {why}"
         self.reporter.info(line)
@@ -610,14 +647,6 @@ class DeploymentRun:
             where = ledger_directory(target.place) or _ledger.state_directory()
             self.reporter.warning(f"could not record the started version in {where}: {error.strerror or error} (an end sent "
                                   "later may then detect another version)")
-
-    def _recall(self, target: Target) -> "_ledger.Entry | None":
-        if target.place is None:
-            return None
-        try:
-            return _ledger.recall(self._ledger_key(target), directory=ledger_directory(target.place))
-        except OSError:
-            return None
 
     def _claim_end(self, target: Target) -> str | None:
         if target.place is None:

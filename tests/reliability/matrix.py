@@ -502,9 +502,14 @@ OUTCOME_ROWS = (
     Row("a misspelt setting (`stirct: true`: `[callback_retrace]`, role var, module argument, `fabric.yaml`)",
         "recorded, exit 0; one warning: `stirct`, `did you mean strict` (a variable: `retrace_strict`)",
         _outcome("test_a_misspelt_setting_is_named_and_the_deployment_is_tracked")),
-    Row("key from the environment, `api_url` written in the project (ansible.cfg, play vars, the module task's argument,"
+    Row("key from the environment, `api_url` written in the project (ansible.cfg, the module task's literal argument,"
         " `fabric.yaml`, `--api-url`)", "accepted: recorded, exit 0, no warning",
-        _outcome("test_api_url_written_in_the_project_is_trusted_with_a_key_from_the_environment")),
+        _outcome("test_api_url_written_in_the_project_is_trusted_with_a_key_from_the_environment",
+                 role=NotApplicable("The role takes its settings from variables only: see the next row."))),
+    Row("key from the environment, `retrace_api_url` in play vars (the same API spelt otherwise)",
+        f"nothing sent; {NOT_RECORDED}: `NOT recorded`, `api_url`, `RETRACE_API_URL`",
+        _outcome("test_api_url_from_play_variables_never_gets_a_key_from_the_environment", fab_deploy=NO_EXTRA_VARS,
+                 fab_calls=NO_EXTRA_VARS)),
     Row("key from the environment, `-e retrace_api_url=` (the same API spelt otherwise)",
         f"nothing sent; {NOT_RECORDED}: `NOT recorded`, `api_url`, `RETRACE_API_URL`",
         _outcome("test_api_url_from_extra_vars_never_gets_a_key_from_the_environment", fab_deploy=NO_EXTRA_VARS,

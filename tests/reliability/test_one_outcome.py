@@ -183,19 +183,30 @@ def test_a_misspelt_setting_is_named_and_the_deployment_is_tracked(project_for, 
                                                       quiet=False))
 
 
-@pytest.mark.parametrize("entry, strict", unset(*ALL))
+@pytest.mark.parametrize("entry, strict", unset("callback", "module", "fab-deploy", "fab-start"))
 def test_api_url_written_in_the_project_is_trusted_with_a_key_from_the_environment(project_for, retrace_emulator, entry, strict):
-    """The key exported, the URL in the project's own files: ansible.cfg, the role's play vars, the module task's
-    literal argument, fabric.yaml, ``fab --api-url``. Accepted and recorded, no warning."""
+    """The key exported, the URL written in the project's own files: ansible.cfg, the module task's literal argument,
+    fabric.yaml, ``fab --api-url``. Accepted and recorded, no warning. (The role takes its settings from variables
+    only: a URL there is a variable's, below.)"""
     project = project_for(entry, strict)
     project.env["RETRACE_API_URL"] = None
-    if entry == "role":
-        project.play_vars["retrace_api_url"] = retrace_emulator.url
-    elif entry == "fab-start":
+    if entry == "fab-start":
         project.flags += ["--api-url", retrace_emulator.url]
     else:
         project.setting("api_url", retrace_emulator.url)
     assert_outcome(project.run(), tracked(entry))
+
+
+@pytest.mark.parametrize("entry, strict", unset(*ANSIBLE))
+def test_api_url_from_play_variables_never_gets_a_key_from_the_environment(project_for, retrace_emulator, entry, strict):
+    """The key and RETRACE_API_URL exported; play vars ``retrace_api_url`` name the same emulator by another host name:
+    a variable's URL may have been chosen by whoever launches the run (extra vars outrank it, templates read them), so
+    the environment's key is not sent there."""
+    project = project_for(entry, strict)
+    project.play_vars["retrace_api_url"] = retrace_emulator.url.replace("127.0.0.1", "localhost")
+    if entry == "module":
+        project.module_args["api_url"] = "{{ retrace_api_url | default(omit) }}"
+    assert_outcome(project.run(), not_recorded(entry, strict, "NOT recorded", "api_url", "RETRACE_API_URL"))
 
 
 @pytest.mark.parametrize("entry, strict", unset(*ANSIBLE))

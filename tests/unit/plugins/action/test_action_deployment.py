@@ -16,6 +16,7 @@ from ansible_collections.stackify.retrace.plugins.module_utils.transport import 
 KEY = "action-unit-key"
 URL = "https://retrace.test"
 ARGS = {"api_key": KEY, "api_url": URL, "app_name": "Shop", "environment_name": "Production", "version": "1.0"}
+ARGS_WITHOUT_KEY = {name: value for name, value in ARGS.items() if name not in ("api_key", "api_url")}
 
 
 class Transport:
@@ -153,8 +154,9 @@ def test_retrace_variables_are_read_below_the_task_s_arguments_and_above_the_env
     monkeypatch.setenv("RETRACE_APP_NAME", "FromEnvironment")
     monkeypatch.setenv("RETRACE_ENVIRONMENT_NAME", "FromEnvironment")
     monkeypatch.setenv("RETRACE_API_KEY", KEY)
+    monkeypatch.setenv("RETRACE_API_URL", URL)  # beside the key (a URL from variables never gets a key from elsewhere)
     task_vars = {"retrace_app_name": "FromVariables", "retrace_environment_name": trust_as_template("{{ stage }}"), "stage": "Staging",
-                 "retrace_version": "FromVariables", "retrace_api_url": URL, "retrace_time_budget": 5}
+                 "retrace_version": "FromVariables", "retrace_time_budget": 5}
     result = run_task({"state": "started", "version": "FromTask"}, task_vars)
     assert transport.posts[0][1] == {"Name": "FromTask", "Version": "FromTask", "AppName": "FromVariables", "EnvironmentName": "Staging"}
     assert "warnings" not in result  # retrace_time_budget is the callback's: known, not read
@@ -191,14 +193,17 @@ def test_an_api_url_from_extra_vars_never_gets_the_environment_s_key(transport, 
 @pytest.mark.parametrize("written, rendered, extra_vars", [
     ("{{ retrace_api_url }}", "https://evil.example", {"retrace_api_url": "https://evil.example"}),
     ("https://{{ target }}", "https://evil.example", {"target": "evil.example"}),
-    ("https://retrace.{{ region }}.example.com", "https://retrace.eu.example.com", {"region": "eu"}),
+    ("{{ urls.retrace }}", "https://evil.example", {"urls": {"retrace": "https://evil.example"}}),
+    ("{{ vars['x'] }}", "https://evil.example", {"x": "https://evil.example"}),
+    ("{{ endpoint }}", "https://evil.example", {}),  # a fact set from an extra var earlier: nothing left to tell
 ])
-def test_a_task_argument_rendered_from_extra_vars_is_trusted_like_them(transport, key_from_environment, monkeypatch, written,
-                                                                       rendered, extra_vars):
+def test_a_templated_api_url_argument_never_gets_a_key_from_elsewhere(transport, key_from_environment, monkeypatch, written,
+                                                                      rendered, extra_vars):
+    """Whoever launches the run reaches every variable; a merged value does not say where it came from."""
     result = run_task({"state": "started", **key_from_environment, "api_url": rendered},
                       written={"state": "started", **key_from_environment, "api_url": written}, extra_vars=extra_vars,
                       monkeypatch=monkeypatch)
-    assert transport.posts == [] and "(from a task argument rendered from extra vars) is refused" in result["warnings"][0]
+    assert transport.posts == [] and "(from a task argument given by variables) is refused" in result["warnings"][0]
 
 
 def test_a_literal_api_url_stays_the_project_s_even_when_an_extra_var_says_the_same(transport, key_from_environment, monkeypatch):
@@ -208,30 +213,17 @@ def test_a_literal_api_url_stays_the_project_s_even_when_an_extra_var_says_the_s
     assert result["tracked"] is True
 
 
-def test_the_controller_s_own_extra_vars_choose_nothing(transport, key_from_environment, monkeypatch):
-    result = run_task({"state": "started", **key_from_environment, "api_url": "https://retrace.example.org"},
-                      written={"state": "started", **key_from_environment, "api_url": "https://retrace.{{ awx_job_template_name }}"},
-                      extra_vars={"awx_job_template_name": "example.org"}, monkeypatch=monkeypatch)
-    assert result["tracked"] is True
+@pytest.mark.parametrize("variables", [{"retrace_api_url": "https://evil.example"},
+                                       {"retrace_api_url": trust_as_template("{{ target_url }}"), "target_url": "https://evil.example"}],
+                         ids=["literal in group_vars", "templated in group_vars"])
+def test_an_api_url_variable_never_gets_a_key_from_elsewhere(transport, key_from_environment, monkeypatch, variables):
+    result = run_task({"state": "started", **key_from_environment}, variables, extra_vars={}, monkeypatch=monkeypatch)
+    assert transport.posts == [] and "(from the play's variables) is refused" in result["warnings"][0]
 
 
-def test_a_nested_extra_var_chooses_a_templated_api_url_too(transport, key_from_environment, monkeypatch):
-    """``api_url: "{{ urls.retrace }}"`` with play vars defining ``urls``, overridden by -e '{"urls": {...}}'."""
-    result = run_task({"state": "started", **key_from_environment, "api_url": "https://evil.example"},
-                      written={"state": "started", **key_from_environment, "api_url": "{{ urls.retrace }}"},
-                      extra_vars={"urls": {"retrace": "https://evil.example"}}, monkeypatch=monkeypatch)
-    assert transport.posts == [] and "(from a task argument rendered from extra vars) is refused" in result["warnings"][0]
-
-
-def test_a_retrace_variable_templated_from_extra_vars_is_trusted_like_them(transport, key_from_environment, monkeypatch):
-    """``retrace_api_url: "{{ target_url }}"`` in group_vars, with -e target_url=...: the extra vars chose it."""
-    variables = {"retrace_api_url": trust_as_template("{{ target_url }}")}
-    result = run_task({"state": "started", **key_from_environment}, variables, extra_vars={"target_url": "https://evil.example"},
-                      monkeypatch=monkeypatch)
-    assert transport.posts == [] and "(from extra vars) is refused" in result["warnings"][0]
-    same_without_extra_vars = {"retrace_api_url": trust_as_template("{{ target_url }}"), "target_url": "https://retrace.example.org"}
-    assert run_task({"state": "started", **key_from_environment}, same_without_extra_vars, extra_vars={},
-                    monkeypatch=monkeypatch)["tracked"] is True
+def test_the_launcher_s_own_key_goes_with_the_launcher_s_url(transport, monkeypatch):
+    given = {"retrace_api_url": URL, "retrace_api_key": KEY}
+    assert run_task({"state": "started", **ARGS_WITHOUT_KEY}, given, extra_vars=given, monkeypatch=monkeypatch)["tracked"] is True
 
 
 # --- the run ------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ and a 401 naming the setting the key came from."""
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
-from ansible_collections.stackify.retrace.plugins.module_utils._resolve import ENVIRONMENT, PROJECT, VARIABLES, Source, resolve
+from ansible_collections.stackify.retrace.plugins.module_utils._resolve import ENVIRONMENT, LAUNCH, PROJECT, VARIABLES, Source, resolve
 from ansible_collections.stackify.retrace.plugins.module_utils.client import DeploymentClient
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import AuthenticationRejected, InvalidInput
@@ -27,59 +27,42 @@ class Recorder:
 
 def problem(url, url_trust, environ, key=None, key_file=None, key_trust=ENVIRONMENT):
     key_values = {name: value for name, value in (("api_key", key), ("api_key_file", key_file)) if value is not None}
-    sources = [Source("extra vars" if url_trust == VARIABLES else "ansible.cfg", {"api_url": url} if url else {}, url_trust),
+    url_source = {LAUNCH: "extra vars", VARIABLES: "the play's variables", PROJECT: "ansible.cfg", ENVIRONMENT: "the environment"}
+    sources = [Source(url_source[url_trust], {"api_url": url} if url else {}, url_trust),
                Source("the key's source", key_values, key_trust)]
     problems = [found for found in resolve(sources, environ=environ).problems if found.option == "api_url"]
     return problems[0] if problems else None
 
 
-@pytest.mark.parametrize("environ", [{}, {"RETRACE_API_URL": "https://api.stackify.net"}], ids=["default", "same-as-default"])
-def test_a_key_from_the_environment_is_not_sent_to_a_url_set_by_a_variable(environ):
-    message = str(problem("https://evil.example", VARIABLES, environ, key=KEY))
-    assert message.startswith("api_url: https://evil.example (from extra vars) is refused: the API key comes from the environment")
-    assert "only sent to the URL from the environment (https://api.stackify.net) or from the project's own files" in message
+@pytest.mark.parametrize("key_trust", [ENVIRONMENT, VARIABLES, PROJECT], ids=["environment", "vault in group_vars", "ansible.cfg"])
+@pytest.mark.parametrize("url_trust", [LAUNCH, VARIABLES], ids=["extra vars", "group_vars or a fact"])
+def test_a_key_is_never_sent_to_a_url_variables_give(key_trust, url_trust):
+    """Whoever launches the run reaches every variable (extra vars outrank them; vars, hostvars, set_fact read them)."""
+    message = str(problem("https://evil.example", url_trust, {}, key=KEY, key_trust=key_trust))
+    assert message.startswith("api_url: https://evil.example (from ") and "is refused: Ansible variables can be set by" in message
+    assert "only sent to the URL from the environment (https://api.stackify.net)" in message
     assert "Set the URL beside the key: RETRACE_API_URL" in message
 
 
 @pytest.mark.parametrize("given, url_trust, key_trust, environ", [
-    ("https://evil.example", VARIABLES, VARIABLES, {}),  # the key came with the URL (an extra var)
+    ("https://evil.example", LAUNCH, LAUNCH, {}),  # the launcher's own key, as text, goes with the launcher's URL
     ("https://retrace.test", ENVIRONMENT, ENVIRONMENT, {"RETRACE_API_URL": "https://retrace.test"}),  # both from the environment
-    ("https://other.example", PROJECT, ENVIRONMENT, {}),  # written in the project's own files (ansible.cfg, a task)
-    ("https://RETRACE.test:443/", VARIABLES, ENVIRONMENT, {"RETRACE_API_URL": "https://retrace.test"}),  # the same URL, spelled otherwise
-    ("https://api.stackify.net/", VARIABLES, ENVIRONMENT, {}),  # the default, given again
-    (None, VARIABLES, ENVIRONMENT, {}),
+    ("https://other.example", PROJECT, ENVIRONMENT, {}),  # written in the project's own files (ansible.cfg, a literal argument)
+    ("https://RETRACE.test:443/", LAUNCH, ENVIRONMENT, {"RETRACE_API_URL": "https://retrace.test"}),  # the same URL, spelled otherwise
+    ("https://api.stackify.net/", VARIABLES, PROJECT, {}),  # the default, given again
+    (None, LAUNCH, ENVIRONMENT, {}),
 ])
 def test_what_the_rule_allows(given, url_trust, key_trust, environ):
     assert problem(given, url_trust, environ, key=KEY, key_trust=key_trust) is None
 
 
-@pytest.mark.parametrize("how", ["the credential's own file", "a copy of it", "a file with RETRACE_API_KEY's text"])
-def test_a_key_file_holding_the_environment_s_key_is_the_environment_s(tmp_path, how):
-    """-e retrace_api_key_file=<where the credential's key lies> must not carry the key elsewhere: naming a file is not
-    knowing the key."""
-    credential = tmp_path / "credential"
-    credential.write_text(KEY + "\n")
-    copy = tmp_path / "copy"
-    copy.write_text(KEY)
-    environ = {"RETRACE_API_KEY": KEY} if how == "a file with RETRACE_API_KEY's text" else {"RETRACE_API_KEY_FILE": str(credential)}
-    named = str(credential) if how == "the credential's own file" else str(copy)
-    found = problem("https://evil.example", VARIABLES, environ, key_file=named, key_trust=VARIABLES)
-    assert str(found).startswith("api_url: https://evil.example (from extra vars) is refused: the API key comes from the environment")
-
-
-@pytest.mark.parametrize("content", [
-    "another-key",  # the launcher's own key, in a file of theirs
-    None,  # no such file: reported for what it is when the key is resolved
-    "with space",  # malformed: likewise
-])
-def test_a_key_file_not_holding_the_environment_s_key_goes_with_its_url(tmp_path, content):
-    credential = tmp_path / "credential"
-    credential.write_text(KEY)
-    own = tmp_path / "own"
-    if content is not None:
-        own.write_text(content)
-    environ = {"RETRACE_API_KEY_FILE": str(credential), "RETRACE_API_KEY": KEY}
-    assert problem("https://evil.example", VARIABLES, environ, key_file=str(own), key_trust=VARIABLES) is None
+@pytest.mark.parametrize("key_file_trust", [LAUNCH, ENVIRONMENT, VARIABLES])
+def test_a_key_file_is_the_controller_s_secret_whoever_names_it(tmp_path, key_file_trust):
+    """-e retrace_api_key_file=<any file on the controller> with a URL of the launcher's would send that file away."""
+    secret = tmp_path / "service-account-token"
+    secret.write_text("not-a-retrace-key-but-a-secret")
+    found = problem("https://evil.example", LAUNCH, {}, key_file=str(secret), key_trust=key_file_trust)
+    assert str(found).startswith("api_url: https://evil.example (from extra vars) is refused")
 
 
 # --- one spelling of the URL ----------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_the_record_is_private_and_never_holds_a_key(tmp_path):
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(directory / "started.json").st_mode) == 0o600
     entries = json.loads((directory / "started.json").read_text())
-    assert [set(entry) for entry in entries.values()] == [{"version", "state", "started_at"}]
+    assert [set(entry) for entry in entries.values()] == [{"version", "state", "versions", "started_at"}]
 
 
 def test_old_or_damaged_entries_are_ignored(tmp_path):

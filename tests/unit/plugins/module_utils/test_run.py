@@ -15,7 +15,7 @@ from ansible_collections.stackify.retrace.plugins.module_utils.settings import O
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, Response, TimedOut
 
 URL = "http://127.0.0.1:9"
-SETTINGS = {"api_key": "k", "api_url": URL, "app_name": "Shop", "environment_name": "Production", "version": "7",
+SETTINGS = {"api_key": "unit-test-key-0123", "api_url": URL, "app_name": "Shop", "environment_name": "Production", "version": "7",
             "timeout": 1, "deadline": 5}
 
 
