@@ -171,3 +171,32 @@ def test_a_run_stopped_while_its_start_is_in_flight_is_cancelled_once_the_start_
         time.sleep(0.05)
     assert ("cancel", 202) in calls(retrace_emulator), (calls(retrace_emulator), (tmp_path / "output.txt").read_text())
     assert [deployment["state"] for deployment in retrace_emulator.deployments()] == ["cancelled"]
+
+
+def test_a_run_whose_starts_another_run_holds_never_ends_that_deployment(tmp_path, ansible_env, retrace_emulator):
+    """Run A deploys version 7.7; run B, the same version, starts it from five hosts (no run_once), fails, and its rescue
+    sends a cancel: every start of B got 409, so B ends nothing -- neither its rescue nor its guard cancels A's."""
+    marker = tmp_path / "a-deploying"
+    first = tmp_path / "a"
+    first.mkdir()
+    process = _start_playbook(write_playbook(first, [play(
+        task("started", version="7.7", **DEMO),
+        {"name": "Deployment step", "ansible.builtin.shell": f"touch {marker} && sleep 20"},
+        task("completed", version="7.7", **DEMO))]), ansible_env, marker)
+    try:
+        second = tmp_path / "b"
+        second.mkdir()
+        (second / "inventory.ini").write_text("".join(f"h{n} ansible_connection=local\n" for n in range(1, 6)))
+        playbook = write_playbook(second, [play({"block": [
+            task("started", version="7.7", **DEMO),
+            {"name": "A failing step", "ansible.builtin.fail": {"msg": "broken"}}],
+            "rescue": [task("cancelled", version="7.7", **DEMO)]}, hosts="all")])
+        completed = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(second / "inventory.ini"), str(playbook)], env=ansible_env,
+                                   cwd=second, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
+        output = completed.stdout + completed.stderr
+        assert "no cancel sent" in output, output
+    finally:
+        process.wait(timeout=60)
+    # B's guard, were it armed, cancels as B exits: A's complete comes after that, so one look at the end suffices.
+    assert [entry["state"] for entry in retrace_emulator.deployments()] == ["completed"], calls(retrace_emulator)
+    assert ("cancel", 202) not in calls(retrace_emulator)

@@ -190,3 +190,34 @@ def test_the_end_names_the_version_the_start_sent_when_the_home_is_read_only(tmp
     assert [(entry["action"], entry["body"]["Version"]) for entry in retrace_emulator.requests()] == [("start", "v9.0"),
                                                                                                       ("complete", "v9.0")]
     assert retrace_warnings(run) == []
+
+
+@pytest.mark.parametrize("how", ["set_fact", "vars lookup", "key in group_vars", "key file named at launch"])
+def test_no_variable_can_send_the_key_to_a_url_of_its_own(tmp_path, ansible_env, retrace_emulator, how):
+    """Whoever launches the run reaches every variable: a fact set from an extra var, ``vars['x']``, a key the project
+    keeps (Vault, group_vars), a key file they name -- the key never goes to a URL variables give."""
+    env = {name: value for name, value in ansible_env.items() if name != "RETRACE_API_URL"}
+    steps, extra, arguments = [], [], {"version": "8.8", **DEMO}
+    if how == "set_fact":
+        steps.append({"name": "A fact from an extra var", "ansible.builtin.set_fact": {"endpoint": "{{ x }}"}})
+        arguments["api_url"] = "{{ endpoint }}"
+        extra = ["-e", f"x={retrace_emulator.url}"]
+    elif how == "vars lookup":
+        arguments["api_url"] = "{{ vars['x'] }}"
+        extra = ["-e", f"x={retrace_emulator.url}"]
+    elif how == "key in group_vars":
+        env.pop("RETRACE_API_KEY")
+        (tmp_path / "group_vars").mkdir()
+        (tmp_path / "group_vars" / "all.yml").write_text(f"retrace_api_key: {DEMO_KEY}\n")
+        extra = ["-e", f"retrace_api_url={retrace_emulator.url}"]
+    else:
+        env.pop("RETRACE_API_KEY")
+        secret = tmp_path / "some-controller-secret"
+        secret.write_text(DEMO_KEY)
+        extra = ["-e", f"retrace_api_key_file={secret}", "-e", f"retrace_api_url={retrace_emulator.url}"]
+    playbook = write_playbook(tmp_path, [play(*steps, task("started", **arguments, keywords={"run_once": True}), DEPLOY_STEP,
+                                              hosts="all")])
+    run = run_playbook(playbook, *extra, env=env, inventory="web1 ansible_connection=local\n")
+    assert run.returncode == 0 and "deploying" in run.stdout, run.stdout
+    assert calls(retrace_emulator) == []
+    assert any("NOT recorded: api_url:" in warning and "is refused" in warning for warning in retrace_warnings(run)), run.stdout
