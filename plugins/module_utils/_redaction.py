@@ -38,6 +38,9 @@ class ApiKey:
     def redact(self, text: str) -> str:
         return redact(text, self._secret)
 
+    def redact_cut(self, text: str) -> str:
+        return redact_cut(text, self._secret)
+
     def __repr__(self) -> str:
         return f"ApiKey({REDACTED!r})"
 
@@ -79,6 +82,43 @@ def redact(text: str, *secrets: str | None) -> str:
         if secret:
             text = _forms(secret).sub(REDACTED, text)
     return text
+
+
+#: what ends a text that was cut off (see :func:`redact_cut`)
+CUT_MARK = "\u2026"
+
+
+def redact_cut(text: str, *secrets: str | None) -> str:
+    """:func:`redact` for a text cut off at its end (an answer's body read no further than a limit, or broken off).
+
+    A cut can fall inside a secret: what is left of it at the end is no whole form, so :func:`redact` cannot see
+    it.  Here a text that *ends* with the first part of any form of a secret (one character of it or more: the
+    secret in any case or split by whitespace, or its base64) has that end replaced as well, and
+    :data:`CUT_MARK` says the text was cut.
+    """
+    text = redact(text, *secrets)
+    for secret in secrets:
+        if secret:
+            text = _first_parts(secret).sub(REDACTED, text)
+    return text + CUT_MARK
+
+
+@functools.lru_cache(maxsize=8)
+def _first_parts(secret: str) -> "re.Pattern[str]":
+    """Any non-empty first part of any form of ``secret`` (as :func:`_forms` knows them) at the very end of a text."""
+    if len(secret) < MIN_LENGTH_FOR_FORMS:
+        return re.compile("(?:" + _first_part_of(secret, "") + r")\Z")
+    forms = ["(?i:" + _first_part_of(secret, _SEPARATOR) + ")"]
+    forms += [_BASE64_EDGE + _first_part_of(core, _SEPARATOR) for core in _base64_cores(secret.encode("utf-8"))]
+    return re.compile("(?:" + "|".join(forms) + ")" + _SEPARATOR + r"\Z")
+
+
+def _first_part_of(text: str, separator: str) -> str:
+    """A pattern for the first character of ``text``, then optionally the next (``separator`` before it), and so on."""
+    pattern = ""
+    for character in reversed(text):
+        pattern = re.escape(character) + (f"(?:{separator}{pattern})?" if pattern else "")
+    return pattern
 
 
 @functools.lru_cache(maxsize=8)

@@ -22,15 +22,13 @@ import typing as t
 from .deployment import CANCEL, COMPLETE, START, Deployment
 from .errors import ApiUnreachable, AuthenticationRejected, BadTransition, RequestRejected, UnknownAppOrEnvironment
 from .settings import DEPLOYMENT_OPTIONS, VERSION, ApiSettings
-from .transport import ConnectionFailed, ProxyUnusable, TimedOut, TlsFailed, Transport
+from .transport import NotLoopback, ProxyUnusable, TimedOut, TlsFailed, Transport, TransportError
 
 _PYTHON_VERSION = "{}.{}.{}".format(*sys.version_info[:3])  # platform.python_version() costs a 3 ms import
 RETRYABLE_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
 #: retryable answers that say the request was not processed (RFC 9110 15.5.9, 15.6.4; RFC 6585 4).  A proxy that
 #: answers 503 after its upstream reset mid-request breaks that promise; docs/core.md says what follows then.
 NOT_PROCESSED_STATUSES = frozenset((408, 429, 503))
-#: the client's and transport's words (transport.py) for an attempt that was sent and got no answer
-NO_ANSWER_PROBLEMS = ("no answer within", "answer too slow", "the server closed the connection", "connection reset")
 SERVER_MESSAGE_LIMIT = 300
 #: seconds an attempt gets at least, even when the deadline is (nearly) spent
 MIN_ATTEMPT_TIMEOUT = 0.05
@@ -144,24 +142,30 @@ class DeploymentClient:
                  earlier_may_have_landed: bool = False):
         try:
             response = self.transport.post(self.settings.endpoint(action), body, self._headers(), timeout)
-        except TimedOut as error:
-            # The transport says how far the answer got ("no answer within 3.0 s", "answer too slow: ...").
-            raise _Retry(self._clean(str(error)) or f"no answer within {timeout:.1f} s", may_have_landed=error.sent) from None
         except TlsFailed as error:
             raise ApiUnreachable(f"Retrace API at {self.settings.api_url} failed the TLS check: {self._clean(str(error))}. "
                                  "Fix the certificate or its CA bundle; disable validate_certs only for testing.",
                                  action=action, attempts=attempt) from None
-        except ProxyUnusable as error:
+        except (ProxyUnusable, NotLoopback) as error:
             raise ApiUnreachable(f"Retrace API at {self.settings.api_url} not tried: {self._clean(str(error))}.",
                                  action=action, attempts=attempt, may_have_landed=False) from None
-        except ConnectionFailed as error:
-            problem = self._clean(str(error))
-            # refused, unresolvable: never sent.  Closed or reset after sending: it may have landed.
-            raise _Retry(problem, may_have_landed=problem.startswith(NO_ANSWER_PROBLEMS)) from None
+        except TransportError as error:
+            # The transport says how far the attempt got ("no answer within 3.0 s", "connection refused") and whether
+            # the request may have reached the server (``sent``): refused or unresolvable, never; no answer, maybe.
+            problem = self._clean(str(error)) or (f"no answer within {timeout:.1f} s" if isinstance(error, TimedOut)
+                                                  else type(error).__name__)
+            raise _Retry(problem, may_have_landed=error.sent) from None
+        except Exception as error:  # pylint: disable=broad-exception-caught
+            # A transport of someone else's that raised what it should have turned into a TransportError (a
+            # ValueError, a UnicodeError, an HTTPException): one line, like any other problem, and nothing but a
+            # RetraceError leaves the client.  Nothing says whether the request went out: it may have landed.
+            problem = self._clean(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+            raise _Retry(problem, may_have_landed=getattr(error, "sent", True)) from None
         status = response.status
-        message = self._server_message(response.body)
-        if getattr(response, "cut", False):
-            self._log(f"Retrace {action}: HTTP {status}, its body still arriving after {timeout:.1f} s: cut there (the status is the answer)")
+        cut = getattr(response, "cut", "")
+        message = self._server_message(response.body, cut=bool(cut))
+        if cut:
+            self._log(f"Retrace {action}: HTTP {status}, {cut}: cut there (the status is the answer)")
         if 200 <= status < 300:
             return status, message
         # RETRACE_API.md: a 409 on a retried call means an earlier attempt landed and its answer was lost.  Only an
@@ -212,10 +216,14 @@ class DeploymentClient:
                 f"create them in Retrace or correct app_name / environment_name.{said}", server_message=message, **context)
         return RequestRejected(f"Retrace rejected the {action} request (HTTP {status}).{said}", server_message=message, **context)
 
-    def _server_message(self, body: bytes) -> str | None:
+    def _server_message(self, body: bytes, cut: bool = False) -> str | None:
         text = body.decode("utf-8", "replace").strip()
         if not text:
             return None
+        if cut:
+            # A body cut off (at the limit, by the attempt's time, or broken) may end in the first part of an echoed
+            # key, no whole form of it: that end is redacted too, before whitespace is collapsed (its JSON is broken).
+            return self._clean(self.settings.api_key.redact_cut(text))[:SERVER_MESSAGE_LIMIT] or None
         try:
             decoded = json.loads(text)
         except ValueError:
@@ -228,11 +236,11 @@ class DeploymentClient:
         value = (headers.get("retry-after") or "").strip()
         if not value:
             return None
-        if value.isdigit():
+        if value.isascii() and value.isdigit():  # "²" (b"\xb2" as http.client decodes headers) is a digit to isdigit()
             return float(value)
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
         return max(0.0, when.timestamp() - self._wall_clock())
 

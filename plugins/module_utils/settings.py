@@ -276,12 +276,57 @@ def render_name_format(name_format: str, fields) -> str:
 
 
 def is_loopback_host(host: str) -> bool:
-    if host.lower().rstrip(".") == "localhost":
+    """True for the hosts a plain ``http://`` API may name: ``localhost`` as written (any case) and loopback addresses.
+
+    Not ``localhost.``: an absolute name, which resolvers look up in DNS rather than ``/etc/hosts``, and DNS may answer
+    with any address; nor other names (``localhost.localdomain``, ``ip6-localhost``), which only some machines map to
+    loopback.  Whatever the name, the transport also checks the address it connected to before it sends a byte
+    (transport.py): a name is the user's intent, the address is what receives the key.
+    """
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+#: the longest host name DNS carries (RFC 1035: 255 octets on the wire), and the longest label
+HOST_NAME_LIMIT = 253
+LABEL_LIMIT = 63
+_HOST_NAME_CHARACTERS = frozenset(string.ascii_lowercase + string.digits + "-_")
+
+
+def host_problem(host: str) -> str | None:
+    """What keeps ``host`` (a URL's host: lower case, IPv6 without brackets) from being looked up, or None.
+
+    An IP address, or a name whose labels are letters, digits, ``-`` and ``_`` once IDNA-encoded (as the socket
+    module encodes it), none empty (a trailing dot is the root, not a label), none longer than 63 characters, the
+    whole at most 253: what a resolver takes.  Checked with the settings, so that such a host is a setting named
+    in one line rather than a ``UnicodeError`` from the first connection.
+    """
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if "" in labels:
+        return "has an empty label (two dots in a row, or a leading dot)"
+    encoded = []
+    for label in labels:
+        if label.isascii() and len(label) > LABEL_LIMIT:
+            return f"has a label longer than {LABEL_LIMIT} characters"
+        try:
+            encoded.append(label.encode("idna").decode("ascii").lower())
+        except UnicodeError:  # a character IDNA refuses, or a label longer than 63 characters once encoded
+            return "is not a valid host name (it cannot be IDNA-encoded)"
+        if not set(encoded[-1]) <= _HOST_NAME_CHARACTERS:
+            return "is not a valid host name (letters, digits, - and _ only)"
+    if len(".".join(encoded)) > HOST_NAME_LIMIT:
+        return f"is longer than {HOST_NAME_LIMIT} characters"
+    return None
 
 
 def resolve_api_key(api_key=None, api_key_file=None) -> ApiKey:
@@ -381,14 +426,20 @@ def _check_api_url(api_url) -> str:
     if not isinstance(api_url, str) or not api_url.strip():
         raise InvalidInput("api_url", "must be a non-empty URL such as https://api.stackify.net")
     url = api_url.strip().rstrip("/")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 address
+        raise InvalidInput("api_url", f"is not a valid URL, got {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput("api_url", f"must be an absolute https:// URL, got {url!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidInput("api_url", "must not carry credentials, a query or a fragment")
+    problem = host_problem(parts.hostname)
+    if problem is not None:
+        raise InvalidInput("api_url", f"host {parts.hostname!r} {problem}")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise InvalidInput("api_url", f"plain http:// would send the API key unencrypted to {parts.hostname}; "
-                           "use https:// (http is allowed only for loopback hosts)")
+                           "use https:// (http is allowed only for localhost, as written, and loopback addresses)")
     try:
         port = parts.port
     except ValueError:

@@ -18,6 +18,12 @@ import subprocess
 import typing as t
 
 GIT_TIMEOUT = 5.0
+#: variables git never gets: those that may hold the API key (settings.OPTIONS ``api_key``, and Fabric's own) and those
+#: naming its file.  git runs a repository's hooks and ``core.fsmonitor`` command with its environment, and detection
+#: runs before any entry point could take the key out of its own; the path of the key's file is left out too, as git
+#: has no use for it and it points at the key.  (Listed here: this module imports nothing of the collection.)
+KEY_VARIABLES = ("RETRACE_API_KEY", "STACKIFY_API_KEY", "FABRIC_RETRACE_API_KEY",
+                 "RETRACE_API_KEY_FILE", "FABRIC_RETRACE_API_KEY_FILE")
 #: what AWX puts in ``TOWER_URL_BASE`` (hence ``AWX_HOST``) until an administrator sets it: no real address
 #: (awx/settings/defaults.py: "https://towerhost" up to 24.6.1, "https://platformhost" since)
 PLACEHOLDER_CONTROLLER_URLS = ("https://towerhost", "https://platformhost")
@@ -203,9 +209,13 @@ def run_git(directory: str, *args: str) -> str | None:
 
 
 def _git(directory: str, *args: str) -> tuple[str | None, str | None]:
-    """``(output, refusal)``: the command's output (None if it failed), and why git refused the repository, if it did."""
+    """``(output, refusal)``: the command's output (None if it failed), and why git refused the repository, if it did.
+
+    git gets this process's environment without :data:`KEY_VARIABLES`, whichever entry point runs it.
+    """
+    environ = {name: value for name, value in os.environ.items() if name not in KEY_VARIABLES}
     try:
-        completed = subprocess.run(("git", "-C", directory) + args, capture_output=True, text=True,
+        completed = subprocess.run(("git", "-C", directory) + args, capture_output=True, text=True, env=environ,
                                    timeout=GIT_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
         return None, None

@@ -1,7 +1,9 @@
 """Run each entry point for real -- ``ansible-playbook`` with the callback, ``ansible-playbook`` with a module task,
 ``fab retrace.start`` -- against a given API URL, timed, with the peak memory of its processes.
 
-Every entry point is given ``timeout: 2`` and ``deadline: 3`` (the callback also ``time_budget: 3``).
+Every entry point is given ``timeout: 2`` and ``deadline: 3`` (the callback also ``time_budget: 3``) unless told
+otherwise, the way a user gives them: the callback in ``ansible.cfg`` (``[callback_retrace]``), the module as its task's
+arguments, ``fab`` in its configuration file.  (No entry point reads them from the environment.)
 """
 
 from __future__ import annotations
@@ -62,25 +64,27 @@ def run(command: list[str], directory: pathlib.Path, environ: dict) -> Run:
     return Run(completed.returncode, completed.stdout, ended - began, ended, json.loads(peak_file.read_text()) / 1024)
 
 
-def run_callback(directory: pathlib.Path, environ: dict, version: str) -> Run:
+def run_callback(directory: pathlib.Path, environ: dict, version: str, timeout: float = 2, deadline: float = 3) -> Run:
     playbook = directory / "callback.yml"
     playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False,
                                      "tasks": [{"ansible.builtin.command": "true"}]}]))
-    environ = {**environ, "ANSIBLE_CALLBACKS_ENABLED": "stackify.retrace.deployment", "RETRACE_VERSION": version,
-               "RETRACE_TIMEOUT": "2", "RETRACE_DEADLINE": "3", "RETRACE_TIME_BUDGET": "3"}
+    # ./ansible.cfg, read from the directory ansible-playbook runs in; the time budget is the deadline
+    (directory / "ansible.cfg").write_text(f"[callback_retrace]\ntimeout = {timeout}\ndeadline = {deadline}\n"
+                                           f"time_budget = {deadline}\n")
+    environ = {**environ, "ANSIBLE_CALLBACKS_ENABLED": "stackify.retrace.deployment", "RETRACE_VERSION": version}
     return run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)], directory, environ)
 
 
-def run_module(directory: pathlib.Path, environ: dict, version: str) -> Run:
+def run_module(directory: pathlib.Path, environ: dict, version: str, timeout: float = 2, deadline: float = 3) -> Run:
     playbook = directory / "module.yml"
-    task = {"stackify.retrace.deployment": {"state": "started", "version": version, "timeout": 2, "deadline": 3}}
+    task = {"stackify.retrace.deployment": {"state": "started", "version": version, "timeout": timeout, "deadline": deadline}}
     playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
     return run([str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local", str(playbook)], directory, environ)
 
 
-def run_fab(directory: pathlib.Path, environ: dict, version: str) -> Run:
+def run_fab(directory: pathlib.Path, environ: dict, version: str, timeout: float = 2, deadline: float = 3) -> Run:
     (directory / "fabfile.py").symlink_to(REPO_ROOT / "fabfile.py")
-    (directory / "runtime.yaml").write_text("run: {in_stream: false}\nretrace: {timeout: 2, deadline: 3}\n")
+    (directory / "runtime.yaml").write_text(f"run: {{in_stream: false}}\nretrace: {{timeout: {timeout}, deadline: {deadline}}}\n")
     return run([str(BIN / "fab"), "-f", "runtime.yaml", "retrace.start", "--version", version], directory, environ)
 
 

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 #: how the API answers an action (the last part of the path: start, complete, cancel); every answer is a 202,
-#: however it is delivered.  "silent" accepts the connection and never reads or sends anything.
-MODES = ("ok", "trickle", "chunked-forever", "gigabyte", "slow-header", "silent")
+#: however it is delivered.  "silent" accepts the connection and never reads or sends anything; "slow-status" sends
+#: even the status line one byte at a time.  A mode may also be bytes: the answer, sent as is before the server hangs up.
+MODES = ("ok", "trickle", "chunked-forever", "gigabyte", "slow-header", "slow-status", "silent")
 #: seconds between two bytes of a trickled answer
 TRICKLE_INTERVAL = 0.5
 GIGABYTE = 1 << 30
@@ -49,12 +50,16 @@ class Exchange:
 
 
 class _Listener:
-    """Accepts on 127.0.0.1 (a free port) and serves each connection in a thread of its own until closed."""
+    """Accepts on ``host`` (127.0.0.1 unless told; a free port unless told) and serves each connection in a thread of its
+    own until closed."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self._stop = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, port), family=family, backlog=64)
         self.port = self._listener.getsockname()[1]
+        #: connections accepted so far, whether or not anything was sent on them
+        self.accepted = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def __enter__(self):
@@ -73,6 +78,7 @@ class _Listener:
                 connection, _address = self._listener.accept()
             except OSError:
                 return
+            self.accepted += 1
             threading.Thread(target=self._serve_and_close, args=(connection,), daemon=True).start()
 
     def _serve_and_close(self, connection: socket.socket) -> None:
@@ -86,14 +92,14 @@ class _Listener:
 class HostileApi(_Listener):
     """An HTTP API on loopback whose answer to each action follows :data:`MODES`.
 
-    ``modes`` maps an action (or "*", the fallback) to a mode.
+    ``modes`` maps an action (or "*", the fallback) to a mode.  ``host`` and ``port``: where it listens.
     """
 
-    def __init__(self, modes: dict[str, str]):
+    def __init__(self, modes: dict[str, str | bytes], host: str = "127.0.0.1", port: int = 0):
         self.modes = modes
         self.exchanges: list[Exchange] = []
-        super().__init__()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(host, port)
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     def exchanges_for(self, action: str) -> list[Exchange]:
         return [exchange for exchange in self.exchanges if exchange.action == action]
@@ -119,10 +125,13 @@ class HostileApi(_Listener):
             return
         action = request.split(b" ", 2)[1].rsplit(b"/", 1)[-1].decode("ascii", "replace")
         mode = self.modes.get(action, self.modes.get("*", "ok"))
-        exchange = Exchange(action, mode, time.monotonic(), request=request)
+        exchange = Exchange(action, "raw" if isinstance(mode, bytes) else mode, time.monotonic(), request=request)
         self.exchanges.append(exchange)
         try:
-            getattr(self, "_mode_" + mode.replace("-", "_"))(connection, exchange)
+            if isinstance(mode, bytes):
+                self._send(connection, exchange, mode)
+            else:
+                getattr(self, "_mode_" + mode.replace("-", "_"))(connection, exchange)
             exchange.finished = True
         except OSError:
             exchange.client_left_at = time.monotonic()
@@ -177,6 +186,47 @@ class HostileApi(_Listener):
         self._send(connection, exchange, b"HTTP/1.1 202 Accepted\r\nX-Slow: ")
         self._drip(connection, exchange, b"a" * 100_000)
 
+    def _mode_slow_status(self, connection, exchange) -> None:
+        self._drip(connection, exchange, b"HTTP/1.1 202 Accepted" + b" " * 100_000)
+
+
+class Blackhole:
+    """An address and port that never answers a connection attempt, as a firewalled or dead host does.
+
+    A listener that never accepts, whose accept queue is filled: the kernel then drops every further SYN, so a
+    client's connect waits (retransmitting) until its own time runs out.  Real sockets on a loopback address
+    (127.0.0.2, ``::1``...), nothing on the machine changed.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.host = host
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, port))
+        self._listener.listen(0)
+        self.port = self._listener.getsockname()[1]
+        self._fillers: list[socket.socket] = []
+        for _filler in range(16):
+            probe = socket.socket(family, socket.SOCK_STREAM)
+            probe.setblocking(False)
+            probe.connect_ex((host, self.port))
+            self._fillers.append(probe)
+            if not select.select([], [probe], [], 0.5)[1]:
+                return  # this one hangs: the queue is full
+        raise RuntimeError(f"could not fill the accept queue of {host}:{self.port}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for sock in self._fillers:
+            sock.close()
+        self._listener.close()
+
 
 def _read_request(connection: socket.socket) -> bytes | None:
     """The request's head and body (by Content-Length), or None if the client hung up first."""
@@ -227,6 +277,28 @@ class TlsFront(_Listener):
                 _pump(secure, upstream)
         except (OSError, ssl.SSLError):
             pass  # a client that refused the certificate, or went away: both are what some tests do
+
+
+class BrokenTls(_Listener):
+    """An https API on loopback that completes the TLS handshake, reads the request, then answers with a TLS record
+    that does not decrypt (written under the TLS layer): the connection breaks after the request went through."""
+
+    def __init__(self, context: ssl.SSLContext):
+        self.context = context
+        self.requests = 0
+        super().__init__()
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def serve(self, connection: socket.socket) -> None:
+        try:
+            connection.settimeout(30)
+            secure = self.context.wrap_socket(connection, server_side=True)
+            if secure.recv(65536):
+                self.requests += 1
+            socket.socket.send(secure, b"\x17\x03\x03\x00\x10" + b"x" * 16)  # application data, 16 bytes of noise
+            self._stop.wait(1)
+        except (OSError, ssl.SSLError):
+            pass
 
 
 class CapturingProxy(_Listener):

@@ -1,8 +1,8 @@
 """Tracking adds at most its time, whatever the API does: every entry point, and the orphan guard's cancel.
 
 The API is a real server on loopback that answers 202 and then sends its body one byte every half second, never
-ends a chunked body, sends a 1 GiB body, or sends its header line one byte at a time.  Each entry point runs for
-real with ``deadline: 3`` (the callback with ``time_budget: 3``).  From the moment the API first hears from a run
+ends a chunked body, sends a 1 GiB body, or sends its header line (or even its status line) one byte at a time.
+Each entry point runs for real with ``timeout: 2``, ``deadline: 3`` (the callback with ``time_budget: 3``).  From the moment the API first hears from a run
 to the run's end, no more than those 3 s plus :data:`SLACK` may pass (Ansible's and Fabric's own start-up, which
 varies by seconds on a loaded machine, comes before); the peak memory of the run's processes stays that of a run
 against a well-behaved API; and the server was still sending when the client hung up (the fault was live).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -29,14 +30,15 @@ from loopback_servers import HostileApi
 LIMIT = 3.0
 #: what may come on top: the rest of the run (the playbook's one task, fab's exit: the well-behaved run's own time,
 #: measured as the baseline), the server noticing the client left (it looks every 0.5 s), and a loaded 2-core
-#: machine, where the run's own time can double.  Measured per call: under 0.1 s past its deadline; a whole run on an
-#: idle machine: 0.2-1.2 s past the limit.  The servers trickle forever: unbounded, the run would never end.
+#: machine, where the run's own time can double.  Measured per call: under 0.15 s past its deadline; a whole run less
+#: the well-behaved one: at most 0.45 s past the limit (docs/core.md).  The servers trickle forever: unbounded, the run
+#: would never end.
 SLACK = 4.0
 #: peak memory a hostile answer may add to the largest process of a run (a 1 GiB body once took 2.2 GB)
 MEMORY_SLACK_MIB = 60
-HOSTILE_MODES = ("trickle", "chunked-forever", "gigabyte", "slow-header")
-#: what each entry point says when the answer came too slowly to be one (the header line)
-SLOW_ANSWER = "answer too slow: its headers were still arriving after"
+HOSTILE_MODES = ("trickle", "chunked-forever", "gigabyte", "slow-header", "slow-status")
+#: what each entry point says when not even the status line came in time (the last attempt may get less than 2 s)
+NO_ANSWER = re.compile(r"no answer within [0-2]\.\d s")
 
 _baselines: dict[str, tuple[float, float]] = {}
 
@@ -69,12 +71,12 @@ def test_a_hostile_answer_adds_no_more_than_the_entry_point_s_time(tmp_path, tmp
     assert tracking <= LIMIT + SLACK + baseline_seconds, run.output
     assert run.peak_mib <= baseline_mib + MEMORY_SLACK_MIB, run.output
     assert start is not None and start.still_sending_when_left, start
-    if mode == "slow-header":
-        # Not recorded, and said so in one line; strict is off, so the run goes on.
-        assert SLOW_ANSWER in " ".join(run.output.split()), run.output
+    if mode == "slow-status":
+        # No answer: not recorded, and said so in one line; strict is off, so the run goes on.
+        assert NO_ANSWER.search(" ".join(run.output.split())) and "NOT recorded" in run.output, run.output
     else:
-        # The status line came whole: 202 is Retrace's answer; the body only carries a message.
-        assert SLOW_ANSWER not in run.output and "NOT recorded" not in run.output, run.output
+        # The status line came whole: 202 is Retrace's answer; headers and body only carry a message.
+        assert not NO_ANSWER.search(run.output) and "NOT recorded" not in run.output, run.output
 
 
 # --- the orphan guard's cancel ------------------------------------------------------------------------------

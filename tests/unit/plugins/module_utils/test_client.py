@@ -1,4 +1,6 @@
+import base64
 import email.utils
+import http.client
 import json
 import types
 
@@ -7,7 +9,7 @@ import pytest
 from ansible_collections.stackify.retrace.plugins.module_utils.client import CallResult, DeploymentClient, RetryPolicy, create_client
 from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import (
-    ApiUnreachable, AuthenticationRejected, BadTransition, InvalidInput, RequestRejected, UnknownAppOrEnvironment)
+    ApiUnreachable, AuthenticationRejected, BadTransition, InvalidInput, RequestRejected, RetraceError, UnknownAppOrEnvironment)
 from ansible_collections.stackify.retrace.plugins.module_utils.settings import VERSION, ApiSettings
 from ansible_collections.stackify.retrace.plugins.module_utils.transport import ConnectionFailed, ProxyUnusable, TimedOut, TlsFailed
 
@@ -121,7 +123,8 @@ def test_other_statuses_fail_at_once(status):
 
 
 @pytest.mark.parametrize("failure", [answer(503), answer(500), answer(502), answer(504), answer(408), answer(429),
-                                     ConnectionFailed("connection refused"), ConnectionFailed("connection reset by the server"), TimedOut("x")])
+                                     ConnectionFailed("connection refused"), ConnectionFailed("connection reset by the server", sent=True),
+                                     TimedOut("x")])
 def test_retryable_failures_are_retried_then_succeed(failure):
     harness = make_client(failure, failure, answer(202))
     client, transport, clock, logs = harness.client, harness.transport, harness.clock, harness.logs
@@ -268,7 +271,7 @@ def test_create_client_validates_everything_before_building():
 @pytest.mark.parametrize("script, landed", [
     ((TimedOut("x"), *[answer(503)] * 2), True),  # sent, no answer, then 503s: found by a breaker (no guard was armed)
     ((TimedOut("no connection within 1.0 s", sent=False), answer(503), answer(503)), False),  # time ran out connecting: never sent
-    ((ConnectionFailed("connection reset by the server"), answer(503), answer(503)), True),
+    ((ConnectionFailed("connection reset by the server", sent=True), answer(503), answer(503)), True),
     ((answer(502), answer(503), answer(503)), True),
     ((ConnectionFailed("connection refused"), answer(503), answer(503)), False),  # never sent
     ((answer(503), answer(429), answer(503)), False),  # answered: not processed
@@ -298,11 +301,60 @@ def test_an_attempt_never_gets_a_timeout_of_zero_or_less():
 
 
 def test_a_slow_answer_is_reported_in_the_transport_s_words():
-    harness = make_client(*[TimedOut("answer too slow: its headers were still arriving after 3.0 s")] * 6)
+    harness = make_client(*[TimedOut("no answer within 3.0 s")] * 6)
     with pytest.raises(ApiUnreachable) as caught:
         harness.client.start(DEPLOYMENT)
-    assert "last problem: answer too slow: its headers were still arriving after 3.0 s" in str(caught.value)
+    assert "last problem: no answer within 3.0 s" in str(caught.value)
     assert caught.value.may_have_landed is True
+
+
+@pytest.mark.parametrize("failure, landed", [
+    # what the transport says decides, never its words (a breaker's 202 with a cut body was taken for "never sent")
+    (ConnectionFailed("IncompleteRead(0 bytes read)", sent=True), True),
+    (ConnectionFailed("got more than 100 headers", sent=True), True),
+    (ConnectionFailed("the server closed the connection without answering"), False),
+    (ConnectionFailed("connection reset by the server"), False),
+    (TimedOut("no answer within 3.0 s", sent=False), False),
+])
+def test_whether_an_attempt_may_have_landed_is_the_transport_error_s_sent_attribute(failure, landed):
+    harness = make_client(failure, answer(409, b'{"Message": "already in progress"}'))
+    if landed:
+        assert harness.client.start(DEPLOYMENT).recovered_from_conflict
+    else:
+        with pytest.raises(BadTransition):
+            harness.client.start(DEPLOYMENT)
+
+
+@pytest.mark.parametrize("unexpected", [
+    ValueError("Port could not be cast to integer value as 'x'"), UnicodeError("label too long"),
+    http.client.IncompleteRead(b""), http.client.LineTooLong("header line"), LookupError("unknown encoding: idna"),
+    KeyError("x"), RuntimeError("can't start new thread"),
+])
+def test_nothing_but_a_retrace_error_leaves_the_client(unexpected):
+    harness = make_client(*[unexpected] * 3, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(RetraceError) as caught:
+        harness.client.start(DEPLOYMENT)
+    assert isinstance(caught.value, ApiUnreachable) and caught.value.attempts == 3
+    assert type(unexpected).__name__ in str(caught.value) and "\n" not in str(caught.value)
+    # Nothing says whether a foreign transport's failure came before or after sending: it may have landed.
+    assert caught.value.may_have_landed is True
+
+
+def test_a_foreign_error_that_says_it_was_never_sent_is_believed():
+    unsent = ValueError("bad URL")
+    unsent.sent = False
+    harness = make_client(unsent, unsent, retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(ApiUnreachable) as caught:
+        harness.client.start(DEPLOYMENT)
+    assert caught.value.may_have_landed is False
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "\uff13", "1e3", "-1", "1.5", "0x10"])
+def test_retry_after_in_seconds_is_ascii_digits_only(value):
+    # "²" (b"\xb2" decoded as latin-1, as http.client decodes headers): str.isdigit() is true, float() fails.
+    harness = make_client(answer(503, retry_after=value), answer(202))
+    assert harness.client.start(DEPLOYMENT).attempts == 2
+    assert harness.clock.sleeps == [0.5]  # the backoff, as for no Retry-After
 
 
 def test_an_unusable_proxy_fails_at_once_naming_it():
@@ -315,7 +367,35 @@ def test_an_unusable_proxy_fails_at_once_naming_it():
 
 
 def test_a_body_cut_by_the_attempt_s_time_still_leaves_the_status_as_the_answer():
-    harness = make_client(answer(202, b'{"Mess')._replace(cut=True))
+    harness = make_client(answer(202, b'{"Mess')._replace(cut="its body still arriving after 10.0 s"))
     result = harness.client.start(DEPLOYMENT)
     assert result.status == 202 and result.attempts == 1
     assert harness.logs == ["Retrace start: HTTP 202, its body still arriving after 10.0 s: cut there (the status is the answer)"]
+
+
+@pytest.mark.parametrize("tail", [
+    KEY[:12], KEY[:3], KEY[:12].upper(), " ".join(KEY[:8]), KEY[:6] + "\\n" + KEY[6:12],
+    base64.b64encode(f"ApiKey {KEY}".encode()).decode()[:20], base64.b64encode(KEY.encode()).decode()[:-5],
+], ids=["prefix", "3 characters", "upper case", "split by spaces", "split by a JSON escape", "base64 of the header", "base64"])
+def test_a_key_cut_in_two_at_the_end_of_a_cut_body_is_not_shown_in_part(tail):
+    body = ("bad key " + " " * 8000 + tail).encode()
+    harness = make_client(answer(400, body)._replace(cut="its body longer than 8192 bytes"))
+    with pytest.raises(RequestRejected) as caught:
+        harness.client.start(DEPLOYMENT)
+    message = str(caught.value)
+    assert message.startswith("Retrace rejected the start request (HTTP 400). Retrace said: bad key"), message
+    left = message.partition("bad key")[2]
+    assert tail not in message and KEY[:3].lower() not in left.lower(), message
+    for start in range(len(left)):  # nor any run that decodes to 3 bytes of the key, at any alignment
+        chunk = left[start:start + 8]
+        try:
+            decoded = base64.b64decode(chunk + "=" * (-len(chunk) % 4))
+        except ValueError:
+            continue
+        assert not any(KEY.encode()[i:i + 3] in decoded for i in range(len(KEY) - 2)), (chunk, message)
+
+
+def test_a_whole_body_keeps_its_end():
+    harness = make_client(answer(400, b"Version is required"))
+    with pytest.raises(RequestRejected, match="Retrace said: Version is required$"):
+        harness.client.start(DEPLOYMENT)

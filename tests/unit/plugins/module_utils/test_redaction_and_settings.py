@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.stackify.retrace.plugins.module_utils import settings
 from ansible_collections.stackify.retrace.plugins.module_utils._resolve import environment_source
 from ansible_collections.stackify.retrace.plugins.module_utils.errors import InvalidInput
-from ansible_collections.stackify.retrace.plugins.module_utils._redaction import REDACTED, ApiKey, redact
+from ansible_collections.stackify.retrace.plugins.module_utils._redaction import REDACTED, ApiKey, redact, redact_cut
 
 KEY = "s3cr3t-LICENSE-key"
 
@@ -77,6 +77,25 @@ def test_redact_leaves_other_text_alone_and_short_secrets_as_written():
     assert redact("abc ABC a b c YWJj", "abc") == f"{REDACTED} ABC a b c YWJj"
 
 
+@pytest.mark.parametrize("tail, kept", [
+    (KEY[:1], ""), (KEY[:2], ""), (KEY[:12], ""), (KEY[:-1], ""), (KEY[:12].upper(), ""), (" ".join(KEY[:9]), ""),
+    (KEY[:4] + "\\n" + KEY[4:10] + " \r\n ", ""), (base64.b64encode(KEY.encode()).decode()[:11], ""),
+    # base64 of "ApiKey <key>" cut in the key: the characters only "ApiKey" decides stay
+    (base64.b64encode(f"ApiKey {KEY}".encode()).decode()[:-3], "QXBpS2V5I"),
+])
+def test_redact_cut_drops_what_at_the_cut_could_be_the_start_of_the_key(tail, kept):
+    head = f"bad key {KEY} again: and more words" + " " * 40
+    cut = redact_cut(head + tail, KEY)
+    # what the cut left of the key is redacted like the key; all the rest is kept
+    assert " ".join(cut.split()) == f"bad key {REDACTED} again: and more words {kept}{REDACTED}\u2026", cut
+
+
+def test_redact_cut_keeps_a_text_that_ends_with_no_part_of_the_key_and_marks_the_cut():
+    text = "Version is required; AppName is unknown; EnvironmentName is unknown"
+    assert redact_cut(text, KEY) == text + "\u2026"
+    assert redact_cut(text) == text + "\u2026"
+
+
 def test_settings_repr_hides_key():
     created = settings.ApiSettings.create(api_key=KEY)
     assert KEY not in repr(created)
@@ -109,6 +128,9 @@ def test_bad_keys_are_refused_without_echoing_them(value, problem):
     ("http://localhost:1", "http://localhost:1"),
     ("http://127.5.6.7", "http://127.5.6.7"),
     ("http://[::1]:9000", "http://[::1]:9000"),
+    ("https://api.stackify.net.", "https://api.stackify.net."),
+    ("https://B\u00fccher.example", "https://b\u00fccher.example"),
+    ("https://under_score.example.com", "https://under_score.example.com"),
 ])
 def test_api_url_is_normalised(url, expected):
     assert settings.ApiSettings.create(api_key=KEY, api_url=url).api_url == expected
@@ -120,6 +142,18 @@ def test_api_url_is_normalised(url, expected):
     ("http://api.stackify.net", "plain http:// would send the API key unencrypted to api.stackify.net"),
     ("http://10.0.0.5:8080", "plain http://"), ("http://localhost.evil.com", "plain http://"),
     ("https://user:pw@api.stackify.net", "must not carry credentials"), ("https://api.stackify.net/?x=1", "a query"),
+    # hosts no resolver takes (socket would raise UnicodeError deep in the first call): refused here, as a setting
+    ("https://api..example.com", "host 'api..example.com' has an empty label"),
+    ("https://.example.com", "has an empty label"),
+    ("https://" + "a" * 64 + ".example.com", "has a label longer than 63 characters"),
+    ("https://" + ".".join(["abcdefgh"] * 29) + ".com", "is longer than 253 characters"),
+    ("https://exa mple.com", "is not a valid host name"), ("https://exa%6Dple.com", "is not a valid host name"),
+    ("https://a\ufffdb.example", "is not a valid host name"), ("https://a\u3000b.example", "is not a valid host name"),
+    ("http://[::1", "is not a valid URL"), ("https://[fe80::1", "is not a valid URL"),
+    # plain http: "localhost" and loopback addresses only, as written
+    ("http://LOCALHOST..:8080", "has an empty label"),
+    ("http://localhost.:8080", "plain http:// would send the API key unencrypted to localhost."),
+    ("http://localhost.localdomain", "plain http://"), ("http://ip6-localhost", "plain http://"),
 ])
 def test_bad_api_urls_are_refused(url, problem):
     with pytest.raises(InvalidInput) as caught:
@@ -152,5 +186,8 @@ def test_environment_variables_first_set_wins_and_empty_is_unset():
 
 
 def test_is_loopback_host():
-    assert settings.is_loopback_host("LOCALHOST.") and settings.is_loopback_host("127.0.0.1") and settings.is_loopback_host("::1")
+    assert settings.is_loopback_host("LOCALHOST") and settings.is_loopback_host("127.0.0.1") and settings.is_loopback_host("::1")
     assert not settings.is_loopback_host("example.com") and not settings.is_loopback_host("192.168.1.1")
+    # "localhost." is an absolute name: it misses /etc/hosts and goes to DNS, which may answer with any address
+    assert not settings.is_loopback_host("localhost.") and not settings.is_loopback_host("localhost..")
+    assert not settings.is_loopback_host("localhost.localdomain") and not settings.is_loopback_host("127.1")

@@ -1,5 +1,6 @@
 """Error mapping of the standard-library transport (its HTTP behaviour is covered against the emulator)."""
 
+import base64
 import http.client
 import socket
 import ssl
@@ -7,6 +8,7 @@ import ssl
 import pytest
 
 from ansible_collections.stackify.retrace.plugins.module_utils import transport
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_transport import AnsibleUrlsTransport
 
 
 @pytest.mark.parametrize("reason, kind, text", [
@@ -95,3 +97,59 @@ def test_a_proxy_is_shown_without_its_credentials(url, shown, authorization):
     proxy = transport.Proxy(url, "HTTPS_PROXY")
     assert proxy.shown == shown and "p:ss" not in repr(proxy) and "p%3Ass" not in repr(proxy)
     assert proxy.authorization() == authorization
+
+
+# --- a proxy URL that cannot be used: named without its credentials, never a traceback ----------------
+
+#: (HTTPS_PROXY, how messages name it, what is wrong); the user name "alice" and the password "Pr0xyPw" must never show
+BROKEN_PROXIES = [
+    ("http://alice:Pr0xyPw#rest@127.0.0.1:3128", "http://127.0.0.1:3128", "a # / ? in its user name or password must be"),
+    ("http://alice:Pr0/xyPw@127.0.0.1:3128", "http://127.0.0.1:3128", "a # / ? in its user name or password must be"),
+    ("http://alice:Pr0?xyPw@127.0.0.1:3128", "http://127.0.0.1:3128", "a # / ? in its user name or password must be"),
+    ("http://alice:Pr0xyPw@127.0.0.1:notaport", "http://127.0.0.1", "its port is not a number from 1 to 65535"),
+    ("http://alice:Pr0xyPw@127.0.0.1:99999", "http://127.0.0.1", "its port is not a number from 1 to 65535"),
+    ("http://alice:Pr0xyPw@127.0.0.1:0", "http://127.0.0.1", "its port is not a number from 1 to 65535"),
+    ("http://alice:Pr0xyPw@127.0.0.1:\u00b2", "http://127.0.0.1", "its port is not a number from 1 to 65535"),
+    ("http://alice:Pr0xyPw@[::1", "http://[::1", "its host is not a valid name or address"),
+    ("http://alice:Pr0xyPw@", "http://", "it names no host"),
+    ("http://alice:Pr0xyPw@proxy..example:3128", "http://proxy..example:3128", "its host is not a valid name or address"),
+    ("alice:Pr0xyPw@proxy.example:notaport", "http://proxy.example", "its port is not a number from 1 to 65535"),
+]
+
+
+@pytest.mark.parametrize("url, shown, problem", BROKEN_PROXIES)
+def test_a_proxy_url_that_cannot_be_used_is_named_without_its_credentials(url, shown, problem):
+    proxy = transport.Proxy(url, "HTTPS_PROXY")
+    assert proxy.problem is not None and problem in proxy.problem
+    assert proxy.shown == shown
+    for text in (proxy.shown, proxy.problem, repr(proxy)):
+        assert "Pr0xyPw" not in text and "alice" not in text
+
+
+@pytest.mark.parametrize("url, shown, problem", BROKEN_PROXIES)
+def test_every_transport_refuses_a_proxy_url_that_cannot_be_used_before_connecting(url, shown, problem):
+    for chosen in (transport.UrllibTransport(environ={"HTTPS_PROXY": url}),
+                   AnsibleUrlsTransport(environ={"HTTPS_PROXY": url})):
+        with pytest.raises(transport.ProxyUnusable) as caught:
+            chosen.post("https://api.example.test/api/v1/deployments/start", b"{}", {}, 5.0)
+        assert str(caught.value).startswith(f"proxy {shown} (from HTTPS_PROXY): ") and problem in str(caught.value)
+        assert "Pr0xyPw" not in str(caught.value) and "alice" not in str(caught.value) and caught.value.sent is False
+
+
+def test_a_password_with_an_unencoded_at_sign_still_works():
+    proxy = transport.Proxy("http://alice:Pr0@xyPw@127.0.0.1:3128", "HTTPS_PROXY")
+    assert proxy.problem is None and proxy.shown == "http://127.0.0.1:3128"
+    assert proxy.authorization() == "Basic " + base64.b64encode(b"alice:Pr0@xyPw").decode()
+
+
+@pytest.mark.parametrize("no_proxy", ["api.example.com:\u00b2", "[::1]:\u00b2", "api.example.com:99999999999999999999"])
+def test_a_no_proxy_port_that_is_no_number_never_matches_and_never_raises(no_proxy):
+    assert transport.bypasses_proxy("api.example.com", 443, {"no_proxy": no_proxy}) is False
+
+
+def test_whether_a_request_may_have_landed_is_said_by_the_error():
+    # ConnectionFailed: refused, unresolvable... unless the transport says it came after sending
+    assert transport.ConnectionFailed("connection refused").sent is False
+    assert transport.ConnectionFailed("the server closed the connection", sent=True).sent is True
+    assert transport.TimedOut("no answer within 3.0 s").sent is True
+    assert transport.TlsFailed("x").sent is False and transport.ProxyUnusable("x").sent is False

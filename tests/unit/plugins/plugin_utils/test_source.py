@@ -1,3 +1,5 @@
+import os
+import shutil
 import subprocess
 
 import pytest
@@ -101,3 +103,40 @@ def test_default_environment_is_the_process_environment(monkeypatch, tmp_path):
 
 def test_jenkins_multibranch_branch_name_is_used_as_is():
     assert source.detect_ci({"JENKINS_URL": "x", "BRANCH_NAME": "PR-12", "GIT_BRANCH": "origin/feature"}).branch == "PR-12"
+
+
+# --- git never gets the key ----------------------------------------------------------------------------------
+
+def _git_dumping_its_environment(tmp_path, monkeypatch):
+    """A ``git`` first on PATH that writes its environment to a file, then runs the real git (a repository's
+    ``core.fsmonitor`` or hook runs with the same environment)."""
+    real_git = shutil.which("git")
+    wrapper_directory, dump = tmp_path / "bin", tmp_path / "git.env"
+    wrapper_directory.mkdir()
+    wrapper = wrapper_directory / "git"
+    wrapper.write_text(f'#!/bin/sh\nenv > "{dump}"\nexec "{real_git}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper_directory}{os.pathsep}{os.environ['PATH']}")
+    return dump
+
+
+@pytest.mark.parametrize("variable", ["RETRACE_API_KEY", "STACKIFY_API_KEY", "FABRIC_RETRACE_API_KEY",
+                                      "RETRACE_API_KEY_FILE", "FABRIC_RETRACE_API_KEY_FILE"])
+def test_git_gets_no_variable_that_holds_the_key_or_names_its_file(repo, tmp_path_factory, monkeypatch, variable):
+    path = repo[0]
+    dump = _git_dumping_its_environment(tmp_path_factory.mktemp("wrapper"), monkeypatch)
+    monkeypatch.setenv(variable, "k3y-in-the-environment")
+    monkeypatch.setenv("UNRELATED_VARIABLE", "kept")
+
+    assert source.detect_git(str(path)).branch == "trunk"
+    seen = dump.read_text()
+    assert f"{variable}=" not in seen and "k3y-in-the-environment" not in seen
+    assert "UNRELATED_VARIABLE=kept" in seen  # everything else git may need (HOME, GIT_*, proxies...) is kept
+    assert os.environ[variable] == "k3y-in-the-environment"  # the run's own environment is left as it is
+
+
+def test_the_variables_kept_from_git_are_every_variable_of_the_key():
+    from ansible_collections.stackify.retrace.plugins.module_utils.settings import OPTIONS
+    key_variables = {*OPTIONS["api_key"].environment, *OPTIONS["api_key_file"].environment,
+                     "FABRIC_RETRACE_API_KEY", "FABRIC_RETRACE_API_KEY_FILE"}
+    assert set(source.KEY_VARIABLES) == key_variables
