@@ -312,7 +312,7 @@ def test_an_api_url_templated_in_group_vars_from_extra_vars_never_gets_the_key(r
                      str(runner.playbook("site.yml", OK_TASK, hosts="web")), unset=("RETRACE_API_URL",))
     assert run.returncode == 0, run.output
     assert runner.actions() == []
-    assert "NOT recorded: api_url:" in only_warning(run) and "(from extra vars) is refused" in only_warning(run)
+    assert "NOT recorded: api_url:" in only_warning(run) and "(from the play's variables) is refused: Ansible variables can be set" in only_warning(run)
 
 
 def test_a_misspelt_setting_is_named_and_the_run_is_tracked(runner):
