@@ -326,7 +326,8 @@ def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None =
     wrong, whatever ``strict`` says: there is nothing to deploy.  ``labels`` name the targets in the output
     (default: ``user@host:port`` with the host as given to the Connection).  ``budget_from`` (a
     ``time.monotonic()``) counts the start's deadline from then: ``fab deploy`` passes the moment the fabfile
-    was loaded, so a hanging Retrace adds no more than the deadline to the whole run.
+    was loaded: a Retrace that never answers adds at most the deadline to the whole run, one that answers the
+    start late and then hangs on the end up to twice the deadline.
     """
     run, target, resolved = new_run(config, flags, owner_pid=os.getpid())  # says unknown settings first
     settings = deploy_settings(config)

@@ -75,8 +75,8 @@ options:
   timeout:
     description:
       - Seconds one attempt may take in all, from connecting (through the proxy) and the TLS handshake to the last
-        byte of the answer. Status line and headers not complete by then count as no answer; a body still arriving
-        is cut there, the status being the answer.
+        byte of the answer, name resolution included. No whole status line by then counts as no answer; headers or a
+        body still arriving are cut there, the status being the answer.
     type: float
     default: 10
   deadline:
