@@ -15,6 +15,8 @@ Entry fields:
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import re
 import threading
@@ -55,20 +57,21 @@ class Journal:
             if self.path and self._file is None:
                 self._file = open(self.path, "a", encoding="utf-8", buffering=1)  # pylint: disable=consider-using-with
 
-    def record(self, entry: dict) -> dict:
-        """Give the entry its sequence number, store it and write it out; return a copy of the stored entry.
+    def record(self, entry: dict) -> int:
+        """Give the entry its sequence number, store it and write it out; return the number.
 
         A stored entry is never changed afterwards (the handler is done with it once recorded): readers take references
         under the lock and copy them after releasing it, so a reader of large entries never holds up the API calls
-        that wait to be recorded.
+        that wait to be recorded. (No copy is made for the caller: every API call records an entry, none reads it back.)
         """
         with self._lock:
             self._seq += 1
-            stored = {"seq": self._seq, **entry}
+            seq = self._seq
+            stored = {"seq": seq, **entry}
             self._entries.append(stored)
             if self._file is not None:
                 self._file.write(json.dumps(stored, ensure_ascii=False) + "\n")
-        return _copy(stored)
+        return seq
 
     def entries(self) -> list[dict]:
         """Copies of all entries, so callers cannot change the record."""
@@ -196,28 +199,48 @@ _REQUEST_PLACES = {"method": ("method",), "path": ("path",), "headers": ("header
 def redact(value: Any, secrets: Iterable[str | None]) -> Any:
     """``value`` (JSON-like) with each secret replaced by ``<redacted key FINGERPRINT>`` in every string and member name.
 
+    Every form a client or a server may write a key in is found (for keys of MIN_LENGTH_FOR_FORMS characters or more;
+    shorter ones as written only): the key in any letter case (``EMULATOR-DEMO-KEY``), split by whitespace or line
+    breaks, or by their escapes (``emulator -demo-key``, ``emulator-\\ndemo-key``), and its base64, standard or
+    URL-safe, padded or not, alone or inside a longer base64 text (``ApiKey <key>`` encoded whole), at any alignment,
+    also wrapped over lines: every base64 character the key's bytes take part in is replaced, with up to three of
+    the text around it.
+
     A string is also read decoded, as a reader would decode it: percent-encoding (``emulator%2Ddemo%2Dkey``, up to
     three times over) and backslash escapes (``emulator\\u002ddemo-key``). A JSON string literal holding a key is
     replaced by the literal of its redacted value, so a JSON text stays JSON; any other string whose decoded form
     holds a key is shown decoded, redacted. Unchanged parts are the very same objects: ``redact(value) is value``
     when there is no key in it, and nothing is copied then.
     """
-    secrets = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+    secrets = tuple(sorted({secret for secret in secrets if secret}, key=lambda secret: (-len(secret), secret)))
     if not secrets or _surely_clean(value, secrets):
         return value
     return _redact_value(value, secrets)
 
 
-def _surely_clean(value: Any, secrets: list[str]) -> bool:
-    """True when no string of ``value`` can hold a secret, even decoded: the test every API call's entry takes, in
-    one pass of C code over its JSON text. A string with a backslash (``\\\\`` in JSON) or a ``%`` may hide one."""
-    if any(_JSON_ESCAPED.search(secret) for secret in secrets):
+def _surely_clean(value: Any, secrets: tuple[str, ...]) -> bool:
+    """True when no string of ``value`` can hold a secret, even decoded or in another form: the test every API call's
+    entry takes, a few passes of C code over its JSON text, without whitespace and case-folded.
+
+    A string with a backslash (``\\\\`` in JSON), a ``%`` or a control character written ``\\u00..`` may hide one: such
+    a value takes the thorough way. The escapes JSON writes for the other whitespace (``\\n``, ``\\t``) are dropped
+    with it, as the split form's separators."""
+    forms = [_forms(secret) for secret in secrets]
+    if not all(form.plain_in_json for form in forms):
         return False  # JSON would write such a secret differently: the text cannot tell
     text = _JSON_TEXT(value)
-    return "\\\\" not in text and "%" not in text and not _holds(text, secrets)
+    if "\\\\" in text or "%" in text or "\\u" in text:
+        return False
+    # In an ASCII JSON text the only whitespace left as written is the space.
+    squeezed = text.replace(" ", "") if text.isascii() else "".join(text.split())
+    if squeezed.count("\\") != squeezed.count('\\"'):  # not only quotes escaped: maybe "\n" and the like
+        for escape in _JSON_WHITESPACE_ESCAPES:
+            squeezed = squeezed.replace(escape, "")
+    folded = squeezed.casefold()
+    return not any(form.may_be_in(text, squeezed, folded) for form in forms)
 
 
-def _redact_value(value: Any, secrets: list[str]) -> Any:
+def _redact_value(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         return _redact_text(value, secrets)
     if isinstance(value, dict):
@@ -232,7 +255,8 @@ def _redact_value(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode  # made once: json.dumps makes one per call
+# Made once (json.dumps makes one per call), compact: fewer spaces to drop (see `_surely_clean`).
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":")).encode
 # What json.dumps(..., ensure_ascii=False) writes as an escape: a quote, a backslash, a control character.
 _JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 # A JSON string literal; no nested quantifier can backtrack.
@@ -242,8 +266,87 @@ _SIMPLE_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
 #: percent-decoding rounds: a key encoded twice over (%252D) is still found
 _PERCENT_ROUNDS = 3
 
+# The forms of a key below mirror plugins/module_utils/_redaction.py, the collection's client's redaction, with its
+# algorithm and its limits: the emulator is standard-library-only and runs without the collection (CI images, a
+# laptop, a container of its own), so it cannot import it, and the few lines are copied. Two differences: a
+# character's cases are spelled out ([kK]) rather than left to re.IGNORECASE (which also takes a few look-alikes, such
+# as "ſ" for "s"), so that the quick test (`_surely_clean`), which case-folds the entry's text, finds whatever the
+# patterns find; and a form that begins inside an escape takes its backslash along (the journal keeps JSON texts).
 
-def _redact_text(text: str, secrets: list[str]) -> str:
+#: keys shorter than this are redacted only as written: their other forms would match ordinary text (as the client's)
+MIN_LENGTH_FOR_FORMS = 8
+#: what may stand between two characters of a key that was split: whitespace, or its escape as a server writes it
+_SEPARATOR = r"(?:\s|\\[nrt])*"
+#: base64 characters next to the part only the key decides: they hold its first and last bits (and a few of the text
+#: around it, redacted too)
+_BASE64_EDGE = r"[A-Za-z0-9+/_-]{0,3}"
+#: how JSON writes the whitespace characters it escapes, but for those it writes \u000b-style (see `_surely_clean`)
+_JSON_WHITESPACE_ESCAPES = ("\\n", "\\r", "\\t", "\\f")
+
+
+class _Forms:
+    """One key's forms, the test for them in an entry's JSON text, and what replaces them."""
+
+    def __init__(self, secret: str):
+        self.secret = secret
+        self.marker = f"<redacted key {key_fingerprint(secret)}>"
+        self.plain_in_json = not _JSON_ESCAPED.search(secret)  # JSON writes it as it is
+        self.every_form = len(secret) >= MIN_LENGTH_FOR_FORMS
+        forms = [re.escape(secret)]
+        if self.every_form:
+            self.folded = secret.casefold()
+            self.cores = _base64_cores(secret.encode("utf-8"))
+            forms = [_SEPARATOR.join(map(_cases, secret))] + [_BASE64_EDGE + _split_anywhere(core) + _BASE64_EDGE for core in self.cores]
+        # With the backslashes just before it: a form may begin with the "n" of an escape "\n" (a base64 character), and
+        # a marker put in its place would leave a lone backslash, a JSON text no longer JSON (see `_marker_after`).
+        self.pattern = re.compile(r"(?P<slashes>\\*)(?:" + "|".join(forms) + ")")
+
+    def may_be_in(self, text: str, squeezed: str, folded: str) -> bool:
+        """Whether a JSON text (as written; without whitespace or its escapes; that case-folded) may hold a form."""
+        if not self.every_form:
+            return self.secret in text
+        return self.folded in folded or any(core in squeezed for core in self.cores)
+
+    def replace(self, text: str) -> str:
+        return self.pattern.sub(self._marker_after, text)
+
+    def _marker_after(self, match: re.Match) -> str:
+        """The marker, after the backslashes before the form less the one that began an escape (an odd one out)."""
+        slashes = match.group("slashes")
+        return slashes[:len(slashes) // 2 * 2] + self.marker
+
+
+@functools.lru_cache(maxsize=64)
+def _forms(secret: str) -> _Forms:
+    return _Forms(secret)
+
+
+def _cases(character: str) -> str:
+    """A pattern of the character in any of its cases that case-folds as it does (one character each)."""
+    folded = character.casefold()
+    cases = [case for case in dict.fromkeys((character, character.lower(), character.upper(), folded))
+             if len(case) == 1 and case.casefold() == folded]
+    return re.escape(character) if len(cases) == 1 else "[" + "".join(re.escape(case) for case in cases) + "]"
+
+
+def _split_anywhere(text: str) -> str:
+    return _SEPARATOR.join(re.escape(character) for character in text)
+
+
+def _base64_cores(secret: bytes) -> list[str]:
+    """The base64 characters only ``secret``'s bytes decide, for each alignment of it in a longer text, in both alphabets."""
+    cores = []
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + secret).decode("ascii")
+        first_group = -(-offset // 3)  # the groups that hold no filler byte...
+        last_group = (offset + len(secret)) // 3  # ...and no byte of whatever follows the secret
+        core = encoded[first_group * 4:last_group * 4]
+        if core:
+            cores += [core, core.translate(str.maketrans("+/", "-_"))]
+    return list(dict.fromkeys(cores))
+
+
+def _redact_text(text: str, secrets: tuple[str, ...]) -> str:
     redacted = _replace(text, secrets)
     if "\\" in redacted:
         redacted = _JSON_STRING.sub(lambda literal: _redact_json_literal(literal.group(0), secrets), redacted)
@@ -253,7 +356,7 @@ def _redact_text(text: str, secrets: list[str]) -> str:
     return text if redacted == text else redacted
 
 
-def _redacted_decoded(text: str, decoded: str, secrets: list[str]) -> str:
+def _redacted_decoded(text: str, decoded: str, secrets: tuple[str, ...]) -> str:
     """``decoded`` redacted (itself decoded further: a percent-encoded escape) when it holds a key, else ``text``.
 
     Each call decodes a shorter text than the last, so the recursion ends."""
@@ -263,18 +366,14 @@ def _redacted_decoded(text: str, decoded: str, secrets: list[str]) -> str:
     return text if redacted is decoded else redacted
 
 
-def _replace(text: str, secrets: list[str]) -> str:
+def _replace(text: str, secrets: tuple[str, ...]) -> str:
+    """Every form of every secret replaced, the longest secrets first (one may hold another)."""
     for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, f"<redacted key {key_fingerprint(secret)}>")
+        text = _forms(secret).replace(text)
     return text
 
 
-def _holds(text: str, secrets: list[str]) -> bool:
-    return any(secret in text for secret in secrets)
-
-
-def _redact_json_literal(literal: str, secrets: list[str]) -> str:
+def _redact_json_literal(literal: str, secrets: tuple[str, ...]) -> str:
     if "\\" not in literal:
         return literal  # its text is its value: the plain replacement already saw it
     try:

@@ -13,10 +13,12 @@ only a Host that no DNS answer can forge (see `host_allowed`), and their writes 
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import logging
 import math
+import re
 import secrets
 import socket
 import struct
@@ -43,6 +45,16 @@ MAX_BODY_BYTES = 1024 * 1024
 #: seconds a connection may sit idle (no request, or a request that stopped arriving) before it is closed: each one
 #: holds a thread
 IDLE_TIMEOUT = 30.0
+#: seconds a request may take to arrive whole, request line, headers and body, from its first byte: a client that
+#: trickles one byte a second never sits idle, and would hold its connection and thread for ever
+REQUEST_TIMEOUT = 30.0
+#: connections served at once, each by a thread of its own; the next ones are answered 503 with Retry-After and closed
+MAX_CONNECTIONS = 256
+#: what a connection beyond MAX_CONNECTIONS is answered, before its request is read (no thread is started for it)
+BUSY_RETRY_AFTER = "1"
+# RFC 9112: Content-Length = 1*DIGIT; a chunk size is 1*HEXDIG. Python's int() also takes "+5", " 5", "5_0", "0x5", "٥".
+_DIGITS = re.compile(r"[0-9]+")
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
 OUTCOME_OF_EFFECT = {"drop": "dropped", "reset": "reset", "hang": "hung"}
 
 
@@ -54,12 +66,22 @@ class RetraceEmulator:
     allow_any_app: accept any AppName/EnvironmentName for every known key.
     journal_path: also write the journal there as JSON lines.
     idle_timeout: seconds a connection may wait for the next bytes of a request before it is closed.
+    request_timeout: seconds a request may take to arrive whole (request line, headers and body), from its first byte.
+    max_connections: connections served at once; the next ones are answered 503 with Retry-After and closed.
     """
 
     def __init__(self, accounts: Mapping[str, Account | Mapping] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 journal_path: str | None = None, allow_any_app: bool = False, idle_timeout: float = IDLE_TIMEOUT):
+                 journal_path: str | None = None, allow_any_app: bool = False, idle_timeout: float = IDLE_TIMEOUT,
+                 request_timeout: float = REQUEST_TIMEOUT, max_connections: int = MAX_CONNECTIONS):
+        for name, value in (("idle_timeout", idle_timeout), ("request_timeout", request_timeout)):
+            if not 0 < value < math.inf:  # NaN too
+                raise ValueError(f"{name} must be a finite number of seconds above 0, not {value!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f"max_connections must be a whole number of 1 or more, not {max_connections!r}")
         self.accounts = normalize_accounts(accounts)
         self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
         self.host = host
         self.port = port
         self.contract = RetraceContract(self.accounts, allow_any_app)
@@ -148,15 +170,17 @@ class RetraceEmulator:
         self.faults.clear()
         self._generation = _new_generation()  # last: a reader that sees the new generation finds the journal cleared
 
-    def record(self, entry: dict) -> dict:
-        stored = self._journal.record(entry)
+    def record(self, entry: dict) -> int:
+        """Journal an entry (already redacted) and log it; return its sequence number."""
+        seq = self._journal.record(entry)
         LOG.info("%s %s -> %s key=%s%s", entry["method"], entry["path"], entry["status"] or entry["outcome"],
                  entry["key_fingerprint"] or "-", f" fault={entry['fault']}" if entry["fault"] else "")
-        return stored
+        return seq
 
 
 class _EmulatorHTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer that knows its live connections, so stop() can close them."""
+    """ThreadingHTTPServer that knows its live connections, so stop() can close them, and serves at most
+    ``max_connections`` of them at once (each holds a thread): the next ones are answered 503 and closed."""
 
     daemon_threads = True
     request_queue_size = 128  # the default backlog of 5 makes bursts of parallel clients wait for SYN retries
@@ -165,19 +189,45 @@ class _EmulatorHTTPServer(ThreadingHTTPServer):
         self.emulator = emulator
         self._live: set[socket.socket] = set()
         self._live_lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(emulator.max_connections)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _RequestHandler)
 
     def process_request(self, request, client_address):
+        # Runs in the serving thread, for each connection accepted: a slot is taken here and given back when the
+        # connection is shut down, by its handler thread (or here, when that thread could not start).
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request, client_address)
+            return
         with self._live_lock:
             self._live.add(request)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request):
         with self._live_lock:
+            held = request in self._live
             self._live.discard(request)
+        if held:
+            self._slots.release()
         super().shutdown_request(request)
+
+    def _refuse(self, request: socket.socket, client_address) -> None:
+        """Answer 503 with Retry-After and close, without a thread and without waiting. Whatever the client has sent
+        already is read (up to a limit) and dropped first, so that the close sends FIN rather than RST: a client that
+        gets an RST may fail while still sending its request, never reading the answer."""
+        LOG.info("connection from %s refused with 503: max_connections (%d) are open", client_address[0], self.emulator.max_connections)
+        try:
+            request.setblocking(False)
+            request.send(_BUSY_ANSWER)
+            request.shutdown(socket.SHUT_WR)
+            for _read in range(16):
+                if not request.recv(65536):
+                    break
+        except OSError:
+            pass  # nothing (more) to read now, or the client is gone
+        finally:
+            request.close()
 
     def close_live_connections(self) -> None:
         with self._live_lock:
@@ -193,6 +243,62 @@ class _EmulatorHTTPServer(ThreadingHTTPServer):
         LOG.debug("connection from %s ended with an error", client_address, exc_info=True)
 
 
+_BUSY_BODY = json.dumps({"Message": "The emulator is serving as many connections as it may (max_connections): retry later"}).encode()
+_BUSY_ANSWER = (f"HTTP/1.1 503 Service Unavailable\r\nRetry-After: {BUSY_RETRY_AFTER}\r\n"
+                f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(_BUSY_BODY)}\r\n"
+                "Connection: close\r\n\r\n").encode("ascii") + _BUSY_BODY
+
+
+class _RequestClock(io.RawIOBase):
+    """The connection's bytes as the handler reads them, each read bounded twice: by the idle timeout, and once a
+    request has begun arriving, by what is left of its own time (`RetraceEmulator.request_timeout`).
+
+    The socket's timeout applies to one read only: a client that sends a byte a second is never idle. So the time
+    left is applied again as the timeout before each read, and a read once it is spent fails at once. (A request
+    usually arrives in the read that waited for its first byte: then the socket's timeout is never changed.)
+    """
+
+    def __init__(self, connection: socket.socket, idle_timeout: float, request_timeout: float):
+        super().__init__()
+        self._connection = connection
+        self._idle_timeout = idle_timeout
+        self._request_timeout = request_timeout
+        self._deadline: float | None = None
+        self._timeout = idle_timeout
+        connection.settimeout(idle_timeout)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        timeout = self._idle_timeout
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request's time is up")
+            timeout = min(timeout, left)
+        self._set_timeout(timeout)
+        return self._connection.recv_into(buffer)
+
+    def request_began(self) -> None:
+        self._deadline = time.monotonic() + self._request_timeout
+
+    def request_read(self) -> None:
+        """The request arrived (or will not be read further): the answer is written under the idle timeout alone."""
+        self._deadline = None
+        self._set_timeout(self._idle_timeout)
+
+    def why_timed_out(self) -> str:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            return f"The request did not arrive whole within {self._request_timeout:g} s (request_timeout)"
+        return f"The request stopped arriving: nothing came for {self._idle_timeout:g} s (idle_timeout)"
+
+    def _set_timeout(self, timeout: float) -> None:
+        if timeout != self._timeout:  # a system call each time: only when it changes
+            self._connection.settimeout(timeout)
+            self._timeout = timeout
+
+
 class _RequestHandler(BaseHTTPRequestHandler):
     """Reads one request, applies any fault, asks the contract, records the journal entry, answers."""
 
@@ -204,10 +310,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _EmulatorHTTPServer
 
     def setup(self):
-        # StreamRequestHandler applies it to every read: an idle connection (keep-alive, or a client that stopped
-        # sending) is closed instead of holding its thread for ever.
-        self.timeout = self.server.emulator.idle_timeout
+        # An idle connection (keep-alive, or a client that stopped sending) is closed instead of holding its thread for
+        # ever, and so is one whose request takes longer than request_timeout to arrive, however it trickles in.
+        emulator = self.server.emulator
         super().setup()
+        self.rfile.close()  # the socket's own reader, made by StreamRequestHandler: replaced by one that keeps time
+        self.clock = _RequestClock(self.connection, emulator.idle_timeout, emulator.request_timeout)
+        self.rfile = io.BufferedReader(self.clock)
+
+    def handle_one_request(self):
+        """Wait (idle_timeout at most) for a request's first byte; from there it has request_timeout to arrive whole."""
+        self.clock.request_read()
+        try:
+            began = self.rfile.peek(1)
+        except TimeoutError:
+            began = b""
+        if not began:
+            self.close_connection = True  # idle, or closed by the client
+            return
+        self.clock.request_began()
+        super().handle_one_request()
 
     def __getattr__(self, name: str):
         # Every method, TRACE, CONNECT and made-up ones too, takes the same route: it answers 404 or 405 as the path
@@ -301,27 +423,38 @@ class _RequestHandler(BaseHTTPRequestHandler):
         }
 
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked_body()
+        """The request's body, within the request's time; a length that is not one, or too large, refused unread."""
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise Rejection(400, "Content-Length is not a number") from None
-        if length < 0:  # rfile.read() of a negative size reads until the client closes: any size at all
-            raise Rejection(400, "Content-Length is negative")
-        if length > MAX_BODY_BYTES:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                return self._read_chunked_body()
+            return self.rfile.read(self._content_length())
+        except TimeoutError:
+            raise Rejection(408, self.clock.why_timed_out()) from None
+
+    def _content_length(self) -> int:
+        """The body's length (RFC 9112 6.3): a number of digits only, in one or more fields that all say the same."""
+        values = [value.strip(" \t") for field in self.headers.get_all("Content-Length", []) for value in field.split(",")]
+        if not values:
+            return 0
+        for value in values:
+            if not _DIGITS.fullmatch(value):
+                # int() would take "+5" or " 5"; and rfile.read() of a negative size reads until the client closes
+                raise Rejection(400, "Content-Length is negative" if value.startswith("-") else "Content-Length is not a number")
+        numbers = {value.lstrip("0") or "0" for value in values}  # compared as written: int() refuses 4300 digits
+        if len(numbers) > 1:  # which one the client meant, and where its next request begins, no one can tell
+            raise Rejection(400, "Content-Length is given more than once, with different values")
+        [number] = numbers
+        if len(number) > len(str(MAX_BODY_BYTES)) or int(number) > MAX_BODY_BYTES:
             raise Rejection(413, f"Request body larger than {MAX_BODY_BYTES} bytes")
-        return self.rfile.read(length)
+        return int(number)
 
     def _read_chunked_body(self) -> bytes:
         chunks, total = [], 0
         while True:
-            try:
-                size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
-            except ValueError:
-                raise Rejection(400, "Malformed chunked body") from None
-            if size < 0:  # int() takes "-1": rfile.read() of it would read until the client closes
+            digits = self.rfile.readline(1024).split(b";")[0].strip(b" \t\r\n")
+            if not _HEX_DIGITS.fullmatch(digits):  # int(..., 16) takes "-1", "+5" and "0x5"
                 raise Rejection(400, "Malformed chunked body")
+            size = int(digits, 16)
             if size == 0:
                 break
             total += size
@@ -374,6 +507,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.connection.close()
 
     def _send(self, status: int, data: bytes, content_type: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.clock.request_read()  # what is left of the request's time does not bound the answer
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)

@@ -96,3 +96,34 @@ def test_cli_rejects_a_bad_account_spec_without_echoing_it():
     assert result.returncode == 2
     assert "KEY=App1,App2:Env1,Env2" in result.stderr
     assert SECRET not in result.stderr + result.stdout
+
+
+def test_cli_connection_limits():
+    """--max-connections and --request-timeout are the emulator's; --idle-timeout too (its own test is in the contract's)."""
+    process, port = _start("--max-connections", "1", "--request-timeout", "0.5", "--idle-timeout", "60")
+    try:
+        held = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        held.request("GET", "/_emulator/health")
+        assert held.getresponse().read()  # kept alive: the one place is taken
+        busy = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        busy.request("GET", "/_emulator/health")
+        response = busy.getresponse()
+        assert (response.status, response.getheader("Retry-After")) == (503, "1")
+        busy.close()
+        held.send(b"GET /_emulator/health HTTP/1.1\r\n")  # and no more: cut off at the request timeout
+        held.sock.settimeout(20)
+        assert held.sock.recv(1) == b"", "closed within 20 s, not at the 60 s idle timeout"
+        held.close()
+    finally:
+        returncode, _out, err = _stop(process, signal.SIGTERM)
+    assert returncode == 0
+    assert "refused with 503: max_connections (1) are open" in err
+
+
+@pytest.mark.parametrize("option", [("--max-connections", "0"), ("--max-connections", "1.5"), ("--request-timeout", "0"),
+                                    ("--request-timeout", "nan"), ("--idle-timeout", "-1"), ("--idle-timeout", "inf")])
+def test_cli_refuses_limits_that_are_no_limits(option):
+    result = subprocess.run([sys.executable, "-m", "retrace_emulator", *option], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=REPO_ROOT, timeout=10, check=False)
+    assert result.returncode == 2
+    assert f"argument {option[0]}: expected a" in result.stderr

@@ -212,6 +212,43 @@ def test_a_negative_length_is_400_and_no_body_is_read(api, retrace_emulator, fra
     assert entry["response"]["Message"] in ("Content-Length is negative", "Malformed chunked body")
 
 
+@pytest.mark.parametrize(("framing", "message"), [
+    ("Content-Length: 2\r\nContent-Length: 5\r\n", "Content-Length is given more than once, with different values"),
+    ("Content-Length: 5\r\nContent-Length: 2\r\n", "Content-Length is given more than once, with different values"),
+    ("Content-Length: 2, 5\r\n", "Content-Length is given more than once, with different values"),
+    ("Content-Length: +5\r\n", "Content-Length is not a number"),
+    ("Content-Length: 5_0\r\n", "Content-Length is not a number"),
+    ("Content-Length: 0x5\r\n", "Content-Length is not a number"),
+    ("Transfer-Encoding: chunked\r\n\r\n+5", "Malformed chunked body"),
+    ("Transfer-Encoding: chunked\r\n\r\n0x5", "Malformed chunked body"),
+    ("Transfer-Encoding: chunked\r\n\r\n5_0", "Malformed chunked body"),
+], ids=["2 then 5", "5 then 2", "a list of 2 and 5", "+5", "5_0", "0x5", "chunk +5", "chunk 0x5", "chunk 5_0"])
+def test_conflicting_or_non_digit_lengths_are_400_before_the_body_is_read(retrace_emulator, framing, message):
+    """RFC 9112 6.3: two different lengths, or a length that is not digits only, leave the body's end unknown; the
+    request is refused at once, without reading on (the client here sends no body and waits)."""
+    head, _, chunk = framing.partition("\r\n\r\n")
+    request = (f"POST /api/v1/deployments/start HTTP/1.1\r\nHost: x\r\nAuthorization: ApiKey {DEMO_API_KEY}\r\n{head.rstrip()}\r\n\r\n"
+               + (f"{chunk}\r\n" if chunk else ""))
+    with socket.create_connection(("127.0.0.1", retrace_emulator.port), timeout=20) as connection:
+        connection.sendall(request.encode("utf-8"))
+        answer = b""
+        while not answer.endswith(b"}"):  # the JSON answer, then the close; a server reading the body never answers
+            chunk_read = connection.recv(65536)
+            assert chunk_read, answer
+            answer += chunk_read
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    entry = retrace_emulator.journal()[-1]
+    assert (entry["status"], entry["body_raw"], entry["response"]["Message"]) == (400, None, message)
+
+
+def test_the_same_length_given_twice_counts_once(retrace_emulator):
+    body = json.dumps({"Version": "1", "AppName": "DemoApp", "EnvironmentName": "Production"}).encode()
+    with socket.create_connection(("127.0.0.1", retrace_emulator.port), timeout=20) as connection:
+        connection.sendall(f"POST /api/v1/deployments/start HTTP/1.1\r\nHost: x\r\nAuthorization: ApiKey {DEMO_API_KEY}\r\n"
+                           f"Content-Length: {len(body)}\r\nContent-Length: 0{len(body)}, {len(body)}\r\n\r\n".encode() + body)
+        assert connection.recv(65536).startswith(b"HTTP/1.1 202 ")
+
+
 def test_an_idle_connection_is_closed():
     with RetraceEmulator(idle_timeout=0.5) as emulator:
         with socket.create_connection(("127.0.0.1", emulator.port), timeout=10) as idle:

@@ -6,6 +6,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from key_forms import FORMS_ACCOUNTS, FORMS_KEY, KEY_FORMS, b64, exposes, flat
 from retrace_emulator import DEMO_API_KEY, RetraceEmulator, format_timeline, key_fingerprint
 
 SECRET = "journal-secret-key-7f3a"
@@ -227,3 +228,57 @@ def test_an_encoded_key_is_redacted_from_every_output(tmp_path, where):
     [_unknown_key, entry] = outputs["journal"]
     assert any(warning.startswith("an API key appeared in the request") for warning in entry["warnings"]), entry["warnings"]
     assert f"<redacted key {key_fingerprint(SECRET)}>" in json.dumps(entry)
+
+
+# -- the forms a key is echoed in: case, split, base64 ----------------------------------------------------
+
+def exposed_in(value) -> list[str]:
+    """The strings of a JSON value (member names too, as written and decoded) from which the key can be read back."""
+    return [text for text in _readings(value) if exposes(text, FORMS_KEY)]
+
+
+def test_the_leak_check_sees_every_form():
+    for name, form in KEY_FORMS.items():
+        assert exposes(form, FORMS_KEY) and exposed_in([{"Name": f"x {form} y"}]), name
+    assert not exposed_in({"Name": "retrace-key?>~~~-004", "Version": b64(FORMS_KEY[:-2])})
+
+
+@pytest.mark.parametrize("where", ["a body field", "the User-Agent"])
+@pytest.mark.parametrize("form", list(KEY_FORMS), ids=list(KEY_FORMS))
+def test_a_key_echoed_in_another_form_is_redacted_from_every_output(tmp_path, form, where):
+    """The key upper-cased, split or base64-encoded (alone or inside ``ApiKey <key>``) is found and redacted from the
+    journal, the --journal file, /_emulator/journal, /_emulator/deployments and /_emulator/updates (the page's data)."""
+    written = KEY_FORMS[form]
+    body, agent = {**BODY, "Name": "release"}, "careless-client/1.0"
+    if where == "a body field":
+        body["Name"] = f"leaked {written} here"
+    else:
+        agent = f"careless-client/1.0 ({flat(written)})"
+    journal_file = tmp_path / "journal.jsonl"
+    with RetraceEmulator(FORMS_ACCOUNTS, journal_path=str(journal_file)) as emulator:
+        connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=5)
+        connection.request("POST", "/api/v1/deployments/start", json.dumps(body),
+                           {"Authorization": f"ApiKey {FORMS_KEY}", "Content-Type": "application/json", "User-Agent": agent})
+        assert connection.getresponse().status == 202
+        connection.close()
+        outputs = {"journal": emulator.journal(), "deployments": emulator.deployments(),
+                   "the journal file": [json.loads(line) for line in journal_file.read_text(encoding="utf-8").splitlines()],
+                   **{f"/_emulator/{name}": json.loads(_get(emulator.port, f"/_emulator/{name}")) for name in ("journal", "deployments", "updates")}}
+        [entry] = emulator.journal()
+    for name, output in outputs.items():
+        assert not exposed_in(output), f"the key shows in {name}: {exposed_in(output)[:3]}"
+    assert f"<redacted key {key_fingerprint(FORMS_KEY)}>" in json.dumps(entry)
+    place = "body" if where == "a body field" else "headers"
+    assert f"an API key appeared in the request {place}; it was redacted from this entry" in entry["warnings"]
+
+
+def test_short_keys_are_redacted_only_as_written():
+    """A key of fewer than 8 characters in another case or split would match ordinary words: only its exact form."""
+    with RetraceEmulator({"k3y": {"apps": ["Shop"], "environments": ["Prod"]}}) as emulator:
+        connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=5)
+        connection.request("POST", "/api/v1/deployments/start", json.dumps({**BODY, "Name": "K3Y k 3 y a-k3y"}),
+                           {"Authorization": "ApiKey k3y", "Content-Type": "application/json"})
+        assert connection.getresponse().status == 202
+        connection.close()
+        [entry] = emulator.journal()
+    assert entry["body"]["Name"] == f"K3Y k 3 y a-<redacted key {key_fingerprint('k3y')}>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import html
 import os
 import pathlib
 import re
@@ -24,6 +25,7 @@ import time
 import pytest
 
 import headless_chromium
+import key_forms
 from retrace_emulator import DEMO_API_KEY
 from retrace_emulator import contract as contract_module
 from retrace_emulator import page as page_module
@@ -249,6 +251,22 @@ def test_everything_a_client_sent_is_shown_as_text(chromium, retrace_emulator, a
     for tag in ("img", "script", "b", "iframe", "a"):
         assert page.count(f"main {tag}") == 0, f"a <{tag}> element was made from a client's value"
     assert page.driver.execute_script("return window.pwned === undefined")
+    assert page.was_never_reloaded()
+
+
+@pytest.mark.retrace_emulator(accounts=key_forms.FORMS_ACCOUNTS)
+def test_no_form_of_a_key_shows_on_the_page(chromium, retrace_emulator, api):
+    """The key echoed upper-cased, split or base64-encoded, in a field and in the User-Agent: the page shows none of it,
+    neither as text nor in an attribute (a tooltip)."""
+    page = Page(chromium, retrace_emulator)
+    for number, form in enumerate(key_forms.KEY_FORMS.values()):
+        assert api.post("start", key=key_forms.FORMS_KEY, AppName="Shop", EnvironmentName="Prod", Version=f"v{number}",
+                        Name=f"leaked {form} here", headers={"User-Agent": f"careless/1.0 ({key_forms.flat(form)})"}).status == 202
+    page.wait_until(lambda: len(page.cards()) == len(key_forms.KEY_FORMS), f"{len(key_forms.KEY_FORMS)} deployments")
+    text, markup = page.text(), html.unescape(page.driver.execute_script("return document.documentElement.outerHTML"))
+    for name, shown in (("text", text), ("markup", markup)):
+        assert not key_forms.exposes(shown), f"the key can be read from the page's {name}:\n{shown}"
+    assert text.count("<redacted key ") >= len(key_forms.KEY_FORMS)
     assert page.was_never_reloaded()
 
 
