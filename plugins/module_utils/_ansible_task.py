@@ -49,7 +49,6 @@ class TaskLines:
         self._debug(f"Retrace {line}")
 
 
-
 def deployment_task(state, resolved, run, *, entry_point, name_fields=None):
     """Start (``started``), or resume and end (``completed`` / ``cancelled``), the deployment ``resolved`` describes;
     the task's result."""

@@ -148,7 +148,7 @@ def _get_health(connection: http.client.HTTPConnection) -> http.client.HTTPRespo
 def test_connections_beyond_max_connections_are_answered_503_and_hold_no_thread():
     with RetraceEmulator(max_connections=4) as emulator:
         threads_before = threading.active_count()
-        held = [http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=BOUND) for _ in range(4)]
+        held = [http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=BOUND) for _held in range(4)]
         try:
             for connection in held:  # each is served, and stays open (kept alive) with its thread
                 assert _get_health(connection).status == 200

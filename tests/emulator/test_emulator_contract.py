@@ -226,7 +226,7 @@ def test_a_negative_length_is_400_and_no_body_is_read(api, retrace_emulator, fra
 def test_conflicting_or_non_digit_lengths_are_400_before_the_body_is_read(retrace_emulator, framing, message):
     """RFC 9112 6.3: two different lengths, or a length that is not digits only, leave the body's end unknown; the
     request is refused at once, without reading on (the client here sends no body and waits)."""
-    head, _, chunk = framing.partition("\r\n\r\n")
+    head, _blank, chunk = framing.partition("\r\n\r\n")
     request = (f"POST /api/v1/deployments/start HTTP/1.1\r\nHost: x\r\nAuthorization: ApiKey {DEMO_API_KEY}\r\n{head.rstrip()}\r\n\r\n"
                + (f"{chunk}\r\n" if chunk else ""))
     with socket.create_connection(("127.0.0.1", retrace_emulator.port), timeout=20) as connection:

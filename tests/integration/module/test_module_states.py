@@ -3,7 +3,7 @@
 import time
 
 from ansible_collections.stackify.retrace.plugins.module_utils.settings import VERSION
-from ansible_run import DEMO, calls, play, run_playbook, task, wait_for_calls, write_playbook
+from ansible_run import DEMO, calls, play, run_playbook, task, write_playbook
 
 
 def test_each_state_is_sent_once_with_its_fields(tmp_path, ansible_env, retrace_emulator):
@@ -93,5 +93,3 @@ def test_start_from_several_hosts_hints_at_run_once(tmp_path, ansible_env, retra
     while ("cancel", 202) not in calls(retrace_emulator) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert calls(retrace_emulator).count(("start", 202)) == 1 and calls(retrace_emulator)[-1] == ("cancel", 202)
-
-
