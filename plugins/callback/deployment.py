@@ -635,8 +635,13 @@ def _one_line(text):
 
 
 def _chain_signal_handler(signum, hook):
-    """Run ``hook(signum)`` on ``signum``, then whatever handled it before (Ansible's own handler, or the default)."""
+    """Run ``hook(signum)`` on ``signum``, then whatever handled it before (Ansible's own handler, or the default).
+
+    A signal the run ignores (SIGHUP under ``nohup``) stays ignored: the run goes on, so nothing is to be cancelled.
+    """
     previous = signal.getsignal(signum)
+    if previous == signal.SIG_IGN:
+        return
 
     def handler(received, frame):
         hook(received)

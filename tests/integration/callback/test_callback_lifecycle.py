@@ -44,11 +44,13 @@ def only_warning(output: str) -> str:
     return warnings[0]
 
 
-def start_in_background(runner, *args, env=None) -> tuple[subprocess.Popen, pathlib.Path]:
-    """ansible-playbook in its own session, output to a file: a test may kill it without waiting for EOF."""
+def start_in_background(runner, *args, env=None, raw=False) -> tuple[subprocess.Popen, pathlib.Path]:
+    """ansible-playbook in its own session, output to a file: a test may kill it without waiting for EOF.
+
+    ``raw``: ``args`` is the whole command line (e.g. ``nohup`` then ansible-playbook's)."""
     output = runner.workdir / "output.txt"
     with output.open("wb") as sink:
-        process = subprocess.Popen(runner.command(*args), cwd=runner.workdir, env={**runner.env, **(env or {})},
+        process = subprocess.Popen(list(args) if raw else runner.command(*args), cwd=runner.workdir, env={**runner.env, **(env or {})},
                                    stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     return process, output
 
@@ -135,6 +137,24 @@ def test_sighup_cancels_before_the_process_ends(runner, sleeper, whole_group):
         # Sent by the run itself, before it died: the line is in its output, and the guard stood down.
         assert f"Retrace: {DEPLOYMENT} cancelled: the run was stopped by SIGHUP" in output.read_text()
         assert wait_for_actions(runner.emulator, 2) == STARTED_THEN_CANCELLED
+    finally:
+        kill_session(process.pid)
+
+
+def test_sighup_under_nohup_leaves_the_run_going_and_the_deployment_open(runner):
+    """nohup ignores SIGHUP for the run: the playbook goes on to its end, so its deployment completes."""
+    marker = runner.workdir / "task-is-running"
+    playbook = runner.playbook("hup.yml", f"""
+        - name: Long task
+          ansible.builtin.shell: touch {marker} && sleep 3
+    """)
+    process, output = start_in_background(runner, "nohup", *runner.command(str(playbook)), raw=True)
+    try:
+        wait_for(marker, process, output)
+        os.killpg(process.pid, signal.SIGHUP)
+        assert process.wait(timeout=60) == 0, output.read_text()
+        assert f"Retrace: {DEPLOYMENT} completed" in output.read_text()
+        assert wait_for_actions(runner.emulator, 2) == [("start", 202), ("complete", 202)]
     finally:
         kill_session(process.pid)
 
