@@ -127,8 +127,10 @@ def resolve(config, flags: t.Mapping[str, t.Any] | None = None, *, environ: t.Ma
         where = directory or os.getcwd()
         fallbacks.append(lambda values: _resolve.detected_source(*_source.detect(environ, where, values)))
     # A section that could not be read at all is the first reason why the deployment is not recorded.
-    return _resolve.resolve(found, TRACKING_OPTIONS, fallbacks=fallbacks, environ=environ,
-                            unknown=_resolve.unknown_settings(map(str, section), SECTION_NAME, KNOWN_KEYS),
+    unknown = _resolve.unknown_settings(map(str, section), SECTION_NAME, KNOWN_KEYS)
+    unknown += _resolve.unknown_settings(sorted(name for name in environ if name.startswith(FABRIC_ENV_PREFIX)),
+                                         "the environment", KNOWN_KEYS, prefix=FABRIC_ENV_PREFIX, upper_case=True)
+    return _resolve.resolve(found, TRACKING_OPTIONS, fallbacks=fallbacks, environ=environ, unknown=unknown,
                             problems=[problem] if problem is not None else [])
 
 

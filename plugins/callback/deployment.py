@@ -21,8 +21,10 @@ description:
     what was NOT recorded and how to fix it, and the time the callback can add to a run is bounded by O(time_budget).
   - Its lines (started, completed, cancelled) go to standard error, so that a machine-readable stdout callback
     (C(ansible.posix.json)) keeps standard output parseable; what is sent to Retrace is shown with C(-v).
-  - Nothing is sent in C(--check) mode unless O(track_check_mode) is set, nor for ad-hoc commands unless
-    O(track_ad_hoc) is set. C(--syntax-check) and the C(--list-*) modes never load callbacks.
+  - Nothing is sent in C(--check) mode unless O(track_check_mode) is set. As for the module, the settings are checked
+    (a problem gives the same warning, or with O(strict) the same failure) and what would be sent is shown. Nothing is
+    sent for ad-hoc commands unless O(track_ad_hoc) is set. C(--syntax-check) and the C(--list-*) modes never load
+    callbacks.
   - The start is sent when the first task (or handler) of the run starts, so a run in which no task runs on any host
     (C(--limit) matching no host, plays with no hosts) sends nothing and says so in one line.
   - An orphan guard (O(orphan_guard)), armed as the start is sent, cancels the deployment if C(ansible-playbook) is
@@ -372,17 +374,18 @@ class CallbackModule(CallbackBase):
         resolved = _resolve_settings(variables, extra_vars, Templar(loader=playbook._loader, variables=variables),
                                      _source_directory(playbook))
         self._strict = resolved.strict
-        for option, applies, what in (("track_ad_hoc", _is_ad_hoc(), "ad-hoc command"),
-                                      ("track_check_mode", context.CLIARGS.get("check"), "check mode")):
-            if applies and not resolved[option]:
-                for problem in resolved.problems:
-                    if problem.option == option:
-                        self._display.warning(f"Retrace: {problem}")
-                self._display.v(f"Retrace: {what}, no deployment recorded (set {option} to record it)")
-                return
+        if _is_ad_hoc() and not resolved["track_ad_hoc"]:
+            for problem in resolved.problems:
+                if problem.option == "track_ad_hoc":
+                    self._display.warning(f"Retrace: {problem}")
+            self._display.v("Retrace: ad-hoc command, no deployment recorded (set track_ad_hoc to record it)")
+            return
+        # Check mode without track_check_mode is a dry run, as for the module: settings checked, nothing sent.
+        dry_run = "check mode" if context.CLIARGS.get("check") and not resolved["track_check_mode"] else None
         job = detect_controller_job(os.environ, extra_vars)
         self._run = _run.DeploymentRun(_run.policy_of(resolved), _Reporter(self._display), owner_pid=self._main_pid,
-                                       workflow_job_id=job.workflow_job_id if job else None, job_id=job.job_id if job else None)
+                                       workflow_job_id=job.workflow_job_id if job else None, job_id=job.job_id if job else None,
+                                       dry_run=dry_run)
         with self._run.budget.charge():
             transport = UrllibTransport(resolved["validate_certs"], resolved["ca_path"], resolved["use_proxy"])
             target = self._run.target(resolved, transport, entry_point=ENTRY_POINT,
@@ -507,7 +510,7 @@ def _resolve_settings(variables, extra_vars, templar, directory):
     from ansible_collections.stackify.retrace.plugins.plugin_utils._ansible_variables import variable_sources
     from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect, detect_controller_job
     options = {**OPTIONS, **CALLBACK_OPTIONS}
-    found = variable_sources(variables, extra_vars, templar, options)
+    found = variable_sources(variables, extra_vars, templar, options, before_tasks=True)
     ini_path = constants.config.get_config_value("CONFIG_FILE")
     ini = _ini_section(ini_path)
     sources = found.sources + [

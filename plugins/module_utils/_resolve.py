@@ -94,16 +94,20 @@ class UnknownSetting:
         return f"unknown setting {self.key!r} in {self.where}{hint}: it is ignored"
 
 
-def unknown_settings(keys: t.Iterable[str], where: str, known: t.Iterable[str], prefix: str = "") -> list[UnknownSetting]:
-    """The ``keys`` (as written, e.g. ``retrace_stirct``) that are not ``prefix + <known option>``, each with a close match."""
+def unknown_settings(keys: t.Iterable[str], where: str, known: t.Iterable[str], prefix: str = "",
+                     upper_case: bool = False) -> list[UnknownSetting]:
+    """The ``keys`` (as written, e.g. ``retrace_stirct``) that are not ``prefix + <known option>``, each with a close match.
+
+    ``upper_case``: the keys are environment variables, an option spelt in capitals (``FABRIC_RETRACE_STRICT``)."""
     known = tuple(known)
     found = []
     for key in keys:
         name = key[len(prefix):] if key.startswith(prefix) else key
-        if name in known:
+        if (name.lower() if upper_case else name) in known:
             continue
         match = difflib.get_close_matches(name.replace("-", "_").lower(), known, 1)
-        found.append(UnknownSetting(key, where, prefix + match[0] if match else None))
+        suggestion = (match[0].upper() if upper_case else match[0]) if match else None
+        found.append(UnknownSetting(key, where, prefix + suggestion if suggestion else None))
     return found
 
 

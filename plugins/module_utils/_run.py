@@ -288,7 +288,7 @@ class DeploymentRun:
         for option in REQUIRED_OPTIONS:
             if options.get(option) is None and option not in named:
                 problems.append(resolved.missing(option))
-        if not options.get("api_key") and not options.get("api_key_file"):
+        if not options.get("api_key") and not options.get("api_key_file") and not named & {"api_key", "api_key_file"}:
             problems.append(resolved.missing("api_key"))
         deployment = client = None
         if not problems:
@@ -588,6 +588,9 @@ class DeploymentRun:
         said = str(error)
         if not answered and target.guard.armed:
             said = said.rstrip(". ") + "; the orphan guard sends it again once this run is over"
+        else:
+            said = (said.rstrip(". ") + "; Retrace shows the deployment in progress until its end is sent again, or the"
+                    " next start of this version ends it (stale_start: recover)")
         line = f"{target.label}: the {action} was NOT recorded: {said}"
         target.notes.append(f"the {action} failed: see the warning above")
         # A failed cancel leaves the run failed already; only where the call is the whole task does strict fail it.

@@ -329,6 +329,7 @@ def _ip_network(text: str):
 # --- one attempt, within its time ------------------------------------------------------------------
 
 CONNECTING, HANDSHAKING, WAITING, HEADERS, BODY = range(5)
+_PROXY_WANTS_CREDENTIALS = "Tunnel connection failed: 407"
 
 
 class _Attempt:
@@ -418,6 +419,9 @@ class _Attempt:
                 error = ConnectionFailed(f"the TLS connection broke ({reason})")
             error.sent = True
         if self.proxy is not None and self.phase == CONNECTING and isinstance(error, ConnectionFailed):
+            if str(reason).startswith(_PROXY_WANTS_CREDENTIALS):  # http.client's words for the CONNECT answer
+                return ProxyUnusable(f"{self._proxy_words()} answered 407 Proxy Authentication Required: give its user"
+                                     " and password in that variable (http://user:password@host:port)")
             return ConnectionFailed(f"{self._proxy_words()}: {error}")
         return error
 

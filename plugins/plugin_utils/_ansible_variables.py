@@ -14,6 +14,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible.errors import AnsibleError
+from ansible.parsing.vault import EncryptedString
 
 from ansible_collections.stackify.retrace.plugins.module_utils._resolve import (LAUNCH, VARIABLES, Source, UnknownSetting,
                                                                                 unknown_settings)
@@ -32,9 +33,10 @@ class Sources(t.NamedTuple):
 
 
 def variable_sources(variables: t.Mapping[str, t.Any], extra_vars: t.Mapping[str, t.Any], templar,
-                     known: t.Iterable[str]) -> Sources:
+                     known: t.Iterable[str], before_tasks: bool = False) -> Sources:
     """``retrace_*`` in ``variables`` (a play's, for one host: extra vars included) as two sources, extra vars and the
-    play's; the keys that are no option (``retrace_stirct``); a value that cannot be templated, as a problem."""
+    play's; the keys that are no option (``retrace_stirct``); a value that cannot be templated, as a problem.
+    ``before_tasks``: read before any task ran (the callback), which a value that cannot be templated is told."""
     extra, play, problems = {}, {}, []
     given = {name: value for name, value in variables.items() if name.startswith(PREFIX)}
     for name, value in given.items():
@@ -43,7 +45,9 @@ def variable_sources(variables: t.Mapping[str, t.Any], extra_vars: t.Mapping[str
         try:
             rendered = templated(templar, value)
         except AnsibleError as error:
-            problems.append(InvalidInput(option, f"cannot be templated ({_first_line(error)}) (from {where})"))
+            why = (f"; it is read as the run starts, before facts and set_fact: give it with -e {name}=... or track the"
+                   " deployment with the role") if before_tasks else ""
+            problems.append(InvalidInput(option, f"cannot be templated ({_first_line(error)}) (from {where}){why}"))
             continue
         (extra if where == EXTRA_VARS else play)[option] = rendered
     sources = [Source(EXTRA_VARS, extra, LAUNCH, "-e retrace_{option}=..."),
@@ -52,9 +56,10 @@ def variable_sources(variables: t.Mapping[str, t.Any], extra_vars: t.Mapping[str
 
 
 def templated(templar, value: t.Any) -> t.Any:
-    """``value`` as a task would see it (raises AnsibleError: an undefined variable...); text that is no template, or
-    that Ansible will not template (a launch-time extra var AWX marks unsafe), as it is."""
-    return templar.template(value) if is_template(value) else value
+    """``value`` as a task would see it (raises AnsibleError: an undefined variable, a vault it cannot open...): a
+    value vaulted inline (``!vault``) decrypted; text that is no template, or that Ansible will not template (a
+    launch-time extra var AWX marks unsafe), as it is."""
+    return templar.template(value) if is_template(value) or isinstance(value, EncryptedString) else value
 
 
 def is_template(value: t.Any) -> bool:

@@ -459,6 +459,8 @@ _OUTCOME_ENTRIES = {"callback": "callback", "role": "role", "module": "module", 
 NO_STEP = NotApplicable("`fab retrace.start|complete|cancel` run no deploy step: the CI job runs it between them.")
 NO_INVENTORY = NotApplicable("Fabric has no inventory variables: per-environment settings live in `fabric.yaml`'s"
                              " `retrace:` section or a runtime file (`fab -f staging.yaml`), both the project's own.")
+NO_VAULT = NotApplicable("Fabric has no Ansible Vault: the key comes from the environment or a key file"
+                         " (`api_key_file`), as docs/fabric.md says.")
 NO_EXTRA_VARS = NotApplicable("Fabric has no extra vars: every setting comes from the user's own flags, environment or"
                               " config files, and no flag carries the key.")
 NO_SERIAL = NotApplicable("Fabric has no serial batches: `fab deploy` runs every host between one start and one end"
@@ -499,6 +501,11 @@ OUTCOME_ROWS = (
     Row("`retrace_environment_name: Staging`, `retrace_version: 3.1.0` in the inventory's `group_vars/all.yml`",
         "recorded as 3.1.0 to Staging, one start, one complete; no warning",
         _outcome("test_per_environment_settings_in_the_inventory_group_vars", fab_deploy=NO_INVENTORY, fab_calls=NO_INVENTORY)),
+    Row("`retrace_api_key` vaulted inline (`!vault`) in the inventory's `group_vars/all.yml`, no key exported",
+        "decrypted and recorded, strict or not: one start, one complete; no warning",
+        _outcome("test_an_api_key_vaulted_inline_in_group_vars", fab_deploy=NO_VAULT, fab_calls=NO_VAULT)),
+    Row("the same, `strict` set", "the same", _outcome("test_an_api_key_vaulted_inline_in_group_vars", strict=True,
+                                                       fab_deploy=NO_VAULT, fab_calls=NO_VAULT)),
     Row("a misspelt setting (`stirct: true`: `[callback_retrace]`, role var, module argument, `fabric.yaml`)",
         "recorded, exit 0; one warning: `stirct`, `did you mean strict` (a variable: `retrace_strict`)",
         _outcome("test_a_misspelt_setting_is_named_and_the_deployment_is_tracked")),

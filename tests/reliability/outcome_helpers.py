@@ -179,6 +179,7 @@ class Project:
         self.ini: dict[str, object] = {}  # ansible.cfg [callback_retrace]
         self.play_vars: dict[str, object] = {}
         self.group_vars: dict[str, object] = {}  # inventory/group_vars/all.yml
+        self.group_vars_yaml = ""  # more of it, as YAML text (an inline !vault value)
         self.role_vars: dict[str, object] = {}
         self.module_args: dict[str, object] = {}  # every module task's arguments
         self.fabric: dict[str, object] = {}  # fabric.yaml retrace:
@@ -288,8 +289,9 @@ class Project:
         inventory = self.directory / "inventory"
         (inventory / "group_vars").mkdir(parents=True)
         (inventory / "hosts").write_text("".join(f"{host} ansible_connection=local\n" for host in self.hosts), encoding="utf-8")
-        if self.group_vars:
-            (inventory / "group_vars" / "all.yml").write_text(json.dumps(self.group_vars), encoding="utf-8")
+        if self.group_vars or self.group_vars_yaml:
+            text = (yaml.safe_dump(self.group_vars) if self.group_vars else "") + self.group_vars_yaml
+            (inventory / "group_vars" / "all.yml").write_text(text, encoding="utf-8")
         ini = "".join(f"{name} = {str(value).lower() if isinstance(value, bool) else value}\n" for name, value in self.ini.items())
         (self.directory / "ansible.cfg").write_text(f"[defaults]\nretry_files_enabled = false\n\n[callback_retrace]\n{ini}",
                                                     encoding="utf-8")

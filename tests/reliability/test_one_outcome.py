@@ -20,10 +20,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 
 import pytest
 
-from outcome_helpers import (ANSIBLE_STRICT_EXIT, FAB_INVALID_EXIT, FAB_REFUSED_EXIT, Expect, Project, assert_outcome,
+from outcome_helpers import (ANSIBLE_STRICT_EXIT, BIN, DEMO_KEY, FAB_INVALID_EXIT, FAB_REFUSED_EXIT, Expect, Project, assert_outcome,
                              certificate_authority_for_loopback, deployment_line, hand_to_another_user, posix_collection_missing,
                              tls_front, use_posix_collection)
 
@@ -169,6 +170,21 @@ def test_per_environment_settings_in_the_inventory_group_vars(project_for, entry
     if entry == "module":
         project.module_args.update(environment_name="{{ retrace_environment_name }}", version="{{ retrace_version }}")
     assert_outcome(project.run(), tracked(entry, version="3.1.0", environment="Staging"))
+
+
+@pytest.mark.parametrize("entry, strict", unset_and_set(*ANSIBLE))
+def test_an_api_key_vaulted_inline_in_group_vars(project_for, entry, strict):
+    """No key exported; ``retrace_api_key: !vault |`` in group_vars/all.yml, the run given the vault password file:
+    every Ansible entry point decrypts it and records, strict or not."""
+    project = project_for(entry, strict)
+    project.env["RETRACE_API_KEY"] = None
+    password_file = project.root / "vault-password"
+    password_file.write_text("correct horse battery staple\n", encoding="utf-8")
+    project.group_vars_yaml = subprocess.run(
+        [str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(password_file), "--name",
+         "retrace_api_key", DEMO_KEY], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL).stdout
+    project.args += ["--vault-password-file", str(password_file)]
+    assert_outcome(project.run(), tracked(entry))
 
 
 @pytest.mark.parametrize("entry, strict", unset(*ALL))

@@ -195,12 +195,31 @@ def test_many_hosts_forks_and_serial_batches_are_one_deployment(runner):
 
 # --- modes in which nothing is sent --------------------------------------------------------------
 
-@pytest.mark.parametrize("mode", ["--check", "--syntax-check", "--list-tasks", "--list-hosts", "--list-tags"])
-def test_check_syntax_and_list_modes_send_nothing(runner, mode):
+@pytest.mark.parametrize("mode", ["--syntax-check", "--list-tasks", "--list-hosts", "--list-tags"])
+def test_syntax_and_list_modes_send_nothing(runner, mode):
     run = runner.run(mode, str(runner.playbook("site.yml", OK_TASK)))
     assert run.returncode == 0, run.output
     assert runner.actions() == []
     assert run.retrace_lines() == []
+
+
+def test_check_mode_sends_nothing_and_shows_what_it_would_send(runner):
+    run = runner.run("--check", str(runner.playbook("site.yml", OK_TASK)))
+    assert run.returncode == 0, run.output
+    assert runner.actions() == []
+    lines = run.retrace_lines()
+    assert len(lines) == 2 and all("(check mode: nothing sent)" in line for line in lines), lines
+    assert "would send start" in lines[0] and "would send complete" in lines[1]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_check_mode_checks_the_settings_as_the_module_does(runner, strict):
+    run = runner.run("--check", *(["-e", "retrace_strict=true"] if strict else []), str(runner.playbook("site.yml", OK_TASK)),
+                     unset=("RETRACE_API_KEY",))
+    assert run.returncode == (2 if strict else 0), run.output
+    assert ('"msg": "hello"' in run.stdout) is not strict
+    assert runner.actions() == []
+    assert "NOT recorded: api_key: is not set" in " ".join(run.output.split())
 
 
 def test_check_mode_is_tracked_when_enabled(runner):
@@ -313,6 +332,22 @@ def test_an_api_url_templated_in_group_vars_from_extra_vars_never_gets_the_key(r
     assert run.returncode == 0, run.output
     assert runner.actions() == []
     assert "NOT recorded: api_url:" in only_warning(run) and "(from the play's variables) is refused: Ansible variables can be set" in only_warning(run)
+
+
+def test_a_setting_templated_from_facts_says_it_is_read_before_them(runner):
+    """The callback reads its settings as the run starts, before facts are gathered: the line says so and how to give
+    the value instead (the role and the module read them when their task runs)."""
+    inventory = runner.workdir / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts.ini").write_text("[web]\nweb1 ansible_connection=local\n")
+    (inventory / "group_vars" / "web.yml").write_text("retrace_version: \"build-{{ ansible_facts['system'] }}\"\n")
+    run = runner.run("-i", str(inventory / "hosts.ini"), str(runner.playbook("site.yml", OK_TASK, hosts="web")),
+                     unset=("RETRACE_VERSION",))
+    assert run.returncode == 0 and "hello" in run.stdout, run.output
+    assert runner.actions() == []
+    warning = only_warning(run)
+    assert "NOT recorded: version: cannot be templated" in warning and "(from the play's variables)" in warning
+    assert "read as the run starts, before facts and set_fact: give it with -e retrace_version=..." in warning
 
 
 def test_a_misspelt_setting_is_named_and_the_run_is_tracked(runner):

@@ -437,6 +437,15 @@ def test_a_misspelt_setting_is_named_and_the_deploy_recorded(project, strict):
     assert "retrace: deployment 16.3.0 of DemoApp to Production completed" in result.stdout
 
 
+def test_a_misspelt_fabric_variable_is_named_and_the_deploy_recorded(project):
+    result = project.run("deploy", "--version", "16.3.1", env={"FABRIC_RETRACE_STIRCT": "1", "FABRIC_RETRACE_VERSION": "x"})
+
+    assert result.returncode == 0, result.stderr
+    (warning,) = _warnings(result)
+    assert "unknown setting 'FABRIC_RETRACE_STIRCT' in the environment (did you mean FABRIC_RETRACE_STRICT?)" in warning
+    assert project.actions() == [("start", 202), ("complete", 202)]
+
+
 def test_a_retrace_section_that_is_not_a_mapping_is_not_recorded_by_a_single_call(project):
     (project.directory / "fabric.yaml").write_text("retrace: FooApp\n")
     result = project.run("retrace.start", "--version", "16.4.0", env={"RETRACE_APP_NAME": "DemoApp"})

@@ -305,10 +305,12 @@ class CapturingProxy(_Listener):
     """An HTTP proxy on loopback that records every byte a client sends it and relays CONNECT tunnels and plain requests.
 
     ``slow_connect``: answer CONNECT one byte every :data:`TRICKLE_INTERVAL` seconds, forever.
+    ``wants_credentials``: answer every CONNECT 407 Proxy Authentication Required, whatever credentials came.
     """
 
-    def __init__(self, slow_connect: bool = False):
+    def __init__(self, slow_connect: bool = False, wants_credentials: bool = False):
         self.slow_connect = slow_connect
+        self.wants_credentials = wants_credentials
         self.tunnels: list[str] = []
         self.connections = 0
         self._received: list[bytes] = []
@@ -340,6 +342,10 @@ class CapturingProxy(_Listener):
             method, target = head.split(b" ", 2)[:2]
             if method == b"CONNECT":
                 self.tunnels.append(target.decode())
+                if self.wants_credentials:
+                    connection.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                                       b"Proxy-Authenticate: Basic realm=\"loopback\"\r\nContent-Length: 0\r\n\r\n")
+                    return
                 if self.slow_connect:
                     for byte in b"HTTP/1.1 200 Connection established\r\nX-Slow: " + b"a" * 100_000:
                         if self._stop.wait(TRICKLE_INTERVAL) or _gone(connection):

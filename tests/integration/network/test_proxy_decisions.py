@@ -100,3 +100,24 @@ def test_every_transport_follows_the_proxy_rule(servers, row, transport_name):
         if row == "https, proxy with credentials":
             assert b"Proxy-Authorization: Basic " + base64.b64encode(b"deployer:s3cret") in proxy.everything
             assert b"Proxy-Authorization" not in api.exchanges[-1].request  # for the proxy only, never sent on
+
+
+@pytest.mark.parametrize("transport_name", TRANSPORTS)
+def test_a_proxy_asking_for_credentials_is_named_once_without_retrying(servers, transport_name):
+    """407 to CONNECT: the proxy wants (other) credentials. Retrying cannot help: one attempt, one line saying what to
+    fix, the proxy's credentials not in it."""
+    from ansible_collections.stackify.retrace.plugins.module_utils.client import DeploymentClient
+    from ansible_collections.stackify.retrace.plugins.module_utils.deployment import Deployment
+    from ansible_collections.stackify.retrace.plugins.module_utils.errors import ApiUnreachable
+    from ansible_collections.stackify.retrace.plugins.module_utils.settings import ApiSettings
+    _api, front, ca_path, _dead = servers
+    with CapturingProxy(wants_credentials=True) as proxy:
+        proxied = f"http://deployer:wr0ng@127.0.0.1:{proxy.port}"
+        chosen = TRANSPORTS[transport_name](environ={"SSL_CERT_FILE": ca_path, "HTTPS_PROXY": proxied})
+        client = DeploymentClient(ApiSettings.create(api_key=KEY, api_url=front.url, deadline=20), transport=chosen)
+        with pytest.raises(ApiUnreachable) as raised:
+            client.start(Deployment.create(app_name="Shop", environment_name="Production", version="1"))
+    said = str(raised.value)
+    assert f"proxy http://127.0.0.1:{proxy.port} (from HTTPS_PROXY) answered 407 Proxy Authentication Required" in said
+    assert "http://user:password@host:port" in said and "wr0ng" not in said and "deployer" not in said
+    assert len(proxy.tunnels) == 1, "a proxy refusing the credentials is asked again"

@@ -168,6 +168,16 @@ def test_a_missing_setting_is_not_recorded_and_names_the_fix(guards, strict):
     assert run.close(target, succeeded=True).state == _run.NOT_RECORDED and transport.sent == []
 
 
+def test_a_key_of_the_wrong_kind_is_named_once_not_also_as_missing(guards):
+    sources = [Source("the play's variables", {"api_key": {"vaulted": "?"}}, VARIABLES),
+               Source("the environment", {"app_name": "Shop", "environment_name": "Production", "version": "7"}, ENVIRONMENT)]
+    run = _run.DeploymentRun(TrackingPolicy(), lines := Lines(), owner_pid=1)
+    run.open(run.target(resolve(sources), ScriptedTransport(Clock()), entry_point="test"))
+    (line,) = lines.at("warning")
+    assert "NOT recorded: api_key: must be a string, got dict (from the play's variables)" in line
+    assert "is not set" not in line
+
+
 def test_a_missing_version_says_how_to_set_it_from_each_source(guards):
     sources = [Source("extra vars", {}, VARIABLES, "-e retrace_{option}=..."),
                Source("the environment", {"api_key": "k", "app_name": "Shop", "environment_name": "Production"}, ENVIRONMENT),
@@ -292,6 +302,8 @@ def test_the_guard_stands_down_only_when_retrace_answered_the_end(guards, answer
     assert step.state == _run.END_FAILED and not step.fails_run
     assert (("release", 4242) in guards.events) is released
     assert ("the orphan guard sends it again" in lines.at("warning")[0]) is not released
+    # Refused, nobody sends it again: the line says how the deployment gets its end.
+    assert ("in progress until its end is sent again, or the next start of this version ends it" in lines.at("warning")[0]) is released
 
 
 def test_strict_fails_the_run_on_a_failed_complete_but_not_on_a_failed_cancel(guards):
