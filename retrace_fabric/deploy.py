@@ -7,13 +7,14 @@ host, and its ``post`` hook -- which Fabric runs once, after the per-host calls 
 recorded hosts inside the core's start -> complete / cancel wrapper.
 
 Every host (or the local machine) runs in a worker thread, even alone, so that the main thread is
-always free to take SIGINT / SIGTERM / SIGHUP at once: it closes the SSH sessions, ends local
-commands, sends the cancel and exits 128 + the signal.  SSH connections are opened while the start
+always free to take SIGINT / SIGTERM / SIGHUP at once: it sends the remote steps SIGTERM, closes
+the SSH sessions, ends local commands, sends the cancel and exits 128 + the signal.  SSH connections are opened while the start
 call is in flight; steps begin only once Retrace has answered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -22,8 +23,10 @@ import sys
 import threading
 import time
 import typing as t
+import weakref
 
 import paramiko
+from paramiko.common import cMSG_CHANNEL_REQUEST
 from fabric import Connection
 from invoke import Task, task
 from invoke.exceptions import Exit, Failure, ThreadException
@@ -42,6 +45,8 @@ CONNECT_ERRORS = (OSError, EOFError, paramiko.SSHException)
 COMMAND_ERRORS = CONNECT_ERRORS + (Failure, ThreadException)
 #: how often the main thread wakes while hosts run (signals are handled at once regardless)
 WAIT_SLICE = 0.1
+#: on a signal, how long the remote steps get to end on SIGTERM before their sessions are closed under them
+REMOTE_GRACE = 1.0
 
 FLAG_HELP = {
     "app_name": "Retrace app (AppName). Default: FABRIC_RETRACE_APP_NAME, RETRACE_APP_NAME, retrace.app_name",
@@ -167,6 +172,9 @@ class HostRunner:
         self._abandoned = False
         self._connecting: dict[int, threading.Thread] = {}
         self._connect_errors: dict[int, BaseException] = {}
+        #: the Remote runners of the steps (a finished one drops out), for :meth:`abandon` to reach their channels
+        self._remote_runners: weakref.WeakSet = weakref.WeakSet()
+        self._remote_runners_lock = threading.RLock()  # reentrant: a second signal may come while the first is handled
 
     def start_connecting(self) -> None:
         """Open every SSH connection in the background (overlaps with the start call)."""
@@ -231,8 +239,14 @@ class HostRunner:
             if error is not None:
                 self._print(host, f"cannot connect: {describe_error(error)}")
                 return UNREACHABLE, describe_error(error)
+        with self._runners_kept(target) if remote else contextlib.nullcontext():
+            return self._run_steps(target, host, remote)
+
+    def _run_steps(self, target, host: str, remote: bool) -> tuple[str, str]:
         environment = self._environment(target, remote)
         for index_, step in enumerate(self.steps, 1):
+            if self._abandoned:  # a step that ended on the SIGTERM of abandon() must not be followed by the next
+                return INTERRUPTED, "stopped by the interruption"
             self._print(host, f"$ {step}")
             run = target.sudo if step.sudo else target.run
             out = PrefixedLines(host, sys.stdout, self._print_lock, lambda: self._abandoned)
@@ -252,6 +266,24 @@ class HostRunner:
                 return FAILED, f"step {index_} ({step}) exited with status {result.exited}"
         return OK, f"{len(self.steps)} step(s) done"
 
+    @contextlib.contextmanager
+    def _runners_kept(self, connection: Connection) -> t.Iterator[None]:
+        """While the steps run, ``connection`` makes its runners (``runners.remote``: whichever class is configured)
+        through us, so that :meth:`abandon` can reach the command each one runs; the configuration is put back after."""
+        make_runner = connection.config.runners.remote
+
+        def make_kept_runner(*args, **kwargs):
+            runner = make_runner(*args, **kwargs)
+            with self._remote_runners_lock:
+                self._remote_runners.add(runner)
+            return runner
+
+        connection.config.runners.remote = make_kept_runner
+        try:
+            yield
+        finally:
+            connection.config.runners.remote = make_runner
+
     def _environment(self, target, remote: bool) -> dict:
         """``env`` (and ``replace_env``) for a step: Fabric's ``run.env``, then RETRACE_*; locally, never the key."""
         configured = dict(target.config.run.env or {})
@@ -262,13 +294,15 @@ class HostRunner:
         return {"env": {**inherited, **configured, **ours}, "replace_env": True}
 
     def abandon(self) -> None:
-        """On a signal: freeze the summary, drop the SSH sessions and end local commands, so nothing waits."""
+        """On a signal: freeze the summary, stop the remote steps, drop the SSH sessions and end local commands, so
+        nothing runs on and nothing waits."""
         with self._print_lock:
             self._abandoned = True
             for outcome in self.outcomes:
                 if outcome.state == INTERRUPTED and outcome.detail == "running":
                     outcome.detail = "stopped by the interruption"
                     outcome.elapsed = time.monotonic() - outcome.started_at
+        self._terminate_remote_steps()
         for target in self.targets:
             if isinstance(target, Connection):
                 try:
@@ -276,6 +310,26 @@ class HostRunner:
                 except CONNECT_ERRORS:
                     pass  # the session is going away either way
         stop_local_commands()
+
+    def _terminate_remote_steps(self) -> None:
+        """SIGTERM to every remote step still running, then up to :data:`REMOTE_GRACE` for them to end.
+
+        Closing a session is not enough: sshd signals the command only when it runs on a pty (SIGHUP); without one
+        (Fabric's default, ``run.pty: false``) the command would go on after fab has told Retrace "cancel".  The SSH
+        "signal" request is the protocol's way, but sshd refuses it for root logins: the sessions' process groups are
+        also sent SIGTERM by a command on the same connection.
+        """
+        with self._remote_runners_lock:
+            runners = list(self._remote_runners)
+        running = [channel for channel in (getattr(runner, "channel", None) for runner in runners)
+                   if isinstance(channel, paramiko.Channel) and not channel.closed and not channel.exit_status_ready()]
+        for channel in running:
+            send_signal(channel, "TERM")
+        for transport in {channel.transport for channel in running}:
+            threading.Thread(target=terminate_sessions_of, args=(transport,), daemon=True, name="terminate-steps").start()
+        ends_at = time.monotonic() + REMOTE_GRACE
+        for channel in running:
+            channel.status_event.wait(max(0.0, ends_at - time.monotonic()))
 
     def _print(self, host: str, text: str) -> None:
         lines = text.rstrip("\n").splitlines()
@@ -288,6 +342,45 @@ class HostRunner:
         rows = [f"  {outcome.host.ljust(width)}  {outcome.state:<11}  {outcome.elapsed:6.1f} s  {outcome.detail}"
                 for outcome in self.outcomes]
         return "\n".join(["Deployment summary:"] + rows)
+
+
+def send_signal(channel: paramiko.Channel, name: str) -> None:
+    """Send the command on ``channel`` the signal ``name`` ("TERM", without "SIG"): RFC 4254 section 6.9.
+
+    paramiko has no public call for this request; it is built as paramiko's own Channel methods build theirs
+    (``exec_command``, ``resize_pty``), hence ``_send_user_message``.  OpenSSH's sshd delivers it to the command's
+    process group (since 7.9, not for root logins); a server that does not, ignores it (no reply is asked for).  A transport
+    already going away must not keep the cancel from being sent: a failure to send is ignored.
+    """
+    message = paramiko.Message()
+    message.add_byte(cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string("signal")
+    message.add_boolean(False)
+    message.add_string(name)
+    try:
+        channel.transport._send_user_message(message)  # pylint: disable=protected-access
+    except CONNECT_ERRORS:
+        pass
+
+
+#: SIGTERM to the process group of every other session of this SSH connection: sshd starts each session's command
+#: in a new session (its process group) as a child of the connection's sshd process, which is this shell's parent.
+TERMINATE_SIBLING_SESSIONS = (
+    'ps -e -o pid= -o ppid= | while read -r pid ppid; do '
+    'if [ "$ppid" = "$PPID" ] && [ "$pid" != "$$" ]; then kill -s TERM -- "-$pid" 2>/dev/null; fi; done'
+)
+
+
+def terminate_sessions_of(transport: paramiko.Transport) -> None:
+    """Run :data:`TERMINATE_SIBLING_SESSIONS` on a new session of ``transport``, in a thread of its own: paramiko
+    waits for the server's answer without a timeout, and nothing may keep the cancel waiting."""
+    try:
+        channel = transport.open_session(timeout=REMOTE_GRACE)
+        channel.exec_command(TERMINATE_SIBLING_SESSIONS)
+        channel.status_event.wait(REMOTE_GRACE)
+    except CONNECT_ERRORS:
+        pass  # the connection is being closed: the steps' sessions end with it, as far as sshd ends them
 
 
 def label_of(target) -> str:

@@ -7,8 +7,10 @@ ansible-runner's cancel does), and reads what the emulator received.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import secrets
 import signal
 import subprocess
 import time
@@ -19,6 +21,8 @@ import yaml
 #: seconds fab gets to end after the signal (it has to send one cancel; the steps sleep for 20 s)
 PROMPT = 12.0  # generous for a loaded machine, still well short of the 20 s steps
 GUARD_WINDOW = 15.0
+#: seconds a remote step gets to be gone once fab has ended
+REMOTE_END = 10.0
 
 
 class Running:
@@ -225,3 +229,44 @@ def test_a_signal_during_c_run_inside_tracked_cancels_at_once(ssh_project, sshd,
     assert fab.ended_within(fab.signal(signum), PROMPT) == code, fab.output()
     assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
     assert not pathlib.Path(f"{marker}.next").exists()
+
+
+def _processes_with(marker: str) -> list[int]:
+    """The pids of the processes whose command line contains ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                command_line = pathlib.Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue  # ended meanwhile
+            if marker in command_line:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_signal_stops_the_remote_step_without_a_pty(ssh_project, sshd, signum, code):
+    # Without a pty sshd sends the command no signal when its session closes: fab has to send one over SSH.
+    directory = ssh_project.directory
+    started, after = directory / "started", directory / "after"
+    # a sleep of its own length names this step's processes (the shell's -c text and sleep's argument) in /proc
+    marker = f"30.{secrets.randbelow(10 ** 9):09d}"
+    ssh_project.fabric_yaml({"steps": [f"touch {started}; sleep {marker}; touch {after}"]})
+    runtime = yaml.safe_load(ssh_project.runtime_config.read_text())
+    runtime["run"]["pty"] = False
+    ssh_project.runtime_config.write_text(yaml.safe_dump(runtime))
+    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.0.9")
+    fab.wait_for(started.exists, "the remote step running")
+    try:
+        assert fab.ended_within(fab.signal(signum), PROMPT) == code, fab.output()
+        assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+        ends_at = time.monotonic() + REMOTE_END
+        while _processes_with(marker) and time.monotonic() < ends_at:
+            time.sleep(0.05)
+        assert _processes_with(marker) == [], "the remote step still runs after fab ended"
+        assert not after.exists(), "the remote step went on after the signal"
+    finally:
+        for pid in _processes_with(marker):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
