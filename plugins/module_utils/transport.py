@@ -355,14 +355,16 @@ class _Attempt:
         self._lock = threading.Lock()
         self._watchdog = threading.Timer(seconds, self._expire)
         self._watchdog.daemon = True
+        self._watched = False
 
     def __enter__(self) -> "_Attempt":
-        self._watchdog.start()
+        self._watched = _started(self._watchdog)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._watchdog.cancel()
-        self._watchdog.join()
+        if self._watched:
+            self._watchdog.cancel()
+            self._watchdog.join()
 
     @property
     def expired(self) -> bool:
@@ -446,6 +448,21 @@ class _Attempt:
         return f"proxy {self.proxy.shown} (from {self.proxy.variable})"
 
 
+def _started(thread: threading.Thread) -> bool:
+    """Start ``thread``; False where the interpreter refuses a new thread.
+
+    Python 3.12.0 and 3.12.1 refuse one once the interpreter is shutting down, in ``atexit`` handlers too
+    (CPython gh-113964, relaxed in 3.12.2), and the callback ends a run that an error or Ctrl-C stopped from its
+    ``atexit`` handler.  There an attempt has its socket timeouts alone: each read is bounded by the attempt's
+    time, the attempt as a whole is not (a server that drips its answer can stretch it).
+    """
+    try:
+        thread.start()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _shut_down(sock: socket.socket) -> None:
     # The base class's shutdown: ssl.SSLSocket.shutdown() would drop its SSL object under a thread reading through it.
     try:
@@ -515,7 +532,8 @@ def _addresses_within(host: str, port: int, attempt: _Attempt) -> list:
             done.set()
 
     # A thread that outlives a late attempt ends with the resolver's own timeout; it holds nothing of the attempt's.
-    threading.Thread(target=resolve, name="retrace-resolver", daemon=True).start()
+    if not _started(threading.Thread(target=resolve, name="retrace-resolver", daemon=True)):
+        resolve()  # no thread to be had: the resolver's own timeout bounds it
     if not done.wait(max(0.0, attempt.time_left())):
         raise attempt.timed_out()
     if "error" in found:

@@ -135,6 +135,28 @@ def test_a_resolver_that_does_not_answer_is_bounded_by_the_attempt(names, transp
     assert outcome.sent is False and seconds <= 1.5 + SLACK, seconds
 
 
+@pytest.mark.parametrize("transport_name", TRANSPORTS)
+def test_an_attempt_is_answered_where_the_interpreter_starts_no_thread(names, monkeypatch, transport_name):
+    """Python 3.12.0 and 3.12.1 start no thread at interpreter shutdown, where the callback ends a run that an error
+    or Ctrl-C stopped: the attempt goes on without its watchdog and without a resolver thread."""
+    client = threading.current_thread()
+    real_start = threading.Thread.start
+
+    def start(thread):
+        if threading.current_thread() is client:  # the servers' threads still start
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        return real_start(thread)
+
+    with HostileApi({"*": "ok"}, host="127.0.0.2") as api:
+        names[NAME] = [("127.0.0.2", api.port)]
+        monkeypatch.setattr(threading.Thread, "start", start)
+        outcome = TRANSPORTS[transport_name]().post(f"http://{NAME}:{api.port}{START_PATH}", b"{}",
+                                                    {"Authorization": f"ApiKey {KEY}"}, 5.0)
+
+    assert isinstance(outcome, transport.Response) and outcome.status == 202, outcome
+    assert len(api.exchanges) == 1
+
+
 def test_a_proxy_whose_first_address_does_not_answer_is_reached_at_the_next(names, tmp_path):
     ca_path, server_context = certificate_authority(tmp_path)
     with HostileApi({"*": "ok"}) as api, TlsFront(api.port, server_context) as front, CapturingProxy() as proxy, \
