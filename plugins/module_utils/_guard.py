@@ -21,7 +21,8 @@ How it keeps the promises of the README:
   :func:`release_orphan_guard`; the watcher then exits without sending anything.
 * **Cancels within seconds otherwise.**  It waits on a pidfd of the owner process (Linux 5.3+), or polls
   every :data:`POLL_INTERVAL` seconds; when the owner is gone it sends one cancel through the run's own
-  client (its retries and deadline apply), then exits.  A run that died while sending its complete
+  client (its retries and deadline apply), then exits.  A 409 (the start not processed yet: it was in
+  flight when the run stopped) is sent again until the start can no longer land (:func:`_send_end`).  A run that died while sending its complete
   (:meth:`OrphanGuard.completing`) gets a complete instead: never two opposite ends.
 
 The rendezvous is a Unix socket in ``/tmp/stackify-retrace-<uid>``, a directory only this user can enter
@@ -47,7 +48,7 @@ import time
 import typing as t
 import warnings
 
-from .errors import RetraceError
+from .errors import BadTransition, RetraceError
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client import DeploymentClient
@@ -58,6 +59,9 @@ if t.TYPE_CHECKING:  # pragma: no cover
 POLL_INTERVAL = 0.5
 #: seconds a release or a liveness question waits for the watcher's answer
 ANSWER_TIMEOUT = 2.0
+#: seconds the watcher waits before sending its end again after a 409, doubling up to the longest
+FIRST_PAUSE_AFTER_409 = 0.5
+LONGEST_PAUSE_AFTER_409 = 5.0
 _RELEASE, _PING, _COMPLETING = b"release\n", b"ping\n", b"completing\n"
 #: where every run of this machine meets its watchers (a short path: Unix socket paths hold 107 bytes)
 RUNTIME_DIRECTORY = "/tmp"
@@ -406,7 +410,24 @@ def _is_alive(pid: int) -> bool:
 
 
 def _send_end(client: "DeploymentClient", action: str, deployment: "Deployment") -> None:
-    try:
-        client.send(action, deployment)
-    except RetraceError:
-        pass  # nobody to tell: the next run's stale-start recovery is the fallback
+    """Send ``action``; while Retrace answers 409, send it again, until a start of the run can no longer land.
+
+    A run stopped while its start was in flight may have had its own end refused (Retrace had not processed the start
+    yet) and Retrace may process that start later still: after the run's end, after the watcher's first.  The start
+    was sent at most ``deadline`` ago and each attempt waits ``timeout``, so the watcher keeps trying that long, less
+    and less often.  A live run on this machine holding the deployment meanwhile (a new run of the same version) has it
+    to end: the watcher stops.
+    """
+    gives_up_at = time.monotonic() + client.settings.deadline + client.settings.timeout
+    pause = FIRST_PAUSE_AFTER_409
+    while True:
+        try:
+            client.send(action, deployment)
+            return
+        except BadTransition:
+            if time.monotonic() + pause > gives_up_at or live_guard_owner(client.settings, deployment) is not None:
+                return
+            time.sleep(pause)
+            pause = min(2 * pause, LONGEST_PAUSE_AFTER_409)
+        except RetraceError:
+            return  # nobody to tell: the next run's stale-start recovery is the fallback

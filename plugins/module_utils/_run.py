@@ -567,9 +567,12 @@ class DeploymentRun:
             result = self._calls(target).send(CANCEL, target.deployment)
         except BadTransition:
             target.state = NOT_RECORDED
-            target.notes.append("the start had not been processed by Retrace when the cancel arrived; if it lands later, "
-                                "the orphan guard (or the next run of this version) cancels it")
-            return Step(NOT_RECORDED)
+            note = ("the start had not been processed by Retrace when the cancel arrived; if it lands later, "
+                    "the orphan guard (or the next run of this version) cancels it")
+            target.notes.append(note)
+            line = f"{target.label} NOT recorded: the run was stopped while its start was in flight, and {note}"
+            self.reporter.info(line)
+            return Step(NOT_RECORDED, line)
         except RetraceError as error:
             return self._end_failed(target, CANCEL, error)
         target.state = CANCELLED

@@ -45,6 +45,18 @@ OWNER = textwrap.dedent("""
         with tracked_deployment(client, deployment, warn=print):
             print("deployed untracked", flush=True)
         sys.exit(0)
+    if sys.argv[3] == "start in flight":  # stopped while Retrace holds its start: its own cancel comes first
+        import threading
+        guard = arm_orphan_guard(client, deployment, log=print)
+        print("armed", guard.armed, flush=True)
+        threading.Thread(target=client.start, args=(deployment,), daemon=True).start()
+        while not os.path.exists(sys.argv[5]):  # the test says when the start has reached Retrace
+            time.sleep(0.01)
+        try:
+            client.cancel(deployment)
+        except Exception as error:
+            print("cancel refused:", type(error).__name__, flush=True)
+        sys.exit(0)
     client.start(deployment)
     guard = arm_orphan_guard(client, deployment, log=print)
     print("armed", guard.armed, flush=True)
@@ -59,12 +71,12 @@ OWNER = textwrap.dedent("""
 """)
 
 
-def _owner(emulator, version, mode="wait", **popen):
+def _owner(emulator, version, mode="wait", *extra, **popen):
     """The key reaches the owner through a file it deletes: never through its argv or environment."""
     code = OWNER.format(paths=[path for path in sys.path if path])
     key_file = pathlib.Path(tempfile.mkdtemp()) / "key"
     key_file.write_text(SECRET)
-    return subprocess.Popen([sys.executable, "-c", code, emulator.url, version, mode, str(key_file)],
+    return subprocess.Popen([sys.executable, "-c", code, emulator.url, version, mode, str(key_file), *extra],
                             start_new_session=True, **popen)
 
 
@@ -138,6 +150,31 @@ def test_a_start_that_got_no_answer_is_cancelled_after_the_run(retrace_emulator)
         time.sleep(0.05)
     assert [entry["action"] for entry in retrace_emulator.requests()][-1] == "cancel"
     assert retrace_emulator.deployments()[0]["state"] == "cancelled"
+
+
+def test_a_start_processed_after_the_run_s_cancel_was_refused_is_cancelled_by_the_guard(retrace_emulator, tmp_path):
+    # The run is stopped while Retrace holds its start: the run's cancel is refused (409: the start is not processed
+    # yet), the run exits, the watcher's first cancel is refused too; Retrace then processes the start.  The watcher
+    # sends its cancel again until the start can no longer land, so the deployment does not stay in progress.
+    retrace_emulator.inject("start", [{"delay": 3}])
+    start_arrived = tmp_path / "start-arrived"
+    process = _owner(retrace_emulator, "g9", "start in flight", str(start_arrived), stdout=subprocess.PIPE)
+    _wait_armed(process)
+    deadline = time.monotonic() + LANDS_WITHIN
+    while retrace_emulator.pending_faults().get("start") and time.monotonic() < deadline:  # taken: the start is in
+        time.sleep(0.02)
+    start_arrived.touch()
+    output = process.communicate(timeout=60)[0].decode()
+    assert "cancel refused: BadTransition" in output, output
+
+    deadline = time.monotonic() + 2 * LANDS_WITHIN
+    while [d["state"] for d in retrace_emulator.deployments()] != ["cancelled"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    calls = _calls(retrace_emulator)
+    assert [d["state"] for d in retrace_emulator.deployments()] == ["cancelled"], calls
+    assert calls[-1] == ("cancel", 202) and calls.count(("start", 202)) == 1, calls
+    assert calls.index(("start", 202)) < calls.index(("cancel", 202)), calls
+    assert calls[:2] == [("cancel", 409), ("cancel", 409)], calls  # the run's, then the watcher's first
 
 
 def test_the_watcher_holds_no_terminal_is_outside_the_group_and_keeps_the_key_in_memory(retrace_emulator):
