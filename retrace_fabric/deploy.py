@@ -7,7 +7,7 @@ host, and its ``post`` hook -- which Fabric runs once, after the per-host calls 
 recorded hosts inside the core's start -> complete / cancel wrapper.
 
 Every host (or the local machine) runs in a worker thread, even alone, so that the main thread is
-always free to take SIGINT / SIGTERM / SIGHUP at once: it sends the remote steps SIGTERM, closes
+always free to take SIGINT / SIGTERM / SIGHUP at once: it sends the remote steps SIGTERM (SIGKILL after 1 s), closes
 the SSH sessions, ends local commands, sends the cancel and exits 128 + the signal.  SSH connections are opened while the start
 call is in flight; steps begin only once Retrace has answered.
 """
@@ -45,8 +45,15 @@ CONNECT_ERRORS = (OSError, EOFError, paramiko.SSHException)
 COMMAND_ERRORS = CONNECT_ERRORS + (Failure, ThreadException)
 #: how often the main thread wakes while hosts run (signals are handled at once regardless)
 WAIT_SLICE = 0.1
-#: on a signal, how long the remote steps get to end on SIGTERM before their sessions are closed under them
+#: on a signal, how long the remote steps get to end on SIGTERM before they are sent SIGKILL (as local commands)
 REMOTE_GRACE = 1.0
+#: on a signal, how long in all fab waits for the remote steps' stop (the kill command on each connection, and the
+#: steps' own sessions) before it closes the connections: the kill command needs a session opened and a command
+#: started (two round trips), up to REMOTE_GRACE on the host and one more trip for its end.  A slow link or a loaded
+#: machine needs seconds; the bound keeps the cancel from waiting on a host that never answers.
+REMOTE_STOP_LIMIT = 5.0
+#: the summary's detail for a host whose stop was not confirmed within REMOTE_STOP_LIMIT
+NOT_CONFIRMED = f"may still be running on the host: the stop did not complete within {REMOTE_STOP_LIMIT:g} s"
 
 FLAG_HELP = {
     "app_name": "Retrace app (AppName). Default: FABRIC_RETRACE_APP_NAME, RETRACE_APP_NAME, retrace.app_name",
@@ -302,7 +309,11 @@ class HostRunner:
                 if outcome.state == INTERRUPTED and outcome.detail == "running":
                     outcome.detail = "stopped by the interruption"
                     outcome.elapsed = time.monotonic() - outcome.started_at
-        self._terminate_remote_steps()
+        not_stopped = self._terminate_remote_steps()
+        with self._print_lock:
+            for index, outcome in enumerate(self.outcomes):
+                if index in not_stopped and outcome.state == INTERRUPTED:
+                    outcome.detail = NOT_CONFIRMED
         for target in self.targets:
             if isinstance(target, Connection):
                 try:
@@ -311,13 +322,15 @@ class HostRunner:
                     pass  # the session is going away either way
         stop_local_commands()
 
-    def _terminate_remote_steps(self) -> None:
-        """SIGTERM to every remote step still running, then up to :data:`REMOTE_GRACE` for them to end.
+    def _terminate_remote_steps(self) -> set[int]:
+        """SIGTERM to every remote step still running, SIGKILL to those left after :data:`REMOTE_GRACE`; return the
+        indexes of the targets whose stop was not confirmed within :data:`REMOTE_STOP_LIMIT`.
 
         Closing a session is not enough: sshd signals the command only when it runs on a pty (SIGHUP); without one
         (Fabric's default, ``run.pty: false``) the command would go on after fab has told Retrace "cancel".  The SSH
         "signal" request is the protocol's way, but sshd refuses it for root logins: the sessions' process groups are
-        also sent SIGTERM by a command on the same connection.
+        also signalled by a command on the same connection (:data:`TERMINATE_SIBLING_SESSIONS`), whose end is waited for:
+        once it has ended, every other session's process group is gone.
         """
         with self._remote_runners_lock:
             runners = list(self._remote_runners)
@@ -325,11 +338,25 @@ class HostRunner:
                    if isinstance(channel, paramiko.Channel) and not channel.closed and not channel.exit_status_ready()]
         for channel in running:
             send_signal(channel, "TERM")
-        for transport in {channel.transport for channel in running}:
-            threading.Thread(target=terminate_sessions_of, args=(transport,), daemon=True, name="terminate-steps").start()
-        ends_at = time.monotonic() + REMOTE_GRACE
-        for channel in running:
-            channel.status_event.wait(max(0.0, ends_at - time.monotonic()))
+        stops = {transport: SiblingStop(transport) for transport in {channel.transport for channel in running}}
+        started_at = time.monotonic()
+        for stop in stops.values():
+            stop.start()
+        killed = False
+        while True:
+            now = time.monotonic()
+            left = [channel for channel in running if not channel.exit_status_ready()]
+            if not killed and now >= started_at + REMOTE_GRACE:
+                for channel in left:
+                    send_signal(channel, "KILL")  # as local commands get; harmless where sshd refuses it
+                killed = True
+            if now >= started_at + REMOTE_STOP_LIMIT or (not left and all(stop.finished.is_set() for stop in stops.values())):
+                break
+            time.sleep(min(WAIT_SLICE / 5, started_at + REMOTE_STOP_LIMIT - now))
+        unconfirmed = {channel.transport for channel in running
+                       if not channel.exit_status_ready() and not stops[channel.transport].ended.is_set()}
+        return {index for index, target in enumerate(self.targets)
+                if isinstance(target, Connection) and getattr(target, "transport", None) in unconfirmed}
 
     def _print(self, host: str, text: str) -> None:
         lines = text.rstrip("\n").splitlines()
@@ -364,23 +391,48 @@ def send_signal(channel: paramiko.Channel, name: str) -> None:
         pass
 
 
-#: SIGTERM to the process group of every other session of this SSH connection: sshd starts each session's command
-#: in a new session (its process group) as a child of the connection's sshd process, which is this shell's parent.
+#: Stop every other session of this SSH connection: sshd starts each session's command in a new session (its process
+#: group) as a child of the connection's sshd process, which is this shell's parent.  SIGTERM to each group, up to
+#: REMOTE_GRACE (1 s, polled every 0.1 s) for them to go, then SIGKILL to any group still there, as local commands
+#: get.  One POSIX sh command (dash too): ``kill -s 0``, as dash takes no ``kill -0 --``; a ``sleep`` that takes no
+#: fraction makes it one wait of 1 s.
 TERMINATE_SIBLING_SESSIONS = (
-    'ps -e -o pid= -o ppid= | while read -r pid ppid; do '
-    'if [ "$ppid" = "$PPID" ] && [ "$pid" != "$$" ]; then kill -s TERM -- "-$pid" 2>/dev/null; fi; done'
+    'groups=$(ps -e -o pid= -o ppid= | while read -r pid ppid; do '
+    'if [ "$ppid" = "$PPID" ] && [ "$pid" != "$$" ]; then echo "$pid"; fi; done); '
+    'for group in $groups; do kill -s TERM -- "-$group" 2>/dev/null; done; '
+    'tries=0; '
+    'while [ -n "$groups" ] && [ "$tries" -lt 10 ]; do '
+    'sleep 0.1 2>/dev/null || { sleep 1; tries=9; }; tries=$((tries + 1)); left=; '
+    'for group in $groups; do if kill -s 0 -- "-$group" 2>/dev/null; then left="$left $group"; fi; done; '
+    'groups=$left; done; '
+    'for group in $groups; do kill -s KILL -- "-$group" 2>/dev/null; done'
 )
 
 
-def terminate_sessions_of(transport: paramiko.Transport) -> None:
-    """Run :data:`TERMINATE_SIBLING_SESSIONS` on a new session of ``transport``, in a thread of its own: paramiko
-    waits for the server's answer without a timeout, and nothing may keep the cancel waiting."""
-    try:
-        channel = transport.open_session(timeout=REMOTE_GRACE)
-        channel.exec_command(TERMINATE_SIBLING_SESSIONS)
-        channel.status_event.wait(REMOTE_GRACE)
-    except CONNECT_ERRORS:
-        pass  # the connection is being closed: the steps' sessions end with it, as far as sshd ends them
+class SiblingStop:
+    """:data:`TERMINATE_SIBLING_SESSIONS` on a new session of ``transport``, in a daemon thread of its own: paramiko waits
+    for the server's answers without a timeout, and nothing may keep the cancel waiting past
+    :data:`REMOTE_STOP_LIMIT`.  ``ended`` is set once the command has ended on the host (its exit status came),
+    ``finished`` once nothing more will come of it (ended, or it could not run)."""
+
+    def __init__(self, transport: paramiko.Transport):
+        self.transport = transport
+        self.ended = threading.Event()
+        self.finished = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True, name="stop-remote-steps").start()
+
+    def _run(self) -> None:
+        try:
+            channel = self.transport.open_session(timeout=REMOTE_STOP_LIMIT)
+            channel.exec_command(TERMINATE_SIBLING_SESSIONS)
+            if channel.status_event.wait(REMOTE_STOP_LIMIT) and channel.exit_status_ready():
+                self.ended.set()
+        except CONNECT_ERRORS:
+            pass  # the connection is being closed: the steps' sessions end with it, as far as sshd ends them
+        finally:
+            self.finished.set()
 
 
 def label_of(target) -> str:

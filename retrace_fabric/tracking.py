@@ -144,13 +144,19 @@ def signals_raise(on_signal: t.Callable[[], None] | None = None) -> t.Iterator[N
 
     ``on_signal`` stops what is running (closes SSH sessions, ends local commands), so that nothing
     waits for a command's end before the cancel.  Only the main thread can install handlers; a signal
-    this process ignores (``nohup``, SIGINT of a background job) stays ignored.
+    this process ignores (``nohup``, SIGINT of a background job) stays ignored.  The first signal decides
+    the exit code and the cancel's reason: a later one (a second Ctrl-C, a CI's SIGTERM after it) neither
+    starts the stop again nor interrupts the stop and the cancel under way, which are bounded.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stopped_by: list[int] = []
 
     def handler(signum, frame):
+        if stopped_by:
+            return  # the first signal's stop and cancel are under way and end the run as it decided
+        stopped_by.append(signum)
         if on_signal is not None:
             on_signal()
         raise Interrupted(signum)

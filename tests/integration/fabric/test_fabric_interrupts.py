@@ -13,6 +13,7 @@ import pathlib
 import secrets
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -288,3 +289,134 @@ def test_a_signal_stops_the_remote_step_without_a_pty(ssh_project, sshd, signum,
         for pid in _processes_with(marker):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _pipes_only(project) -> None:
+    runtime = yaml.safe_load(project.runtime_config.read_text())
+    runtime["run"]["pty"] = False
+    project.runtime_config.write_text(yaml.safe_dump(runtime))
+
+
+def _until_gone(marker: str) -> list[int]:
+    ends_at = time.monotonic() + REMOTE_END
+    while _processes_with(marker) and time.monotonic() < ends_at:
+        time.sleep(0.05)
+    return _processes_with(marker)
+
+
+def _kill_all(marker: str) -> None:
+    for pid in _processes_with(marker):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_remote_step_that_ignores_sigterm_is_killed(ssh_project, sshd):
+    # As local commands: SIGTERM, then SIGKILL to what is left after 1 s.
+    directory = ssh_project.directory
+    started, after = directory / "started", directory / "after"
+    marker = f"31.{secrets.randbelow(10 ** 9):09d}"
+    ssh_project.fabric_yaml({"steps": [f'trap "" TERM; touch {started}; sleep {marker}; touch {after}']})
+    _pipes_only(ssh_project)
+    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.2.0")
+    fab.wait_for(started.exists, "the remote step running")
+    try:
+        assert fab.ended_within(fab.signal(signal.SIGTERM), PROMPT) == 143, fab.output()
+        assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+        assert _until_gone(marker) == [], "the remote step that ignores SIGTERM still runs after fab ended"
+        assert not after.exists(), "the remote step went on after the signal"
+        assert "stopped by the interruption" in fab.output()
+    finally:
+        _kill_all(marker)
+
+
+def test_the_first_of_two_signals_decides_the_exit_code_and_the_reason(ssh_project, sshd):
+    # The step survives SIGTERM (its trap notes it) until the SIGKILL 1 s later: the second signal comes while fab
+    # is stopping it.
+    directory = ssh_project.directory
+    started, termed = directory / "started", directory / "termed"
+    marker = f"32.{secrets.randbelow(10 ** 9):09d}"
+    ssh_project.fabric_yaml({"steps": [f'trap "touch {termed}" TERM; touch {started}; while :; do sleep {marker}; done']})
+    _pipes_only(ssh_project)
+    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.2.1")
+    fab.wait_for(started.exists, "the remote step running")
+    try:
+        fab.signal(signal.SIGINT)
+        fab.wait_for(termed.exists, "the remote step sent SIGTERM")
+        assert fab.ended_within(fab.signal(signal.SIGTERM), PROMPT) == 130, fab.output()
+        assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+        assert "interrupted by SIGINT" in fab.output() and "SIGTERM" not in fab.output(), fab.output()
+        assert _until_gone(marker) == []
+    finally:
+        _kill_all(marker)
+
+
+#: a ProxyCommand that relays stdin/stdout to the sshd port with every chunk held back LINK_DELAY s, each way
+SLOW_RELAY = '''
+import socket, sys, threading, time, queue
+
+DELAY = float(sys.argv[2])
+link = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+
+
+def relay(read, write):
+    chunks = queue.Queue()
+
+    def send():
+        while True:
+            due, data = chunks.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            if not data:
+                break
+            write(data)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    while True:
+        data = read()
+        chunks.put((time.monotonic() + DELAY, data))
+        if not data:
+            break
+    sender.join()
+
+
+def to_stdout(data):
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def to_sshd(data):
+    link.sendall(data)
+
+
+upstream = threading.Thread(target=relay, args=(lambda: sys.stdin.buffer.raw.read(65536), to_sshd), daemon=True)
+upstream.start()
+relay(lambda: link.recv(65536), to_stdout)
+'''
+LINK_DELAY = 0.25
+
+
+def test_a_signal_stops_the_remote_step_over_a_slow_link(ssh_project, sshd):
+    # 0.25 s each way: the kill command's session, its start and its end take seconds, and are waited for.
+    directory = ssh_project.directory
+    started, after = directory / "started", directory / "after"
+    marker = f"33.{secrets.randbelow(10 ** 9):09d}"
+    relay = directory / "slow_relay.py"
+    relay.write_text(SLOW_RELAY)
+    port = sshd.ports[0]
+    ssh_config = directory / "ssh_config"
+    ssh_config.write_text(f"Host 127.0.0.1\n    ProxyCommand {sys.executable} {relay} {port} {LINK_DELAY}\n")
+    ssh_project.fabric_yaml({"steps": [f"touch {started}; sleep {marker}; touch {after}"], "timeout": 5, "deadline": 10})
+    runtime = yaml.safe_load(ssh_project.runtime_config.read_text())
+    runtime["run"]["pty"] = False
+    runtime["timeouts"]["connect"] = 20
+    ssh_project.runtime_config.write_text(yaml.safe_dump(runtime))
+    fab = Running(ssh_project, "-S", str(ssh_config), "-H", sshd.host_strings[0], "deploy", "--version", "5.2.2")
+    fab.wait_for(started.exists, "the remote step running", timeout=40)
+    try:
+        assert fab.ended_within(fab.signal(signal.SIGTERM), PROMPT) == 143, fab.output()
+        assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+        assert _until_gone(marker) == [], "the remote step still runs after fab ended over a slow link"
+        assert not after.exists(), "the remote step went on after the signal"
+        assert "stopped by the interruption" in fab.output()
+    finally:
+        _kill_all(marker)
