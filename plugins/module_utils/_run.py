@@ -150,7 +150,7 @@ class Target:
         if self.state == JOINED:
             return "this run joined a deployment another run started, and sent no end"
         if self.notes and not self.sent:
-            return f"nothing was left in progress in Retrace ({self.notes[-1]})"
+            return "nothing is left in progress in Retrace (see the line above)"
         if not self.sent:
             return "Retrace was not told (the start was not accepted)"
         if self.sent[-1] == CANCEL:

@@ -170,6 +170,7 @@ def test_an_interrupt_while_start_is_in_flight_cancels_the_start_when_it_lands_l
         time.sleep(0.1)
     assert [deployment["state"] for deployment in project.emulator.deployments()] == ["cancelled"], project.actions()
     assert project.actions()[0] == ("cancel", 409) and project.actions()[-1] == ("cancel", 202), project.actions()
+    assert "NOT recorded: the run was stopped while its start was in flight" in fab.output(), fab.output()
 
 
 OWN_FABFILE = '''
