@@ -41,6 +41,8 @@ from .tracking import EXIT_INVALID, LOADED_AT, TrackedRun, new_run, say, signals
 
 LOCAL = "local"
 OK, FAILED, UNREACHABLE, INTERRUPTED, NOT_RUN = "ok", "failed", "unreachable", "interrupted", "not run"
+#: what a host is doing while it runs (its detail in the summary until it ends)
+CONNECTING, RUNNING = "connecting", "running"
 CONNECT_ERRORS = (OSError, EOFError, paramiko.SSHException)
 COMMAND_ERRORS = CONNECT_ERRORS + (Failure, ThreadException)
 #: how often the main thread wakes while hosts run (signals are handled at once regardless)
@@ -224,7 +226,7 @@ class HostRunner:
     def _run_one(self, index: int) -> None:
         outcome = self.outcomes[index]
         outcome.started_at = time.monotonic()
-        outcome.state, outcome.detail = INTERRUPTED, "running"
+        outcome.state, outcome.detail = INTERRUPTED, CONNECTING if isinstance(self.targets[index], Connection) else RUNNING
         state, detail = self._steps_on(index, self.targets[index], outcome.host)
         with self._print_lock:
             # After an interruption the summary is frozen: a session closed under a running
@@ -246,6 +248,9 @@ class HostRunner:
             if error is not None:
                 self._print(host, f"cannot connect: {describe_error(error)}")
                 return UNREACHABLE, describe_error(error)
+            with self._print_lock:
+                if not self._abandoned:
+                    self.outcomes[index].detail = RUNNING
         with self._runners_kept(target) if remote else contextlib.nullcontext():
             return self._run_steps(target, host, remote)
 
@@ -306,8 +311,8 @@ class HostRunner:
         with self._print_lock:
             self._abandoned = True
             for outcome in self.outcomes:
-                if outcome.state == INTERRUPTED and outcome.detail == "running":
-                    outcome.detail = "stopped by the interruption"
+                if outcome.state == INTERRUPTED and outcome.detail in (RUNNING, CONNECTING):
+                    outcome.detail = "stopped by the interruption" if outcome.detail == RUNNING else "stopped while connecting: no step ran"
                     outcome.elapsed = time.monotonic() - outcome.started_at
         not_stopped = self._terminate_remote_steps()
         with self._print_lock:

@@ -146,7 +146,8 @@ def signals_raise(on_signal: t.Callable[[], None] | None = None) -> t.Iterator[N
     waits for a command's end before the cancel.  Only the main thread can install handlers; a signal
     this process ignores (``nohup``, SIGINT of a background job) stays ignored.  The first signal decides
     the exit code and the cancel's reason: a later one (a second Ctrl-C, a CI's SIGTERM after it) neither
-    starts the stop again nor interrupts the stop and the cancel under way, which are bounded.
+    starts the stop again nor interrupts the stop and the cancel under way, which are bounded, nor kills the
+    process on its way out.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -168,8 +169,10 @@ def signals_raise(on_signal: t.Callable[[], None] | None = None) -> t.Iterator[N
     try:
         yield
     finally:
+        # Once a signal stopped the run, the process is on its way out with that signal's exit status: a later
+        # signal, even one arriving after the summary, is ignored rather than let its default action kill fab.
         for signum, old in previous.items():
-            signal.signal(signum, old)
+            signal.signal(signum, signal.SIG_IGN if stopped_by else old)
 
 
 def stop_local_commands(grace: float = LOCAL_GRACE) -> None:

@@ -416,7 +416,8 @@ def _send_end(client: "DeploymentClient", action: str, deployment: "Deployment")
     yet) and Retrace may process that start later still: after the run's end, after the watcher's first.  The start
     was sent at most ``deadline`` ago and each attempt waits ``timeout``, so the watcher keeps trying that long, less
     and less often.  A live run on this machine holding the deployment meanwhile (a new run of the same version) has it
-    to end: the watcher stops.
+    to end: the watcher stops.  A new run elsewhere, or one without a guard, cannot be seen: the watcher's cancel could
+    end its deployment within that window, the price of not leaving a late start in progress.
     """
     gives_up_at = time.monotonic() + client.settings.deadline + client.settings.timeout
     pause = FIRST_PAUSE_AFTER_409
@@ -425,9 +426,11 @@ def _send_end(client: "DeploymentClient", action: str, deployment: "Deployment")
             client.send(action, deployment)
             return
         except BadTransition:
-            if time.monotonic() + pause > gives_up_at or live_guard_owner(client.settings, deployment) is not None:
+            if time.monotonic() + pause > gives_up_at:
                 return
             time.sleep(pause)
             pause = min(2 * pause, LONGEST_PAUSE_AFTER_409)
+            if live_guard_owner(client.settings, deployment) is not None:
+                return  # asked just before sending again: a run that arms its guard as it sends its start is seen
         except RetraceError:
             return  # nobody to tell: the next run's stale-start recovery is the fallback

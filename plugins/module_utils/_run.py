@@ -150,7 +150,7 @@ class Target:
         if self.state == JOINED:
             return "this run joined a deployment another run started, and sent no end"
         if self.notes and not self.sent:
-            return "nothing is left in progress in Retrace (see the line above)"
+            return "Retrace had not processed the start when the cancel arrived (see the line above)"
         if not self.sent:
             return "Retrace was not told (the start was not accepted)"
         if self.sent[-1] == CANCEL:
@@ -567,8 +567,13 @@ class DeploymentRun:
             result = self._calls(target).send(CANCEL, target.deployment)
         except BadTransition:
             target.state = NOT_RECORDED
-            note = ("the start had not been processed by Retrace when the cancel arrived; if it lands later, "
-                    "the orphan guard (or the next run of this version) cancels it")
+            if target.guard.armed:
+                window = target.client.settings.deadline + target.client.settings.timeout
+                later = (f"the orphan guard cancels it if it lands within {window:g} s of this run's end; after that, the "
+                         "next start of this version ends it (stale_start: recover)")
+            else:
+                later = "the next start of this version ends it (stale_start: recover)"
+            note = f"the start had not been processed by Retrace when the cancel arrived; should it land later, {later}"
             target.notes.append(note)
             line = f"{target.label} NOT recorded: the run was stopped while its start was in flight, and {note}"
             self.reporter.info(line)

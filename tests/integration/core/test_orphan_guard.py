@@ -45,6 +45,14 @@ OWNER = textwrap.dedent("""
         with tracked_deployment(client, deployment, warn=print):
             print("deployed untracked", flush=True)
         sys.exit(0)
+    if sys.argv[3] in ("start in flight", "guarded start"):
+        import dataclasses
+        client.settings = dataclasses.replace(client.settings, deadline=3.0, timeout=2.0)  # the watcher's 409 window: 5 s
+    if sys.argv[3] == "guarded start":  # as the engine does: the guard is armed as the start is sent
+        guard = arm_orphan_guard(client, deployment, log=print)
+        client.start(deployment)
+        print("armed", guard.armed, flush=True)
+        time.sleep(120)
     if sys.argv[3] == "start in flight":  # stopped while Retrace holds its start: its own cancel comes first
         import threading
         guard = arm_orphan_guard(client, deployment, log=print)
@@ -175,6 +183,38 @@ def test_a_start_processed_after_the_run_s_cancel_was_refused_is_cancelled_by_th
     assert calls[-1] == ("cancel", 202) and calls.count(("start", 202)) == 1, calls
     assert calls.index(("start", 202)) < calls.index(("cancel", 202)), calls
     assert calls[:2] == [("cancel", 409), ("cancel", 409)], calls  # the run's, then the watcher's first
+
+
+def test_the_watcher_sending_again_after_a_409_never_ends_a_new_run_s_deployment(retrace_emulator, tmp_path):
+    # As above, but a new run of the same version starts on this machine while the watcher still gets 409s: the
+    # new run's deployment is its own to end, and the watcher, seeing that run's guard, stops sending.
+    retrace_emulator.inject("start", [{"delay": 3}])
+    start_arrived = tmp_path / "start-arrived"
+    stopped = _owner(retrace_emulator, "g10", "start in flight", str(start_arrived), stdout=subprocess.PIPE)
+    _wait_armed(stopped)
+    watcher = _find_watcher(stopped.pid)
+    deadline = time.monotonic() + LANDS_WITHIN
+    while retrace_emulator.pending_faults().get("start") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    start_arrived.touch()
+    assert "cancel refused: BadTransition" in stopped.communicate(timeout=60)[0].decode()
+    deadline = time.monotonic() + LANDS_WITHIN
+    while ("cancel", 409) not in _calls(retrace_emulator)[1:] and time.monotonic() < deadline:
+        time.sleep(0.02)  # the watcher's first cancel, refused: it now sends again after each pause
+
+    new_run = _owner(retrace_emulator, "g10", "guarded start", stdout=subprocess.PIPE)
+    try:
+        _wait_armed(new_run)
+        deadline = time.monotonic() + 2 * LANDS_WITHIN
+        while os.path.exists(f"/proc/{watcher}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{watcher}"), "the stopped run's watcher is still sending"
+        calls = _calls(retrace_emulator)
+        assert ("cancel", 202) not in calls, calls
+        assert [d["state"] for d in retrace_emulator.deployments()] == ["in_progress"], calls
+    finally:
+        os.killpg(new_run.pid, signal.SIGKILL)
+        new_run.wait(timeout=30)
 
 
 def test_the_watcher_holds_no_terminal_is_outside_the_group_and_keeps_the_key_in_memory(retrace_emulator):

@@ -396,6 +396,21 @@ relay(lambda: link.recv(65536), to_stdout)
 LINK_DELAY = 0.25
 
 
+def test_a_host_still_connecting_when_the_signal_comes_ran_no_step(ssh_project, sshd, tmp_path):
+    # The host's connection never gets the server's greeting (a ProxyCommand that relays nothing): Retrace has
+    # answered the start, the host is still connecting, and the summary must not say a step was stopped there.
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host 127.0.0.1\n    ProxyCommand sleep 60\n")
+    ssh_project.fabric_yaml({"steps": ["true"], "timeout": 5, "deadline": 10})
+    fab = Running(ssh_project, "-S", str(ssh_config), "-H", sshd.host_strings[0], "deploy", "--version", "5.2.4")
+    fab.wait_for(lambda: "5.2.4 of DemoApp to Production started" in fab.output(), "the start answered")
+
+    assert fab.ended_within(fab.signal(signal.SIGTERM), PROMPT) == 143, fab.output()
+    assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+    assert "stopped while connecting: no step ran" in fab.output(), fab.output()
+    assert "stopped by the interruption" not in fab.output(), fab.output()
+
+
 def test_a_signal_stops_the_remote_step_over_a_slow_link(ssh_project, sshd):
     # 0.25 s each way: the kill command's session, its start and its end take seconds, and are waited for.
     directory = ssh_project.directory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
@@ -13,7 +14,7 @@ from invoke.exceptions import Exit
 from retrace_fabric import deploy, track, tracked
 from retrace_fabric.core.errors import InvalidInput
 from retrace_fabric.deploy import HostRunner, Step, deploy_to, parse_steps, run_recorded_hosts, step_environment
-from retrace_fabric.tracking import Interrupted, Reporter
+from retrace_fabric.tracking import HANDLED_SIGNALS, Interrupted, Reporter, signals_raise
 
 FIELDS = {"app_name": "A", "environment_name": "E", "version": "v 1", "name": "v 1"}
 
@@ -268,3 +269,26 @@ def test_step_output_is_prefixed_line_by_line_as_it_comes():
     lines.write("o\r\nthree")
     lines.finish()
     assert sink.getvalue() == "[web1] one\n[web1] two\n[web1] three\n"
+
+
+@pytest.fixture(name="handlers_kept")
+def fixture_handlers_kept():
+    """The signal handlers as they were before the test, put back after it."""
+    kept = {signum: signal.getsignal(signum) for signum in HANDLED_SIGNALS}
+    yield kept
+    for signum, handler in kept.items():
+        signal.signal(signum, handler)
+
+
+def test_once_a_signal_stopped_the_block_later_signals_are_ignored_on_the_way_out(handlers_kept):
+    # The process is exiting with the first signal's status: a SIGTERM after the summary must not kill it instead.
+    with pytest.raises(Interrupted):
+        with signals_raise():
+            os.kill(os.getpid(), signal.SIGINT)
+    assert {signum: signal.getsignal(signum) for signum in handlers_kept} == {signum: signal.SIG_IGN for signum in handlers_kept}
+
+
+def test_a_block_no_signal_stopped_gives_the_handlers_back(handlers_kept):
+    with signals_raise():
+        pass
+    assert {signum: signal.getsignal(signum) for signum in handlers_kept} == handlers_kept

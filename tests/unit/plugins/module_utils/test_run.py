@@ -350,7 +350,7 @@ def test_an_interrupted_start_that_had_not_landed_leaves_nothing_in_progress(gua
     run, target, transport, lines = make_run(guards, scripts={"cancel": [409]})
     target.state = _run.STARTING
     run.close_all(succeeded=False)
-    assert target.told_retrace() == "nothing is left in progress in Retrace (see the line above)"
+    assert target.told_retrace() == "Retrace had not processed the start when the cancel arrived (see the line above)"
     assert [line for line in lines.at("info") if "NOT recorded: the run was stopped while its start was in flight" in line], lines.at("info")
 
 
