@@ -21,9 +21,10 @@ How it keeps the promises of the README:
   :func:`release_orphan_guard`; the watcher then exits without sending anything.
 * **Cancels within seconds otherwise.**  It waits on a pidfd of the owner process (Linux 5.3+), or polls
   every :data:`POLL_INTERVAL` seconds; when the owner is gone it sends one cancel through the run's own
-  client (its retries and deadline apply), then exits.  A 409 (the start not processed yet: it was in
-  flight when the run stopped) is sent again until the start can no longer land (:func:`_send_end`).  A run that died while sending its complete
-  (:meth:`OrphanGuard.completing`) gets a complete instead: never two opposite ends.
+  client (its retries and deadline apply), then exits.  After a 409 (the start not processed yet: it was
+  in flight when the run stopped) it sends it again until the start can no longer land (:func:`_send_end`).
+  A run that died while sending its complete (:meth:`OrphanGuard.completing`) gets a complete instead:
+  never two opposite ends.
 
 The rendezvous is a Unix socket in ``/tmp/stackify-retrace-<uid>``, a directory only this user can enter
 (0700; if another user pre-created it, the guard is not armed and the run says so), named after the
@@ -345,7 +346,7 @@ def _watch_owner(listener: socket.socket, owner_pid: int) -> str | None:
     """
     end = ["cancel"]
     pidfd = _open_pidfd(owner_pid)
-    if pidfd is None and not _is_alive(owner_pid):
+    if pidfd is None and not is_alive(owner_pid):
         return end[0]
     watched = [listener] + ([pidfd] if pidfd is not None else [])
     while True:
@@ -353,7 +354,7 @@ def _watch_owner(listener: socket.socket, owner_pid: int) -> str | None:
         # A message that arrived with the owner's exit still counts: serve the socket first.
         if listener in readable and _serve(listener, owner_pid, end) == _RELEASE:
             return None
-        if (pidfd is not None and pidfd in readable) or (pidfd is None and not _is_alive(owner_pid)):
+        if (pidfd is not None and pidfd in readable) or (pidfd is None and not is_alive(owner_pid)):
             return None if _released_meanwhile(listener, owner_pid, end) else end[0]
 
 
@@ -395,7 +396,7 @@ def _open_pidfd(pid: int) -> int | None:
         return None
 
 
-def _is_alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -150,7 +150,7 @@ class Target:
         if self.state == JOINED:
             return "this run joined a deployment another run started, and sent no end"
         if self.notes and not self.sent:
-            return "Retrace had not processed the start when the cancel arrived (see the line above)"
+            return f"Retrace was not told ({self.notes[-1]})"
         if not self.sent:
             return "Retrace was not told (the start was not accepted)"
         if self.sent[-1] == CANCEL:
@@ -498,8 +498,8 @@ class DeploymentRun:
             return self._close_nothing(target, action)
         target.state = COMPLETING if action == COMPLETE else CANCELLING
         with self.budget.charge():
-            if action == COMPLETE:
-                target.guard.completing()  # killed mid-call, the guard then sends complete too, never a cancel
+            if action == COMPLETE and not target.guard.completing() and target.guard.armed and self._owner_gone():
+                return self._left_to_the_watcher(target)
             try:
                 result = self._calls(target).send(action, target.deployment)
             except RetraceError as error:
@@ -573,9 +573,9 @@ class DeploymentRun:
                          "next start of this version ends it (stale_start: recover)")
             else:
                 later = "the next start of this version ends it (stale_start: recover)"
-            note = f"the start had not been processed by Retrace when the cancel arrived; should it land later, {later}"
-            target.notes.append(note)
-            line = f"{target.label} NOT recorded: the run was stopped while its start was in flight, and {note}"
+            target.notes.append("the start had not been processed when the cancel arrived: see the line above")
+            line = (f"{target.label} NOT recorded: the run was stopped while its start was in flight, and the start had not"
+                    f" been processed by Retrace when the cancel arrived; should it land later, {later}")
             self.reporter.info(line)
             return Step(NOT_RECORDED, line)
         except RetraceError as error:
@@ -635,6 +635,18 @@ class DeploymentRun:
 
     def _guarded(self) -> bool:
         return self.policy.orphan_guard and self.owner_pid is not None
+
+    def _owner_gone(self) -> bool:
+        return self.owner_pid is not None and not _guard.is_alive(self.owner_pid)
+
+    def _left_to_the_watcher(self, target: Target) -> Step:
+        """The guard was told nothing: its watcher no longer answers, because the run it watches is gone and it has
+        taken over (a job killed while this process, one of its workers, was about to complete).  Its cancel is on its
+        way: a complete from here could land after it, two opposite ends.  None is sent."""
+        target.state = NOT_RECORDED
+        line = f"{target.label}: no complete sent: the run ({self.owner_pid}) is gone, and its orphan guard sends the cancel"
+        self.reporter.warning(line)
+        return Step(NOT_RECORDED, line)
 
     def _close_nothing(self, target: Target, action: str) -> Step:
         """An end this place must not send: its start was refused or never answered, or it was ended already."""

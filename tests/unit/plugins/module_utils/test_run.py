@@ -61,6 +61,8 @@ class Guards:
         self.arms = arms
         self.joins = set()
         self.armed_for = set()
+        self.watcher_answers = True
+        self.owner_alive = True
 
     def _handle(self, owner, created=True):
         guards = self
@@ -70,6 +72,7 @@ class Guards:
 
             def completing(self):
                 guards.events.append(("completing", owner))
+                return guards.watcher_answers
 
             def release(self):
                 guards.events.append(("release", owner))
@@ -123,6 +126,7 @@ def guards(monkeypatch, tmp_path):
     fake_module = types.SimpleNamespace(**{name: getattr(fake, name) for name in
                                            ("arm_orphan_guard", "orphan_guard_of", "live_guard_owner", "remember_join",
                                             "forget_join", "joined_in_job")}, OrphanGuard=real.OrphanGuard,
+                                        is_alive=lambda pid: fake.owner_alive,
                                         private_directory=lambda: fake.directory)
     monkeypatch.setattr(_run, "_guard", fake_module)
     return fake
@@ -350,7 +354,7 @@ def test_an_interrupted_start_that_had_not_landed_leaves_nothing_in_progress(gua
     run, target, transport, lines = make_run(guards, scripts={"cancel": [409]})
     target.state = _run.STARTING
     run.close_all(succeeded=False)
-    assert target.told_retrace() == "Retrace had not processed the start when the cancel arrived (see the line above)"
+    assert target.told_retrace() == "Retrace was not told (the start had not been processed when the cancel arrived: see the line above)"
     assert [line for line in lines.at("info") if "NOT recorded: the run was stopped while its start was in flight" in line], lines.at("info")
 
 
@@ -432,3 +436,23 @@ def test_an_end_sent_on_its_own_after_a_refused_start_from_the_same_place_sends_
     end_run.resume(end)
     end_run.close(end, succeeded=True)
     assert end_transport.sent == ["complete"]
+
+
+def test_a_worker_whose_run_is_gone_and_whose_watcher_took_over_sends_no_complete(guards):
+    """A job killed as one of its workers completes: the watcher no longer answers ``completing`` (it is sending its
+    cancel); a complete from the worker would land after that cancel."""
+    run, target, transport, lines = make_run(guards)
+    run.open(target)
+    guards.watcher_answers, guards.owner_alive = False, False
+    assert run.close(target, succeeded=True).state == _run.NOT_RECORDED
+    assert transport.sent == ["start"]
+    assert lines.at("warning") == ["deployment 7 of Shop to Production: no complete sent: the run (4242) is gone, and its "
+                                   "orphan guard sends the cancel"]
+
+
+def test_a_watcher_that_does_not_answer_while_the_run_lives_does_not_stop_the_complete(guards):
+    run, target, transport, lines = make_run(guards)
+    run.open(target)
+    guards.watcher_answers = False
+    assert run.close(target, succeeded=True).state == _run.COMPLETED
+    assert transport.sent == ["start", "complete"]
