@@ -247,7 +247,10 @@ def _kill_group(pgid: int) -> None:
 class Outcome:
     run: Run
     state: str  # "not started", "completed", "cancelled", "in progress"
-    refused_ends: int  # ends answered 409 (e.g. a second cancel after the deployment was closed)
+    #: ends answered 409 once the start was accepted (a second end after the deployment was closed).  A 409 before
+    #: that is a run stopped while its start was in flight: its cancel, and its guard's sent again until the start
+    #: can no longer land, find nothing to end yet, as designed (docs/lifecycle.md).
+    refused_ends: int
     accepted_ends: int
     end_latency: float | None  # seconds from the stop to the accepted end, when the run was stopped after the start
     by_guard: bool  # the end landed after the run's main process was gone
@@ -266,8 +269,9 @@ def outcome(run: Run, entries: list[dict], states: dict[str, str]) -> Outcome:
         by_guard = run.stop in KILLS or (run.exited_at is not None and accepted[0]["monotonic"] > run.exited_at)
     origin = run.stopped_at if run.stopped_at is not None else (mine[0]["monotonic"] if mine else 0.0)
     journal = [(entry["action"], entry["status"], round(entry["monotonic"] - origin, 2)) for entry in mine]
-    return Outcome(run, state, sum(1 for entry in ends if entry["status"] == 409), len(accepted), latency, by_guard,
-                   journal)
+    started = [entry["monotonic"] for entry in mine if entry["action"] == "start" and entry["status"] == 202]
+    refused = [entry for entry in ends if entry["status"] == 409 and started and entry["monotonic"] >= started[0]]
+    return Outcome(run, state, len(refused), len(accepted), latency, by_guard, journal)
 
 
 # --- the soak ---------------------------------------------------------------------------------------------------
