@@ -73,14 +73,21 @@ class ActionModule(ActionBase):
         arguments = {name: value for name, value in self._task.args.items() if name != "state"}
         variables = variable_sources(task_vars, extra_vars, self._templar, KNOWN_VARIABLES)
         written = self._written_arguments()
+        # Ansible has merged the module_defaults that apply to this task into its arguments; the task's own win.
+        defaulted = {name for name in arguments if name not in written}
+        written = {**self._written_defaults(), **written}
         # An argument the playbook writes literally is the project's; one written as a template is a variable's value.
         templated = {name for name in arguments if is_template(written.get(name, "{{"))}
         # The role's own start and end tasks take no settings but the state: they are not a way to set one.
         settable = () if task_vars.get("ansible_role_name") == ROLE else None
+        own = _pick(arguments, defaulted, False)
+        defaults = _pick(arguments, defaulted, True)
         sources = [
-            _resolve.Source("the task's arguments", _pick(arguments, templated, False), _resolve.PROJECT, "the task's {option} argument",
+            _resolve.Source("the task's arguments", _pick(own, templated, False), _resolve.PROJECT, "the task's {option} argument",
                             settable=settable),
-            _resolve.Source("a task argument given by variables", _pick(arguments, templated, True), _resolve.VARIABLES),
+            _resolve.Source("a task argument given by variables", _pick(own, templated, True), _resolve.VARIABLES),
+            _resolve.Source("module_defaults", _pick(defaults, templated, False), _resolve.PROJECT),
+            _resolve.Source("module_defaults given by variables", _pick(defaults, templated, True), _resolve.VARIABLES),
             *variables.sources,
             _resolve.environment_source(os.environ, MODULE_SETTINGS),
         ]
@@ -99,6 +106,27 @@ class ActionModule(ActionBase):
             return ModuleArgsParser(self._task.get_ds(), self._task.collections).parse(skip_action_validation=True)[1]
         except AnsibleError:
             return {}
+
+    def _written_defaults(self):
+        """The module_defaults that apply to this task, as the playbook writes them, merged as Ansible merges them
+        (its groups first, then the action's own entry).  A group or entry written as one template gives arguments
+        this cannot see: they, and every earlier one they may replace, are left out (read as templated)."""
+        defaults = self._task.module_defaults
+        play = getattr(self._task._parent, "_play", None)  # pylint: disable=protected-access
+        action_groups = getattr(play, "_action_groups", None)
+        action = self._task.resolved_action
+        groups = action_groups.get(action, []) if isinstance(action_groups, dict) else []
+        merged = {}
+        for entry in defaults if isinstance(defaults, list) else ():
+            merged.update(entry if isinstance(entry, dict) else {})
+        written = {}
+        for key in [key for key in merged if key.startswith("group/") and key[len("group/"):] in groups] + [action]:
+            value = merged.get(key)
+            if isinstance(value, dict):
+                written.update(value)
+            elif value is not None:
+                written = {}
+        return written
 
     def _hosts_in_task(self, task_vars):
         """How many hosts run this very task now: one with run_once, else the current batch."""

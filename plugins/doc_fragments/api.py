@@ -44,10 +44,11 @@ options:
         one spelling (in requests, messages and the orphan guard's identity).
       - The key (from the environment, as an AWX credential injects it, from a key file, or kept in Vault) is sent to
         the URL from the environment (E(RETRACE_API_URL), else the default), or to one the project's files write
-        literally - a task's literal O(api_url) argument, the callback's C(ansible.cfg). An O(api_url) that Ansible
-        variables give (extra vars, a survey, C(group_vars), play vars, facts, a templated argument) and that names
-        another API never gets the key - whoever launches the run can reach every variable; nothing is recorded and
-        one warning says to set the URL beside the key. Only a key given as text by extra vars goes with their URL.
+        literally - a task's literal O(api_url) argument or C(module_defaults) entry, the callback's C(ansible.cfg).
+        An O(api_url) that Ansible variables give (extra vars, a survey, C(group_vars), play vars, facts, a templated
+        argument or C(module_defaults) entry) and that names another API never gets the key - whoever launches the
+        run can reach every variable; nothing is recorded and one warning says to set the URL beside the key. Only a
+        key given as text by extra vars goes with their URL.
     type: str
     default: https://api.stackify.net
   validate_certs:

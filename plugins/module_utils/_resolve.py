@@ -274,9 +274,9 @@ def key_destination_problem(resolved: Resolved, environ: t.Mapping[str, str]) ->
 
     The rule, the same on every entry point: the key goes to the URL from the environment (``RETRACE_API_URL``, else
     the default) or to one the project's own files write literally (ansible.cfg, a task's literal ``api_url``
-    argument, fabric.yaml, a ``--api-url`` flag).  A URL that Ansible variables give (extra vars, group_vars, play
-    vars, facts, a templated argument) receives a key only when whoever launched the run gave that key too, as text
-    (``-e retrace_api_key=...``): they know it already.
+    argument or ``module_defaults`` entry, fabric.yaml, a ``--api-url`` flag).  A URL that Ansible variables give
+    (extra vars, group_vars, play vars, facts, a templated argument) receives a key only when whoever launched the
+    run gave that key too, as text (``-e retrace_api_key=...``): they know it already.
 
     Why so strict: whoever may set extra vars (an AWX launch prompt or survey, a shared CI job's parameters) may not be
     allowed to read the credential the environment holds, or the key the project keeps in Vault; extra vars outrank
@@ -306,8 +306,8 @@ def key_destination_problem(resolved: Resolved, environ: t.Mapping[str, str]) ->
     return InvalidInput("api_url", f"{given} (from {url_source.name}) is refused: Ansible variables can be set by whoever "
                                    f"launches the run, and the API key (from {key_from.name if key_from else 'the environment'}) "
                                    f"is only sent to the URL from the environment ({expected}) or to one the project's own "
-                                   "files write (ansible.cfg, a task's literal api_url, fabric.yaml). Set the URL beside the "
-                                   "key: RETRACE_API_URL (in AWX, the credential's API URL)")
+                                   "files write (ansible.cfg, a task's literal api_url or module_defaults, fabric.yaml). Set the "
+                                   "URL beside the key: RETRACE_API_URL (in AWX, the credential's API URL)")
 
 
 def detected_source(values: t.Mapping[str, t.Any], notes: t.Mapping[str, str] | None = None,

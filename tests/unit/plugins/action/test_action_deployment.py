@@ -64,14 +64,18 @@ def fixture_transport(monkeypatch):
     return made
 
 
-def run_task(args, task_vars=None, *, extra_vars=None, written=None, check_mode=False, run_once=True, monkeypatch=None):
-    """One task: ``args`` as Ansible hands them over (templated), ``written`` as the playbook writes them (default:
-    the same, literally), ``task_vars`` with the variables, ``extra_vars`` those given with -e."""
+def run_task(args, task_vars=None, *, extra_vars=None, written=None, check_mode=False, run_once=True, monkeypatch=None,
+             module_defaults=None):
+    """One task: ``args`` as Ansible hands them over (templated, module_defaults merged in), ``written`` as the
+    playbook writes them (default: the same, literally), ``task_vars`` with the variables, ``extra_vars`` those given
+    with -e, ``module_defaults`` as the play writes them (the collection's group is ``group/stackify.retrace.retrace``)."""
     # As Ansible hands them over: the extra vars are among the task's variables, and what the playbook writes is
     # marked as a template Ansible may render (data tagging).
     task_vars = {"playbook_dir": "/nonexistent", **(task_vars or {}), **(extra_vars or {})}
     task = mock.MagicMock(args=dict(args), check_mode=check_mode, run_once=run_once, async_val=0, collections=[], no_log=False,
-                          action="stackify.retrace.deployment")
+                          action="stackify.retrace.deployment", resolved_action="stackify.retrace.deployment",
+                          module_defaults=module_defaults)
+    task._parent._play._action_groups = {"stackify.retrace.deployment": ["stackify.retrace.retrace"]}  # pylint: disable=protected-access
     as_written = {name: trust_as_template(value) if isinstance(value, str) else value
                   for name, value in (written if written is not None else args).items()}
     task.get_ds.return_value = {"stackify.retrace.deployment": as_written}
@@ -203,6 +207,37 @@ def test_a_templated_api_url_argument_never_gets_a_key_from_elsewhere(transport,
     result = run_task({"state": "started", **key_from_environment, "api_url": rendered},
                       written={"state": "started", **key_from_environment, "api_url": written}, extra_vars=extra_vars,
                       monkeypatch=monkeypatch)
+    assert transport.posts == [] and "(from a task argument given by variables) is refused" in result["warnings"][0]
+
+
+GROUP = "group/stackify.retrace.retrace"
+
+
+@pytest.mark.parametrize("module_defaults", [
+    [{GROUP: {"api_url": "https://retrace.example.org"}}],
+    [{GROUP: {"api_url": "{{ elsewhere }}"}}, {"stackify.retrace.deployment": {"api_url": "https://retrace.example.org"}}],
+], ids=["group", "the action's entry outranks a templated group"])
+def test_a_literal_api_url_in_module_defaults_takes_the_environment_s_key(transport, key_from_environment, module_defaults):
+    result = run_task({"state": "started", **key_from_environment, "api_url": "https://retrace.example.org"},
+                      written={"state": "started", **key_from_environment}, module_defaults=module_defaults)
+    assert result["tracked"] is True and transport.posts[0][2] == f"ApiKey {KEY}"
+
+
+@pytest.mark.parametrize("module_defaults", [
+    [{GROUP: {"api_url": "{{ target }}"}}],
+    [{GROUP: "{{ retrace_defaults }}"}],  # the whole entry a template: its keys are a variable's
+    [{GROUP: {"api_url": "https://retrace.example.org"}}, {"stackify.retrace.deployment": "{{ retrace_defaults }}"}],
+], ids=["templated value", "templated group", "templated entry after a literal group"])
+def test_an_api_url_module_defaults_template_never_gets_the_environment_s_key(transport, key_from_environment, module_defaults):
+    result = run_task({"state": "started", **key_from_environment, "api_url": "https://evil.example"},
+                      written={"state": "started", **key_from_environment}, module_defaults=module_defaults)
+    assert transport.posts == [] and "(from module_defaults given by variables) is refused" in result["warnings"][0]
+
+
+def test_a_task_s_templated_api_url_outranks_a_literal_module_default(transport, key_from_environment):
+    result = run_task({"state": "started", **key_from_environment, "api_url": "https://evil.example"},
+                      written={"state": "started", **key_from_environment, "api_url": "{{ target }}"},
+                      module_defaults=[{GROUP: {"api_url": "https://evil.example"}}])
     assert transport.posts == [] and "(from a task argument given by variables) is refused" in result["warnings"][0]
 
 

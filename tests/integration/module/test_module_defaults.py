@@ -1,0 +1,40 @@
+"""module_defaults for the collection's action group (meta/runtime.yml): settings given once per play, with the
+key-destination rule applied to them as to a task's own arguments."""
+
+import pytest
+
+from ansible_run import DEMO, DEMO_KEY, calls, child_environment, play, run_playbook, task, write_playbook
+
+GROUP = "group/stackify.retrace.retrace"
+DEPLOY_STEP = {"name": "Deployment step", "ansible.builtin.debug": {"msg": "deploying"}}
+
+
+def _environment(tmp_path):
+    """The key exported and no RETRACE_API_URL: the URL from the environment is the default, not the emulator."""
+    return child_environment(tmp_path, RETRACE_API_KEY=DEMO_KEY)
+
+
+@pytest.mark.parametrize("entry", [GROUP, "stackify.retrace.deployment"])
+def test_a_literal_api_url_in_module_defaults_is_the_project_s(tmp_path, retrace_emulator, entry):
+    """Written in the playbook, like a task's literal argument: the exported key goes there."""
+    defaults = {entry: {**DEMO, "api_url": retrace_emulator.url, "strict": True}}
+    playbook = write_playbook(tmp_path, [play(task("started", version="2.0"), DEPLOY_STEP, task("completed", version="2.0"),
+                                              module_defaults=defaults)])
+    run = run_playbook(playbook, env=_environment(tmp_path))
+    assert run.returncode == 0, run.stdout
+    assert calls(retrace_emulator) == [("start", 202), ("complete", 202)]
+    [record] = retrace_emulator.deployments()
+    assert (record["AppName"], record["EnvironmentName"], record["Version"], record["state"]) == ("DemoApp", "Production", "2.0", "completed")
+
+
+def test_a_templated_api_url_in_module_defaults_never_gets_the_environment_s_key(tmp_path, retrace_emulator):
+    """A template in module_defaults is a variable's value, which whoever launches the run can set: nothing is sent."""
+    defaults = {GROUP: {**DEMO, "api_url": "{{ retrace_target }}"}}
+    playbook = write_playbook(tmp_path, [play(task("started", version="2.0"), DEPLOY_STEP,
+                                              module_defaults=defaults, vars={"retrace_target": retrace_emulator.url})])
+    run = run_playbook(playbook, env=_environment(tmp_path))
+    assert run.returncode == 0, run.stdout
+    assert (f"NOT recorded: api_url: {retrace_emulator.url} (from module_defaults given by variables) is refused"
+            in " ".join(run.stdout.split())), run.stdout
+    assert "deploying" in run.stdout
+    assert calls(retrace_emulator) == []
