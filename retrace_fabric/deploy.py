@@ -23,10 +23,7 @@ import sys
 import threading
 import time
 import typing as t
-import weakref
 
-import paramiko
-from paramiko.common import cMSG_CHANNEL_REQUEST
 from fabric import Connection
 from invoke import Task, task
 from invoke.exceptions import Exit, Failure, ThreadException
@@ -36,24 +33,19 @@ from .core._resolve import Resolved
 from .core._run import Target
 from .core.errors import InvalidInput
 from .core.settings import DEPLOYMENT_OPTIONS, OPTIONS, deployment_name
+from .remote import CONNECT_ERRORS, REMOTE_STOP_LIMIT, RemoteCommands
 from .settings import KEY_VARIABLES, deploy_settings
-from .tracking import EXIT_INVALID, LOADED_AT, TrackedRun, new_run, say, signals_raise, stop_local_commands
+from .tracking import EXIT_INVALID, LOADED_AT, TrackedRun, is_dry_run, new_run, say, signals_raise, stop_local_commands
 
 LOCAL = "local"
 OK, FAILED, UNREACHABLE, INTERRUPTED, NOT_RUN = "ok", "failed", "unreachable", "interrupted", "not run"
+#: ``fab --dry``: the steps were printed, not run
+DRY_RUN = "dry run"
 #: what a host is doing while it runs (its detail in the summary until it ends)
 CONNECTING, RUNNING = "connecting", "running"
-CONNECT_ERRORS = (OSError, EOFError, paramiko.SSHException)
 COMMAND_ERRORS = CONNECT_ERRORS + (Failure, ThreadException)
 #: how often the main thread wakes while hosts run (signals are handled at once regardless)
 WAIT_SLICE = 0.1
-#: on a signal, how long the remote steps get to end on SIGTERM before they are sent SIGKILL (as local commands)
-REMOTE_GRACE = 1.0
-#: on a signal, how long in all fab waits for the remote steps' stop (the kill command on each connection, and the
-#: steps' own sessions) before it closes the connections: the kill command needs a session opened and a command
-#: started (two round trips), up to REMOTE_GRACE on the host and one more trip for its end.  A slow link or a loaded
-#: machine needs seconds; the bound keeps the cancel from waiting on a host that never answers.
-REMOTE_STOP_LIMIT = 5.0
 #: the summary's detail for a host whose stop was not confirmed within REMOTE_STOP_LIMIT
 NOT_CONFIRMED = f"may still be running on the host: the stop did not complete within {REMOTE_STOP_LIMIT:g} s"
 
@@ -181,9 +173,8 @@ class HostRunner:
         self._abandoned = False
         self._connecting: dict[int, threading.Thread] = {}
         self._connect_errors: dict[int, BaseException] = {}
-        #: the Remote runners of the steps (a finished one drops out), for :meth:`abandon` to reach their channels
-        self._remote_runners: weakref.WeakSet = weakref.WeakSet()
-        self._remote_runners_lock = threading.RLock()  # reentrant: a second signal may come while the first is handled
+        #: the remote steps running, for :meth:`abandon` to stop
+        self._remote_commands = RemoteCommands()
 
     def start_connecting(self) -> None:
         """Open every SSH connection in the background (overlaps with the start call)."""
@@ -211,7 +202,7 @@ class HostRunner:
         for worker in workers:
             while worker.is_alive():
                 worker.join(WAIT_SLICE)
-        failed = [outcome for outcome in self.outcomes if outcome.state not in (OK, NOT_RUN)]
+        failed = [outcome for outcome in self.outcomes if outcome.state not in (OK, NOT_RUN, DRY_RUN)]
         if failed:
             raise HostsFailed(", ".join(f"{outcome.host} ({outcome.state})" for outcome in failed))
 
@@ -251,15 +242,18 @@ class HostRunner:
             with self._print_lock:
                 if not self._abandoned:
                     self.outcomes[index].detail = RUNNING
-        with self._runners_kept(target) if remote else contextlib.nullcontext():
+        with self._remote_commands.kept(target) if remote else contextlib.nullcontext():
             return self._run_steps(target, host, remote)
 
     def _run_steps(self, target, host: str, remote: bool) -> tuple[str, str]:
+        dry = is_dry_run(target.config)
         environment = self._environment(target, remote)
         for index_, step in enumerate(self.steps, 1):
             if self._abandoned:  # a step that ended on the SIGTERM of abandon() must not be followed by the next
                 return INTERRUPTED, "stopped by the interruption"
             self._print(host, f"$ {step}")
+            if dry:
+                continue  # the line above is the step's echo; Invoke's (run.echo, which --dry sets) would repeat it
             run = target.sudo if step.sudo else target.run
             out = PrefixedLines(host, sys.stdout, self._print_lock, lambda: self._abandoned)
             err = PrefixedLines(host, sys.stderr, self._print_lock, lambda: self._abandoned)
@@ -268,7 +262,8 @@ class HostRunner:
             streams = {name: stream for name, stream in (("out_stream", out), ("err_stream", err))
                        if ("stdout" if name == "out_stream" else "stderr") not in hidden}
             try:
-                result = run(step.command, warn=True, in_stream=False, **streams, **environment)
+                # echo=False: the "$ step" line above, with its host, is the echo (Invoke's would repeat it, bare)
+                result = run(step.command, warn=True, in_stream=False, echo=False, **streams, **environment)
             except COMMAND_ERRORS as error:
                 return FAILED, f"step {index_} ({step}) could not run: {describe_error(error)}"
             finally:
@@ -276,25 +271,9 @@ class HostRunner:
                 err.finish()
             if result.failed:
                 return FAILED, f"step {index_} ({step}) exited with status {result.exited}"
+        if dry:
+            return DRY_RUN, f"{len(self.steps)} step(s) printed, none run (--dry)"
         return OK, f"{len(self.steps)} step(s) done"
-
-    @contextlib.contextmanager
-    def _runners_kept(self, connection: Connection) -> t.Iterator[None]:
-        """While the steps run, ``connection`` makes its runners (``runners.remote``: whichever class is configured)
-        through us, so that :meth:`abandon` can reach the command each one runs; the configuration is put back after."""
-        make_runner = connection.config.runners.remote
-
-        def make_kept_runner(*args, **kwargs):
-            runner = make_runner(*args, **kwargs)
-            with self._remote_runners_lock:
-                self._remote_runners.add(runner)
-            return runner
-
-        connection.config.runners.remote = make_kept_runner
-        try:
-            yield
-        finally:
-            connection.config.runners.remote = make_runner
 
     def _environment(self, target, remote: bool) -> dict:
         """``env`` (and ``replace_env``) for a step: Fabric's ``run.env``, then RETRACE_*; locally, never the key."""
@@ -314,10 +293,11 @@ class HostRunner:
                 if outcome.state == INTERRUPTED and outcome.detail in (RUNNING, CONNECTING):
                     outcome.detail = "stopped by the interruption" if outcome.detail == RUNNING else "stopped while connecting: no step ran"
                     outcome.elapsed = time.monotonic() - outcome.started_at
-        not_stopped = self._terminate_remote_steps()
+        not_stopped = self._remote_commands.stop()  # the transports on which the stop was not confirmed
         with self._print_lock:
             for index, outcome in enumerate(self.outcomes):
-                if index in not_stopped and outcome.state == INTERRUPTED:
+                target = self.targets[index]
+                if isinstance(target, Connection) and target.transport in not_stopped and outcome.state == INTERRUPTED:
                     outcome.detail = NOT_CONFIRMED
         for target in self.targets:
             if isinstance(target, Connection):
@@ -326,42 +306,6 @@ class HostRunner:
                 except CONNECT_ERRORS:
                     pass  # the session is going away either way
         stop_local_commands()
-
-    def _terminate_remote_steps(self) -> set[int]:
-        """SIGTERM to every remote step still running, SIGKILL to those left after :data:`REMOTE_GRACE`; return the
-        indexes of the targets whose stop was not confirmed within :data:`REMOTE_STOP_LIMIT`.
-
-        Closing a session is not enough: sshd signals the command only when it runs on a pty (SIGHUP); without one
-        (Fabric's default, ``run.pty: false``) the command would go on after fab has told Retrace "cancel".  The SSH
-        "signal" request is the protocol's way, but sshd refuses it for root logins: the sessions' process groups are
-        also signalled by a command on the same connection (:data:`TERMINATE_SIBLING_SESSIONS`), whose end is waited for:
-        once it has ended, every other session's process group is gone.
-        """
-        with self._remote_runners_lock:
-            runners = list(self._remote_runners)
-        running = [channel for channel in (getattr(runner, "channel", None) for runner in runners)
-                   if isinstance(channel, paramiko.Channel) and not channel.closed and not channel.exit_status_ready()]
-        for channel in running:
-            send_signal(channel, "TERM")
-        stops = {transport: SiblingStop(transport) for transport in {channel.transport for channel in running}}
-        started_at = time.monotonic()
-        for stop in stops.values():
-            stop.start()
-        killed = False
-        while True:
-            now = time.monotonic()
-            left = [channel for channel in running if not channel.exit_status_ready()]
-            if not killed and now >= started_at + REMOTE_GRACE:
-                for channel in left:
-                    send_signal(channel, "KILL")  # as local commands get; harmless where sshd refuses it
-                killed = True
-            if now >= started_at + REMOTE_STOP_LIMIT or (not left and all(stop.finished.is_set() for stop in stops.values())):
-                break
-            time.sleep(min(WAIT_SLICE / 5, started_at + REMOTE_STOP_LIMIT - now))
-        unconfirmed = {channel.transport for channel in running
-                       if not channel.exit_status_ready() and not stops[channel.transport].ended.is_set()}
-        return {index for index, target in enumerate(self.targets)
-                if isinstance(target, Connection) and getattr(target, "transport", None) in unconfirmed}
 
     def _print(self, host: str, text: str) -> None:
         lines = text.rstrip("\n").splitlines()
@@ -374,70 +318,6 @@ class HostRunner:
         rows = [f"  {outcome.host.ljust(width)}  {outcome.state:<11}  {outcome.elapsed:6.1f} s  {outcome.detail}"
                 for outcome in self.outcomes]
         return "\n".join(["Deployment summary:"] + rows)
-
-
-def send_signal(channel: paramiko.Channel, name: str) -> None:
-    """Send the command on ``channel`` the signal ``name`` ("TERM", without "SIG"): RFC 4254 section 6.9.
-
-    paramiko has no public call for this request; it is built as paramiko's own Channel methods build theirs
-    (``exec_command``, ``resize_pty``), hence ``_send_user_message``.  OpenSSH's sshd delivers it to the command's
-    process group (since 7.9, not for root logins); a server that does not, ignores it (no reply is asked for).  A transport
-    already going away must not keep the cancel from being sent: a failure to send is ignored.
-    """
-    message = paramiko.Message()
-    message.add_byte(cMSG_CHANNEL_REQUEST)
-    message.add_int(channel.remote_chanid)
-    message.add_string("signal")
-    message.add_boolean(False)
-    message.add_string(name)
-    try:
-        channel.transport._send_user_message(message)  # pylint: disable=protected-access
-    except CONNECT_ERRORS:
-        pass
-
-
-#: Stop every other session of this SSH connection: sshd starts each session's command in a new session (its process
-#: group) as a child of the connection's sshd process, which is this shell's parent.  SIGTERM to each group, up to
-#: REMOTE_GRACE (1 s, polled every 0.1 s) for them to go, then SIGKILL to any group still there, as local commands
-#: get.  One POSIX sh command (dash too): ``kill -s 0``, as dash takes no ``kill -0 --``; a ``sleep`` that takes no
-#: fraction makes it one wait of 1 s.
-TERMINATE_SIBLING_SESSIONS = (
-    'groups=$(ps -e -o pid= -o ppid= | while read -r pid ppid; do '
-    'if [ "$ppid" = "$PPID" ] && [ "$pid" != "$$" ]; then echo "$pid"; fi; done); '
-    'for group in $groups; do kill -s TERM -- "-$group" 2>/dev/null; done; '
-    'tries=0; '
-    'while [ -n "$groups" ] && [ "$tries" -lt 10 ]; do '
-    'sleep 0.1 2>/dev/null || { sleep 1; tries=9; }; tries=$((tries + 1)); left=; '
-    'for group in $groups; do if kill -s 0 -- "-$group" 2>/dev/null; then left="$left $group"; fi; done; '
-    'groups=$left; done; '
-    'for group in $groups; do kill -s KILL -- "-$group" 2>/dev/null; done'
-)
-
-
-class SiblingStop:
-    """:data:`TERMINATE_SIBLING_SESSIONS` on a new session of ``transport``, in a daemon thread of its own: paramiko waits
-    for the server's answers without a timeout, and nothing may keep the cancel waiting past
-    :data:`REMOTE_STOP_LIMIT`.  ``ended`` is set once the command has ended on the host (its exit status came),
-    ``finished`` once nothing more will come of it (ended, or it could not run)."""
-
-    def __init__(self, transport: paramiko.Transport):
-        self.transport = transport
-        self.ended = threading.Event()
-        self.finished = threading.Event()
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, daemon=True, name="stop-remote-steps").start()
-
-    def _run(self) -> None:
-        try:
-            channel = self.transport.open_session(timeout=REMOTE_STOP_LIMIT)
-            channel.exec_command(TERMINATE_SIBLING_SESSIONS)
-            if channel.status_event.wait(REMOTE_STOP_LIMIT) and channel.exit_status_ready():
-                self.ended.set()
-        except CONNECT_ERRORS:
-            pass  # the connection is being closed: the steps' sessions end with it, as far as sshd ends them
-        finally:
-            self.finished.set()
 
 
 def label_of(target) -> str:

@@ -34,12 +34,14 @@ import threading
 import time
 import typing as t
 
+from fabric import Connection
 from invoke.exceptions import Exit
 
 from .core._resolve import Resolved
 from .core._run import DeploymentRun, Step, Target, policy_of
 from .core.errors import InvalidInput
 from .core.transport import UrllibTransport
+from .remote import CONNECT_ERRORS, RemoteCommands
 from .settings import FLAG_OPTIONS, forget_key_variables, resolve
 
 #: when this package was loaded (the fabfile's import): ``fab deploy`` counts its start's deadline from here
@@ -292,15 +294,22 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def stop_commands_of(c) -> t.Callable[[], None]:
-    """What a signal stops in a user's tracked block: the Connection's session, and local commands."""
+@contextlib.contextmanager
+def commands_stopped_on_signal(c) -> t.Iterator[None]:
+    """While a user's tracked block runs, SIGINT / SIGTERM / SIGHUP stop what it runs -- the commands of ``c`` on its
+    host (when ``c`` is a Connection), then its session, and local commands -- and raise :class:`Interrupted`."""
+    remote_commands = RemoteCommands()
+
     def stop() -> None:
+        remote_commands.stop()
         close = getattr(c, "close", None)
         if callable(close):
-            with contextlib.suppress(OSError, EOFError):  # a half-closed session must not block the cancel
+            with contextlib.suppress(*CONNECT_ERRORS):  # a half-closed session must not block the cancel
                 close()
         stop_local_commands()
-    return stop
+
+    with remote_commands.kept(c) if isinstance(c, Connection) else contextlib.nullcontext(), signals_raise(stop):
+        yield
 
 
 @contextlib.contextmanager
@@ -318,7 +327,7 @@ def tracked(c, **flags: t.Any) -> t.Iterator[t.Any]:
     tracked_run = TrackedRun(run, target)
     # contextlib drives this generator to its end or throws the block's exception in: the inner blocks always exit.
     # pylint: disable-next=contextmanager-generator-missing-cleanup
-    with signals_raise(stop_commands_of(c)), tracked_run.exits(), tracked_run.lifecycle() as deployment:
+    with commands_stopped_on_signal(c), tracked_run.exits(), tracked_run.lifecycle() as deployment:
         yield deployment
 
 

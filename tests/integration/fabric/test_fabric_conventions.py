@@ -69,6 +69,19 @@ def test_a_dry_run_records_nothing(project):
     assert result.returncode == 0 and single.returncode == 0, result.stderr + single.stderr
     assert project.emulator.journal() == [] and not marker.exists()
     assert "would send" in result.stdout and "would send" in single.stdout
+    # each step is shown once (fab's own --dry echo would repeat it), and the summary says nothing ran
+    assert result.stdout.count(f"touch {marker}") == 1, result.stdout
+    assert "dry run" in result.stdout and "1 step(s) printed, none run (--dry)" in result.stdout
+    assert " ok " not in result.stdout.split("Deployment summary:")[1]
+
+
+def test_a_step_is_echoed_once_under_fab_echo(project):
+    project.fabric_yaml({"steps": ["echo shown-once"]})
+
+    result = project.run("--echo", "deploy", "--version", "7.0.1")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("$ echo shown-once") == 1 and result.stdout.count("echo shown-once") == 1, result.stdout
 
 
 # --- 8 / 9. booleans from any source; Fabric-only settings in any fabfile, no configure() ---------

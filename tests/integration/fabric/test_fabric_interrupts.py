@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import pwd
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -229,9 +232,9 @@ import retrace_fabric
 
 
 @task
-def release(c, marker=""):
+def release(c, marker="", seconds="20"):
     with retrace_fabric.tracked(c, version="5.1.0"):
-        c.run(f"touch {marker}; sleep 20", in_stream=False)
+        c.run(f"touch {marker}; sleep {seconds}", in_stream=False)
         c.run(f"touch {marker}.next", in_stream=False)
 '''
 
@@ -242,13 +245,19 @@ def test_a_signal_during_c_run_inside_tracked_cancels_at_once(ssh_project, sshd,
     (ssh_project.directory / "fabfile.py").unlink()
     (ssh_project.directory / "fabfile.py").write_text(TRACKED_COMMAND_FABFILE)
     marker = ssh_project.directory / "command-running"
+    # a sleep of its own length names the command's processes in /proc (Fabric's default: no pty)
+    sleep_marker = f"20.{secrets.randbelow(10 ** 9):09d}"
     hosts = ("-H", sshd.host_strings[0]) if remote else ()
-    fab = Running(ssh_project, *hosts, "release", "--marker", str(marker))
+    fab = Running(ssh_project, *hosts, "release", "--marker", str(marker), "--seconds", sleep_marker)
     fab.wait_for(marker.exists, "the command running")
 
-    assert fab.ended_within(fab.signal(signum), PROMPT) == code, fab.output()
-    assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
-    assert not pathlib.Path(f"{marker}.next").exists()
+    try:
+        assert fab.ended_within(fab.signal(signum), PROMPT) == code, fab.output()
+        assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+        assert _until_gone(sleep_marker) == [], "the command run in the tracked block still runs after fab ended"
+        assert not pathlib.Path(f"{marker}.next").exists()
+    finally:
+        _kill_all(sleep_marker)
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -265,31 +274,59 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_a_signal_stops_the_remote_step_without_a_pty(ssh_project, sshd, signum, code):
-    # Without a pty sshd sends the command no signal when its session closes: fab has to send one over SSH.
-    directory = ssh_project.directory
-    started, after = directory / "started", directory / "after"
+@pytest.fixture
+def shared():
+    """A directory anyone may write to (pytest's own are private to their owner): a step run as nobody writes here."""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="retrace-remote-step-"))
+    directory.chmod(0o1777)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+#: how a remote step runs: (pty, sudo to another user, hosts in parallel)
+REMOTE_MODES = {
+    "pipes": (False, False, 1),      # Fabric's default: sshd sends the command no signal when its session closes
+    "pty": (True, False, 1),         # sshd sends SIGHUP when the session closes; fab still stops it first
+    "sudo-nobody": (False, True, 1),  # the step runs as another user, under sudo
+    "parallel": (False, False, 2),   # two hosts at once, each stopped
+}
+SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+
+
+@pytest.mark.parametrize("mode", list(REMOTE_MODES))
+@pytest.mark.parametrize("signum, code", SIGNALS, ids=[name for name in ("SIGINT", "SIGTERM", "SIGHUP")])
+def test_a_signal_stops_the_remote_step_in_every_mode(ssh_project, sshd, shared, signum, code, mode):
+    pty, sudo, hosts = REMOTE_MODES[mode]
     # a sleep of its own length names this step's processes (the shell's -c text and sleep's argument) in /proc
     marker = f"30.{secrets.randbelow(10 ** 9):09d}"
-    ssh_project.fabric_yaml({"steps": [f"touch {started}; sleep {marker}; touch {after}"]})
+    command = f"touch {shared}/started.$$; sleep {marker}; touch {shared}/after.$$"
+    # Fabric's sudo prefixes the command as given: a shell keeps all of it under sudo
+    step = {"run": f"sh -c '{command}'", "sudo": True} if sudo else command
+    ssh_project.fabric_yaml({"steps": [step], "parallel": hosts > 1})
     runtime = yaml.safe_load(ssh_project.runtime_config.read_text())
-    runtime["run"]["pty"] = False
+    runtime["run"]["pty"] = pty
+    if sudo:
+        runtime["sudo"] = {"user": "nobody"}
     ssh_project.runtime_config.write_text(yaml.safe_dump(runtime))
-    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.0.9")
-    fab.wait_for(started.exists, "the remote step running")
+    fab = Running(ssh_project, "-H", ",".join(sshd.host_strings[:hosts]), "deploy", "--version", "5.0.9")
+    fab.wait_for(lambda: len(list(shared.glob("started.*"))) == hosts, f"the remote step running on {hosts} host(s)")
     try:
+        if sudo:
+            assert {_owner(pid) for pid in _processes_with(marker)} >= {"nobody"}, "the step does not run as nobody"
         assert fab.ended_within(fab.signal(signum), PROMPT) == code, fab.output()
         assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
-        ends_at = time.monotonic() + REMOTE_END
-        while _processes_with(marker) and time.monotonic() < ends_at:
-            time.sleep(0.05)
-        assert _processes_with(marker) == [], "the remote step still runs after fab ended"
-        assert not after.exists(), "the remote step went on after the signal"
+        assert _until_gone(marker) == [], f"the remote step still runs after fab ended ({mode})"
+        assert list(shared.glob("after.*")) == [], "the remote step went on after the signal"
+        assert fab.output().count("stopped by the interruption") == hosts, fab.output()
     finally:
-        for pid in _processes_with(marker):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        _kill_all(marker)
+
+
+def _owner(pid: int) -> str:
+    try:
+        return pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+    except (OSError, KeyError):
+        return "?"
 
 
 def _pipes_only(project) -> None:
