@@ -1,4 +1,4 @@
-"""The Retrace deployment API contract (shared/RETRACE_API.md), free of any socket or HTTP code.
+"""The Retrace deployment API contract (docs/retrace-api.md), free of any socket or HTTP code.
 
 `RetraceContract.evaluate` takes what arrived (action, Authorization header, Content-Type, raw body) and
 returns a `Verdict`: the status and JSON body to answer, plus warnings about things the real service

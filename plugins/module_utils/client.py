@@ -168,7 +168,7 @@ class DeploymentClient:
             self._log(f"Retrace {action}: HTTP {status}, {cut}: cut there (the status is the answer)")
         if 200 <= status < 300:
             return status, message
-        # RETRACE_API.md: a 409 on a retried call means an earlier attempt landed and its answer was lost.  Only an
+        # docs/retrace-api.md: a 409 on a retried call means an earlier attempt landed and its answer was lost.  Only an
         # attempt that got no answer (or a gateway's 5xx) can have landed: after answered 503s, the 409 is about
         # someone else's call (a sibling job's start) and is refused like a first attempt's.
         if status == 409 and attempt > 1 and earlier_may_have_landed:

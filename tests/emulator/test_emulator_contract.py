@@ -1,4 +1,4 @@
-"""Every row of the contract table in shared/RETRACE_API.md, over real HTTP."""
+"""Every row of the status-code table in docs/retrace-api.md, over real HTTP."""
 
 import json
 import socket

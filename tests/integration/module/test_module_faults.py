@@ -1,4 +1,4 @@
-"""Every row of the API contract (shared/RETRACE_API.md "Our contract"), through ansible-playbook and the emulator.
+"""Every row of the API contract (docs/retrace-api.md, "Status codes"), through ansible-playbook and the emulator.
 
 Rows that must not be retried run as tasks of one playbook and each must reach the emulator
 exactly once; rows that must be retried are injected as faults before a request that finally
