@@ -8,7 +8,7 @@ shown as Fabric shows it.  Runs come in pairs, back to back, in alternating orde
 pair see the same machine load; the headline figure is the median of the per-pair ratios (target <= 1.05),
 with the ratio of the medians and of the fastest runs beside it.  Then, with the emulator hanging on
 start, the tracked deploy is timed against the untracked one: the time added must stay within the
-deadline (issue #10 case 18).  A benchmark, not a test: it prints figures and never fails on them.
+deadline.  A benchmark, not a test: it prints figures and never fails on them.
 """
 
 from __future__ import annotations

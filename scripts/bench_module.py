@@ -1,6 +1,6 @@
 """How much one stackify.retrace.deployment task costs next to an ansible.builtin.uri task making the same POST.
 
-Target (issue 3): module task <= 0.25 x uri task.  Both playbooks run against the same local
+Target: module task <= 0.25 x uri task.  Both playbooks run against the same local
 Retrace emulator, alternate start/complete for fresh versions (so every call is accepted), on
 localhost with a local connection; the time of an empty playbook (Ansible's own start-up) is
 subtracted, and the best of several rounds is kept to damp noise from other processes.

@@ -262,7 +262,7 @@ EXIT_ROWS = (
         "role": _refs(f"{R_MOLECULE}::test_a_failed_host_means_one_start_one_cancel_and_a_failed_play[role_one_host_fails"),
         "callback": _refs(f"{CB}::test_unreachable_host_cancels"),
         "fabric": _refs(f"{F_SSH}::test_a_failing_command_on_one_host_cancels_once"),
-    }),    # --- issue #9: the ways real runs end ---
+    }),    # --- the ways real runs end ---
     Row("ansible-runner cancel (AWX, Automation Platform: SIGKILL to the job's process group)",
         "one start, one cancel from the orphan guard within 15 s", {
             "module": MODULE_EXITS,
@@ -451,7 +451,7 @@ KEY_ROWS = (
     }),
 )
 
-# --- one environment, one outcome (issue 16) ----------------------------------------------------------------------
+# --- one environment, one outcome ----------------------------------------------------------------------
 
 OUTCOME = "tests/reliability/test_one_outcome.py"
 _OUTCOME_ENTRIES = {"callback": "callback", "role": "role", "module": "module", "fab_deploy": "fab-deploy",
@@ -549,7 +549,7 @@ MATRICES = (
            f" with a message naming the field. Module, role and Fabric fail; the callback {CALLBACK_OFF}.", INPUT_ROWS),
     Matrix("Key hygiene", "A distinct secret key, accepted by the emulator, is used at the highest verbosity"
            " (`-vvvv`, `fab -d`) on success and on every failure, and searched for everywhere it could leak.", KEY_ROWS),
-    Matrix("One environment, one outcome", "The same situation through every entry point (issue 16): the callback, the"
+    Matrix("One environment, one outcome", "The same situation through every entry point: the callback, the"
            " role, a playbook tracked with module tasks (start `run_once`, a block with the deploy step whose rescue"
            " cancels, then complete), `fab deploy` and the single call `fab retrace.start`. Each run gets its settings the"
            " way that entry point's users give them (the key and URL exported; `ansible.cfg`, extra vars, role vars,"

@@ -1,4 +1,4 @@
-"""One environment, one outcome (issue 16): run one deploy step through any entry point, and read what became of it.
+"""One environment, one outcome: run one deploy step through any entry point, and read what became of it.
 
 A :class:`Project` is a throw-away project directory set up the way a user of that entry point sets one up:
 the key and the API URL exported (``RETRACE_API_KEY``, ``RETRACE_API_URL``), the rest where that entry point's
@@ -157,7 +157,7 @@ def assert_outcome(outcome: Outcome, expect: Expect, more: tuple = ()) -> None:
     """All four (deploy step, exit status, recorded, line) checked from the one run, and the ``more`` mismatches the
     test found itself; every mismatch reported at once, so that one failure shows all that is left to do."""
     mismatches = list(more) + outcome.mismatches(expect)
-    assert not mismatches, "\n".join(["outcome differs from the one-outcome contract (issue 16):"]
+    assert not mismatches, "\n".join(["outcome differs from the one-outcome contract (docs/lifecycle.md):"]
                                      + [f"  - {mismatch}" for mismatch in mismatches] + [outcome.describe()])
 
 

@@ -80,7 +80,7 @@ def _warning_lines(output: str) -> list[list[str]]:
 
 # --- runs that end abruptly (tests/reliability/test_lifecycle_paths.py) ----------------------------------------
 
-#: seconds the orphan guard has to land its cancel after the run died (issue #9: "within 15 s")
+#: seconds the orphan guard has to land its cancel after the run died ("within 15 s", docs/lifecycle.md)
 GUARD_WINDOW = 15.0
 #: seconds to keep listening after an end arrived, so that a second end would be seen too
 SETTLE = 1.0

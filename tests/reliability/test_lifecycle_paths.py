@@ -1,4 +1,4 @@
-"""Issue #9's exit paths, each run for real: every started deployment ends, whatever ends the run.
+"""The ways a run exits, each run for real: every started deployment ends, whatever ends the run.
 
 Real processes, real signals (``os.killpg`` / ``os.kill`` on the real pid), ansible-runner's own
 cancel and ``job_timeout``, a real sshd for ``fab deploy``, the emulator's journal read afterwards.

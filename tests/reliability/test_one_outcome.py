@@ -1,9 +1,9 @@
-"""One environment, one outcome (issue 16): the same situation gives the same result on every entry point.
+"""One environment, one outcome: the same situation gives the same result on every entry point.
 
 Each test runs one situation through one entry point (the callback, the role, a module-tracked playbook,
 ``fab deploy``, ``fab retrace.start``), with ``strict`` unset and, where the contract says it changes the
 outcome, with ``strict`` set. From that one run it asserts the four things the contract names
-(issue 16, docs/lifecycle.md):
+(docs/lifecycle.md):
 
 (a) the deploy step ran or not (a marker file it creates);
 (b) the exit status;
@@ -277,7 +277,7 @@ def test_a_dead_proxy_is_named(project_for, tls_emulator, closed_port, entry, st
 
 @pytest.mark.parametrize("entry, strict", set_only(*ALL))
 def test_an_invalid_setting_with_strict_fails_before_the_deploy_step(project_for, entry, strict):
-    """``deadline: abc`` where strict is set too (issue 17 item 4): the run fails before any deploy step, naming the
+    """``deadline: abc`` where strict is set too: the run fails before any deploy step, naming the
     setting; nothing is sent."""
     project = project_for(entry, strict)
     project.setting("deadline", "abc")

@@ -1,4 +1,4 @@
-"""Every started deployment ends, whatever ends the run (issue #9): real ansible-playbook, ansible and
+"""Every started deployment ends, whatever ends the run: real ansible-playbook, ansible and
 ansible-runner processes, real signals, the emulator's journal checked.
 
 The deadlines below (15 s for the cancel to land, 4 s for ansible-runner to see EOF) are what the issue

@@ -1,5 +1,5 @@
-"""Fabric conventions and hygiene, with the real ``fab`` over loopback sshd and the emulator (issue #10 cases 6-16,
-issue #9: fail-open ``fab deploy``, single calls around a changing tree)."""
+"""Fabric conventions and hygiene, with the real ``fab`` over loopback sshd and the emulator; fail-open ``fab deploy``;
+single calls around a changing tree."""
 
 from __future__ import annotations
 
@@ -292,7 +292,7 @@ def test_the_wheel_holds_the_core_fabric_imports_and_nothing_of_ansible(tmp_path
     assert all(path.startswith(str(site / "retrace_fabric" / "core")) for path in found["modules"].values())
 
 
-# --- issue #9: fail-open deploy, single calls around a changing tree ------------------------------
+# --- fail-open deploy, single calls around a changing tree ------------------------------
 
 def test_deploy_goes_on_when_retrace_is_down_with_one_warning(project):
     marker = project.directory / "ran"

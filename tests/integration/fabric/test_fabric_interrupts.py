@@ -1,4 +1,4 @@
-"""Real signals to the real ``fab`` (issue #10 cases 1-5, issue #9 SIGHUP / SIGKILL): one start, one cancel, 128 + N.
+"""Real signals to the real ``fab`` (SIGINT, SIGTERM, SIGHUP, SIGKILL): one start, one cancel, 128 + N.
 
 Each test starts ``fab`` in its own session, waits until a step is really running (it touches a
 marker file), sends the signal to fab's process (or its whole group, as a terminal's Ctrl-C or

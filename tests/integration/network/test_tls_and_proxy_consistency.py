@@ -1,4 +1,4 @@
-"""One environment, one outcome (issue #10 case 17): the callback, the module and ``fab`` reach Retrace -- or
+"""One environment, one outcome: the callback, the module and ``fab`` reach Retrace -- or
 refuse to -- under the same CA bundle and proxy variables.
 
 Everything is real and on loopback: the emulator behind a TLS front whose certificate comes from a

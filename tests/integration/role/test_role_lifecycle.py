@@ -1,4 +1,4 @@
-"""Every way a tracked_deployment run ends closes the deployment exactly once (issue #9), for real.
+"""Every way a tracked_deployment run ends closes the deployment exactly once, for real.
 
 Endings no task survives (meta: end_play, signals) are closed by the orphan guard the start armed on
 ansible-playbook; failing handlers are brought inside the deployment by flush_handlers; a start that

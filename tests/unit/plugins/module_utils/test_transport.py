@@ -34,7 +34,7 @@ def test_tls_context_is_verified_by_default():
     assert transport.UrllibTransport(validate_certs=False)._tls_context().verify_mode == ssl.CERT_NONE  # pylint: disable=protected-access
 
 
-# --- one environment, one outcome (issue #10 case 17): the resolution every transport uses ---------
+# --- one environment, one outcome: the resolution every transport uses ---------
 
 @pytest.mark.parametrize("environ, expected", [
     ({}, (None, None)),
