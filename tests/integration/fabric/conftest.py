@@ -12,6 +12,7 @@ import sys
 import pytest
 import yaml
 
+import fabric_distribution
 from fabric_sshd import LoopbackSshd, free_port, sshd_available
 from retrace_emulator.accounts import DEMO_API_KEY
 from retrace_emulator.server import RetraceEmulator
@@ -28,6 +29,12 @@ def sshd(tmp_path_factory):
         pytest.fail("sshd is not installed: run scripts/bootstrap (apt-get install openssh-server)")
     with LoopbackSshd(tmp_path_factory.mktemp("sshd"), hosts=3) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def distribution(tmp_path_factory) -> fabric_distribution.Distribution:
+    """The pip wheel and sdist built from this checkout, and a fresh venv holding the wheel alone."""
+    return fabric_distribution.build(tmp_path_factory.mktemp("dist"))
 
 
 @pytest.fixture
