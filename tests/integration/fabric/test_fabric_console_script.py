@@ -91,7 +91,7 @@ def test_retrace_deploy_and_the_fab_tasks_agree(entry, calls, settings, env, cod
         assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_a_signal_stops_the_command_and_cancels(entry, signum, code):
     runner, which = entry
     project = runner.project if which == "retrace-deploy" else runner
