@@ -294,7 +294,7 @@ SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 
 
 @pytest.mark.parametrize("mode", list(REMOTE_MODES))
-@pytest.mark.parametrize("signum, code", SIGNALS, ids=[name for name in ("SIGINT", "SIGTERM", "SIGHUP")])
+@pytest.mark.parametrize("signum, code", SIGNALS, ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_stops_the_remote_step_in_every_mode(ssh_project, sshd, shared, signum, code, mode):
     pty, sudo, hosts = REMOTE_MODES[mode]
     # a sleep of its own length names this step's processes (the shell's -c text and sleep's argument) in /proc
