@@ -42,4 +42,19 @@ matrix_cell() {
     return 1
 }
 
+# matrix_json -> every cell, newest first, as one line of JSON for CI's job matrix (.github/workflows/ci.yml):
+# [{"cell": "newest", "python": "3.13", "ansible_core": "2.21.5", "requirements": "requirements-dev.txt"}, ...]
+matrix_json() {
+    local row name python requirements separator=''
+    printf '['
+    for row in "${MATRIX_CELLS[@]}"; do
+        read -r name python requirements <<<"$row"
+        matrix_cell "$name"
+        printf '%s{"cell": "%s", "python": "%s", "ansible_core": "%s", "requirements": "%s"}' \
+            "$separator" "$name" "$python" "$CELL_CORE" "$requirements"
+        separator=', '
+    done
+    printf ']\n'
+}
+
 MATRIX_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -12,7 +12,6 @@ import tarfile
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = pathlib.Path(sys.executable).parent
 #: released history: what it says of earlier layouts stays as it was released
 HISTORY = ("CHANGELOG.rst", "changelogs/changelog.yaml")
 #: a path of the form ``../<dir>/<file>``: where it is written, it must resolve inside the checkout
@@ -54,7 +53,7 @@ def test_every_upward_relative_path_stays_inside_the_repository():
 def fixture_built(tmp_path_factory):
     """The names in the tarball ``ansible-galaxy collection build`` makes of this checkout (galaxy.yml's build_ignore)."""
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(dist), str(ROOT)],
+    subprocess.run([sys.executable, "-m", "ansible.cli.galaxy", "collection", "build", "--output-path", str(dist), str(ROOT)],
                    capture_output=True, check=True, timeout=120)
     [tarball] = dist.glob("stackify-retrace-*.tar.gz")
     with tarfile.open(tarball) as archive:

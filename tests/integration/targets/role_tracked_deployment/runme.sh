@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The tracked_deployment role against the Retrace API emulator: a play whose tasks succeed completes its deployment;
+# a play whose tasks fail cancels its own and still fails; what Retrace recorded is exactly those two.
+set -euxo pipefail
+source ../setup_retrace_emulator/emulator.sh
+
+start_emulator
+ansible-playbook -i "$INVENTORY_PATH" tracked.yml -e "output_dir=$OUTPUT_DIR" "$@"
+test -f "$OUTPUT_DIR/release-2.0"  # the deployment's own tasks ran
+
+rc=0
+ansible-playbook -i "$INVENTORY_PATH" tracked.yml -e "output_dir=$OUTPUT_DIR" -e release=2.1 -e fail_release=true "$@" || rc=$?
+[[ $rc == 2 ]]  # the play fails with the tasks' own error
+
+expect_deployments ansible-module DemoApp/Production/2.0=completed DemoApp/Production/2.1=cancelled
