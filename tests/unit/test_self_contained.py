@@ -22,7 +22,9 @@ OLD_CONTRACT = "RETRACE_API" + ".md"
 
 
 def _tracked_text_files():
-    names = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True)
+    names = listed.stdout.decode().split("\0")
     for name in filter(None, names):
         path = ROOT / name
         if name in HISTORY or not path.is_file():
