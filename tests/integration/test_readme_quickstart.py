@@ -201,7 +201,7 @@ def fabric_venv(directory: pathlib.Path) -> pathlib.Path:
     """``pip install stackify-retrace-fabric``, from this checkout's wheel; ``fab`` as pip writes Fabric's script."""
     venv = fabric_distribution.build(directory).venv
     fab, = [entry for entry in importlib.metadata.distribution("fabric").entry_points if entry.name == "fab"]
-    module, _, attribute = fab.value.partition(":")
+    module, attribute = fab.value.split(":", 1)
     (venv / "bin" / "fab").write_text(
         f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom {module} import {attribute.split('.')[0]}\n"
         f"sys.exit({attribute}())\n", encoding="utf-8")
