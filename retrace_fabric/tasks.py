@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 
 from invoke import Collection, task
+from invoke.exceptions import Exit
 
 from .core.deployment import CANCEL, COMPLETE, START
 from .deploy import FLAG_HELP, deploy
 from .settings import SECTION
-from .tracking import new_run, stop_if_it_fails
+from .tracking import Interrupted, new_run, signals_raise, stop_if_it_fails
 
 
 def _flags(task_locals: dict) -> dict:
@@ -34,10 +35,16 @@ def _send(c, action: str, flags: dict) -> None:
     place = os.path.realpath(os.getcwd())
     run, target, _resolved = new_run(c.config, flags, owner_pid=None, place=place, ends_a_start=action != START,
                                      calls_are_tasks=True)
-    if action == START:
-        stop_if_it_fails(run.open(target))
-    else:
-        stop_if_it_fails(run.close(run.resume(target), succeeded=action == COMPLETE))
+    try:
+        # Invoke turns a KeyboardInterrupt into exit 1, the code of a refused call: a signal is 128 + N, as everywhere.
+        with signals_raise():
+            if action == START:
+                stop_if_it_fails(run.open(target))
+            else:
+                stop_if_it_fails(run.close(run.resume(target), succeeded=action == COMPLETE))
+    except Interrupted as interruption:
+        raise Exit(f"retrace: interrupted by {interruption.signal_name} while the {action} call was in flight: Retrace "
+                   f"may have recorded it or not; send the call again to be sure", code=interruption.exit_code) from None
 
 
 @task(help=FLAG_HELP, auto_shortflags=False)

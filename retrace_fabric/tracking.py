@@ -34,7 +34,6 @@ import threading
 import time
 import typing as t
 
-from fabric import Connection
 from invoke.exceptions import Exit
 
 from .core._resolve import Resolved
@@ -296,8 +295,11 @@ def failure_reason(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def commands_stopped_on_signal(c) -> t.Iterator[None]:
-    """While a user's tracked block runs, SIGINT / SIGTERM / SIGHUP stop what it runs -- the commands of ``c`` on its
-    host (when ``c`` is a Connection), then its session, and local commands -- and raise :class:`Interrupted`."""
+    """While a user's tracked block runs, SIGINT / SIGTERM / SIGHUP stop what it runs -- the remote commands of every
+    Connection using ``c``'s config (``c`` itself when it is one, and those made with ``config=c.config``: a
+    ``SerialGroup`` or ``ThreadingGroup`` of hosts), then ``c``'s session, and local commands -- and raise
+    :class:`Interrupted`.  A remote command left running would also keep Invoke waiting for its output, so the
+    interruption would never surface."""
     remote_commands = RemoteCommands()
 
     def stop() -> None:
@@ -308,8 +310,16 @@ def commands_stopped_on_signal(c) -> t.Iterator[None]:
                 close()
         stop_local_commands()
 
-    with remote_commands.kept(c) if isinstance(c, Connection) else contextlib.nullcontext(), signals_raise(stop):
+    with remote_commands.kept(c) if _makes_remote_runners(c) else contextlib.nullcontext(), signals_raise(stop):
         yield
+
+
+def _makes_remote_runners(c) -> bool:
+    """True when Connections built from ``c``'s config get their runners there (Fabric's config; not Invoke's own)."""
+    try:
+        return callable(c.config.runners.remote)
+    except AttributeError:
+        return False
 
 
 @contextlib.contextmanager
