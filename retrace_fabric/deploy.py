@@ -46,8 +46,14 @@ CONNECTING, RUNNING = "connecting", "running"
 COMMAND_ERRORS = CONNECT_ERRORS + (Failure, ThreadException)
 #: how often the main thread wakes while hosts run (signals are handled at once regardless)
 WAIT_SLICE = 0.1
-#: the summary's detail for a host whose stop was not confirmed within REMOTE_STOP_LIMIT
+#: the summary's detail for a host whose stop was not confirmed within REMOTE_STOP_LIMIT: the kill command did not end
 NOT_CONFIRMED = f"may still be running on the host: the stop did not complete within {REMOTE_STOP_LIMIT:g} s"
+#: ... the kill command ended (the step's process tree got SIGKILL) but the step's channel got no exit status: a
+#: process the tree no longer holds (a daemon it started) still has the step's output open
+OUTPUT_HELD = (f"may still be running on the host: something it started still holds its output open "
+               f"{REMOTE_STOP_LIMIT:g} s after the stop")
+#: the summary's detail for a host a serial run had not reached when the signal came
+NOT_REACHED = "skipped: the run was interrupted"
 
 FLAG_HELP = {
     "app_name": "Retrace app (AppName). Default: FABRIC_RETRACE_APP_NAME, RETRACE_APP_NAME, retrace.app_name",
@@ -209,15 +215,21 @@ class HostRunner:
     def _run_serially(self) -> None:
         for index, outcome in enumerate(self.outcomes):
             self._run_one(index)
-            if outcome.state != OK and self.fail_fast:
-                for skipped in self.outcomes[index + 1:]:
-                    skipped.detail = f"skipped: {outcome.host} failed first (fail_fast)"
-                return
+            with self._print_lock:
+                if self._abandoned:
+                    return  # abandon() marked the hosts not reached
+                if outcome.state != OK and self.fail_fast:
+                    for skipped in self.outcomes[index + 1:]:
+                        skipped.detail = f"skipped: {outcome.host} failed first (fail_fast)"
+                    return
 
     def _run_one(self, index: int) -> None:
         outcome = self.outcomes[index]
-        outcome.started_at = time.monotonic()
-        outcome.state, outcome.detail = INTERRUPTED, CONNECTING if isinstance(self.targets[index], Connection) else RUNNING
+        with self._print_lock:
+            if self._abandoned:
+                return  # interrupted before this host's turn: not connected to, left "not run"
+            outcome.started_at = time.monotonic()
+            outcome.state, outcome.detail = INTERRUPTED, CONNECTING if isinstance(self.targets[index], Connection) else RUNNING
         state, detail = self._steps_on(index, self.targets[index], outcome.host)
         with self._print_lock:
             # After an interruption the summary is frozen: a session closed under a running
@@ -293,12 +305,15 @@ class HostRunner:
                 if outcome.state == INTERRUPTED and outcome.detail in (RUNNING, CONNECTING):
                     outcome.detail = "stopped by the interruption" if outcome.detail == RUNNING else "stopped while connecting: no step ran"
                     outcome.elapsed = time.monotonic() - outcome.started_at
-        not_stopped = self._remote_commands.stop()  # the transports on which the stop was not confirmed
+                elif outcome.started_at is None and not outcome.detail:  # not a host fail_fast skipped
+                    outcome.detail = NOT_REACHED
+        # the transports on which a step's end was not confirmed, each with whether the kill command ended there
+        not_stopped = self._remote_commands.stop()
         with self._print_lock:
             for index, outcome in enumerate(self.outcomes):
                 target = self.targets[index]
                 if isinstance(target, Connection) and target.transport in not_stopped and outcome.state == INTERRUPTED:
-                    outcome.detail = NOT_CONFIRMED
+                    outcome.detail = OUTPUT_HELD if not_stopped[target.transport] else NOT_CONFIRMED
         for target in self.targets:
             if isinstance(target, Connection):
                 try:

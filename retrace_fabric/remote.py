@@ -8,9 +8,10 @@ together, because each misses cases the other covers:
 
 - the SSH "signal" request (RFC 4254 section 6.9) on each running command's channel: the protocol's own way, but
   OpenSSH's sshd refuses it for root logins;
-- a command on a new session of the same connection (:data:`TERMINATE_SIBLING_SESSIONS`) that signals the process
-  group of every other session of that connection: sshd starts each session's command in a session of its own, as
-  a child of the connection's sshd process.  Once it has ended, those groups are gone.
+- a command on a new session of the same connection (:data:`TERMINATE_SIBLING_SESSIONS`) that signals every
+  process the other sessions of that connection started, and their process groups: sshd starts each session's
+  command as a child of the connection's sshd process, so they are that process's descendants, whichever process
+  group or session they moved to.  Once it has ended, that tree is gone.
 
 Both send SIGTERM, then SIGKILL to what is left after :data:`REMOTE_GRACE`, as local commands get.
 """
@@ -64,9 +65,16 @@ class RemoteCommands:
         finally:
             connection.config.runners.remote = make_runner
 
-    def stop(self) -> set:
+    def stop(self) -> dict:
         """SIGTERM to every command still running, SIGKILL to those left after :data:`REMOTE_GRACE`; return the
-        transports (SSH connections) on which the stop was not confirmed within :data:`REMOTE_STOP_LIMIT`."""
+        transports (SSH connections) on which the end of a command was not confirmed within :data:`REMOTE_STOP_LIMIT`,
+        each with whether the kill command ran to its end there (:class:`SiblingStop` ``ended``).
+
+        Only a command's exit status confirms its end, and sshd sends it once the command has ended *and* its output
+        is closed: a command whose channel has none may have survived (the kill command did not end: the stop is not
+        known to be done), or something it started is holding its output open (the kill command ended: every process
+        it could signal in the tree got SIGKILL, so what holds it left the tree, or runs as a user the login may not
+        signal)."""
         with self._lock:
             runners = list(self._runners)
         running = [channel for channel in (getattr(runner, "channel", None) for runner in runners)
@@ -88,8 +96,8 @@ class RemoteCommands:
             if now >= started_at + REMOTE_STOP_LIMIT or (not left and all(stop.finished.is_set() for stop in stops.values())):
                 break
             time.sleep(min(POLL, max(0.0, started_at + REMOTE_STOP_LIMIT - now)))
-        return {channel.transport for channel in running
-                if not channel.exit_status_ready() and not stops[channel.transport].ended.is_set()}
+        return {channel.transport: stops[channel.transport].ended.is_set()
+                for channel in running if not channel.exit_status_ready()}
 
 
 def send_signal(channel: paramiko.Channel, name: str) -> None:
@@ -112,21 +120,35 @@ def send_signal(channel: paramiko.Channel, name: str) -> None:
         pass
 
 
-#: Stop every other session of this SSH connection: sshd starts each session's command in a new session (its process
-#: group) as a child of the connection's sshd process, which is this shell's parent.  SIGTERM to each group, up to
-#: REMOTE_GRACE (1 s, polled every 0.1 s) for them to go, then SIGKILL to any group still there, as local commands
-#: get.  One POSIX sh command (dash too): ``kill -s 0``, as dash takes no ``kill -0 --``; a ``sleep`` that takes no
-#: fraction makes it one wait of 1 s.
+#: Stop every other session of this SSH connection with everything its command started, wherever it moved.  sshd
+#: starts each session's command as a child of the connection's sshd process (this shell's parent, ``$PPID``), in a
+#: session of its own; the command's children may make process groups or sessions of their own (``timeout``, a shell's
+#: ``set -m`` job, ``setsid``), so signalling the session's group alone misses them: the whole tree of that sshd
+#: process is signalled, except this shell's own subtree.  A process that left the tree (reparented to init by a
+#: double fork) is out of reach, as on any SSH disconnect.  One POSIX sh command (dash, busybox ash), in parts:
 TERMINATE_SIBLING_SESSIONS = (
-    'groups=$(ps -e -o pid= -o ppid= | while read -r pid ppid; do '
-    'if [ "$ppid" = "$PPID" ] && [ "$pid" != "$$" ]; then echo "$pid"; fi; done); '
-    'for group in $groups; do kill -s TERM -- "-$group" 2>/dev/null; done; '
-    'tries=0; '
-    'while [ -n "$groups" ] && [ "$tries" -lt 10 ]; do '
-    'sleep 0.1 2>/dev/null || { sleep 1; tries=9; }; tries=$((tries + 1)); left=; '
-    'for group in $groups; do if kill -s 0 -- "-$group" 2>/dev/null; then left="$left $group"; fi; done; '
-    'groups=$left; done; '
-    'for group in $groups; do kill -s KILL -- "-$group" 2>/dev/null; done'
+    # tree: every descendant of $PPID but this shell ($$) and what it runs (ps, awk, the $(...) subshells), from one
+    # listing of each process's parent (``ps -o pid= -o ppid=`` is POSIX), parents before their children: awk adds
+    # the children of the processes found until no process is added (POSIX awk has no recursive functions to lean on)
+    'tree() { ps -e -o pid= -o ppid= | awk -v root="$PPID" -v self="$$" \''
+    '{ parent[$1] = $2 } '
+    'END { found[root] = 1; count = 0; grown = 1; while (grown) { grown = 0; for (pid in parent) '
+    'if (!(pid in found) && pid != self && (parent[pid] in found)) { found[pid] = 1; order[++count] = pid; grown = 1 } } '
+    'for (i = 1; i <= count; i++) print order[i] }\'; }; '
+    # send SIGNAL PIDS: to the process group each process leads (a session's group is led by its command; a group
+    # also reaches the processes started after the listing), then to each process, in one ``kill`` so that they
+    # come at once: a shell whose child got the signal first must not run its next command.  A pid that leads no
+    # group, or went meanwhile, fails harmlessly: ``kill`` goes on with the others.
+    'send() { groups=; for pid in $2; do groups="$groups -$pid"; done; kill -s "$1" -- $groups $2 2>/dev/null; }; '
+    'send TERM "$(tree)"; '
+    # up to REMOTE_GRACE (1 s, polled every 0.1 s) for the tree to be gone, listed anew each time; ``kill -s 0``, as
+    # dash takes no ``kill -0 --``; a ``sleep`` that takes no fraction makes it one wait of 1 s
+    'tries=0; while [ "$tries" -lt 10 ]; do '
+    'left=; for pid in $(tree); do if kill -s 0 "$pid" 2>/dev/null; then left="$left $pid"; fi; done; '
+    '[ -n "$left" ] || break; '
+    'sleep 0.1 2>/dev/null || { sleep 1; tries=9; }; tries=$((tries + 1)); done; '
+    # SIGKILL to what is left, listed again: a child forked during the wait is caught too
+    'send KILL "$(tree)"'
 )
 
 

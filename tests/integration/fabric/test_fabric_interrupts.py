@@ -101,15 +101,20 @@ def test_a_signal_during_a_single_host_run_cancels_at_once(ssh_project, sshd, si
     assert _actions(ssh_project) == [("start", 202), ("cancel", 202)]
 
 
-def test_a_signal_during_a_serial_run_cancels_at_once(ssh_project, sshd):
+@pytest.mark.parametrize("fail_fast", [True, False], ids=["fail_fast", "no fail_fast"])
+def test_a_signal_during_a_serial_run_cancels_at_once(ssh_project, sshd, fail_fast):
     marker = _marker_steps(ssh_project)
-    ssh_project.fabric_yaml({"parallel": False, "steps": [f"touch {marker}; sleep 20"]})
-    fab = Running(ssh_project, "-H", ",".join(sshd.host_strings[:2]), "deploy", "--version", "5.0.3")
+    ssh_project.fabric_yaml({"parallel": False, "fail_fast": fail_fast, "steps": [f"touch {marker}; sleep 20"]})
+    first, second = sshd.host_strings[:2]
+    fab = Running(ssh_project, "-H", f"{first},{second}", "deploy", "--version", "5.0.3")
     fab.wait_for(marker.exists, "the first host's step running")
 
     assert fab.ended_within(fab.signal(signal.SIGINT), PROMPT) == 130, fab.output()
     assert _actions(ssh_project) == [("start", 202), ("cancel", 202)]
-    assert "stopped by the interruption" in fab.output()
+    rows = {line.split()[0]: line for line in fab.output().splitlines() if line.startswith("  ")}
+    assert "interrupted" in rows[first] and "stopped by the interruption" in rows[first], fab.output()
+    # the interruption, not a failure, left the second host: it was not run, whatever fail_fast says
+    assert "not run" in rows[second] and rows[second].endswith("skipped: the run was interrupted"), fab.output()
 
 
 @pytest.mark.parametrize("pty", [False, True], ids=["pipes", "run.pty"])
@@ -283,23 +288,37 @@ def shared():
     shutil.rmtree(directory, ignore_errors=True)
 
 
-#: how a remote step runs: (pty, sudo to another user, hosts in parallel)
+#: how a remote step runs: (pty, sudo to another user, hosts in parallel, children in process groups of their own)
 REMOTE_MODES = {
-    "pipes": (False, False, 1),      # Fabric's default: sshd sends the command no signal when its session closes
-    "pty": (True, False, 1),         # sshd sends SIGHUP when the session closes; fab still stops it first
-    "sudo-nobody": (False, True, 1),  # the step runs as another user, under sudo
-    "parallel": (False, False, 2),   # two hosts at once, each stopped
+    "pipes": (False, False, 1, False),      # Fabric's default: sshd sends the command no signal when its session closes
+    "pty": (True, False, 1, False),         # sshd sends SIGHUP when the session closes; fab still stops it first
+    "sudo-nobody": (False, True, 1, False),  # the step runs as another user, under sudo
+    "parallel": (False, False, 2, False),   # two hosts at once, each stopped
+    "own-groups": (False, False, 1, True),  # `timeout` and a `set -m` job: out of the session's process group
+    "own-groups-pty": (True, False, 1, True),
 }
 SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+#: the modes tried with one signal only: what they test (the processes the stop finds) is the same for each signal
+ONE_SIGNAL = {"own-groups": signal.SIGINT, "own-groups-pty": signal.SIGTERM}
 
 
-@pytest.mark.parametrize("mode", list(REMOTE_MODES))
-@pytest.mark.parametrize("signum, code", SIGNALS, ids=["SIGINT", "SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("signum, code, mode", [
+    pytest.param(signum, code, mode, id=f"{signal.Signals(signum).name}-{mode}")
+    for mode in REMOTE_MODES for signum, code in SIGNALS if ONE_SIGNAL.get(mode, signum) == signum])
 def test_a_signal_stops_the_remote_step_in_every_mode(ssh_project, sshd, shared, signum, code, mode):
-    pty, sudo, hosts = REMOTE_MODES[mode]
+    pty, sudo, hosts, own_groups = REMOTE_MODES[mode]
     # a sleep of its own length names this step's processes (the shell's -c text and sleep's argument) in /proc
     marker = f"30.{secrets.randbelow(10 ** 9):09d}"
     command = f"touch {shared}/started.$$; sleep {marker}; touch {shared}/after.$$"
+    if own_groups:
+        # GNU timeout moves to a process group of its own, a `set -m` shell puts its job in one: each sleep says it
+        # started once it is there
+        started = f"touch {shared}/started.$$; exec sleep {marker}"
+        command = (f"timeout 100 sh -c '{started}' & bash -c 'set -m; sh -c \"{started}\" & wait' & "
+                   f"wait; touch {shared}/after.$$")
+        started_count = 2 * hosts
+    else:
+        started_count = hosts
     # Fabric's sudo prefixes the command as given: a shell keeps all of it under sudo
     step = {"run": f"sh -c '{command}'", "sudo": True} if sudo else command
     ssh_project.fabric_yaml({"steps": [step], "parallel": hosts > 1})
@@ -309,7 +328,7 @@ def test_a_signal_stops_the_remote_step_in_every_mode(ssh_project, sshd, shared,
         runtime["sudo"] = {"user": "nobody"}
     ssh_project.runtime_config.write_text(yaml.safe_dump(runtime))
     fab = Running(ssh_project, "-H", ",".join(sshd.host_strings[:hosts]), "deploy", "--version", "5.0.9")
-    fab.wait_for(lambda: len(list(shared.glob("started.*"))) == hosts, f"the remote step running on {hosts} host(s)")
+    fab.wait_for(lambda: len(list(shared.glob("started.*"))) == started_count, f"the remote step running on {hosts} host(s)")
     try:
         if sudo:
             assert {_owner(pid) for pid in _processes_with(marker)} >= {"nobody"}, "the step does not run as nobody"
@@ -365,6 +384,28 @@ def test_a_remote_step_that_ignores_sigterm_is_killed(ssh_project, sshd):
         assert "stopped by the interruption" in fab.output()
     finally:
         _kill_all(marker)
+
+
+def test_a_daemon_holding_the_step_output_makes_the_stop_unconfirmed(ssh_project, sshd):
+    # The step's double-forked `sleep` leaves the step's process tree (its parent is init) with the step's output
+    # open: the step's own processes are killed, but sshd sends no exit status while the output is open, and the
+    # summary must not say the step was stopped.
+    directory = ssh_project.directory
+    started = directory / "started"
+    step_marker, daemon_marker = f"34.{secrets.randbelow(10 ** 9):09d}", f"35.{secrets.randbelow(10 ** 9):09d}"
+    ssh_project.fabric_yaml({"steps": [f"(setsid sleep {daemon_marker} &); touch {started}; sleep {step_marker}"]})
+    _pipes_only(ssh_project)
+    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.2.3")
+    fab.wait_for(started.exists, "the remote step running")
+    try:
+        assert fab.ended_within(fab.signal(signal.SIGTERM), PROMPT) == 143, fab.output()
+        assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
+        assert _until_gone(step_marker) == [], "the remote step still runs after fab ended"
+        assert "may still be running on the host: something it started still holds its output open" in fab.output()
+        assert "stopped by the interruption" not in fab.output(), fab.output()
+    finally:
+        _kill_all(step_marker)
+        _kill_all(daemon_marker)
 
 
 def test_the_first_of_two_signals_decides_the_exit_code_and_the_reason(ssh_project, sshd):
