@@ -180,8 +180,8 @@ def _refuse_transition(action: str, current: dict | None, fields: dict[str, str]
             return f"Cannot start {_describe(fields)}: it is already in progress (complete or cancel it first)"
         return None
     if action == "complete" and state != IN_PROGRESS:
-        # A one-shot deployment: Stackify's own Jenkins plugin (stackify-deployment-common,
-        # HttpApiDataService.java) only ever posts complete, so Retrace records a complete with no start.
+        # A one-shot deployment: Stackify's own Jenkins plugin only ever posts complete, so Retrace records a
+        # complete with no start (docs/retrace-api.md, [S3]).
         return None
     if state is None:
         return f"Cannot {action} {_describe(fields)}: it was never started"

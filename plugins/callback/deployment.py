@@ -250,9 +250,9 @@ notes:
   - With several playbook files in one command, the deployment ends after the last one, or after the one that stopped
     the run.
 seealso:
-  - name: Retrace deployment tracking
-    description: Stackify's documentation of the deployment API.
-    link: https://docs.stackify.com/docs/deployment-tracking
+  - name: The Retrace Deployment Tracking API
+    description: What Stackify documents, and the contract this collection implements where it is silent.
+    link: https://github.com/stackify/ansible-collection-retrace/blob/main/docs/retrace-api.md
 """
 
 EXAMPLES = r"""

@@ -105,9 +105,9 @@ notes:
     its arguments and the environment of the host it runs on, detects nothing, and Ansible checks the arguments'
     types itself.
 seealso:
-  - name: Retrace deployment tracking
-    description: Stackify's documentation of the Deployment Tracking API.
-    link: https://docs.stackify.com/docs/deployment-tracking
+  - name: The Retrace Deployment Tracking API
+    description: What Stackify documents, and the contract this collection implements where it is silent.
+    link: https://github.com/stackify/ansible-collection-retrace/blob/main/docs/retrace-api.md
 """
 
 EXAMPLES = r"""

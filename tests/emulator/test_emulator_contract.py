@@ -273,7 +273,7 @@ def test_cancel_never_started_is_409(api):
 
 
 def test_complete_never_started_is_a_one_shot_deployment(api, retrace_emulator):
-    # Stackify's Jenkins plugin (stackify-deployment-common, HttpApiDataService.java) only ever posts complete.
+    # Stackify's Jenkins plugin only ever posts complete (docs/retrace-api.md, [S3]).
     assert api.post("complete").status == 202
     [record] = retrace_emulator.deployments()
     assert record["state"] == "completed" and record["history"][0]["one_shot"] is True

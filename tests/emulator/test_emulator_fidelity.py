@@ -1,7 +1,6 @@
 """Stackify's own published samples must be accepted as they are, byte for byte.
 
-Source: "Deployment Tracking: API Code Samples", https://support.stackify.com/deployment-tracking-api-code-samples/
-(also https://support.stackify.com/hc/en-us/articles/115004758606-Deployment-Tracking-API-Code-Samples).
+Source: Stackify's "Deployment Tracking: API Code Samples" (docs/retrace-api.md, [S2]).
 The samples are curl commands, for example::
 
     curl -X POST \\

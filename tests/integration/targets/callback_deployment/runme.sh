@@ -18,4 +18,4 @@ cat "$OUTPUT_DIR/cancelled.log"
 [[ $rc == 2 ]]
 grep -q '^Retrace: deployment 3.1 of DemoApp to Staging cancelled' "$OUTPUT_DIR/cancelled.log"
 
-expect_deployments ansible-callback DemoApp/Staging/3.0=completed DemoApp/Staging/3.1=cancelled
+expect_deployments ansible-callback "DemoApp/Staging/3.0=completed;Name=3.0" "DemoApp/Staging/3.1=cancelled;Name=3.1"

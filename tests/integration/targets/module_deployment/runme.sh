@@ -6,4 +6,4 @@ source ../setup_retrace_emulator/emulator.sh
 
 start_emulator
 ansible-playbook -i "$INVENTORY_PATH" deployment.yml "$@"
-expect_deployments ansible-module DemoApp/Production/1.0=completed DemoApp/Staging/1.1=cancelled
+expect_deployments ansible-module "DemoApp/Production/1.0=completed;Name=1.0" "DemoApp/Staging/1.1=cancelled;Name=release 1.1"

@@ -12,4 +12,4 @@ rc=0
 ansible-playbook -i "$INVENTORY_PATH" tracked.yml -e "output_dir=$OUTPUT_DIR" -e release=2.1 -e fail_release=true "$@" || rc=$?
 [[ $rc == 2 ]]  # the play fails with the tasks' own error
 
-expect_deployments ansible-module DemoApp/Production/2.0=completed DemoApp/Production/2.1=cancelled
+expect_deployments ansible-module "DemoApp/Production/2.0=completed;Name=2.0" "DemoApp/Production/2.1=cancelled;Name=2.1"

@@ -1,7 +1,8 @@
 """Check what the Retrace API emulator recorded: exactly the deployments named, each started once and ended once by
-the entry point named, and every request accepted without a warning.
+the entry point named, with the fields named, and every request accepted without a warning.
 
-Usage: expect_deployments.py URL ENTRY_POINT APP/ENVIRONMENT/VERSION=completed|cancelled ...
+Usage: expect_deployments.py URL ENTRY_POINT APP/ENVIRONMENT/VERSION=completed|cancelled[;Field=value...] ...
+  e.g. "DemoApp/Staging/1.1=cancelled;Name=release 1.1"  (Field: Name, Branch, Commit, Uri as Retrace holds them)
 """
 
 import json
@@ -17,10 +18,13 @@ def fetch(url):
 
 
 def main(url, entry_point, *expected):
-    wanted = {}
+    wanted, fields = {}, {}
     for item in expected:
-        name, state = item.split("=", 1)
-        wanted[tuple(name.split("/", 2))] = state
+        name, rest = item.split("=", 1)
+        state, *named = rest.split(";")
+        key = tuple(name.split("/", 2))
+        wanted[key] = state
+        fields[key] = dict(field.split("=", 1) for field in named)
     deployments = fetch(f"{url}/_emulator/deployments")
     journal = fetch(f"{url}/_emulator/journal")
     problems = []
@@ -35,6 +39,9 @@ def main(url, entry_point, *expected):
         if record["state"] != state or actions != ["start", END_ACTION[state]]:
             problems.append(f"{'/'.join(key)}: {record['state']} after {actions}, expected {state} after "
                             f"{['start', END_ACTION[state]]}")
+        for field, value in fields[key].items():
+            if record.get(field) != value:
+                problems.append(f"{'/'.join(key)}: {field} recorded as {record.get(field)!r}, expected {value!r}")
         agents = {step.get("agent") or "" for step in record["history"]}
         if not all(f"({entry_point};" in agent for agent in agents):
             problems.append(f"{'/'.join(key)}: sent by {sorted(agents)}, expected the {entry_point} entry point")
