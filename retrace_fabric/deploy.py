@@ -218,7 +218,7 @@ class HostRunner:
             with self._print_lock:
                 if self._abandoned:
                     return  # abandon() marked the hosts not reached
-                if outcome.state != OK and self.fail_fast:
+                if outcome.state not in (OK, DRY_RUN) and self.fail_fast:
                     for skipped in self.outcomes[index + 1:]:
                         skipped.detail = f"skipped: {outcome.host} failed first (fail_fast)"
                     return

@@ -75,6 +75,16 @@ def test_a_dry_run_records_nothing(project):
     assert " ok " not in result.stdout.split("Deployment summary:")[1]
 
 
+def test_a_serial_dry_run_shows_every_host(ssh_project, sshd):
+    ssh_project.fabric_yaml({"steps": ["true"], "parallel": False})
+
+    result = ssh_project.run("--dry", "-H", ",".join(sshd.host_strings[:2]), "deploy", "--version", "7.0.2")
+
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.split("Deployment summary:")[1]
+    assert summary.count("dry run") == 2 and "skipped" not in summary, result.stdout
+
+
 def test_a_step_is_echoed_once_under_fab_echo(project):
     project.fabric_yaml({"steps": ["echo shown-once"]})
 

@@ -37,7 +37,9 @@ def release(c, hosts="", marker="", seconds="20"):
 
 def test_a_signal_stops_the_commands_a_tracked_block_runs_on_a_group_of_hosts(ssh_project, sshd):
     # The hosts are Connections the block makes from the task's config, not the task's own Connection.
-    (ssh_project.directory / "fabfile.py").write_text(GROUP_FABFILE)
+    fabfile = ssh_project.directory / "fabfile.py"
+    fabfile.unlink()  # a link to the checkout's fabfile: writing through it would replace that file
+    fabfile.write_text(GROUP_FABFILE)
     marker = ssh_project.directory / "command-running"
     sleep_marker = f"21.{secrets.randbelow(10 ** 9):09d}"
     fab = Running(ssh_project, "release", "--hosts", ",".join(sshd.host_strings[:2]), "--marker", str(marker),
