@@ -11,6 +11,11 @@ How it keeps the promises of the README:
 
 * **Outlives the run.**  :func:`arm_orphan_guard` forks twice; the watcher calls ``os.setsid()``, so
   the process-group SIGKILL does not reach it, and it is reparented to init at once.
+* **Forks safely from a run with threads.**  The watcher is a copy of the run with one thread; it takes no lock
+  another thread of the run could have held at the fork: the one module its requests would import on first use (the
+  IDNA codec) is imported before the fork (:func:`_import_what_the_watcher_needs`).  A stop signal (SIGINT, SIGTERM,
+  SIGHUP) arriving during the fork is handled just after it (:class:`_HeldBackSignals`), never inside the
+  interpreter's after-fork hooks.
 * **Holds nothing open.**  It closes every descriptor it inherited and points 0, 1 and 2 at
   ``/dev/null``: it never keeps the run's terminal or pty open (ansible-runner waits for EOF on it)
   and never delays the run's exit.
@@ -37,6 +42,7 @@ instead of starting, so that its later end tasks leave them to the job that star
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import glob
@@ -45,6 +51,7 @@ import os
 import select
 import signal
 import socket
+import threading
 import time
 import typing as t
 import warnings
@@ -101,7 +108,8 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
 
     Returns at once (the fork costs a few milliseconds; nothing is sent).  Never raises: when the
     watcher cannot be started (no ``fork``, no private directory) it says why through ``log`` and
-    returns an unarmed guard, and the run goes on.
+    returns an unarmed guard, and the run goes on.  Only the run's own signal handlers may raise, for a stop
+    signal that arrived during the fork and is handled just after it: the watcher is then stood down.
     """
     log = log or (lambda message: None)
     owner_pid = owner_pid or os.getpid()
@@ -116,21 +124,105 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
     except OSError as error:
         log(f"orphan guard not armed ({error.strerror or error})")
         return OrphanGuard(None)
+    _import_what_the_watcher_needs()
+    held_back = _HeldBackSignals()
     with listener:
         try:
-            with warnings.catch_warnings():
-                # Python 3.12+ warns about fork() in a multi-threaded process; the watcher only uses
-                # select, sockets and the HTTP client, and never a lock another thread could hold.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                child = os.fork()
+            child = _fork(held_back)
         except OSError as error:
             log(f"orphan guard not armed ({error.strerror or error})")
             _unlink(path)
+            held_back.deliver()
             return OrphanGuard(None)
         if child == 0:
             _become_watcher(listener, client, deployment, owner_pid, path)  # never returns
-    os.waitpid(child, 0)
-    return OrphanGuard(path)
+    guard = OrphanGuard(path)
+    try:
+        os.waitpid(child, 0)
+        held_back.deliver()  # the run's own handlers, at a safe point
+    except BaseException:
+        guard.release()  # a handler raised (the run stops): the caller never gets this watcher, so stand it down
+        raise
+    return guard
+
+
+def _import_what_the_watcher_needs() -> None:
+    """Import, in the run, every module the watcher would otherwise import lazily: only the IDNA codec.
+
+    ``socket.getaddrinfo`` encodes the host name with it, and the first use imports ``encodings.idna``.  A thread of
+    the run importing it at the moment of the fork (Fabric's SSH connections encode host names too) holds that
+    module's import lock, and in the watcher, a copy with no such thread, the lock stays held for ever: the watcher
+    would hang in its first request.  Importing it here waits for that thread to finish the import, so the watcher
+    inherits the module whole and its lock free.  Measured: with the codec loaded, a first request of either
+    transport (http and https, to a host name or an address, answered or failed) imports nothing else, and neither
+    does the watcher's own path (select, pidfds, Unix sockets: all loaded by this module).
+
+    Locks of modules the watcher does not need may still be held in the copy: they stay unused.  Resetting
+    importlib's per-module locks in the watcher would not be sound: a held lock means its module is half executed,
+    and a fresh lock would hand the watcher that half module, or run its body a second time.
+    """
+    codecs.lookup("idna")
+
+
+class _HeldBackSignals:
+    """While the guard forks, the run's Python handlers of stop signals only note them; :meth:`deliver` runs them after.
+
+    ``os.fork`` runs the interpreter's after-fork hooks in the run, and Python runs a pending signal handler between
+    any two steps of them.  A handler that raises there (Fabric's raises ``Interrupted``, Python's default SIGINT
+    handler ``KeyboardInterrupt``) is reported as "Exception ignored" and lost, and the hook it broke off never
+    finishes: logging's releases logging's module lock, which then stays held, and the next ``logging.getLogger`` of
+    any other thread waits for ever.  Python handlers run in the main thread only, and only there can they be set:
+    elsewhere this holds nothing back.  Blocking the signals in this thread alone would not do: another thread takes
+    the signal, and Python still runs the handler in the main thread at its next check.
+    """
+
+    def __init__(self) -> None:
+        self.noted: list[int] = []
+        self.replaced: dict[int, t.Callable] = {}
+
+    def hold(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signum = getattr(signal, name)
+            handler = signal.getsignal(signum)
+            if callable(handler):  # not SIG_DFL, SIG_IGN, nor a handler installed outside Python (None)
+                self.replaced[signum] = handler
+                signal.signal(signum, self._note)
+
+    def _note(self, signum: int, _frame) -> None:
+        self.noted.append(signum)
+
+    def restore(self) -> None:
+        replaced, self.replaced = self.replaced, {}
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
+
+    def deliver(self) -> None:
+        """Send each signal noted meanwhile again, in order: the restored handlers run now (and may raise)."""
+        self.restore()
+        noted, self.noted = self.noted, []
+        for signum in noted:
+            signal.raise_signal(signum)  # runs the handler before it returns
+
+
+def _fork(held_back: _HeldBackSignals) -> int:
+    """``os.fork`` with the run's stop signals held back; the parent restores its handlers, the child keeps the
+    noting ones until the watcher sets its own (:func:`_detach_from_run`)."""
+    held_back.hold()
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork() in a multi-threaded process.  The watcher takes no lock another thread
+            # could hold: it uses select, sockets and the HTTP client, whose modules are all imported before the fork
+            # (_import_what_the_watcher_needs).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            child = os.fork()
+    except BaseException:
+        held_back.restore()
+        raise
+    if child != 0:
+        held_back.restore()
+    return child
 
 
 def orphan_guard_of(settings: "ApiSettings", deployment: "Deployment", owner_pid: int) -> OrphanGuard:

@@ -6,6 +6,7 @@ way runs really end, and reads what the emulator received and what the watcher h
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import pty
@@ -312,3 +313,132 @@ def test_runs_with_different_tmpdirs_see_each_other(monkeypatch, retrace_emulato
     finally:
         assert armed.release()
     assert _calls(retrace_emulator) == []
+
+
+# --- the fork itself, in a run with signal handlers and threads ---------------------------------------
+
+SIGNAL_DURING_FORK = textwrap.dedent("""
+    import functools, os, signal, sys
+    # Before logging is imported: after-fork hooks run in the order they were registered, so this one runs just
+    # before logging's.  It is C code (no Python frame of its own), so the handler runs inside logging's hook, as
+    # when a signal arrives while the fork runs its hooks.  One shot: a later fork sends nothing.
+    os.register_at_fork(after_in_parent=functools.partial(next, map(os.kill, [os.getpid()], [signal.SIGINT]), None))
+    import logging, threading
+    sys.path[:0] = {paths!r}
+    from ansible_collections.stackify.retrace.plugins.module_utils import _guard
+    from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
+    from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+
+    class Interrupted(Exception):
+        pass
+
+    handled = []
+    def stop(signum, frame):  # as Fabric's: note the signal, stop the run
+        handled.append(signum)
+        raise Interrupted()
+    signal.signal(signal.SIGINT, stop)
+    ignored = []
+    sys.unraisablehook = lambda unraisable: ignored.append(repr(unraisable.exc_value))
+    client, deployment = create_client(dict(api_key="k", api_url=sys.argv[1], app_name="DemoApp",
+                                            environment_name="Production", version="f1"), UrllibTransport(), entry_point="test")
+    try:
+        guard = _guard.arm_orphan_guard(client, deployment)
+        print("returned", guard.release(), flush=True)
+    except Interrupted:
+        print("interrupted", flush=True)
+    print("handled", [int(signum) for signum in handled], "ignored", ignored, flush=True)
+    got_logger = threading.Event()
+    threading.Thread(target=lambda: (logging.getLogger("another.thread"), got_logger.set()), daemon=True).start()
+    print("logging lock free", got_logger.wait(10), flush=True)
+    print("watcher", _guard.live_guard_owner(client.settings, deployment), flush=True)
+""")
+
+
+def test_a_stop_signal_during_the_fork_is_handled_once_after_it_and_logging_stays_usable(retrace_emulator):
+    code = SIGNAL_DURING_FORK.format(paths=[path for path in sys.path if path])
+    finished = subprocess.run([sys.executable, "-c", code, retrace_emulator.url], capture_output=True, text=True,
+                              timeout=60, check=False)
+    assert finished.stdout.splitlines() == ["interrupted", f"handled [{int(signal.SIGINT)}] ignored []",
+                                            "logging lock free True", "watcher None"], finished.stdout + finished.stderr
+    assert _calls(retrace_emulator) == []  # the interrupted run's watcher was stood down: it sends nothing
+
+
+IMPORT_HELD_AT_FORK = textwrap.dedent("""
+    import codecs, importlib.machinery, os, sys, threading
+    sys.path[:0] = {paths!r}
+    from ansible_collections.stackify.retrace.plugins.module_utils._guard import arm_orphan_guard
+    from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
+    from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+    key = open(sys.argv[2]).read()
+    os.unlink(sys.argv[2])
+    # An IP address as the API URL: nothing has imported the IDNA codec yet (a host name would have, to check it).
+    client, deployment = create_client(dict(api_key=key, api_url=sys.argv[1], app_name="DemoApp",
+                                            environment_name="Production", version="f2"), UrllibTransport(), entry_point="test")
+    assert "encodings.idna" not in sys.modules
+
+    importing, go_on = threading.Event(), threading.Event()
+
+    # The connecting thread's import of encodings.idna stops in the module's body, holding its import lock, until the
+    # run's main thread waits for that lock too, or else until the fork is over (the watcher then inherits it held).
+    class SlowImport:
+        def find_spec(self, name, path=None, target=None):
+            if name != "encodings.idna" or threading.current_thread().name != "connect":
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+            spec.loader = SlowLoader(spec.loader)
+            return spec
+
+    class SlowLoader:
+        def __init__(self, loader):
+            self.loader = loader
+        def create_module(self, spec):
+            return None
+        def exec_module(self, module):
+            importing.set()
+            go_on.wait()
+            self.loader.exec_module(module)
+
+    def release_when_the_main_thread_waits_for_the_import():
+        main = threading.main_thread().ident
+        while not go_on.wait(0.01):
+            frame = sys._current_frames().get(main)
+            while frame is not None:
+                if frame.f_code.co_filename == "<frozen importlib._bootstrap>" and frame.f_code.co_name == "acquire":
+                    go_on.set()  # a module lock: the only one held is encodings.idna's
+                frame = frame.f_back
+
+    sys.meta_path.insert(0, SlowImport())
+    os.register_at_fork(after_in_parent=go_on.set)
+    connecting = threading.Thread(target=codecs.lookup, args=("idna",), name="connect")  # as a host name is encoded
+    connecting.start()
+    importing.wait()
+    threading.Thread(target=release_when_the_main_thread_waits_for_the_import, daemon=True).start()
+    guard = arm_orphan_guard(client, deployment, log=print)
+    connecting.join()
+    print("armed", guard.armed, flush=True)
+    import time
+    time.sleep(120)
+""")
+
+
+def test_the_watcher_sends_its_cancel_though_another_thread_was_importing_at_the_fork(retrace_emulator):
+    code = IMPORT_HELD_AT_FORK.format(paths=[path for path in sys.path if path])
+    key_file = pathlib.Path(tempfile.mkdtemp()) / "key"
+    key_file.write_text(SECRET)
+    process = subprocess.Popen([sys.executable, "-c", code, retrace_emulator.url, str(key_file)], start_new_session=True,
+                               stdout=subprocess.PIPE)
+    watcher = None
+    try:
+        _wait_armed(process)
+        watcher = _find_watcher(process.pid)
+        client, deployment = _client(retrace_emulator, "f2")
+        client.start(deployment)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        assert _until(retrace_emulator, [("start", 202), ("cancel", 202)]) == [("start", 202), ("cancel", 202)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        if watcher is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(watcher, signal.SIGKILL)  # a watcher that hung
