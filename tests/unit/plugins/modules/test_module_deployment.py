@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from ansible.module_utils.common.parameters import PASS_VARS
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.stackify.retrace.plugins.module_utils import _ansible_task
@@ -60,9 +61,12 @@ def test_main_sends_and_exits_with_the_result(capsys, transports):
 
 
 def test_the_invocation_ansible_reports_masks_the_key(capsys, transports):
-    # ansible-core 2.21 reports `invocation` only with INJECT_INVOCATION (default false), which the action
-    # passes as _ansible_inject_invocation (unit tests run on the newest ansible-core only).
-    code, result = run_main(capsys, dict(ARGS, _ansible_inject_invocation=True))
+    # ansible-core 2.19 and 2.20 always report `invocation`; 2.21 only with INJECT_INVOCATION, which the
+    # controller passes as _ansible_inject_invocation (a module argument that 2.19 and 2.20 reject as unsupported).
+    arguments = dict(ARGS)
+    if "inject_invocation" in PASS_VARS:
+        arguments["_ansible_inject_invocation"] = True
+    code, result = run_main(capsys, arguments)
     assert code == 0
     assert result["invocation"]["module_args"]["api_key"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 
