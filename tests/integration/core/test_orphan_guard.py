@@ -318,11 +318,13 @@ def test_runs_with_different_tmpdirs_see_each_other(monkeypatch, retrace_emulato
 # --- the fork itself, in a run with signal handlers and threads ---------------------------------------
 
 SIGNAL_DURING_FORK = textwrap.dedent("""
-    import functools, os, signal, sys
+    import ctypes, functools, os, signal, sys
     # Before logging is imported: after-fork hooks run in the order they were registered, so this one runs just
-    # before logging's.  It is C code (no Python frame of its own), so the handler runs inside logging's hook, as
-    # when a signal arrives while the fork runs its hooks.  One shot: a later fork sends nothing.
-    os.register_at_fork(after_in_parent=functools.partial(next, map(os.kill, [os.getpid()], [signal.SIGINT]), None))
+    # before logging's.  It is C code that sends the signal without running its Python handler (libc's kill, not
+    # os.kill): the handler runs at the next Python code, inside logging's hook, as when a signal arrives while the
+    # fork runs its hooks.  One shot: a later fork sends nothing.
+    kill = ctypes.CDLL(None, use_errno=True).kill
+    os.register_at_fork(after_in_parent=functools.partial(next, map(kill, [os.getpid()], [int(signal.SIGINT)]), None))
     import logging, threading
     sys.path[:0] = {paths!r}
     from ansible_collections.stackify.retrace.plugins.module_utils import _guard
