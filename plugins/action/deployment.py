@@ -8,8 +8,9 @@ Windows hosts work too), and no connection is opened at all: ~35 ms per task ins
 their usual meaning because they are handled by Ansible before this plugin runs.
 
 Settings, highest first: the task's arguments, ``retrace_*`` variables (play, inventory, role and extra vars),
-``RETRACE_*`` environment variables, the defaults -- the precedence of the role and the callback too.  The core
-checks every value, and decides what a problem does (:mod:`._resolve`, :mod:`._run`); Ansible checks ``state``.
+``module_defaults``, ``RETRACE_*`` environment variables, the defaults -- the precedence of the role (whose tasks
+inherit module_defaults too) and the callback.  The core checks every value, and decides what a problem does
+(:mod:`._resolve`, :mod:`._run`); Ansible checks ``state``.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ class ActionModule(ActionBase):
                                               name_fields=job.name_fields() if job else None))
 
     def _resolve(self, task_vars, place, job):
-        """Every setting with its source: the task's arguments, ``retrace_*`` variables, ``RETRACE_*``, then the
-        version this run started (end tasks) and detection (controller job, CI, git of the playbook's directory)."""
+        """Every setting with its source: the task's arguments, ``retrace_*`` variables, module_defaults, ``RETRACE_*``,
+        then the version this run started (end tasks) and detection (controller job, CI, git of the playbook's
+        directory)."""
         extra_vars = load_extra_vars(self._loader)
         arguments = {name: value for name, value in self._task.args.items() if name != "state"}
         variables = variable_sources(task_vars, extra_vars, self._templar, KNOWN_VARIABLES)
@@ -86,9 +88,10 @@ class ActionModule(ActionBase):
             _resolve.Source("the task's arguments", _pick(own, templated, False), _resolve.PROJECT, "the task's {option} argument",
                             settable=settable),
             _resolve.Source("a task argument given by variables", _pick(own, templated, True), _resolve.VARIABLES),
+            *variables.sources,
+            # Defaults: below every retrace_* variable (the role's tasks inherit them too), above the environment.
             _resolve.Source("module_defaults", _pick(defaults, templated, False), _resolve.PROJECT),
             _resolve.Source("module_defaults given by variables", _pick(defaults, templated, True), _resolve.VARIABLES),
-            *variables.sources,
             _resolve.environment_source(os.environ, MODULE_SETTINGS),
         ]
         unknown = _resolve.unknown_settings(arguments, "the task's arguments", MODULE_SETTINGS) + variables.unknown

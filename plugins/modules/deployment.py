@@ -23,9 +23,10 @@ description:
     started still in progress and send nothing again (RV(tracked=true), no warning), so a start in a C(serial)
     play and an end in a later play record one deployment.
   - "Settings, highest first: the task's arguments; C(retrace_*) variables wherever you keep them (C(group_vars),
-    C(host_vars), play vars, role vars, extra vars: C(retrace_version), C(retrace_api_key)...); the controller's
-    C(RETRACE_*) environment variables; the defaults. The same order as the C(stackify.retrace.tracked_deployment)
-    role and the callback, so one set of C(retrace_*) variables serves all of them."
+    C(host_vars), play vars, role vars, extra vars: C(retrace_version), C(retrace_api_key)...); C(module_defaults)
+    for the module or its group C(group/stackify.retrace.retrace); the controller's C(RETRACE_*) environment
+    variables; the defaults. The same order as the C(stackify.retrace.tracked_deployment) role (whose tasks inherit
+    C(module_defaults) too) and the callback, so one set of C(retrace_*) variables serves all of them."
   - Every setting is checked before anything is sent. Ansible itself checks O(state) only (a bad O(state) is a
     bug in the playbook and fails the task); the others are checked by the collection, so that a bad value is
     treated like every other tracking problem.

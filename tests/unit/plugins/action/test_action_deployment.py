@@ -166,6 +166,60 @@ def test_retrace_variables_are_read_below_the_task_s_arguments_and_above_the_env
     assert "warnings" not in result  # retrace_time_budget is the callback's: known, not read
 
 
+# --- module_defaults: defaults, below every retrace_* variable ------------------------------------------------
+
+GROUP = "group/stackify.retrace.retrace"
+FROM_DEFAULTS = {"app_name": "FromDefaults", "environment_name": "FromDefaults", "version": "FromDefaults"}
+
+
+@pytest.fixture(name="settings_in_the_environment")
+def fixture_settings_in_the_environment(monkeypatch):
+    for name in ("RETRACE_APP_NAME", "RETRACE_ENVIRONMENT_NAME", "RETRACE_VERSION"):
+        monkeypatch.setenv(name, "FromEnvironment")
+    monkeypatch.setenv("RETRACE_API_KEY", KEY)
+    monkeypatch.setenv("RETRACE_API_URL", URL)
+
+
+@pytest.mark.parametrize("role", [None, action.ROLE], ids=["module task", "the role's task"])
+def test_module_defaults_rank_below_retrace_variables_and_above_the_environment(transport, monkeypatch, settings_in_the_environment,
+                                                                                role):
+    """Ansible merges module_defaults into the arguments; the role's own tasks inherit them too."""
+    task_vars = {"retrace_environment_name": "FromVariables", **({"ansible_role_name": role} if role else {})}
+    result = run_task({"state": "started", **FROM_DEFAULTS}, task_vars, written={"state": "started"},
+                      extra_vars={"retrace_version": "FromExtraVars"}, monkeypatch=monkeypatch,
+                      module_defaults=[{GROUP: dict(FROM_DEFAULTS)}])
+    assert result["tracked"] is True
+    assert transport.posts[0][1] == {"Name": "FromExtraVars", "Version": "FromExtraVars", "AppName": "FromDefaults",
+                                     "EnvironmentName": "FromVariables"}
+
+
+def test_a_task_s_own_argument_outranks_retrace_variables_and_module_defaults(transport, monkeypatch, settings_in_the_environment):
+    result = run_task({"state": "started", **FROM_DEFAULTS, "environment_name": "FromTask"},
+                      {"retrace_environment_name": "FromVariables"}, written={"state": "started", "environment_name": "FromTask"},
+                      extra_vars={"retrace_environment_name": "FromVariables"}, monkeypatch=monkeypatch,
+                      module_defaults=[{GROUP: dict(FROM_DEFAULTS)}])
+    assert result["tracked"] is True and transport.posts[0][1]["EnvironmentName"] == "FromTask"
+
+
+def test_the_sources_in_order_put_module_defaults_between_the_variables_and_the_environment(transport, monkeypatch):
+    seen = []
+    resolve = action._resolve.resolve  # pylint: disable=protected-access
+
+    def spy(sources, *args, **kwargs):
+        seen.extend(source.name for source in sources)
+        return resolve(sources, *args, **kwargs)
+    monkeypatch.setattr(action._resolve, "resolve", spy)  # pylint: disable=protected-access
+    run_task({"state": "started", **ARGS})
+    assert seen == ["the task's arguments", "a task argument given by variables", "extra vars", "the play's variables",
+                    "module_defaults", "module_defaults given by variables", "the environment"]
+
+
+def test_a_templated_module_default_ranks_below_retrace_variables(transport, monkeypatch, settings_in_the_environment):
+    result = run_task({"state": "started", **FROM_DEFAULTS, "environment_name": "FromTemplate"}, {"retrace_environment_name": "FromVariables"},
+                      written={"state": "started"}, module_defaults=[{GROUP: {**FROM_DEFAULTS, "environment_name": "{{ stage }}"}}])
+    assert result["tracked"] is True and transport.posts[0][1]["EnvironmentName"] == "FromVariables"
+
+
 def test_an_unknown_retrace_variable_is_a_warning(transport):
     result = run_task({"state": "started", **ARGS}, {"retrace_enviroment_name": "Staging"})
     assert result["tracked"] is True
@@ -210,9 +264,6 @@ def test_a_templated_api_url_argument_never_gets_a_key_from_elsewhere(transport,
     assert transport.posts == [] and "(from a task argument given by variables) is refused" in result["warnings"][0]
 
 
-GROUP = "group/stackify.retrace.retrace"
-
-
 @pytest.mark.parametrize("module_defaults", [
     [{GROUP: {"api_url": "https://retrace.example.org"}}],
     [{GROUP: {"api_url": "{{ elsewhere }}"}}, {"stackify.retrace.deployment": {"api_url": "https://retrace.example.org"}}],
@@ -225,8 +276,8 @@ def test_a_literal_api_url_in_module_defaults_takes_the_environment_s_key(transp
 
 @pytest.mark.parametrize("module_defaults", [
     [{GROUP: {"api_url": "{{ target }}"}}],
-    [{GROUP: "{{ retrace_defaults }}"}],  # the whole entry a template: its keys are a variable's
-    [{GROUP: {"api_url": "https://retrace.example.org"}}, {"stackify.retrace.deployment": "{{ retrace_defaults }}"}],
+    [{GROUP: "{{ deploy_defaults }}"}],  # the whole entry a template: its keys are a variable's
+    [{GROUP: {"api_url": "https://retrace.example.org"}}, {"stackify.retrace.deployment": "{{ deploy_defaults }}"}],
 ], ids=["templated value", "templated group", "templated entry after a literal group"])
 def test_an_api_url_module_defaults_template_never_gets_the_environment_s_key(transport, key_from_environment, module_defaults):
     result = run_task({"state": "started", **key_from_environment, "api_url": "https://evil.example"},
