@@ -22,7 +22,7 @@ from ._redaction import ApiKey
 
 # The release version, sent in the User-Agent.  The one place code reads it: pyproject.toml takes the Fabric
 # wheel's version from this line; tests/unit/test_collection_metadata.py fails when galaxy.yml says another.
-VERSION = "1.0.0"
+VERSION = "2.0.0"
 DEFAULT_API_URL = "https://api.stackify.net"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 30.0
