@@ -70,18 +70,19 @@ def test_the_role_under_group_module_defaults_records_its_variables_environment(
 
 
 def test_a_retrace_variable_outranks_module_defaults(tmp_path, retrace_emulator):
-    playbook = write_playbook(tmp_path, [play(task("started", version="2.0"), module_defaults=_staging_defaults(retrace_emulator),
+    # a one-shot complete: a start would be left to the orphan guard, which cancels it once ansible-playbook is gone
+    playbook = write_playbook(tmp_path, [play(task("completed", version="2.0"), module_defaults=_staging_defaults(retrace_emulator),
                                               vars={"retrace_environment_name": "Production"})])
     run = run_playbook(playbook, env=_environment(tmp_path))
     assert run.returncode == 0, run.stdout
-    assert _recorded(retrace_emulator) == [("Production", "2.0", "in_progress")]
+    assert _recorded(retrace_emulator) == [("Production", "2.0", "completed")]
 
 
 @pytest.mark.retrace_emulator(accounts={DEMO_KEY: {"apps": ["DemoApp"], "environments": ["Production", "Staging", "QA"]}})
 def test_a_task_s_own_argument_outranks_retrace_variables_and_module_defaults(tmp_path, retrace_emulator):
-    playbook = write_playbook(tmp_path, [play(task("started", version="2.0", environment_name="QA"),
+    playbook = write_playbook(tmp_path, [play(task("completed", version="2.0", environment_name="QA"),
                                               module_defaults=_staging_defaults(retrace_emulator),
                                               vars={"retrace_environment_name": "Production"})])
     run = run_playbook(playbook, env=_environment(tmp_path))
     assert run.returncode == 0, run.stdout
-    assert _recorded(retrace_emulator) == [("QA", "2.0", "in_progress")]
+    assert _recorded(retrace_emulator) == [("QA", "2.0", "completed")]
