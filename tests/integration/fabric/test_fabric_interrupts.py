@@ -120,9 +120,7 @@ def test_a_signal_during_a_serial_run_cancels_at_once(ssh_project, sshd, fail_fa
 @pytest.mark.parametrize("pty", [False, True], ids=["pipes", "run.pty"])
 def test_ctrl_c_to_the_whole_group_exits_130_not_1(project, pty):
     marker = _marker_steps(project)
-    runtime = yaml.safe_load(project.runtime_config.read_text())
-    runtime["run"]["pty"] = pty
-    project.runtime_config.write_text(yaml.safe_dump(runtime))
+    _runtime(project, pty)
     fab = Running(project, "deploy", "--version", "5.0.4")
     fab.wait_for(marker.exists, "the local step running")
 
@@ -322,11 +320,7 @@ def test_a_signal_stops_the_remote_step_in_every_mode(ssh_project, sshd, shared,
     # Fabric's sudo prefixes the command as given: a shell keeps all of it under sudo
     step = {"run": f"sh -c '{command}'", "sudo": True} if sudo else command
     ssh_project.fabric_yaml({"steps": [step], "parallel": hosts > 1})
-    runtime = yaml.safe_load(ssh_project.runtime_config.read_text())
-    runtime["run"]["pty"] = pty
-    if sudo:
-        runtime["sudo"] = {"user": "nobody"}
-    ssh_project.runtime_config.write_text(yaml.safe_dump(runtime))
+    _runtime(ssh_project, pty, sudo_user="nobody" if sudo else None)
     fab = Running(ssh_project, "-H", ",".join(sshd.host_strings[:hosts]), "deploy", "--version", "5.0.9")
     fab.wait_for(lambda: len(list(shared.glob("started.*"))) == started_count, f"the remote step running on {hosts} host(s)")
     try:
@@ -348,10 +342,24 @@ def _owner(pid: int) -> str:
         return "?"
 
 
-def _pipes_only(project) -> None:
+def _runtime(project, pty: bool, sudo_user: str | None = None, connect_timeout: float | None = None) -> None:
+    """Fabric's runtime config for the run: a pty or pipes, the sudo user, the SSH connect timeout."""
     runtime = yaml.safe_load(project.runtime_config.read_text())
-    runtime["run"]["pty"] = False
+    runtime["run"]["pty"] = pty
+    if sudo_user is not None:
+        runtime["sudo"] = {"user": sudo_user}
+    if connect_timeout is not None:
+        runtime["timeouts"]["connect"] = connect_timeout
     project.runtime_config.write_text(yaml.safe_dump(runtime))
+
+
+def _remote_step_running(ssh_project, sshd, step: str, version: str) -> Running:
+    """``fab deploy`` of the one ``step`` on the first host without a pty, once the step has touched ``started``."""
+    ssh_project.fabric_yaml({"steps": [step]})
+    _runtime(ssh_project, pty=False)
+    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", version)
+    fab.wait_for((ssh_project.directory / "started").exists, "the remote step running")
+    return fab
 
 
 def _until_gone(marker: str) -> list[int]:
@@ -372,10 +380,7 @@ def test_a_remote_step_that_ignores_sigterm_is_killed(ssh_project, sshd):
     directory = ssh_project.directory
     started, after = directory / "started", directory / "after"
     marker = f"31.{secrets.randbelow(10 ** 9):09d}"
-    ssh_project.fabric_yaml({"steps": [f'trap "" TERM; touch {started}; sleep {marker}; touch {after}']})
-    _pipes_only(ssh_project)
-    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.2.0")
-    fab.wait_for(started.exists, "the remote step running")
+    fab = _remote_step_running(ssh_project, sshd, f'trap "" TERM; touch {started}; sleep {marker}; touch {after}', "5.2.0")
     try:
         assert fab.ended_within(fab.signal(signal.SIGTERM), PROMPT) == 143, fab.output()
         assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
@@ -393,10 +398,8 @@ def test_a_daemon_holding_the_step_output_makes_the_stop_unconfirmed(ssh_project
     directory = ssh_project.directory
     started = directory / "started"
     step_marker, daemon_marker = f"34.{secrets.randbelow(10 ** 9):09d}", f"35.{secrets.randbelow(10 ** 9):09d}"
-    ssh_project.fabric_yaml({"steps": [f"(setsid sleep {daemon_marker} &); touch {started}; sleep {step_marker}"]})
-    _pipes_only(ssh_project)
-    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.2.3")
-    fab.wait_for(started.exists, "the remote step running")
+    fab = _remote_step_running(ssh_project, sshd, f"(setsid sleep {daemon_marker} &); touch {started}; sleep {step_marker}",
+                               "5.2.3")
     try:
         assert fab.ended_within(fab.signal(signal.SIGTERM), PROMPT) == 143, fab.output()
         assert ssh_project.actions() == [("start", 202), ("cancel", 202)]
@@ -414,10 +417,8 @@ def test_the_first_of_two_signals_decides_the_exit_code_and_the_reason(ssh_proje
     directory = ssh_project.directory
     started, termed = directory / "started", directory / "termed"
     marker = f"32.{secrets.randbelow(10 ** 9):09d}"
-    ssh_project.fabric_yaml({"steps": [f'trap "touch {termed}" TERM; touch {started}; while :; do sleep {marker}; done']})
-    _pipes_only(ssh_project)
-    fab = Running(ssh_project, "-H", sshd.host_strings[0], "deploy", "--version", "5.2.1")
-    fab.wait_for(started.exists, "the remote step running")
+    fab = _remote_step_running(ssh_project, sshd, f'trap "touch {termed}" TERM; touch {started}; while :; do sleep {marker}; done',
+                               "5.2.1")
     try:
         fab.signal(signal.SIGINT)
         fab.wait_for(termed.exists, "the remote step sent SIGTERM")
@@ -500,10 +501,7 @@ def test_a_signal_stops_the_remote_step_over_a_slow_link(ssh_project, sshd):
     ssh_config = directory / "ssh_config"
     ssh_config.write_text(f"Host 127.0.0.1\n    ProxyCommand {sys.executable} {relay} {port} {LINK_DELAY}\n")
     ssh_project.fabric_yaml({"steps": [f"touch {started}; sleep {marker}; touch {after}"], "timeout": 5, "deadline": 10})
-    runtime = yaml.safe_load(ssh_project.runtime_config.read_text())
-    runtime["run"]["pty"] = False
-    runtime["timeouts"]["connect"] = 20
-    ssh_project.runtime_config.write_text(yaml.safe_dump(runtime))
+    _runtime(ssh_project, pty=False, connect_timeout=20)
     fab = Running(ssh_project, "-S", str(ssh_config), "-H", sshd.host_strings[0], "deploy", "--version", "5.2.2")
     fab.wait_for(started.exists, "the remote step running", timeout=40)
     try:
