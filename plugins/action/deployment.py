@@ -113,7 +113,9 @@ class ActionModule(ActionBase):
     def _written_defaults(self):
         """The module_defaults that apply to this task, as the playbook writes them, merged as Ansible merges them
         (its groups first, then the action's own entry).  A group or entry written as one template gives arguments
-        this cannot see: they, and every earlier one they may replace, are left out (read as templated)."""
+        this cannot see: they, and every earlier one they may replace, are left out (read as templated).  ansible-core's
+        own merge (``executor.module_common._get_action_arg_defaults``) is private and renders whole-entry templates,
+        so it cannot tell what the playbook wrote from what a variable gave."""
         defaults = self._task.module_defaults
         play = getattr(self._task._parent, "_play", None)  # pylint: disable=protected-access
         action_groups = getattr(play, "_action_groups", None)
