@@ -9,9 +9,13 @@ An entry point (the callback, the action plugin, Fabric) reads its host program'
   recorded, with the reason;
 * :meth:`DeploymentRun.open` -- start it: stale-start recovery, joins in controller workflows, this run's own
   earlier start (serial batches), the orphan guard, the time budget, strict and fail-open;
-* :meth:`DeploymentRun.close` -- complete or cancel it; :meth:`DeploymentRun.close_all` for the way a run ends
-  that ends every open deployment (a signal, an aborting error); :meth:`DeploymentRun.resume` where start and
-  end are separate tasks (the module's ``completed`` / ``cancelled``).
+* :meth:`DeploymentRun.target_for` -- the deployment of one host of the run: hosts whose settings describe the same
+  deployment (API, AppName, EnvironmentName, Version) share one target, so that a run deploying several apps or
+  environments records one deployment each;
+* :meth:`DeploymentRun.close` -- complete or cancel it; :meth:`DeploymentRun.close_each` to end each target by what
+  happened on its own hosts; :meth:`DeploymentRun.close_all` for the way a run ends that ends every open deployment
+  (a signal, an aborting error); :meth:`DeploymentRun.resume` where start and end are separate tasks (the module's
+  ``completed`` / ``cancelled``).
 
 Each returns a :class:`Step`, and the one line to show goes to the entry point's :class:`Reporter`, which only
 chooses where lines go (Ansible's display, a task's ``warnings``, Fabric's stderr).  A run holds any number of
@@ -56,6 +60,10 @@ OPEN_STATES = (STARTING, STARTED, COMPLETING, CANCELLING)
 PAST_TENSE = {START: "started", COMPLETE: "completed", CANCEL: "cancelled"}
 REQUIRED_OPTIONS = ("app_name", "environment_name", "version")
 STRICT_SUFFIX = " (strict: the run stops)"
+#: what happened on a host that ends its target with a cancel (:meth:`DeploymentRun.close_each`)
+HOST_FAILED, HOST_UNREACHABLE, HOST_STOPPED = "failed", "unreachable", "stopped"
+#: how many hosts a line names before "and N more"
+HOSTS_SHOWN = 5
 FAIL_OPEN_SUFFIX = " (strict is off: the deployment goes on)"
 
 
@@ -130,6 +138,8 @@ class Target:
         #: why it cannot be recorded (settings missing or invalid): said at open, nothing is sent
         self.problems = list(problems)
         self.place = place
+        #: the hosts this deployment covers, in the order they joined it (:meth:`DeploymentRun.target_for`)
+        self.hosts: list[str] = []
         self.state = PENDING
         self.guard = _guard.OrphanGuard(None)
         #: True while its start is held to this process (:meth:`DeploymentRun.open`, a run's hosts one after another)
@@ -270,6 +280,7 @@ class DeploymentRun:
         self.sleep = sleep
         self.budget = Budget(policy.time_budget, clock)
         self.targets: list[Target] = []
+        self._by_identity: dict[tuple, Target] = {}
         self._said: set[str] = set()
 
     # --- targets ---------------------------------------------------------------------------------------
@@ -317,6 +328,23 @@ class DeploymentRun:
                     self._say_once(self.reporter.warning, f"the versions earlier starts recorded are not used: {source.notes['version']}")
         return self.add(Target(deployment, client, label, problems, self.place))
 
+    def target_for(self, host: str, resolved: "Resolved", transport: Transport, *, entry_point: str,
+                   name_fields: t.Mapping[str, t.Any] | None = None) -> Target:
+        """The target of ``host``: the deployment its resolved settings describe, shared with every host whose settings
+        describe the same one (API URL, AppName, EnvironmentName, Version; the first host's other fields are sent).
+
+        Hosts whose settings cannot be recorded share one target per distinct set of problems; with more than one
+        target in the run, its NOT recorded line names them.  Nothing is sent.
+        """
+        identity = _identity(resolved)
+        target = self._by_identity.get(identity)
+        if target is None:
+            target = self._by_identity[identity] = self.target(resolved, transport, entry_point=entry_point,
+                                                               name_fields=name_fields)
+        if host not in target.hosts:
+            target.hosts.append(host)
+        return target
+
     def add(self, target: Target) -> Target:
         """Hold ``target`` in this run (:meth:`close_all` ends it with the others)."""
         self.targets.append(target)
@@ -333,8 +361,8 @@ class DeploymentRun:
         """
         if not target.recordable:
             target.state = NOT_RECORDED
-            return self._not_recorded(target, f"{target.label} NOT recorded: {_problems_text(target.problems)}",
-                                      target.problems[0])
+            return self._not_recorded(target, f"{target.label} NOT recorded{self._for_hosts(target)}: "
+                                              f"{_problems_text(target.problems)}", target.problems[0])
         self._warn_once_about_tls(target)
         if self.dry_run:
             target.state = STARTED
@@ -385,7 +413,9 @@ class DeploymentRun:
 
     def _start(self, target: Target, since: float | None) -> CallResult | None:
         """Send start; 409s become a join, this run's own deployment, a recovery or a refusal.  Raises RetraceError."""
-        calls = self._calls(target, START_SHARE, since)
+        # What the ends of the deployments open meanwhile need is kept: each open one takes an equal share of the rest.
+        others_open = sum(1 for other in self.targets if other is not target and other.state in OPEN_STATES)
+        calls = self._calls(target, START_SHARE / (1 + others_open), since)
         deployment = target.deployment
         try:
             result = calls.send(START, deployment)
@@ -469,11 +499,12 @@ class DeploymentRun:
 
     # --- close -----------------------------------------------------------------------------------------
 
-    def close(self, target: Target, *, succeeded: bool, reason: str | None = None) -> Step:
+    def close(self, target: Target, *, succeeded: bool, reason: str | None = None, share: float = 1.0) -> Step:
         """Complete (``succeeded``) or cancel ``target``'s deployment, if this run holds it open.
 
         The guard stands down once Retrace answered, one way or the other.  A call that could not be delivered
         (unreachable, time budget spent) leaves it armed: it sends the same end again once this run is over.
+        ``share``: of what is left of the time budget, the part this end may use (the others' ends need theirs).
         """
         action = COMPLETE if succeeded else CANCEL
         if target.state == PENDING and not target.recordable:
@@ -501,7 +532,7 @@ class DeploymentRun:
             if action == COMPLETE and not target.guard.completing() and target.guard.armed and self._owner_gone():
                 return self._left_to_the_watcher(target)
             try:
-                result = self._calls(target).send(action, target.deployment)
+                result = self._calls(target, share).send(action, target.deployment)
             except RetraceError as error:
                 self._end_sent(target, answered=not isinstance(error, ApiUnreachable))
                 return self._end_failed(target, action, error)
@@ -520,8 +551,27 @@ class DeploymentRun:
         A start that was in flight is cancelled; a complete that was in flight is sent again (never a cancel).
         Safe to call more than once, and from a signal handler while another call is in flight.
         """
-        return [self.close(target, succeeded=succeeded, reason=reason) for target in list(self.targets)
-                if target.state in OPEN_STATES or target.state == JOINED]
+        return self._close_each_of([target for target in list(self.targets) if target.state in OPEN_STATES or target.state == JOINED],
+                                   lambda target: (succeeded, reason))
+
+    def close_each(self, *, failed: t.Mapping[str, str]) -> list[Step]:
+        """End each open deployment by what happened on its own hosts (:attr:`Target.hosts`): cancelled when one of them
+        is in ``failed`` (host -> :data:`HOST_FAILED`, :data:`HOST_UNREACHABLE` or :data:`HOST_STOPPED`: another
+        host's failure stopped it), the line naming them; completed otherwise.  A target without hosts completes.
+        """
+        def outcome(target: Target) -> tuple[bool, str | None]:
+            own = {host: failed[host] for host in target.hosts if host in failed}
+            return (False, hosts_failure_reason(own)) if own else (True, None)
+        return self._close_each_of([target for target in list(self.targets) if target.state in OPEN_STATES or target.state == JOINED],
+                                   outcome)
+
+    def _close_each_of(self, targets: list[Target], outcome: t.Callable[[Target], tuple[bool, str | None]]) -> list[Step]:
+        """Close ``targets`` one after another, each end given an equal share of what is left of the time budget."""
+        steps = []
+        for done, target in enumerate(targets):
+            succeeded, reason = outcome(target)
+            steps.append(self.close(target, succeeded=succeeded, reason=reason, share=1 / (len(targets) - done)))
+        return steps
 
     def resume(self, target: Target) -> Target:
         """``target`` as this run left it, where start and end are separate tasks (the module's end tasks).
@@ -607,6 +657,10 @@ class DeploymentRun:
         return Step(END_FAILED, line, fails_run=fails, error=error)
 
     # --- shared ----------------------------------------------------------------------------------------
+
+    def _for_hosts(self, target: Target) -> str:
+        """`` for web1, web2``: the hosts of a target, named where the run holds several."""
+        return f" for {hosts_text(target.hosts)}" if target.hosts and len(self.targets) > 1 else ""
 
     def _not_recorded(self, target: Target, line: str, error: RetraceError) -> Step:
         if self.policy.strict:
@@ -761,6 +815,36 @@ def joined_message(deployment: Deployment, workflow_job_id: str) -> str:
     """
     return (f"{describe(deployment)} is already in progress: started by another job, e.g. a sibling slice of "
             f"workflow {workflow_job_id}; this job joins it and sends no end")
+
+
+def hosts_text(names: t.Sequence[str]) -> str:
+    """``web1, web2 and 3 more``: up to :data:`HOSTS_SHOWN` host names."""
+    shown = ", ".join(names[:HOSTS_SHOWN])
+    return shown + (f" and {len(names) - HOSTS_SHOWN} more" if len(names) > HOSTS_SHOWN else "")
+
+
+def hosts_failure_reason(what_happened: t.Mapping[str, str]) -> str:
+    """``failed on web1; unreachable: db1; stopped on web2 (another host's failure ended the run there)``: why a
+    deployment is cancelled, from what happened on each of its hosts that did not succeed."""
+    def on(state: str) -> list[str]:
+        return sorted(host for host, happened in what_happened.items() if happened == state)
+    parts = []
+    if on(HOST_FAILED):
+        parts.append(f"failed on {hosts_text(on(HOST_FAILED))}")
+    if on(HOST_UNREACHABLE):
+        parts.append(f"unreachable: {hosts_text(on(HOST_UNREACHABLE))}")
+    if on(HOST_STOPPED):
+        parts.append(f"stopped on {hosts_text(on(HOST_STOPPED))} (another host's failure ended the run there)")
+    return "; ".join(parts)
+
+
+def _identity(resolved: "Resolved") -> tuple:
+    """What makes two hosts' settings one deployment: API URL, AppName, EnvironmentName and Version -- and, for
+    settings that cannot be recorded, the same problems."""
+    options = resolved.as_dict()
+    url = options.get("api_url") if isinstance(options.get("api_url"), str) else DEFAULT_API_URL
+    fields = tuple(str(options.get(name)) for name in REQUIRED_OPTIONS)
+    return (url.rstrip("/"), *fields, tuple(str(problem) for problem in resolved.problems))
 
 
 def _problems_text(problems: t.Sequence[RetraceError]) -> str:

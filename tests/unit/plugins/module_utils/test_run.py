@@ -4,6 +4,7 @@ transport, a fake clock, and a recording stand-in for the orphan guard (tests/in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import types
 
@@ -371,6 +372,99 @@ def test_several_deployments_in_one_run_end_each_by_its_own_outcome(guards):
     assert transport.sent == ["start", "start", "cancel", "complete"]
     assert lines.at("info")[-2:] == ["deployment 7 of Shop.Api to Production cancelled: failed on api1",
                                      "deployment 7 of Shop.Web to Production completed"]
+
+
+def several_targets_run(guards, policy=TrackingPolicy(), **scripts):
+    clock = Clock()
+    transport = ScriptedTransport(clock, **scripts)
+    run = _run.DeploymentRun(policy, lines := Lines(), owner_pid=7, clock=clock, sleep=clock.sleep)
+
+    def host(host_name, **settings):
+        return run.target_for(host_name, resolve([Source("s", {**SETTINGS, **settings}, PROJECT)]), transport, entry_point="t")
+    return run, host, transport, lines
+
+
+def test_hosts_with_the_same_deployment_share_one_target(guards):
+    run, host, transport, lines = several_targets_run(guards)
+    web1, web2 = host("web1", app_name="Shop.Web"), host("web2", app_name="Shop.Web", name="another name")
+    api1 = host("api1", app_name="Shop.Api")
+    staging = host("web3", app_name="Shop.Web", environment_name="Staging")
+    assert web1 is web2 and web1.hosts == ["web1", "web2"]
+    assert len({id(web1), id(api1), id(staging)}) == 3 and run.targets == [web1, api1, staging]
+    assert host("web1", app_name="Shop.Web").hosts == ["web1", "web2"]  # asked again: not added twice
+
+
+def test_each_target_ends_by_what_happened_on_its_own_hosts(guards):
+    run, host, transport, lines = several_targets_run(guards)
+    web, api = host("web1", app_name="Shop.Web"), host("api1", app_name="Shop.Api")
+    host("api2", app_name="Shop.Api")
+    run.open(web)
+    run.open(api)
+    steps = run.close_each(failed={"api2": _run.HOST_FAILED, "api1": _run.HOST_STOPPED, "elsewhere": _run.HOST_FAILED})
+    assert [step.state for step in steps] == [_run.COMPLETED, _run.CANCELLED]
+    assert transport.sent == ["start", "start", "complete", "cancel"]
+    assert lines.at("info")[-2:] == [
+        "deployment 7 of Shop.Web to Production completed",
+        "deployment 7 of Shop.Api to Production cancelled: failed on api2; stopped on api1 (another host's failure ended "
+        "the run there)"]
+    assert run.close_all(succeeded=False) == []  # each ended exactly once
+
+
+def test_the_cancel_reason_names_five_hosts_of_each_kind():
+    happened = {f"web{n}": _run.HOST_FAILED for n in range(7)} | {"db1": _run.HOST_UNREACHABLE}
+    assert _run.hosts_failure_reason(happened) == "failed on web0, web1, web2, web3, web4 and 2 more; unreachable: db1"
+
+
+def test_a_target_that_cannot_be_recorded_names_its_hosts_and_the_others_are_tracked(guards):
+    run, host, transport, lines = several_targets_run(guards)
+    web = host("web1", app_name="Shop.Web")
+    broken = host("api3", app_name=None)
+    assert host("api4", app_name=None) is broken and not broken.recordable
+    assert run.open(broken).state == _run.NOT_RECORDED
+    assert run.open(web).state == _run.STARTED
+    assert len(lines.at("warning")) == 1, lines.at("warning")
+    assert lines.at("warning")[0].startswith("deployment 7 to Production NOT recorded for api3, api4: app_name: is not set")
+    assert transport.sent == ["start"]
+    run.close_each(failed={"api3": _run.HOST_FAILED})
+    assert transport.sent == ["start", "complete"]
+
+
+def test_a_signal_ends_every_open_target_once_including_a_start_in_flight(guards):
+    run, host, transport, lines = several_targets_run(guards)
+    web, api = host("web1", app_name="Shop.Web"), host("api1", app_name="Shop.Api")
+    run.open(web)
+    api.state = _run.STARTING  # interrupted while its start was on the wire
+    run.close_all(succeeded=False, reason="the run was stopped by SIGTERM")
+    assert transport.sent == ["start", "cancel", "cancel"]
+    assert run.close_all(succeeded=False) == [] and run.close_each(failed={}) == []
+
+
+def test_many_targets_against_a_hanging_api_stay_within_the_time_budget(guards):
+    hang = TimedOut("no answer")
+    run, host, transport, lines = several_targets_run(guards, policy=TrackingPolicy(time_budget=10),
+                                                      complete=[hang], cancel=[hang])
+    targets = [host(f"h{n}", app_name=f"App{n}") for n in range(5)]
+    for target in targets:
+        target.client = target.client.replace(settings=dataclasses.replace(target.client.settings, deadline=30, timeout=10))
+    began = run.clock()
+    for target in targets:
+        assert run.open(target).state == _run.STARTED
+    run.close_each(failed={})
+    assert run.clock() - began <= 10 + 0.01
+    assert run.budget.remaining() >= -0.01
+    # each end had its own share: none was left unsent because an earlier one took the whole budget
+    assert transport.sent.count("complete") >= 5
+
+
+def test_a_later_start_keeps_time_for_the_ends_of_the_deployments_already_open(guards):
+    hang = TimedOut("no answer")
+    run, host, transport, lines = several_targets_run(guards, policy=TrackingPolicy(time_budget=9), start=[202, hang])
+    first, second = host("h1", app_name="App1"), host("h2", app_name="App2")
+    second.client = second.client.replace(settings=dataclasses.replace(second.client.settings, deadline=30, timeout=10))
+    run.open(first)
+    began = run.clock()
+    assert run.open(second).state == _run.NOT_RECORDED
+    assert run.clock() - began <= 9 * _run.START_SHARE / 2 + 0.01  # half of two thirds: the first one's end keeps its part
 
 
 def test_dry_run_sends_nothing_and_says_what_it_would_send(guards):
