@@ -824,8 +824,9 @@ def hosts_text(names: t.Sequence[str]) -> str:
 
 
 def hosts_failure_reason(what_happened: t.Mapping[str, str]) -> str:
-    """``failed on web1; unreachable: db1; stopped on web2 (another host's failure ended the run there)``: why a
-    deployment is cancelled, from what happened on each of its hosts that did not succeed."""
+    """``failed on web1; unreachable: db1``: why a deployment is cancelled, from what happened on each of its hosts
+    that did not succeed.  Hosts stopped by another host's failure are named only when none of its own failed:
+    ``stopped on api1, api2 (another host's failure ended the run there)``."""
     def on(state: str) -> list[str]:
         return sorted(host for host, happened in what_happened.items() if happened == state)
     parts = []
@@ -833,7 +834,7 @@ def hosts_failure_reason(what_happened: t.Mapping[str, str]) -> str:
         parts.append(f"failed on {hosts_text(on(HOST_FAILED))}")
     if on(HOST_UNREACHABLE):
         parts.append(f"unreachable: {hosts_text(on(HOST_UNREACHABLE))}")
-    if on(HOST_STOPPED):
+    if on(HOST_STOPPED) and not parts:
         parts.append(f"stopped on {hosts_text(on(HOST_STOPPED))} (another host's failure ended the run there)")
     return "; ".join(parts)
 

@@ -403,16 +403,16 @@ def test_each_target_ends_by_what_happened_on_its_own_hosts(guards):
     steps = run.close_each(failed={"api2": _run.HOST_FAILED, "api1": _run.HOST_STOPPED, "elsewhere": _run.HOST_FAILED})
     assert [step.state for step in steps] == [_run.COMPLETED, _run.CANCELLED]
     assert transport.sent == ["start", "start", "complete", "cancel"]
-    assert lines.at("info")[-2:] == [
-        "deployment 7 of Shop.Web to Production completed",
-        "deployment 7 of Shop.Api to Production cancelled: failed on api2; stopped on api1 (another host's failure ended "
-        "the run there)"]
+    assert lines.at("info")[-2:] == ["deployment 7 of Shop.Web to Production completed",
+                                     "deployment 7 of Shop.Api to Production cancelled: failed on api2"]
     assert run.close_all(succeeded=False) == []  # each ended exactly once
 
 
-def test_the_cancel_reason_names_five_hosts_of_each_kind():
-    happened = {f"web{n}": _run.HOST_FAILED for n in range(7)} | {"db1": _run.HOST_UNREACHABLE}
+def test_the_cancel_reason_names_five_hosts_of_each_kind_and_stopped_hosts_only_when_none_failed():
+    happened = {f"web{n}": _run.HOST_FAILED for n in range(7)} | {"db1": _run.HOST_UNREACHABLE, "db2": _run.HOST_STOPPED}
     assert _run.hosts_failure_reason(happened) == "failed on web0, web1, web2, web3, web4 and 2 more; unreachable: db1"
+    assert _run.hosts_failure_reason({"api1": _run.HOST_STOPPED, "api2": _run.HOST_STOPPED}) == (
+        "stopped on api1, api2 (another host's failure ended the run there)")
 
 
 def test_a_target_that_cannot_be_recorded_names_its_hosts_and_the_others_are_tracked(guards):
