@@ -30,12 +30,13 @@ from invoke.exceptions import Exit, Failure, ThreadException
 from invoke.runners import normalize_hide
 
 from .core._resolve import Resolved
-from .core._run import Target
+from .core._run import HOST_FAILED, HOST_STOPPED, HOST_UNREACHABLE, DeploymentRun, Target
 from .core.errors import InvalidInput
 from .core.settings import DEPLOYMENT_OPTIONS, OPTIONS, deployment_name
 from .remote import CONNECT_ERRORS, REMOTE_STOP_LIMIT, RemoteCommands
-from .settings import KEY_VARIABLES, deploy_settings
-from .tracking import EXIT_INVALID, LOADED_AT, TrackedRun, is_dry_run, new_run, say, signals_raise, stop_local_commands
+from .settings import KEY_VARIABLES, TargetEntry, deploy_settings, deploy_targets, forget_key_variables, resolve
+from .tracking import (ENTRY_POINT, EXIT_INVALID, LOADED_AT, TrackedRun, is_dry_run, new_engine, new_run, say, signals_raise,
+                       stop_local_commands)
 
 LOCAL = "local"
 OK, FAILED, UNREACHABLE, INTERRUPTED, NOT_RUN = "ok", "failed", "unreachable", "interrupted", "not run"
@@ -166,11 +167,13 @@ class HostRunner:
     """Runs the steps on each target and keeps one :class:`HostOutcome` per target."""
 
     def __init__(self, targets: t.Sequence, steps: t.Sequence[Step], fields: t.Mapping[str, str], *, parallel: bool,
-                 fail_fast: bool = True, labels: t.Sequence[str] | None = None):
+                 fail_fast: bool = True, labels: t.Sequence[str] | None = None,
+                 fields_by_host: t.Sequence[t.Mapping[str, str]] | None = None):
         self.targets = list(targets)
         self.steps = list(steps)
-        #: the deployment's fields, for the steps' environment (:func:`deployment_fields`)
-        self.fields = dict(fields)
+        #: each host's deployment fields, for its steps' environment (:func:`deployment_fields`); ``fields`` for all
+        #: hosts unless ``fields_by_host`` gives each its own
+        self.fields = [dict(own) for own in fields_by_host] if fields_by_host is not None else [dict(fields)] * len(self.targets)
         self.parallel = parallel and len(self.targets) > 1
         self.fail_fast = fail_fast
         labels = list(labels) if labels and len(labels) == len(self.targets) else [label_of(target) for target in self.targets]
@@ -198,6 +201,27 @@ class HostRunner:
 
     def run(self) -> None:
         """Run every target in worker threads; raise :class:`HostsFailed` if any did not succeed."""
+        self.run_hosts()
+        self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        failed = [outcome for outcome in self.outcomes if outcome.state not in (OK, NOT_RUN, DRY_RUN)]
+        if failed:
+            raise HostsFailed(", ".join(f"{outcome.host} ({outcome.state})" for outcome in failed))
+
+    def what_happened(self) -> dict[str, str]:
+        """Each host that did not succeed, as :meth:`DeploymentRun.close_each` takes it: failed, unreachable, or
+        stopped (a host ``fail_fast`` skipped)."""
+        happened = {}
+        for outcome in self.outcomes:
+            if outcome.state in (FAILED, UNREACHABLE):
+                happened[outcome.host] = HOST_FAILED if outcome.state == FAILED else HOST_UNREACHABLE
+            elif outcome.state == INTERRUPTED or (outcome.state == NOT_RUN and outcome.detail):
+                happened[outcome.host] = HOST_STOPPED
+        return happened
+
+    def run_hosts(self) -> None:
+        """Run every target in worker threads, until each has an outcome."""
         if self.parallel:
             workers = [threading.Thread(target=self._run_one, args=(index,), daemon=True, name=f"deploy-{index}")
                        for index in range(len(self.targets))]
@@ -208,9 +232,6 @@ class HostRunner:
         for worker in workers:
             while worker.is_alive():
                 worker.join(WAIT_SLICE)
-        failed = [outcome for outcome in self.outcomes if outcome.state not in (OK, NOT_RUN, DRY_RUN)]
-        if failed:
-            raise HostsFailed(", ".join(f"{outcome.host} ({outcome.state})" for outcome in failed))
 
     def _run_serially(self) -> None:
         for index, outcome in enumerate(self.outcomes):
@@ -255,11 +276,11 @@ class HostRunner:
                 if not self._abandoned:
                     self.outcomes[index].detail = RUNNING
         with self._remote_commands.kept(target) if remote else contextlib.nullcontext():
-            return self._run_steps(target, host, remote)
+            return self._run_steps(target, host, remote, self.fields[index])
 
-    def _run_steps(self, target, host: str, remote: bool) -> tuple[str, str]:
+    def _run_steps(self, target, host: str, remote: bool, fields: t.Mapping[str, str]) -> tuple[str, str]:
         dry = is_dry_run(target.config)
-        environment = self._environment(target, remote)
+        environment = self._environment(target, remote, fields)
         for index_, step in enumerate(self.steps, 1):
             if self._abandoned:  # a step that ended on the SIGTERM of abandon() must not be followed by the next
                 return INTERRUPTED, "stopped by the interruption"
@@ -287,10 +308,11 @@ class HostRunner:
             return DRY_RUN, f"{len(self.steps)} step(s) printed, none run (--dry)"
         return OK, f"{len(self.steps)} step(s) done"
 
-    def _environment(self, target, remote: bool) -> dict:
+    @staticmethod
+    def _environment(target, remote: bool, fields: t.Mapping[str, str]) -> dict:
         """``env`` (and ``replace_env``) for a step: Fabric's ``run.env``, then RETRACE_*; locally, never the key."""
         configured = dict(target.config.run.env or {})
-        ours = step_environment(self.fields, inline=remote and target.inline_ssh_env)
+        ours = step_environment(fields, inline=remote and target.inline_ssh_env)
         if remote:
             return {"env": {**configured, **ours}}
         inherited = {name: value for name, value in os.environ.items() if name not in KEY_VARIABLES}
@@ -328,11 +350,19 @@ class HostRunner:
             for line in lines if not self._abandoned else ():
                 say(f"[{host}] {line}")
 
-    def summary(self) -> str:
+    def summary(self, groups: t.Sequence[tuple[str, t.Sequence[str]]] | None = None) -> str:
+        """One row per host; ``groups`` (a heading and its hosts, each): the rows under their deployment's heading."""
         width = max((len(outcome.host) for outcome in self.outcomes), default=0)
-        rows = [f"  {outcome.host.ljust(width)}  {outcome.state:<11}  {outcome.elapsed:6.1f} s  {outcome.detail}"
-                for outcome in self.outcomes]
-        return "\n".join(["Deployment summary:"] + rows)
+
+        def row(outcome: HostOutcome, indent: str) -> str:
+            return f"{indent}{outcome.host.ljust(width)}  {outcome.state:<11}  {outcome.elapsed:6.1f} s  {outcome.detail}"
+        if groups is None:
+            return "\n".join(["Deployment summary:"] + [row(outcome, "  ") for outcome in self.outcomes])
+        lines = ["Deployment summary:"]
+        for heading, hosts in groups:
+            lines.append(f"  {heading}")
+            lines += [row(outcome, "    ") for outcome in self.outcomes if outcome.host in hosts]
+        return "\n".join(lines)
 
 
 def label_of(target) -> str:
@@ -373,17 +403,17 @@ def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None =
     ``time.monotonic()``) counts the start's deadline from then: ``fab deploy`` passes the moment the fabfile
     was loaded: a Retrace that never answers adds at most the deadline to the whole run, one that answers the
     start late and then hangs on the end up to twice the deadline.
+
+    With ``retrace.targets`` in the config, each host is in the deployment of its entry there (docs/fabric.md,
+    "Several apps or environments in one run"): every deployment starts before any step, and each ends by what
+    happened on its own hosts.
     """
+    found = deploy_targets(config)
+    if found is not None:
+        _deploy_each(targets, config, flags, found, labels=labels, budget_from=budget_from)
+        return
     run, target, resolved = new_run(config, flags, owner_pid=os.getpid())  # says unknown settings first
-    settings = deploy_settings(config)
-    try:
-        if settings.problems:
-            raise settings.problems[0]
-        if not targets:
-            raise InvalidInput("hosts", "no hosts to deploy to (the host list is empty)")
-        steps = parse_steps(settings["steps"])
-    except InvalidInput as problem:
-        raise invalid(problem) from None
+    steps, settings = _steps(targets, config)
     runner = HostRunner(targets, steps, deployment_fields(target, resolved), parallel=settings["parallel"],
                         fail_fast=settings["fail_fast"], labels=labels)
     tracked_run = TrackedRun(run, target)
@@ -394,6 +424,83 @@ def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None =
                 runner.run()
     finally:
         say(runner.summary())
+
+
+def _steps(targets: t.Sequence, config) -> tuple[list[Step], Resolved]:
+    """The steps and ``fab deploy``'s own settings; ``Exit`` (2) when they leave nothing to deploy."""
+    settings = deploy_settings(config)
+    try:
+        if settings.problems:
+            raise settings.problems[0]
+        if not targets:
+            raise InvalidInput("hosts", "no hosts to deploy to (the host list is empty)")
+        return parse_steps(settings["steps"]), settings
+    except InvalidInput as problem:
+        raise invalid(problem) from None
+
+
+def _deploy_each(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None,
+                 found: tuple[list[TargetEntry], list[InvalidInput]], *, labels: t.Sequence[str] | None,
+                 budget_from: float | None) -> None:
+    """:func:`deploy_to` with ``retrace.targets``: one deployment per entry, each host in its entry's."""
+    entries, problems = found
+    labels = list(labels) if labels and len(labels) == len(targets) else [label_of(target) for target in targets]
+    # The run-level settings: the run's policy, and the deployment of a host in no entry (the problems of
+    # retrace.targets are its own, said with it).
+    run_resolved = resolve(config, flags, problems=problems)
+    run, transport = new_engine(config, run_resolved, owner_pid=os.getpid())
+    resolved_by_entry: dict[str | None, Resolved] = {None: run_resolved}
+    fields, wheres = [], set()
+    for target, label in zip(targets, labels):
+        entry = entry_of(target, label, entries)
+        where = entry.where if entry is not None and entry.fields is not None else None
+        wheres.add(where)
+        if where not in resolved_by_entry:
+            resolved_by_entry[where] = resolve(config, flags, entry=entry)
+        host_target = run.target_for(label, resolved_by_entry[where], transport, entry_point=ENTRY_POINT)
+        fields.append(deployment_fields(host_target, resolved_by_entry[where]))
+    if problems and None not in wheres:
+        run.target(run_resolved, transport, entry_point=ENTRY_POINT)  # no host is in it: said all the same
+    forget_key_variables(os.environ)
+    steps, settings = _steps(targets, config)
+    runner = HostRunner(targets, steps, {}, parallel=settings["parallel"], fail_fast=settings["fail_fast"], labels=labels,
+                        fields_by_host=fields)
+    tracked_run = TrackedRun(run)
+    runner.start_connecting()
+    try:
+        with signals_raise(runner.abandon), tracked_run.exits(expected=(HostsFailed,), failure=lambda error: f"deploy failed on {error}"):
+            with tracked_run.each_lifecycle(runner.what_happened, since=budget_from):
+                runner.run_hosts()
+            runner.raise_if_failed()
+    finally:
+        say(runner.summary(summary_groups(run)))
+
+
+def entry_of(target, label: str, entries: t.Sequence[TargetEntry]) -> TargetEntry | None:
+    """The ``retrace.targets`` entry listing this host: by the string typed (``-H``) or given, then as
+    ``user@host:port``, then by its host name alone (an ssh_config alias as written)."""
+    names = [label, label_of(target)]
+    if isinstance(target, Connection):
+        names.append(target.original_host)
+    for name in names:
+        for entry in entries:
+            if name in entry.hosts:
+                return entry
+    return None
+
+
+def summary_groups(run: DeploymentRun) -> list[tuple[str, list[str]]]:
+    """Each deployment of the run with its hosts, as the summary shows them: ``Shop.Web 1.4.2 to Production: completed``."""
+    groups = []
+    for target in run.targets:
+        if not target.hosts:
+            continue
+        deployment = target.deployment
+        name = (f"{deployment.app_name} {deployment.version} to {deployment.environment_name}" if deployment is not None
+                else target.label)
+        state = target.state + (f" ({run.dry_run}: nothing sent)" if run.dry_run and target.recordable else "")
+        groups.append((f"{name}: {state}", target.hosts))
+    return groups
 
 
 def invalid(problem: InvalidInput) -> Exit:
@@ -431,6 +538,14 @@ def _run_recorded(c) -> None:
         raise invalid(InvalidInput("hosts", "-H / --hosts was given but is empty (an unset $HOSTS?): refusing to deploy to "
                                             "this machine instead; leave -H out to deploy locally"))
     remote = [context for context in contexts if isinstance(context, Connection)]
+    found = deploy_targets(config)
+    if not remote and found is not None:
+        # No -H: the hosts of retrace.targets, in order (never this machine instead)
+        hosts = list(dict.fromkeys(host for entry in found[0] for host in entry.hosts))
+        if not hosts:
+            raise invalid(found[1][0] if found[1] else InvalidInput("targets", "lists no hosts"))
+        deploy_to([Connection(host, config=config) for host in hosts], config, flags, labels=hosts, budget_from=LOADED_AT)
+        return
     deploy_to(remote or contexts[:1], config, flags, labels=typed_hosts(sys.argv) if remote else None, budget_from=LOADED_AT)
 
 

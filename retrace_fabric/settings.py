@@ -5,6 +5,7 @@
 Highest first, for every option (the shared ones and Fabric's own):
 
 1. task flags (``--app-name`` ...; never the key nor its file: flags leak into shell history and ``ps``)
+   (``fab deploy`` with ``retrace.targets``: then the host's entry there, for the deployment fields it sets)
 2. ``FABRIC_RETRACE_<OPTION>`` environment variables
 3. the shared ``RETRACE_*`` environment variables (``STACKIFY_API_KEY`` too)
 4. the ``retrace:`` section of Fabric's config files (``-f`` file, ``fabric.yaml`` beside the fabfile,
@@ -39,7 +40,11 @@ FLAG_OPTIONS = ("app_name", "environment_name", "version", "name", "name_format"
 DEPLOY_OPTIONS = {name: FABRIC_OPTIONS[name] for name in ("steps", "parallel", "fail_fast")}
 #: what the run engine reads: the shared options, and whether to detect what is unset
 TRACKING_OPTIONS = {**OPTIONS, "detect_source": FABRIC_OPTIONS["detect_source"]}
-KNOWN_KEYS = tuple({**OPTIONS, **FABRIC_OPTIONS})
+#: ``retrace.targets``: the deployments of one ``fab deploy``, each with its hosts (:func:`deploy_targets`)
+TARGETS = "targets"
+#: the settings a ``targets`` entry may give its hosts, besides ``hosts``
+TARGET_FIELDS = ("app_name", "environment_name", "version", "name")
+KNOWN_KEYS = (*{**OPTIONS, **FABRIC_OPTIONS}, TARGETS)
 SECTION_NAME = "the retrace: section of Fabric's config"
 #: the version a lone start sent from this directory, as single calls describe it
 STARTED_HERE = "the one retrace.start sent from this directory"
@@ -111,14 +116,19 @@ def sources(config, flags: t.Mapping[str, t.Any] | None = None,
 
 
 def resolve(config, flags: t.Mapping[str, t.Any] | None = None, *, environ: t.Mapping[str, str] | None = None,
-            directory: str | None = None, started_here: str | None = None) -> _resolve.Resolved:
+            directory: str | None = None, started_here: str | None = None, entry: "TargetEntry | None" = None,
+            problems: t.Sequence[InvalidInput] = ()) -> _resolve.Resolved:
     """The tracking settings, each with its source; problems and unknown keys as data, nothing raised.
 
     ``started_here``: a directory whose last ``retrace.start`` gives the version when nothing else does (single
-    calls' complete / cancel), before detection in ``directory`` (default: the current one).
+    calls' complete / cancel), before detection in ``directory`` (default: the current one).  ``entry``: the
+    ``retrace.targets`` entry of the hosts resolved for, below the flags (an entry without fields adds nothing).  ``problems``: found before, said first.
     """
     environ = environment() if environ is None else environ
     found = sources(config, flags, environ)
+    if entry is not None and entry.fields is not None:
+        found.insert(1, _resolve.Source(f"{entry.where} of {SECTION_NAME}", entry.fields, _resolve.PROJECT,
+                                        f"{{option}} in {entry.where} of retrace.targets", settable=TARGET_FIELDS))
     section, problem = config_section(config)
     fallbacks: list[_resolve.Fallback] = []
     if started_here is not None:
@@ -131,10 +141,64 @@ def resolve(config, flags: t.Mapping[str, t.Any] | None = None, *, environ: t.Ma
     unknown += _resolve.unknown_settings(sorted(name for name in environ if name.startswith(FABRIC_ENV_PREFIX)),
                                          "the environment", KNOWN_KEYS, prefix=FABRIC_ENV_PREFIX, upper_case=True)
     return _resolve.resolve(found, TRACKING_OPTIONS, fallbacks=fallbacks, environ=environ, unknown=unknown,
-                            problems=[problem] if problem is not None else [])
+                            problems=([problem] if problem is not None else []) + list(problems))
 
 
 def deploy_settings(config, environ: t.Mapping[str, str] | None = None) -> _resolve.Resolved:
     """``steps``, ``parallel`` and ``fail_fast``: what ``fab deploy`` runs, checked; a broken section is a problem."""
     _section, problem = config_section(config)
     return _resolve.resolve(sources(config, None, environ), DEPLOY_OPTIONS, problems=[problem] if problem is not None else [])
+
+
+class TargetEntry(t.NamedTuple):
+    """One entry of ``retrace.targets``: the deployment fields it sets, and its hosts as written."""
+
+    where: str
+    #: None for an entry whose keys are wrong: its hosts are in no entry
+    fields: dict[str, t.Any] | None
+    hosts: list[str]
+
+
+TARGET_SHAPE = "- {app_name: ..., environment_name: ..., hosts: [web1, web2]}"
+
+
+def deploy_targets(config) -> tuple[list[TargetEntry], list[InvalidInput]] | None:
+    """``retrace.targets`` as entries, with the problems of its shape; None when it is not set (one deployment).
+
+    An entry that is not a mapping, or whose ``hosts`` is not a non-empty list of host strings, is left out, with a
+    problem; an entry with an unknown key or a host already listed in an earlier entry keeps its hosts, but not its
+    fields: its hosts are then in no entry, and the problem says why.  Values are checked by the resolver.
+    """
+    section, _problem = config_section(config)
+    raw = section.get(TARGETS)
+    if raw is None:
+        return None
+    if not isinstance(raw, (list, tuple)) or not raw:
+        return [], [InvalidInput(TARGETS, f"must be a non-empty list of deployments with their hosts ({TARGET_SHAPE}), "
+                                          f"got {raw!r}")]
+    entries: list[TargetEntry] = []
+    problems: list[InvalidInput] = []
+    listed: dict[str, str] = {}
+    for number, item in enumerate(raw, 1):
+        where = f"entry {number}"
+        if not hasattr(item, "keys"):
+            problems.append(InvalidInput(TARGETS, f"{where} must be a mapping ({TARGET_SHAPE}), got {item!r}"))
+            continue
+        hosts = item.get("hosts")
+        if (not isinstance(hosts, (list, tuple)) or not hosts
+                or not all(isinstance(host, str) and host.strip() for host in hosts)):
+            problems.append(InvalidInput(TARGETS, f"{where}: hosts must be a non-empty list of hosts ([web1, deploy@web2:2222]), "
+                                                  f"got {hosts!r}"))
+            continue
+        hosts = [host.strip() for host in hosts]
+        wrong = [f"unknown key {str(key)!r}" for key in item.keys() if key not in (*TARGET_FIELDS, "hosts")]
+        wrong += [f"{host} is in {listed[host]} already" for host in hosts if host in listed]
+        for host in hosts:
+            listed.setdefault(host, where)
+        if wrong:
+            problems.append(InvalidInput(TARGETS, f"{where}: {'; '.join(wrong)} (an entry sets {', '.join(TARGET_FIELDS)} "
+                                                  "and hosts; a host is in one entry)"))
+            entries.append(TargetEntry(where, None, hosts))
+            continue
+        entries.append(TargetEntry(where, {key: item[key] for key in TARGET_FIELDS if item.get(key) is not None}, hosts))
+    return entries, problems

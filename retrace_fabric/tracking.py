@@ -121,13 +121,19 @@ def new_run(config, flags: t.Mapping[str, t.Any] | None = None, *, owner_pid: in
     its variables leave this process's environment.
     """
     resolved = resolve(config, flags, started_here=place if ends_a_start else None)
-    policy = policy_of(resolved)
-    run = DeploymentRun(policy, Reporter(), owner_pid=owner_pid, place=place, calls_are_tasks=calls_are_tasks,
-                        dry_run="--dry" if is_dry_run(config) else None)
-    transport = UrllibTransport(resolved["validate_certs"], resolved["ca_path"])
+    run, transport = new_engine(config, resolved, owner_pid=owner_pid, place=place, calls_are_tasks=calls_are_tasks)
     target = run.target(resolved, transport, entry_point=ENTRY_POINT)
     forget_key_variables(os.environ)
     return run, target, resolved
+
+
+def new_engine(config, resolved: Resolved, *, owner_pid: int | None, place: str | None = None,
+               calls_are_tasks: bool = False) -> tuple[DeploymentRun, UrllibTransport]:
+    """A run of the engine with no target yet, by the run-level settings ``resolved``, and the transport its targets
+    share."""
+    run = DeploymentRun(policy_of(resolved), Reporter(), owner_pid=owner_pid, place=place, calls_are_tasks=calls_are_tasks,
+                        dry_run="--dry" if is_dry_run(config) else None)
+    return run, UrllibTransport(resolved["validate_certs"], resolved["ca_path"])
 
 
 def stop_if_it_fails(step: Step) -> Step:
@@ -227,9 +233,12 @@ def _signal(pid: int, signum: int) -> None:
 # --- one tracked run ----------------------------------------------------------------------------
 
 class TrackedRun:
-    """One deployment around a block of work: opened before it, closed by how it ended, and that ending as ``Exit``."""
+    """One deployment around a block of work: opened before it, closed by how it ended, and that ending as ``Exit``.
 
-    def __init__(self, run: DeploymentRun, target: Target):
+    Without ``target``: every deployment the run holds (:meth:`each_lifecycle`).
+    """
+
+    def __init__(self, run: DeploymentRun, target: Target | None = None):
         self.run = run
         self.target = target
 
@@ -258,8 +267,41 @@ class TrackedRun:
             self.run.close_all(succeeded=False, reason="interrupted")
             raise
 
+    @contextlib.contextmanager
+    def each_lifecycle(self, what_happened: t.Callable[[], t.Mapping[str, str]], since: float | None = None) -> t.Iterator[None]:
+        """Open every deployment of the run, one after another, before the block; then end each by what happened on its
+        own hosts (``what_happened()``: :meth:`DeploymentRun.close_each`).
+
+        A start that stops the run (``strict``) cancels the deployments opened before it.  An exception from the
+        block, or a signal at any moment, ends every deployment still open (:meth:`DeploymentRun.close_all`).
+        """
+        try:
+            for target in list(self.run.targets):
+                step = self.run.open(target, since=since)
+                if step.fails_run:
+                    self.run.close_all(succeeded=False, reason="the run stopped before any step (strict)")
+                    stop_if_it_fails(step)
+            try:
+                yield
+            except (Interrupted, KeyboardInterrupt):
+                raise
+            except BaseException as error:
+                self.run.close_all(succeeded=False, reason=failure_reason(error))
+                raise
+            for step in self.run.close_each(failed=what_happened()):
+                stop_if_it_fails(step)
+        except Interrupted as interruption:
+            self.run.close_all(succeeded=False, reason=f"interrupted by {interruption.signal_name}")
+            raise
+        except KeyboardInterrupt:
+            self.run.close_all(succeeded=False, reason="interrupted")
+            raise
+
     def told_retrace(self) -> str:
-        return self.target.told_retrace(self.run.dry_run is not None)
+        dry_run = self.run.dry_run is not None
+        if self.target is not None:
+            return self.target.told_retrace(dry_run)
+        return "; ".join(f"{target.label}: {target.told_retrace(dry_run)}" for target in self.run.targets)
 
     @contextlib.contextmanager
     def exits(self, expected: tuple[type[Exception], ...] = (), failure: t.Callable[[Exception], str] = str) -> t.Iterator[None]:
