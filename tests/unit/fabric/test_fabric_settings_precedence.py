@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrace_fabric.settings import FLAG_OPTIONS, SECTION_NAME, deploy_settings, resolve
+from retrace_fabric.settings import FLAG_OPTIONS, SECTION_NAME, deploy_settings, deploy_targets, resolve
 
 FILE = {"retrace": {"version": "file", "app_name": "FileApp", "detect_source": False}}
 
@@ -129,3 +129,57 @@ def test_deploy_settings_are_checked_apart_from_tracking(steps, text):
     problems = [str(problem) for problem in deploy_settings(config, {}).problems]
     assert problems == ([] if text is None else [f"steps: {text}, got str (from {SECTION_NAME})"])
     assert resolve(config, {}, environ={}).problems == [], "a deploy setting is not a tracking problem"
+
+
+# --- retrace.targets ------------------------------------------------------------------------------
+
+TARGETS = {"retrace": {**FILE["retrace"], "environment_name": "Production", "targets": [
+    {"app_name": "Shop.Web", "hosts": ["deploy@web1", "web2"]},
+    {"app_name": "Shop.Api", "environment_name": "Production-EU", "version": "api-1", "hosts": ["api1:2222"]}]}}
+
+
+def test_without_targets_there_is_one_deployment():
+    assert deploy_targets(FILE) is None
+    assert deploy_targets({"retrace": {**FILE["retrace"], "targets": None}}) is None  # CONFIG_DEFAULTS declares it unset
+
+
+def test_a_target_entry_ranks_below_the_flags_and_above_the_environment_and_the_section():
+    (web, api), problems = deploy_targets(TARGETS)
+    assert problems == [] and web.hosts == ["deploy@web1", "web2"] and api.where == "entry 2"
+    environ = {"RETRACE_ENVIRONMENT_NAME": "from-env", "FABRIC_RETRACE_VERSION": "fabric-env"}
+    resolved = resolve(TARGETS, {"app_name": "FlagApp"}, environ=environ, entry=api)
+    assert (resolved["app_name"], resolved["environment_name"], resolved["version"]) == ("FlagApp", "Production-EU", "api-1")
+    resolved = resolve(TARGETS, {}, environ=environ, entry=web)
+    assert (resolved["app_name"], resolved["environment_name"], resolved["version"]) == ("Shop.Web", "from-env", "fabric-env")
+    assert resolved.source_of("app_name").name == f"entry 1 of {SECTION_NAME}"
+    assert resolved.unknown == [], "targets is a known key"
+
+
+@pytest.mark.parametrize("targets, said", [
+    ([], "targets: must be a non-empty list"),
+    ({"app_name": "Shop"}, "targets: must be a non-empty list"),
+    (["web1"], "targets: entry 1 must be a mapping"),
+    ([{"app_name": "Shop"}], "targets: entry 1: hosts must be a non-empty list of hosts"),
+    ([{"app_name": "Shop", "hosts": "web1"}], "targets: entry 1: hosts must be a non-empty list of hosts"),
+    ([{"app_name": "Shop", "hosts": ["web1", 7]}], "targets: entry 1: hosts must be a non-empty list of hosts"),
+    ([{"app": "Shop", "hosts": ["web1"]}], "targets: entry 1: unknown key 'app'"),
+    ([{"hosts": ["web1"]}, {"app_name": "Api", "hosts": ["web1"]}], "targets: entry 2: web1 is in entry 1 already"),
+])
+def test_a_malformed_targets_setting_is_a_problem(targets, said):
+    entries, problems = deploy_targets({"retrace": {"targets": targets}})
+    assert len(problems) == 1 and str(problems[0]).startswith(said), problems
+    assert all(entry.fields is None for entry in entries if str(problems[0]).startswith(f"targets: {entry.where}"))
+
+
+def test_an_entry_with_wrong_keys_keeps_its_hosts_in_no_entry():
+    (entry,), _problems = deploy_targets({"retrace": {"targets": [{"app": "Shop", "hosts": ["web1"]}]}})
+    assert entry.fields is None and entry.hosts == ["web1"]
+    resolved = resolve({"retrace": {"app_name": "Run"}}, {}, environ={}, entry=entry, directory="/nonexistent")
+    assert resolved["app_name"] == "Run"
+
+
+def test_a_value_of_the_wrong_type_in_an_entry_is_named_with_its_entry():
+    config = {"retrace": {"detect_source": False, "targets": [{"version": 1.10, "hosts": ["web1"]}]}}
+    (entry,), _problems = deploy_targets(config)
+    problem = str(resolve(config, {}, environ={}, entry=entry).problems[0])
+    assert problem.startswith("version:") and "entry 1" in problem, problem

@@ -159,6 +159,24 @@ def test_remote_steps_get_the_deployment_variables_inline(remote):
     assert runner.outcomes[0].state == "ok"
 
 
+def test_each_host_gets_its_own_deployment_fields_and_a_skipped_host_counts_as_stopped():
+    web = MockContext(run={"./release.sh": Result(exited=1)})
+    api = MockContext(run={})
+    runner = HostRunner([web, api], [Step("./release.sh")], {}, parallel=False, labels=["web1", "api1"],
+                        fields_by_host=[FIELDS, {**FIELDS, "app_name": "Api"}])
+
+    runner.run_hosts()
+    for outcome in runner.outcomes:
+        outcome.elapsed = 0.0  # the rows' shape, not the machine's speed
+
+    assert runner.what_happened() == {"web1": "failed", "api1": "stopped"}
+    assert runner.fields[1]["app_name"] == "Api"
+    assert runner.summary([("A v 1 to E: cancelled", ["web1"]), ("Api v 1 to E: cancelled", ["api1"])]).splitlines() == [
+        "Deployment summary:", "  A v 1 to E: cancelled",
+        "    web1  failed          0.0 s  step 1 (./release.sh) exited with status 1",
+        "  Api v 1 to E: cancelled", "    api1  not run         0.0 s  skipped: web1 failed first (fail_fast)"]
+
+
 def test_deploy_records_each_host_and_the_post_hook_runs_them_all_at_once(retrace_config, emulator, capsys):
     retrace_config.retrace.steps = ["echo one"]
     context = MockContext(config=retrace_config, run={"echo one": Result("one\n")})
