@@ -572,7 +572,8 @@ def deploy(c, app_name=None, environment_name=None, version=None, name=None, bra
     retrace.parallel is false (then the first failure stops the rest unless retrace.fail_fast is
     false).  Retrace unreachable or refusing the start: one warning, and the deployment goes on
     (retrace.strict: true makes it fail instead).  Steps see RETRACE_VERSION, RETRACE_APP_NAME,
-    RETRACE_ENVIRONMENT_NAME ... in their environment.
+    RETRACE_ENVIRONMENT_NAME ... in their environment.  With retrace.targets in fabric.yaml: one deployment
+    per entry, each ended by its own hosts (without -H: the entries' hosts).
 
     The API key is read only from RETRACE_API_KEY (or STACKIFY_API_KEY, FABRIC_RETRACE_API_KEY,
     retrace.api_key in fabric.yaml), never from a flag: flags leak into shell history and process lists.
