@@ -22,8 +22,9 @@ SERVER_PORT = '"${SSH_CONNECTION##* }"'
 
 @pytest.fixture
 def emulator():
-    """An account holding every app and environment these tests name (Shop.Web, Shop.Api, Production-EU)."""
-    with RetraceEmulator({DEMO_API_KEY: {"apps": ["*"], "environments": ["*"]}}) as running:
+    """An account holding the apps and environments these tests deploy to (Shop.Admin is not one of them)."""
+    account = {"apps": ["DemoApp", "Shop.Web", "Shop.Api"], "environments": ["Production", "Production-EU", "Staging"]}
+    with RetraceEmulator({DEMO_API_KEY: account}) as running:
         yield running
 
 
@@ -116,6 +117,21 @@ def test_strict_with_a_malformed_entry_exits_2_before_any_step(ssh_project, sshd
     assert result.returncode == 2, result.stdout + result.stderr
     assert "targets: entry 1: unknown key 'app'" in result.stderr and "(strict: the run stops)" in result.stderr
     assert ssh_project.actions() == [] and not marker.exists()
+
+
+def test_strict_and_a_refused_later_start_cancels_the_started_one_before_any_step(ssh_project, sshd):
+    marker = ssh_project.directory / "ran"
+    web, admin, _third = sshd.host_strings
+    ssh_project.fabric_yaml({"strict": True, "app_name": None, "steps": [f"touch {marker}"], "targets": [
+        {"app_name": "Shop.Web", "hosts": [web]}, {"app_name": "Shop.Admin", "hosts": [admin]}]})
+
+    result = ssh_project.run("deploy", "--version", "7.0.6")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert [action for action, _status in ssh_project.actions()] == ["start", "start", "cancel"]
+    assert _recorded(ssh_project) == [("Shop.Web", "Production", "7.0.6", "cancelled")]
+    assert "deployment 7.0.6 of Shop.Admin to Production NOT recorded: start failed" in result.stderr
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
