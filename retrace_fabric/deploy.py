@@ -447,7 +447,7 @@ def _deploy_each(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | Non
     labels = list(labels) if labels and len(labels) == len(targets) else [label_of(target) for target in targets]
     # The run-level settings: the run's policy, and the deployment of a host in no entry (the problems of
     # retrace.targets are its own, said with it).
-    run_resolved = resolve(config, flags, problems=problems)
+    run_resolved = resolve(config, flags, targets=True, problems=problems)
     run, transport = new_engine(config, run_resolved, owner_pid=os.getpid())
     resolved_by_entry: dict[str | None, Resolved] = {None: run_resolved}
     fields, wheres = [], set()
@@ -456,7 +456,7 @@ def _deploy_each(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | Non
         where = entry.where if entry is not None and entry.fields is not None else None
         wheres.add(where)
         if where not in resolved_by_entry:
-            resolved_by_entry[where] = resolve(config, flags, entry=entry)
+            resolved_by_entry[where] = resolve(config, flags, entry=entry, targets=True)
         host_target = run.target_for(label, resolved_by_entry[where], transport, entry_point=ENTRY_POINT)
         fields.append(deployment_fields(host_target, resolved_by_entry[where]))
     if problems and None not in wheres:

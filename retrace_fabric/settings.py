@@ -117,18 +117,23 @@ def sources(config, flags: t.Mapping[str, t.Any] | None = None,
 
 def resolve(config, flags: t.Mapping[str, t.Any] | None = None, *, environ: t.Mapping[str, str] | None = None,
             directory: str | None = None, started_here: str | None = None, entry: "TargetEntry | None" = None,
-            problems: t.Sequence[InvalidInput] = ()) -> _resolve.Resolved:
+            targets: bool = False, problems: t.Sequence[InvalidInput] = ()) -> _resolve.Resolved:
     """The tracking settings, each with its source; problems and unknown keys as data, nothing raised.
 
     ``started_here``: a directory whose last ``retrace.start`` gives the version when nothing else does (single
     calls' complete / cancel), before detection in ``directory`` (default: the current one).  ``entry``: the
-    ``retrace.targets`` entry of the hosts resolved for, below the flags (an entry without fields adds nothing).  ``problems``: found before, said first.
+    ``retrace.targets`` entry of the hosts resolved for, below the flags (an entry without fields adds nothing);
+    ``targets``: ``retrace.targets`` is set, so that a host in no entry is told it can be put in one.  ``problems``:
+    found before, said first.
     """
     environ = environment() if environ is None else environ
     found = sources(config, flags, environ)
     if entry is not None and entry.fields is not None:
         found.insert(1, _resolve.Source(f"{entry.where} of {SECTION_NAME}", entry.fields, _resolve.PROJECT,
                                         f"{{option}} in {entry.where} of retrace.targets", settable=TARGET_FIELDS))
+    elif entry is not None or targets:
+        found.insert(1, _resolve.Source(f"retrace.targets in {SECTION_NAME}", {}, _resolve.PROJECT,
+                                        "{option} in a retrace.targets entry listing the host", settable=TARGET_FIELDS))
     section, problem = config_section(config)
     fallbacks: list[_resolve.Fallback] = []
     if started_here is not None:
