@@ -1,6 +1,6 @@
 # Copyright: (c) 2026, Stackify Retrace integration contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The orphan guard: a detached watcher that cancels a deployment whose run died without ending it.
+"""The orphan guard: a detached watcher that cancels the deployments a run died without ending.
 
 Why another process: AWX, Automation Platform and ansible-runner cancel a job, or end it past
 ``job_timeout``, with ``os.killpg(pgid, SIGKILL)`` (ansible-runner 2.4 ``Runner.handle_termination``);
@@ -9,6 +9,11 @@ the OOM killer, a crash or SIGHUP end a run just as abruptly.  No signal handler
 
 How it keeps the promises of the README:
 
+* **One watcher per run and API account.**  The first :func:`arm_orphan_guard` of a run forks the watcher; every
+  later one, from the run itself or from another of its processes (each module task is one), asks that watcher to
+  hold one more deployment.  It holds a table of them and, when the run is gone, ends each one it still holds.  A
+  deployment sent with another key, API URL, certificate or proxy setting gets a watcher of its own: the key never
+  crosses the socket, so the watcher can only send with the client it was forked with.
 * **Outlives the run.**  :func:`arm_orphan_guard` forks twice; the watcher calls ``os.setsid()``, so
   the process-group SIGKILL does not reach it, and it is reparented to init at once.
 * **Forks safely from a run with threads.**  The watcher is a copy of the run with one thread; it takes no lock
@@ -23,20 +28,24 @@ How it keeps the promises of the README:
   environment or a file.  The watcher prints nothing.
 * **Says nothing when not needed.**  The run, or another process of the same run (the module's
   ``completed`` task runs in another Ansible worker), calls :meth:`OrphanGuard.release` /
-  :func:`release_orphan_guard`; the watcher then exits without sending anything.
+  :func:`release_orphan_guard`; the watcher drops that deployment without sending anything, and exits once it
+  holds none.
 * **Cancels within seconds otherwise.**  It waits on a pidfd of the owner process (Linux 5.3+), or polls
-  every :data:`POLL_INTERVAL` seconds; when the owner is gone it sends one cancel through the run's own
-  client (its retries and deadline apply), then exits.  After a 409 (the start not processed yet: it was
-  in flight when the run stopped) it sends it again until the start can no longer land (:func:`_send_end`).
-  A run that died while sending its complete (:meth:`OrphanGuard.completing`) gets a complete instead:
-  never two opposite ends.
+  every :data:`POLL_INTERVAL` seconds; when the owner is gone it sends one cancel for each deployment it still
+  holds, all at once (one thread each), through the run's own client (its retries and deadline apply), then
+  exits.  After a 409 (the start not processed yet: it was in flight when the run stopped) it sends it again
+  until the start can no longer land (:func:`_send_end`).  A deployment whose complete was being sent when the
+  run died (:meth:`OrphanGuard.completing`) gets a complete instead: never two opposite ends.
 
-The rendezvous is a Unix socket in ``/tmp/stackify-retrace-<uid>``, a directory only this user can enter
-(0700; if another user pre-created it, the guard is not armed and the run says so), named after the
-deployment (a hash of API URL, app, environment and version) and the owner's pid.  Any process can ask
-"is a live run on this machine holding this deployment?" (:func:`live_guard_owner`): stale-start
-recovery uses that so that it never cancels a sibling run that is alive on the same machine.  The same
-directory holds the module's join markers (:func:`remember_join`): which deployments a controller job joined
+The rendezvous is a set of Unix sockets in ``/tmp/stackify-retrace-<uid>``, a directory only this user can enter
+(0700; if another user pre-created it, the guard is not armed and the run says so).  The watcher listens on one
+socket per deployment, named after the deployment (a hash of API URL, app, environment and version) and the
+owner's pid, and on one control socket of the run and account, ``run.<owner pid>.<account hash>.sock``, where
+later arms add deployments.  Arming and the watcher's exit take turns under an ``flock`` of the file of the same
+name ending in ``.lock``: a deployment added as the watcher leaves lands in a new watcher, never in none.  Any
+process can ask "is a live run on this machine holding this deployment?" (:func:`live_guard_owner`):
+stale-start recovery uses that so that it never cancels a sibling run that is alive on the same machine.  The
+same directory holds the module's join markers (:func:`remember_join`): which deployments a controller job joined
 instead of starting, so that its later end tasks leave them to the job that started them.
 """
 
@@ -44,9 +53,12 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
+import fcntl
 import gc
 import glob
 import hashlib
+import json
 import os
 import select
 import signal
@@ -57,6 +69,7 @@ import typing as t
 import warnings
 
 from .errors import BadTransition, RetraceError
+from .transport import CA_BUNDLE_VARIABLES
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from .client import DeploymentClient
@@ -70,7 +83,16 @@ ANSWER_TIMEOUT = 2.0
 #: seconds the watcher waits before sending its end again after a 409, doubling up to the longest
 FIRST_PAUSE_AFTER_409 = 0.5
 LONGEST_PAUSE_AFTER_409 = 5.0
-_RELEASE, _PING, _COMPLETING = b"release\n", b"ping\n", b"completing\n"
+#: seconds an arm waits for the run's lock while another process of the run arms (it holds it a few milliseconds)
+LOCK_TIMEOUT = 3 * ANSWER_TIMEOUT
+#: seconds between attempts to take a busy lock (arming) and between a watcher's attempts to leave
+LOCK_PAUSE = 0.005
+LEAVE_PAUSE = 0.05
+#: the longest message the control socket reads (an ``add`` carries one deployment's fields)
+MESSAGE_LIMIT = 65536
+_RELEASE, _PING, _COMPLETING, _ADD = b"release\n", b"ping\n", b"completing\n", b"add "
+#: the variables besides the client's own settings that decide where and how it connects (:mod:`.transport`)
+_CONNECTION_VARIABLES = (*CA_BUNDLE_VARIABLES, "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
 #: where every run of this machine meets its watchers (a short path: Unix socket paths hold 107 bytes)
 RUNTIME_DIRECTORY = "/tmp"
 
@@ -104,12 +126,13 @@ class OrphanGuard:
 
 def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, owner_pid: int | None = None,
                      log: t.Callable[[str], None] | None = None) -> OrphanGuard:
-    """Fork a watcher that cancels ``deployment`` if process ``owner_pid`` (default: this one) dies first.
+    """Have a watcher cancel ``deployment`` if process ``owner_pid`` (default: this one) dies first.
 
-    Returns at once (the fork costs a few milliseconds; nothing is sent).  Never raises: when the
-    watcher cannot be started (no ``fork``, no private directory) it says why through ``log`` and
-    returns an unarmed guard, and the run goes on.  Only the run's own signal handlers may raise, for a stop
-    signal that arrived during the fork and is handled just after it: the watcher is then stood down.
+    The run's watcher for this API account holds it from now on; the first arm of the run forks that watcher.
+    Returns at once (the fork costs a few milliseconds, an added deployment less; nothing is sent).  Never raises:
+    when no watcher can hold it (no ``fork``, no private directory) it says why through ``log`` and returns an
+    unarmed guard, and the run goes on.  Only the run's own signal handlers may raise, for a stop signal that
+    arrived during the fork and is handled just after it: the watcher is then stood down.
     """
     log = log or (lambda message: None)
     owner_pid = owner_pid or os.getpid()
@@ -118,24 +141,20 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
         return OrphanGuard(None)
     try:
         path = _socket_path(client.settings, deployment, owner_pid)
-        if _ask(path, _PING):  # this owner already has a live watcher for this deployment
-            return OrphanGuard(path, created=False)
-        listener = _listen(path)
+        account = _account(client)
+        control_path = _control_path(owner_pid, account)
+        with _run_lock(_lock_path(control_path)):
+            if _ask(path, _PING):  # this owner already has a live watcher holding this deployment
+                return OrphanGuard(path, created=False)
+            answer = _ask(control_path, _add_message(client, deployment, account))
+            if answer in (b"ok", b"exists"):
+                return OrphanGuard(path, created=answer == b"ok")
+            # No watcher of this run and account yet: fork it.  One that answered otherwise (it cannot hold this
+            # deployment) keeps the control socket, and the new one serves this deployment alone.
+            child, held_back = _fork_watcher(client, deployment, owner_pid, path, control_path if answer == b"" else None)
     except OSError as error:
         log(f"orphan guard not armed ({error.strerror or error})")
         return OrphanGuard(None)
-    _import_what_the_watcher_needs()
-    held_back = _HeldBackSignals()
-    with listener:
-        try:
-            child = _fork(held_back)
-        except OSError as error:
-            log(f"orphan guard not armed ({error.strerror or error})")
-            _unlink(path)
-            held_back.deliver()
-            return OrphanGuard(None)
-        if child == 0:
-            _become_watcher(listener, client, deployment, owner_pid, path)  # never returns
     guard = OrphanGuard(path)
     try:
         os.waitpid(child, 0)
@@ -144,6 +163,31 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
         guard.release()  # a handler raised (the run stops): the caller never gets this watcher, so stand it down
         raise
     return guard
+
+
+def _fork_watcher(client: "DeploymentClient", deployment: "Deployment", owner_pid: int, path: str,
+                  control_path: str | None) -> tuple[int, "_HeldBackSignals"]:
+    """Listen on ``path`` (and ``control_path``) and fork the watcher; in the run, the intermediate child's pid."""
+    paths = [path] + ([control_path] if control_path else [])
+    with contextlib.ExitStack() as listening:
+        try:
+            listeners = [listening.enter_context(_listen(each)) for each in paths]
+        except OSError:
+            for each in paths:
+                _unlink(each)
+            raise
+        _import_what_the_watcher_needs()
+        held_back = _HeldBackSignals()
+        try:
+            child = _fork(held_back)
+        except OSError:
+            for each in paths:
+                _unlink(each)
+            held_back.deliver()
+            raise
+        if child == 0:
+            _become_watcher(listeners, client, deployment, owner_pid, control_path)  # never returns
+    return child, held_back
 
 
 def _import_what_the_watcher_needs() -> None:
@@ -349,6 +393,82 @@ def _socket_path(settings, deployment, owner_pid: int, create: bool = True) -> s
     return os.path.join(directory, f"{_deployment_token(settings, deployment)}.{owner_pid}.sock")
 
 
+def _account(client: "DeploymentClient") -> str:
+    """Who the client sends as, and where and how it connects, as a hash: the key itself never leaves the process.
+
+    Deployments whose clients agree on it share a watcher, which sends every end with the client it was forked with.
+    """
+    settings, transport = client.settings, client.transport
+    environ = getattr(transport, "environ", None)
+    environ = os.environ if environ is None else environ
+    key = settings.api_key.reveal() if hasattr(settings.api_key, "reveal") else str(settings.api_key)
+    identity = [type(transport).__qualname__, settings.api_url, str(settings.validate_certs),
+                hashlib.sha256(key.encode("utf-8")).hexdigest()]
+    identity += [f"{name}={getattr(transport, name, None)!r}" for name in ("validate_certs", "ca_path", "use_proxy")]
+    identity += [f"{name}={environ.get(name)!r}" for name in _CONNECTION_VARIABLES]
+    return hashlib.sha256("\n".join(identity).encode("utf-8")).hexdigest()[:16]
+
+
+def _control_path(owner_pid: int, account: str) -> str:
+    return os.path.join(_private_directory(create=True), f"run.{owner_pid}.{account}.sock")
+
+
+def _lock_path(control_path: str) -> str:
+    return control_path.removesuffix(".sock") + ".lock"
+
+
+@contextlib.contextmanager
+def _run_lock(path: str) -> t.Iterator[None]:
+    """Hold an ``flock`` of ``path``: arms of one run and its watcher's exit take turns.
+
+    The watcher removes the file as it leaves, holding the lock; a process that was waiting for it then holds a lock
+    of a file no one else will open, so it locks the new file instead.  OSError after :data:`LOCK_TIMEOUT` seconds.
+    """
+    gives_up_at = time.monotonic() + LOCK_TIMEOUT
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            while not _try_lock(descriptor):
+                if time.monotonic() > gives_up_at:
+                    raise OSError(f"another process of this run held {os.path.basename(path)} for {LOCK_TIMEOUT:g} s")
+                time.sleep(LOCK_PAUSE)
+            if _is_file_at(descriptor, path):
+                break
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.close(descriptor)
+    try:
+        yield
+    finally:
+        # Unlock before closing: a watcher forked meanwhile shares this open file until it closes its copy.
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def _try_lock(descriptor: int) -> bool:
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _is_file_at(descriptor: int, path: str) -> bool:
+    try:
+        named, held = os.stat(path, follow_symlinks=False), os.fstat(descriptor)
+    except FileNotFoundError:
+        return False
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _add_message(client: "DeploymentClient", deployment: "Deployment", account: str) -> bytes:
+    """What a watcher needs to hold one more deployment: its fields and the client's, all but the key."""
+    fields = {"account": account, "deployment": dataclasses.asdict(deployment), "timeout": client.settings.timeout,
+              "deadline": client.settings.deadline, "user_agent": client.user_agent}
+    return _ADD + json.dumps(fields, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
 def _listen(path: str) -> socket.socket:
     _unlink(path)  # a watcher killed outright leaves its socket file behind
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -373,6 +493,17 @@ def _ask(path: str, question: bytes) -> bytes:
         return b""
 
 
+def _read_message(connection: socket.socket) -> bytes:
+    """One line (at most :data:`MESSAGE_LIMIT` bytes) with its newline, or what came before the sender stopped."""
+    message = b""
+    while not message.endswith(b"\n") and len(message) < MESSAGE_LIMIT:
+        part = connection.recv(MESSAGE_LIMIT - len(message))
+        if not part:
+            break
+        message += part
+    return message
+
+
 def _unlink(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -380,7 +511,8 @@ def _unlink(path: str) -> None:
 
 # --- the watcher (runs in the forked child; never returns) --------------------------------------------
 
-def _become_watcher(listener, client, deployment, owner_pid: int, path: str) -> t.NoReturn:
+def _become_watcher(listeners: list, client, deployment, owner_pid: int, control_path: str | None) -> t.NoReturn:
+    """``listeners``: the first deployment's socket, then the control socket if ``control_path``."""
     status = 0
     try:
         os.setsid()  # out of the run's session and process group: killpg(SIGKILL) does not reach us
@@ -389,22 +521,18 @@ def _become_watcher(listener, client, deployment, owner_pid: int, path: str) -> 
         # Objects inherited from the run still reference descriptors closed below: no collector run
         # may finalise them (and close a descriptor number reused by the watcher).
         gc.disable()
-        _detach_from_run(keep=listener.fileno())
+        _detach_from_run(keep={listener.fileno() for listener in listeners})
         quiet_client = client.replace(log=None, transport=_fresh_transport(client.transport))
-        # The run's User-Agent, marked: whoever reads the requests (Retrace's side, the emulator's page) can tell
-        # the watcher's end from one the run sent itself.
-        quiet_client.user_agent = client.user_agent.removesuffix(")") + "; orphan-guard)"
-        end = _watch_owner(listener, owner_pid)
-        _unlink(path)
-        if end is not None:
-            listener.close()  # a new run asking now sees no live holder
-            _send_end(quiet_client, end, deployment)
+        watcher = _Watcher(owner_pid, quiet_client, deployment, _account(client),
+                           listeners[1] if control_path else None, control_path)
+        watcher.hold(listeners[0], deployment, quiet_client, client.user_agent)
+        _send_ends(watcher.watch())
     except BaseException:  # pylint: disable=broad-exception-caught
         status = 1  # nothing to tell anyone: the watcher has no terminal
     os._exit(status)
 
 
-def _detach_from_run(keep: int) -> None:
+def _detach_from_run(keep: t.Collection[int]) -> None:
     """Reset inherited signal handlers, close every inherited descriptor but ``keep``, 0-2 -> /dev/null."""
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_IGN)
@@ -413,7 +541,7 @@ def _detach_from_run(keep: int) -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     for fd in _open_descriptors():
-        if fd > 2 and fd != keep:
+        if fd > 2 and fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -431,52 +559,182 @@ def _fresh_transport(transport):
     return renew() if callable(renew) else transport
 
 
-def _watch_owner(listener: socket.socket, owner_pid: int) -> str | None:
-    """Serve the run's messages until it releases the watcher (None) or dies: then the end to send.
+@dataclasses.dataclass
+class _Held:
+    """A deployment the watcher holds: the socket where its run reaches it, and what to send if the run dies."""
 
-    The end is cancel, or complete once the run said it was completing (:meth:`OrphanGuard.completing`).
-    """
-    end = ["cancel"]
-    pidfd = _open_pidfd(owner_pid)
-    if pidfd is None and not is_alive(owner_pid):
-        return end[0]
-    watched = [listener] + ([pidfd] if pidfd is not None else [])
-    while True:
-        readable = select.select(watched, [], [], None if pidfd is not None else POLL_INTERVAL)[0]
-        # A message that arrived with the owner's exit still counts: serve the socket first.
-        if listener in readable and _serve(listener, owner_pid, end) == _RELEASE:
-            return None
-        if (pidfd is not None and pidfd in readable) or (pidfd is None and not is_alive(owner_pid)):
-            return None if _released_meanwhile(listener, owner_pid, end) else end[0]
+    deployment: "Deployment"
+    client: "DeploymentClient"
+    path: str
+    end: str = "cancel"  # "complete" once the run said it was completing (OrphanGuard.completing)
 
 
-def _released_meanwhile(listener: socket.socket, owner_pid: int, end: list) -> bool:
-    listener.setblocking(False)
-    try:
+class _Watcher:
+    """The table of deployments one run holds through one API account, served until the run ends or dies."""
+
+    def __init__(self, owner_pid: int, client: "DeploymentClient", deployment: "Deployment", account: str,
+                 control: socket.socket | None, control_path: str | None):
+        self.owner_pid, self.client, self.account = owner_pid, client, account
+        self.template = deployment  # added deployments are copies of it with their own fields
+        self.control, self.control_path = control, control_path
+        self.held: dict[socket.socket, _Held] = {}
+
+    def hold(self, listener: socket.socket, deployment: "Deployment", client: "DeploymentClient", user_agent: str) -> None:
+        # The run's User-Agent, marked: whoever reads the requests (Retrace's side, the emulator's page) can tell the
+        # watcher's ends from the run's own.
+        client = client.replace()
+        client.user_agent = user_agent.removesuffix(")") + "; orphan-guard)"
+        self.held[listener] = _Held(deployment, client, listener.getsockname())
+
+    def watch(self) -> list[_Held]:
+        """Serve the run's messages until it released every deployment (nothing to send) or died: then what it held."""
+        pidfd = _open_pidfd(self.owner_pid)
+        if pidfd is None and not is_alive(self.owner_pid):
+            return self._last_messages()
         while True:
-            if _serve(listener, owner_pid, end) == _RELEASE:
-                return True
-    except BlockingIOError:
-        return False
+            timeout = None if pidfd is not None else POLL_INTERVAL
+            if not self.held:  # leaving, but an arm of the run holds the lock: its add comes first
+                timeout = LEAVE_PAUSE if timeout is None else min(timeout, LEAVE_PAUSE)
+            listeners = ([self.control] if self.control is not None else []) + list(self.held)
+            readable = select.select(listeners + ([pidfd] if pidfd is not None else []), [], [], timeout)[0]
+            # A message that arrived with the owner's exit still counts: serve the sockets first.
+            for listener in readable:
+                if listener is self.control or listener in self.held:
+                    with contextlib.suppress(BlockingIOError):  # its caller gave up before it was accepted
+                        self._serve(listener)
+            if (pidfd is not None and pidfd in readable) or (pidfd is None and not is_alive(self.owner_pid)):
+                return self._last_messages()
+            if not self.held and self._leave():
+                return []
 
+    def _last_messages(self) -> list[_Held]:
+        """The owner is gone: serve what it (or another process of the run) sent meanwhile, close every socket."""
+        for listener in [self.control, *self.held]:
+            if listener is not None:
+                self._serve_waiting(listener)
+        held = list(self.held.values())
+        for listener, each in list(self.held.items()):
+            self._drop(listener, each)  # a new run asking now sees no live holder
+        if self.control is not None:
+            # An arm adding now finds no watcher and forks its own, which sees the owner gone and ends that deployment
+            # at once.  The lock file goes too, unless that arm holds it.
+            lock_path = _lock_path(self.control_path)
+            self._close_control()
+            with _lock_if_free(lock_path) as locked, contextlib.suppress(OSError):
+                if locked:
+                    os.unlink(lock_path)
+        return held
 
-def _serve(listener: socket.socket, owner_pid: int, end: list) -> bytes | None:
-    """Answer one message; return it.  ``end[0]`` becomes "complete" on :data:`_COMPLETING`."""
-    connection, _address = listener.accept()
-    with connection:
-        connection.setblocking(True)
-        connection.settimeout(ANSWER_TIMEOUT)
+    def _leave(self) -> bool:
+        """Holding nothing: close the control socket and exit, unless an arm of the run holds the lock or added."""
+        if self.control is None:
+            return True
+        lock_path = _lock_path(self.control_path)
+        with _lock_if_free(lock_path) as locked:
+            if not locked:
+                return False
+            self._serve_waiting(self.control)  # an add sent before the lock was free (its sender gave up waiting)
+            if self.held:
+                return False
+            self._close_control()
+            with contextlib.suppress(OSError):  # still locked: an arm that was waiting for it locks a new file
+                os.unlink(lock_path)
+            return True
+
+    def _serve_waiting(self, listener: socket.socket) -> None:
+        """Answer every message already waiting on ``listener``; a release may close it on the way."""
+        listener.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while listener is self.control or listener in self.held:
+                self._serve(listener)
+        if listener is self.control or listener in self.held:
+            listener.setblocking(True)
+
+    # Each socket's name goes before the socket itself: a process that reached the socket is answered (or reset, and
+    # then forks a watcher of its own, which binds the name anew), never left with a name this watcher removes later.
+    def _close_control(self) -> None:
+        _unlink(self.control_path)
+        self.control.close()
+        self.control = None
+
+    def _drop(self, listener: socket.socket, held: _Held) -> None:
+        del self.held[listener]
+        _unlink(held.path)
+        listener.close()
+
+    def _serve(self, listener: socket.socket) -> None:
+        """Answer one message on ``listener`` (BlockingIOError if none is waiting on a non-blocking one)."""
+        connection, _address = listener.accept()
+        with connection:
+            connection.setblocking(True)
+            connection.settimeout(ANSWER_TIMEOUT)
+            try:
+                if listener is self.control:
+                    connection.sendall(self._answer_control(_read_message(connection)))
+                else:
+                    connection.sendall(self._answer(listener, connection.recv(64)))
+            except OSError:
+                pass
+
+    def _answer(self, listener: socket.socket, message: bytes) -> bytes:
+        if message == _RELEASE:
+            self._drop(listener, self.held[listener])  # before the answer: the run then sees no socket left
+            return b"ok\n"
+        if message == _COMPLETING:
+            self.held[listener].end = "complete"
+            return b"ok\n"
+        return f"alive {self.owner_pid}\n".encode()
+
+    def _answer_control(self, message: bytes) -> bytes:
+        if message == _PING:
+            return f"alive {self.owner_pid} {os.getpid()}\n".encode()
+        if not message.startswith(_ADD):
+            return b"unknown\n"
         try:
-            message = connection.recv(64)
-            if message in (_RELEASE, _COMPLETING):
-                if message == _COMPLETING:
-                    end[0] = "complete"
-                connection.sendall(b"ok\n")
-                return message
-            connection.sendall(f"alive {owner_pid}\n".encode())
-        except OSError:
-            pass
-    return None
+            fields = json.loads(message[len(_ADD):])
+            if fields["account"] != self.account:
+                return b"other account\n"
+            known = {field.name for field in dataclasses.fields(self.template)}
+            deployment = dataclasses.replace(self.template, **{key: value for key, value in fields["deployment"].items()
+                                                               if key in known})
+            settings = dataclasses.replace(self.client.settings, timeout=float(fields["timeout"]),
+                                           deadline=float(fields["deadline"]))
+            path = _socket_path(settings, deployment, self.owner_pid)
+            if any(held.path == path for held in self.held.values()):
+                return b"exists\n"
+            listener = _listen(path)
+            self.hold(listener, deployment, self.client.replace(settings=settings), str(fields["user_agent"]))
+        except (ValueError, KeyError, TypeError, OSError):
+            return b"refused\n"
+        return b"ok\n"
+
+
+@contextlib.contextmanager
+def _lock_if_free(path: str) -> t.Iterator[bool]:
+    """The run's lock (:func:`_run_lock`), never waiting for it: yields whether this process holds it now.
+
+    A lock file that cannot be opened counts as held: an arm of the run could not open it either, so none is arming.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError:
+        yield True
+        return
+    try:
+        yield _try_lock(descriptor) and _is_file_at(descriptor, path)
+    finally:
+        os.close(descriptor)
+
+
+def _send_ends(held: list[_Held]) -> None:
+    """Send each deployment's end at once, each in its own thread: one's 409 window does not delay the others."""
+    senders = [threading.Thread(target=_send_end, args=(each.client, each.end, each.deployment)) for each in held[1:]]
+    for sender in senders:
+        sender.start()
+    if held:
+        _send_end(held[0].client, held[0].end, held[0].deployment)
+    for sender in senders:
+        sender.join()
 
 
 def _open_pidfd(pid: int) -> int | None:

@@ -12,6 +12,7 @@ import pathlib
 import pty
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -444,3 +445,261 @@ def test_the_watcher_sends_its_cancel_though_another_thread_was_importing_at_the
         if watcher is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(watcher, signal.SIGKILL)  # a watcher that hung
+
+
+# --- one watcher per run and API account, holding every deployment of the run ------------------------
+
+ARMER = textwrap.dedent("""
+    import os, sys
+    sys.path[:0] = {paths!r}
+    from ansible_collections.stackify.retrace.plugins.module_utils import _guard
+    from ansible_collections.stackify.retrace.plugins.module_utils.client import create_client
+    from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+    url, owner, version, _marker, when = sys.argv[1:6]
+    targets = []
+    for spec in sys.argv[6:]:  # app:key file
+        app, key_file = spec.split(":", 1)
+        key = open(key_file).read()
+        os.unlink(key_file)
+        targets.append(create_client(dict(api_key=key, api_url=url, app_name=app, environment_name="Production",
+                                          version=version), UrllibTransport(), entry_point="test"))
+    if when == "on go":  # the test's barrier: every armer is ready, then all arm at once
+        print("ready", flush=True)
+        sys.stdin.readline()
+    for client, deployment in targets:
+        guard = _guard.arm_orphan_guard(client, deployment, owner_pid=int(owner), log=print)
+        control = _guard._control_path(int(owner), _guard._account(client))
+        print("armed", deployment.app_name, guard.armed, guard.created, _guard._ask(control, _guard._PING).decode(),
+              flush=True)
+""")
+
+OTHER_SECRET = "another-account-key"
+TWO_ACCOUNTS = dict(accounts={SECRET: {"apps": ["DemoApp"], "environments": ["Production"]},
+                              OTHER_SECRET: {"apps": ["DemoApp"], "environments": ["Production"]}}, allow_any_app=True)
+
+
+class Run:
+    """An owner process (as ansible-playbook) and processes arming for it (as module tasks), against the emulator.
+
+    Every armer's command line holds a marker the watchers inherit (they are forks): the live processes holding it,
+    once the armers are done, are the run's watchers.
+    """
+
+    def __init__(self, emulator, version):
+        self.emulator, self.version = emulator, version
+        self.marker = f"guard-run-{os.getpid()}-{time.monotonic_ns()}"
+        self.owner = subprocess.Popen(["sleep", "300"], start_new_session=True)
+
+    def armer(self, *apps, key=SECRET, when="now"):
+        specs = []
+        for app in apps:
+            key_file = pathlib.Path(tempfile.mkdtemp()) / "key"
+            key_file.write_text(key)
+            specs.append(f"{app}:{key_file}")
+        code = ARMER.format(paths=[path for path in sys.path if path])
+        return subprocess.Popen([sys.executable, "-c", code, self.emulator.url, str(self.owner.pid), self.version,
+                                 self.marker, when, *specs], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def arm(self, *apps, key=SECRET):
+        """Arm ``apps`` from one process, which then exits; {app: (created, pid the control socket names)}."""
+        armer = self.armer(*apps, key=key)
+        return self.armed(armer, armer.communicate(timeout=60)[0])
+
+    @staticmethod
+    def armed(armer, output):
+        assert armer.returncode == 0, output
+        answers = {}
+        for line in output.splitlines():
+            _armed, app, armed, created, _alive, _owner, watcher = line.split()
+            assert armed == "True", output
+            answers[app] = (created == "True", int(watcher))
+        return answers
+
+    def start(self, *apps, key=SECRET):
+        for app in apps:
+            client, deployment = self.client(app, key)
+            client.start(deployment)
+
+    def client(self, app, key=SECRET):
+        return create_client(dict(api_key=key, api_url=self.emulator.url, app_name=app, environment_name="Production",
+                                  version=self.version), UrllibTransport(), entry_point="test")
+
+    def watchers(self):
+        """The live (not zombie) processes carrying the marker."""
+        found = []
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline, open(f"/proc/{pid}/stat", "rb") as stat_file:
+                    if self.marker.encode() in cmdline.read() and stat_file.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                        found.append(pid)
+            except OSError:
+                continue
+        return sorted(found)
+
+    def kill_owner_and_wait_for_the_watchers(self):
+        os.kill(self.owner.pid, signal.SIGKILL)
+        self.owner.wait(timeout=30)
+        deadline = time.monotonic() + LANDS_WITHIN
+        while self.watchers() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.watchers() == [], "a watcher is still running"
+
+    def ends(self):
+        """What reached Retrace after the starts: (app, action, status, key fingerprint), in order."""
+        return [(entry["body"]["AppName"], entry["action"], entry["status"], entry["key_fingerprint"])
+                for entry in self.emulator.requests() if entry["action"] != "start"]
+
+    def close(self):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.owner.pid, signal.SIGKILL)
+        self.owner.wait(timeout=30)
+        for pid in self.watchers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def run(request, retrace_emulator):
+    started = Run(retrace_emulator, request.node.name[-40:].replace("[", "-").replace("]", ""))
+    yield started
+    started.close()
+
+
+def _actions(ends):
+    return sorted((app, action, status) for app, action, status, _key in ends)
+
+
+@pytest.mark.retrace_emulator(allow_any_app=True)
+def test_one_watcher_holds_every_deployment_of_a_run_and_ends_those_the_run_did_not(run):
+    apps = ("Shop.Web", "Shop.Api", "Shop.Jobs")
+    run.start(*apps)
+    answers = run.arm(*apps)
+    watchers = run.watchers()
+    assert len(watchers) == 1 and {pid for _created, pid in answers.values()} == set(watchers), (answers, watchers)
+    assert all(created for created, _pid in answers.values()), answers
+    assert run.arm("Shop.Web") == {"Shop.Web": (False, watchers[0])}  # armed again: the same watcher holds it
+    for app in apps:  # each deployment still answers on its own socket
+        client, deployment = run.client(app)
+        assert guard.live_guard_owner(client.settings, deployment) == run.owner.pid
+
+    client, released = run.client("Shop.Api")
+    assert guard.release_orphan_guard(client.settings, released, run.owner.pid) is True
+    assert guard.live_guard_owner(client.settings, released) is None
+    assert run.watchers() == watchers  # the others still held
+    run.kill_owner_and_wait_for_the_watchers()
+    assert _actions(run.ends()) == [("Shop.Jobs", "cancel", 202), ("Shop.Web", "cancel", 202)]
+
+
+@pytest.mark.retrace_emulator(allow_any_app=True)
+def test_a_deployment_completing_when_the_run_died_gets_its_complete_the_others_a_cancel(run):
+    apps = ("Shop.Web", "Shop.Api", "Shop.Jobs")
+    run.start(*apps)
+    run.arm(*apps)
+    client, completing = run.client("Shop.Api")
+    assert guard.orphan_guard_of(client.settings, completing, run.owner.pid).completing() is True
+    run.kill_owner_and_wait_for_the_watchers()
+    assert _actions(run.ends()) == [("Shop.Api", "complete", 202), ("Shop.Jobs", "cancel", 202),
+                                    ("Shop.Web", "cancel", 202)]
+
+
+@pytest.mark.retrace_emulator(allow_any_app=True)
+def test_processes_of_one_run_arming_at_the_same_moment_share_one_watcher(run):
+    apps = [("Shop.Web", "Shop.Api"), ("Shop.Jobs", "Shop.Admin")]
+    run.start(*(app for pair in apps for app in pair))
+    armers = [run.armer(*pair, when="on go") for pair in apps]
+    for armer in armers:
+        assert armer.stdout.readline() == "ready\n"
+    for armer in armers:  # the barrier: both are past their imports, and go together
+        armer.stdin.write("go\n")
+        armer.stdin.flush()
+    answers = {}
+    for armer in armers:
+        answers.update(Run.armed(armer, armer.communicate(timeout=60)[0]))
+    watchers = run.watchers()
+    assert len(watchers) == 1 and {pid for _created, pid in answers.values()} == set(watchers), (answers, watchers)
+    run.kill_owner_and_wait_for_the_watchers()
+    assert _actions(run.ends()) == sorted((app, "cancel", 202) for pair in apps for app in pair)
+
+
+@pytest.mark.retrace_emulator(allow_any_app=True)
+def test_a_deployment_added_while_the_watcher_leaves_is_held(run):
+    # The run releases the watcher's only deployment while another of its processes is adding one (it holds the
+    # run's lock, as every arm does): the watcher cannot leave before it has served that add, and holds it.
+    run.start("Shop.Web", "Shop.Api")
+    ((_created, watcher),) = run.arm("Shop.Web").values()
+    client, first = run.client("Shop.Web")
+    control = guard._control_path(run.owner.pid, guard._account(client))
+    with guard._run_lock(control.removesuffix(".sock") + ".lock"):
+        assert guard.release_orphan_guard(client.settings, first, run.owner.pid) is True
+        client, added = run.client("Shop.Api")
+        assert guard._ask(control, guard._add_message(client, added, guard._account(client))) == b"ok"
+    assert guard.live_guard_owner(client.settings, added) == run.owner.pid
+    assert run.watchers() == [watcher]
+    run.kill_owner_and_wait_for_the_watchers()
+    assert _actions(run.ends()) == [("Shop.Api", "cancel", 202)]
+
+
+@pytest.mark.retrace_emulator(allow_any_app=True)
+def test_a_watcher_that_released_everything_leaves_and_the_next_arm_forks_a_new_one(run):
+    run.start("Shop.Web", "Shop.Api")
+    ((_created, first_watcher),) = run.arm("Shop.Web").values()
+    client, deployment = run.client("Shop.Web")
+    control = guard._control_path(run.owner.pid, guard._account(client))
+    assert guard.release_orphan_guard(client.settings, deployment, run.owner.pid) is True
+    deadline = time.monotonic() + LANDS_WITHIN
+    while run.watchers() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert run.watchers() == [] and not os.path.exists(control)
+    assert not os.path.exists(control.removesuffix(".sock") + ".lock")
+    ((created, second_watcher),) = run.arm("Shop.Api").values()
+    assert created and second_watcher != first_watcher and run.watchers() == [second_watcher]
+    run.kill_owner_and_wait_for_the_watchers()
+    assert _actions(run.ends()) == [("Shop.Api", "cancel", 202)]
+
+
+@pytest.mark.retrace_emulator(**TWO_ACCOUNTS)
+def test_a_deployment_of_another_api_account_gets_a_watcher_of_its_own(run):
+    run.start("Shop.Web", "Shop.Api")
+    run.start("Shop.Jobs", key=OTHER_SECRET)
+    answers = {**run.arm("Shop.Web", "Shop.Api"), **run.arm("Shop.Jobs", key=OTHER_SECRET)}
+    watchers = run.watchers()
+    assert len(watchers) == 2 and {pid for _created, pid in answers.values()} == set(watchers), (answers, watchers)
+    assert answers["Shop.Web"][1] == answers["Shop.Api"][1] != answers["Shop.Jobs"][1], answers
+    run.kill_owner_and_wait_for_the_watchers()
+    ends = run.ends()
+    assert _actions(ends) == [("Shop.Api", "cancel", 202), ("Shop.Jobs", "cancel", 202), ("Shop.Web", "cancel", 202)]
+    keys = {app: key for app, _action, _status, key in ends}
+    assert keys["Shop.Web"] == keys["Shop.Api"] != keys["Shop.Jobs"], keys  # each sent with its own account's key
+
+
+def test_messages_waiting_when_the_owner_died_are_answered_before_the_ends(short_tmpdir):
+    # The watcher's own code in this process, no fork: its owner is already gone, and a release, a completing and an
+    # add wait on its sockets, unanswered.  Each is served (the released socket closes on the way), then the ends.
+    owner = subprocess.Popen(["true"])
+    owner.wait()
+    clients = {app: create_client(dict(api_key=SECRET, api_url="http://127.0.0.1:9", app_name=app,
+                                       environment_name="Production", version="g11"), UrllibTransport(), entry_point="test")
+               for app in ("Shop.Web", "Shop.Api", "Shop.Jobs", "Shop.Extra")}
+    client, first = clients["Shop.Web"]
+    account = guard._account(client)
+    control_path = guard._control_path(owner.pid, account)
+    watcher = guard._Watcher(owner.pid, client, first, account, guard._listen(control_path), control_path)
+    paths = {}
+    for app in ("Shop.Web", "Shop.Api", "Shop.Jobs"):
+        paths[app] = guard._socket_path(client.settings, clients[app][1], owner.pid)
+        watcher.hold(guard._listen(paths[app]), clients[app][1], client, client.user_agent)
+    waiting = []
+    for path, message in ((paths["Shop.Web"], guard._RELEASE), (paths["Shop.Jobs"], guard._COMPLETING),
+                          (control_path, guard._add_message(*clients["Shop.Extra"], account))):
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.connect(path)
+        connection.sendall(message)
+        waiting.append(connection)
+
+    held = watcher.watch()
+    assert sorted((each.deployment.app_name, each.end) for each in held) == [
+        ("Shop.Api", "cancel"), ("Shop.Extra", "cancel"), ("Shop.Jobs", "complete")]
+    for connection in waiting:
+        with connection:
+            assert connection.recv(64) == b"ok\n"
+    assert os.listdir(os.path.dirname(control_path)) == []  # every socket and the lock file removed
