@@ -1,20 +1,27 @@
 # Copyright: (c) 2026, Stackify Retrace integration contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Callback plugin: every ansible-playbook run becomes one Retrace deployment."""
+"""Callback plugin: every ansible-playbook run becomes a Retrace deployment, one per app and environment it deploys."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: deployment
 type: notification
-short_description: Record every ansible-playbook run as one Stackify Retrace deployment
+short_description: Record every ansible-playbook run as Stackify Retrace deployments
 version_added: 1.0.0
 description:
   - Sends C(start) to the Retrace Deployment Tracking API when the first task of an C(ansible-playbook) run starts
     (before it runs on any host), then C(complete) when the run ends with no failed and no unreachable host, or
     C(cancel) otherwise (task failures, unreachable hosts, Ctrl-C, SIGTERM, SIGHUP, SIGKILL, or an error that aborts
     the run after the start).
-  - One invocation is one deployment, however many playbook files, plays, hosts, forks or serial batches it has.
+  - One app and environment is one deployment, however many playbook files, plays, hosts, forks or serial batches the
+    run has. Hosts whose variables name different apps or environments (C(retrace_app_name) in C(group_vars/web.yml)
+    and C(group_vars/api.yml)) make one deployment each, started at the first task on one of its hosts and ended by
+    the outcome of its own hosts; every way the run ends ends each of them once. Hosts that name no app, environment
+    or version of their own (a build on C(localhost)) belong to the deployment of the first play that sets
+    C(retrace_*) variables for its first host.
+  - A failure of an C(any_errors_fatal) or C(run_once) task, or C(max_fail_percentage) exceeded, fails the play on
+    every host; each deployment with a host in that play is cancelled.
   - Failures that were rescued or ignored (C(ignore_errors), C(failed_when)) do not cancel the deployment.
   - Tracking never changes the result of the playbook or the exit code of C(ansible-playbook) unless O(strict) is set.
     A missing or invalid setting, a refused key or an API that is down or hanging produces one warning line saying
@@ -34,7 +41,7 @@ description:
     V(1)/V(0), V(t)/V(f), V(y)/V(n); any other word is refused with one warning instead of being read as false
     (for O(strict), a word that is not a boolean counts as V(true) - the run stops and the word is named).
   - "Settings are read, from highest to lowest precedence, from extra vars (C(-e retrace_<option>=...)), the
-    C(retrace_<option>) variables of the first play's first host (its group_vars, host_vars and play vars, as the
+    C(retrace_<option>) variables of each host in its play (its group_vars, host_vars and play vars, as the
     C(stackify.retrace.tracked_deployment) role's start sees them), environment variables, the C([callback_retrace])
     section of C(ansible.cfg), then the defaults. Variables are templated as a task would template them. A key or
     option name that is misspelt (C(stirct), C(retrace_stirct)) is named in one warning, with the setting it is close
@@ -291,7 +298,8 @@ from ansible.plugins.callback import CallbackBase
 ENTRY_POINT = "ansible-callback"
 _VARIABLE_PREFIX = "retrace_"
 INI_SECTION = "callback_retrace"
-HOSTS_SHOWN = 5
+#: the settings that make a host's deployment its own rather than the run's default
+TARGET_OPTIONS = ("app_name", "environment_name", "version")
 LISTING_MODES = ("syntax", "listhosts", "listtasks", "listtags")
 #: exit code of a run that strict tracking stops: the one a failed task gives (ansible-core's ExitCode.HOST_FAILED),
 #: so that the callback, the role and a module-tracked playbook end alike
@@ -301,7 +309,7 @@ _CORE = "ansible_collections.stackify.retrace.plugins"
 
 
 class CallbackModule(CallbackBase):
-    """Start a deployment before the first task that runs; complete or cancel it when the run ends.
+    """Start each host's deployment before the first task that runs on it; complete or cancel each when the run ends.
 
     Glue only: the settings are resolved and the run is opened and closed by the collection's core
     (module_utils/_resolve.py, _run.py); this class turns Ansible's events into those calls.
@@ -324,7 +332,15 @@ class CallbackModule(CallbackBase):
         self._stopped_by = None  # set by our signal handlers
         self._last_recap = None  # (failed hosts, unreachable hosts) of the latest play recap
         self._strict = False
-        self._api_key = None  # kept only to redact it from unexpected error messages
+        self._api_keys = []  # kept only to redact them from unexpected error messages
+        self._default = None  # (resolved settings, transport) of the hosts that set no deployment of their own
+        self._extra_vars = {}
+        self._detections = {}  # what detection (CI, git) found, by what it was asked for: once per run
+        self._host_keys = None  # the current play's HostKeys, once its first task started
+        self._by_key = {}  # HostKeys key -> (resolved settings, transport)
+        self._target_of_host = {}  # host name -> its Target in the current play
+        self._hosts_in_play = set()  # hosts of the current play on which a task started
+        self._stopped_hosts = set()  # hosts another host's failure stopped (any_errors_fatal, max_fail_percentage)
 
     def set_options(self, task_keys=None, var_options=None, direct=None):
         # The core reads and checks every setting itself (one parser for every entry point, strict first); Ansible's
@@ -344,14 +360,40 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_play_start(self, play):
         self._play = play
+        self._host_keys = None
+        self._target_of_host = {}
+        self._hosts_in_play = set()
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         if self._playbook is not None:
             self._guarded(self._open)
+        if self._run is not None and self._host_keys is None:
+            self._guarded(self._assign_play_hosts)
 
     def v2_playbook_on_handler_task_start(self, task):
-        if self._playbook is not None:
-            self._guarded(self._open)
+        self.v2_playbook_on_task_start(task, False)
+
+    def v2_runner_on_start(self, host, task):
+        if self._run is not None and host.name not in self._hosts_in_play:
+            self._guarded(self._host_starts, host)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        if self._run is not None and not ignore_errors:
+            self._stops_the_play_if_fatal(result.task)
+
+    def v2_runner_on_unreachable(self, result):
+        if self._run is not None:
+            self._stops_the_play_if_fatal(result.task)
+
+    def v2_playbook_on_no_hosts_remaining(self):
+        # max_fail_percentage exceeded (or every host failed): the play's other hosts are stopped
+        self._stopped_hosts.update(self._hosts_in_play)
+
+    def _stops_the_play_if_fatal(self, task):
+        """A failure of an ``any_errors_fatal`` or ``run_once`` task fails the play on each of its hosts (ansible-core
+        marks them failed, not counting them in the recap): each deployment with a host in the play is cancelled."""
+        if _is_true(task.any_errors_fatal) or _is_true(task.run_once):
+            self._stopped_hosts.update(self._hosts_in_play)
 
     def v2_playbook_on_stats(self, stats):
         self._last_recap = _recap(stats)
@@ -359,9 +401,10 @@ class CallbackModule(CallbackBase):
             if self._playbook is not None:
                 self._playbook = None
                 self._display.display(NO_TASK_RAN, stderr=True)
-            self._guarded(self._close, *self._outcome())
+            if self._run is not None:
+                self._guarded(self._close, *self._outcome(), True, True)
 
-    # --- the first task: settings resolved, the deployment started -----------------------------------
+    # --- the first task: settings resolved; each host's first task: its deployment started ------------
 
     def _open(self):
         from ansible.template import Templar
@@ -371,8 +414,9 @@ class CallbackModule(CallbackBase):
 
         playbook, self._playbook = self._playbook, None
         variables, extra_vars = self._variables(playbook)
+        self._extra_vars, self._directory = extra_vars, _source_directory(playbook)
         resolved = _resolve_settings(variables, extra_vars, Templar(loader=playbook._loader, variables=variables),
-                                     _source_directory(playbook))
+                                     self._directory, self._detections)
         self._strict = resolved.strict
         if _is_ad_hoc() and not resolved["track_ad_hoc"]:
             for problem in resolved.problems:
@@ -382,19 +426,70 @@ class CallbackModule(CallbackBase):
             return
         # Check mode without track_check_mode is a dry run, as for the module: settings checked, nothing sent.
         dry_run = "check mode" if context.CLIARGS.get("check") and not resolved["track_check_mode"] else None
-        job = detect_controller_job(os.environ, extra_vars)
+        self._job = detect_controller_job(os.environ, extra_vars)
+        job = self._job
         self._run = _run.DeploymentRun(_run.policy_of(resolved), _Reporter(self._display), owner_pid=self._main_pid,
                                        workflow_job_id=job.workflow_job_id if job else None, job_id=job.job_id if job else None,
                                        dry_run=dry_run)
         with self._run.budget.charge():
-            transport = UrllibTransport(resolved["validate_certs"], resolved["ca_path"], resolved["use_proxy"])
-            target = self._run.target(resolved, transport, entry_point=ENTRY_POINT,
-                                      name_fields=job.name_fields() if job else None)
-        if target.client is not None:
-            self._api_key = target.client.settings.api_key.reveal()
-        # Before the start: a signal while it is in flight must still end it.
+            self._default = (resolved, UrllibTransport(resolved["validate_certs"], resolved["ca_path"], resolved["use_proxy"]))
+        # Before any start: a signal while one is in flight must still end it.
         self._watch_for_early_exit()
-        self._stop_if(self._run.open(target))
+
+    def _assign_play_hosts(self):
+        """Give each host of the play's batch its target, at the play's first task: settings that cannot be recorded
+        are said now, naming their hosts (with strict, the run stops before any task), and a target starts with the
+        first task on one of its hosts (:meth:`_host_starts`)."""
+        from ansible_collections.stackify.retrace.plugins.plugin_utils._host_targets import HostKeys
+        manager = self._play.get_variable_manager()
+        self._host_keys = HostKeys(self._play, manager)
+        try:
+            hosts = manager._inventory.get_hosts(self._play.hosts, order=self._play.order)  # pylint: disable=protected-access
+        except AnsibleError:
+            hosts = []  # each host is then given its target at its first task
+        targets = {id(target): target for target in map(self._target_for, hosts)}
+        for target in targets.values():
+            if not target.recordable and target.state == "pending":
+                self._stop_if(self._run.open(target))
+
+    def _host_starts(self, host):
+        self._hosts_in_play.add(host.name)
+        target = self._target_of_host.get(host.name) or self._target_for(host)
+        if target.state == "pending":
+            self._stop_if(self._run.open(target))
+
+    def _target_for(self, host):
+        """``host``'s target: the deployment its settings in this play describe, resolved once per HostKeys key."""
+        key = self._host_keys.key(host)
+        found = self._by_key.get(key)
+        if found is None:
+            variables, shared = self._host_keys.variables(host)
+            found = self._settings_of(variables)
+            if shared:
+                self._by_key[key] = found
+        resolved, transport = found
+        job = self._job
+        with self._run.budget.charge():
+            target = self._run.target_for(host.name, resolved, transport, entry_point=ENTRY_POINT,
+                                          name_fields=job.name_fields() if job else None)
+        if target.client is not None and target.client.settings.api_key.reveal() not in self._api_keys:
+            self._api_keys.append(target.client.settings.api_key.reveal())
+        self._target_of_host[host.name] = target
+        return target
+
+    def _settings_of(self, variables):
+        """(resolved settings, transport) for a host whose play variables are ``variables``: the run's default (the
+        first play's, as one deployment per run is tracked) unless they set an app, environment or version of its own."""
+        from ansible.template import Templar
+        from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+        own = {name[len(_VARIABLE_PREFIX):] for name in variables
+               if name.startswith(_VARIABLE_PREFIX) and name not in self._extra_vars}
+        if not own & set(TARGET_OPTIONS):
+            return self._default
+        with self._run.budget.charge():
+            resolved = _resolve_settings(variables, self._extra_vars, Templar(loader=self._play._loader, variables=variables),
+                                         self._directory, self._detections)
+            return resolved, UrllibTransport(resolved["validate_certs"], resolved["ca_path"], resolved["use_proxy"])
 
     def _variables(self, playbook):
         """The variables tracking reads, and the extra vars: those of the first play of the playbook being run that sets
@@ -413,23 +508,40 @@ class CallbackModule(CallbackBase):
     # --- the end --------------------------------------------------------------------------------------
 
     def _outcome(self, run_finished=True):
-        """(succeeded, reason) for the end of the run, from the latest recap and any signal received."""
-        failed, unreachable = self._last_recap or ((), ())
+        """(succeeded, reason) for every deployment of the run, from the latest recap and any signal received (at the
+        run's last recap, each deployment is then ended by its own hosts instead: :meth:`_what_happened`)."""
+        from ansible_collections.stackify.retrace.plugins.module_utils._run import hosts_failure_reason
         if self._stopped_by:
             return False, f"the run was stopped by {self._stopped_by}"
-        if failed or unreachable:
-            return False, _failure_reason(failed, unreachable)
+        happened = self._what_happened()
+        if happened:
+            return False, hosts_failure_reason(happened)
         if not run_finished:
             return False, "ansible-playbook stopped before the end of the run (an error aborted it)"
         return True, None
 
-    def _close(self, succeeded, reason, exit_on_failure=True):
+    def _close(self, succeeded, reason, exit_on_failure=True, run_finished=False):
         run = self._run
         if run is None:
             return
-        for step in run.close_all(succeeded=succeeded, reason=reason):
+        if run_finished and not self._stopped_by:
+            if not any(target.state != "pending" for target in run.targets):
+                self._display.display(NO_TASK_RAN, stderr=True)
+            steps = run.close_each(failed=self._what_happened())
+        else:
+            steps = run.close_all(succeeded=succeeded, reason=reason)
+        for step in steps:
             if exit_on_failure:
                 self._stop_if(step)
+
+    def _what_happened(self):
+        """Host -> what happened to it, for each host that ends its deployment with a cancel (the core's words)."""
+        from ansible_collections.stackify.retrace.plugins.module_utils import _run
+        failed, unreachable = self._last_recap or ((), ())
+        happened = dict.fromkeys(self._stopped_hosts, _run.HOST_STOPPED)
+        happened.update(dict.fromkeys(unreachable, _run.HOST_UNREACHABLE))
+        happened.update(dict.fromkeys(failed, _run.HOST_FAILED))
+        return happened
 
     def _close_at_exit(self):
         # Only the process that started the run ends it: forked workers inherit handlers and atexit entries.
@@ -469,7 +581,7 @@ class CallbackModule(CallbackBase):
         try:
             step(*args)
         except Exception as error:  # pylint: disable=broad-exception-caught
-            message = f"Retrace deployment tracking failed ({type(error).__name__}): {_redact(_one_line(str(error)), self._api_key)}"
+            message = f"Retrace deployment tracking failed ({type(error).__name__}): {_redact(_one_line(str(error)), self._api_keys)}"
             if not self._strict:
                 self._display.warning(message)
                 return
@@ -499,7 +611,7 @@ class _Reporter:
         self._display.error(f"Retrace: {line}")
 
 
-def _resolve_settings(variables, extra_vars, templar, directory):
+def _resolve_settings(variables, extra_vars, templar, directory, detections):
     """Every setting with its source, highest first: extra vars, the play's variables, RETRACE_*, ansible.cfg.
 
     Variables are templated as a task would template them (plugin_utils/_ansible_variables.py); a launch-time extra
@@ -521,7 +633,11 @@ def _resolve_settings(variables, extra_vars, templar, directory):
     job = detect_controller_job(os.environ, extra_vars)
 
     def detected(values):
-        detection = detect(os.environ, directory, values, job)
+        # Detection (CI, git describe) depends only on what it is asked for: once per run, whatever the hosts' targets.
+        wanted = tuple(option for option in _resolve.DETECTED_OPTIONS if values.get(option) is None)
+        if wanted not in detections:
+            detections[wanted] = detect(os.environ, directory, values, job)
+        detection = detections[wanted]
         return _resolve.detected_source(detection.values, detection.notes, detection.provider)
     return _resolve.resolve(sources, options, fallbacks=[detected], unknown=unknown, environ=os.environ, problems=found.problems)
 
@@ -614,23 +730,16 @@ def _recap(stats):
     return failed, unreachable
 
 
-def _failure_reason(failed, unreachable):
-    parts = []
-    if failed:
-        parts.append(f"failed on {_hosts(failed)}")
-    if unreachable:
-        parts.append(f"unreachable: {_hosts(unreachable)}")
-    return "; ".join(parts)
+def _is_true(value):
+    from ansible.module_utils.parsing.convert_bool import boolean
+    return boolean(value, strict=False) if value is not None else False
 
 
-def _hosts(names):
-    shown = ", ".join(names[:HOSTS_SHOWN])
-    return shown + (f" and {len(names) - HOSTS_SHOWN} more" if len(names) > HOSTS_SHOWN else "")
-
-
-def _redact(text, api_key):
+def _redact(text, api_keys):
     from ansible_collections.stackify.retrace.plugins.module_utils._redaction import redact
-    return redact(text, api_key)
+    for api_key in api_keys:
+        text = redact(text, api_key)
+    return text
 
 
 def _one_line(text):

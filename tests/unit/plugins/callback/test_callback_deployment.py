@@ -92,15 +92,11 @@ def test_signal_wins_over_a_clean_recap(module):
     assert module._outcome(run_finished=False) == (False, "the run was stopped by SIGTERM")
 
 
-def test_long_host_lists_are_cut():
-    names = [f"h{n}" for n in range(8)]
-    assert callback._hosts(names) == "h0, h1, h2, h3, h4 and 3 more"
-
-
 def test_stats_of_an_earlier_playbook_file_do_not_end_the_run(module, monkeypatch):
     monkeypatch.setattr(context, "CLIARGS", {"args": ["first.yml", "second.yml"]})
     ended = []
-    monkeypatch.setattr(module, "_close", lambda succeeded, reason, exit_on_failure=True: ended.append((succeeded, reason)))
+    monkeypatch.setattr(module, "_close", lambda succeeded, reason, exit_on_failure=True, run_finished=False: ended.append((succeeded, reason)))
+    module._run = object()  # a run the first task opened
     module._playbooks_seen = 1
     module.v2_playbook_on_stats(stats())
     assert ended == []
@@ -110,7 +106,7 @@ def test_stats_of_an_earlier_playbook_file_do_not_end_the_run(module, monkeypatc
 
 
 def test_an_unexpected_error_becomes_one_warning_without_the_key(module):
-    module._api_key = KEY
+    module._api_keys = [KEY]
 
     def broken():
         raise ValueError(f"surprise\nwith {KEY} inside")
@@ -138,7 +134,7 @@ def test_variables_are_split_by_trust_and_templated(tmp_path, monkeypatch):
     variables = {"retrace_api_url": "https://evil.example", "retrace_environment_name": trust_as_template("{{ stage }}"), "stage": "Staging",
                  "retrace_stirct": True}
     templar = Templar(loader=DataLoader(), variables=variables)
-    resolved = callback._resolve_settings(variables, {"retrace_api_url": "https://evil.example"}, templar, str(tmp_path))
+    resolved = callback._resolve_settings(variables, {"retrace_api_url": "https://evil.example"}, templar, str(tmp_path), {})
     assert resolved.source_of("api_url").name == "extra vars" and resolved["environment_name"] == "Staging"
     assert resolved.source_of("environment_name").name == "the play's variables"
     assert [unknown.suggestion for unknown in resolved.unknown] == ["retrace_strict"]

@@ -1,0 +1,173 @@
+"""One run, several deployments: real ansible-playbook (and ansible-runner) runs over an inventory whose groups are
+different Retrace apps or environments, the emulator's journal checked: one deployment per target, each ended by its
+own hosts, every one of them ended exactly once however the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import sys
+import textwrap
+
+import ansible_runner
+import pytest
+
+from ansible_collections.stackify.retrace.tests.integration.callback.conftest import kill_session, runner_private_data, wait_for_actions
+from ansible_collections.stackify.retrace.tests.integration.callback.test_callback_lifecycle import start_in_background, wait_for
+from ansible_collections.stackify.retrace.tests.reliability.reliability_helpers import retrace_warnings
+
+pytestmark = pytest.mark.retrace_emulator(allow_any_app=True)
+
+INVENTORY = """
+[web]
+web1
+web2
+[api]
+api1
+api2
+[all:vars]
+ansible_connection=local
+"""
+WEB, API = "deployment 1.0.0 of Shop.Web to Production", "deployment 1.0.0 of Shop.Api to Production"
+
+
+def two_apps(runner, directory: pathlib.Path | None = None, **group_vars: str) -> list[str]:
+    """The inventory (web -> Shop.Web, api -> Shop.Api, unless ``group_vars`` say otherwise by group) written in
+    ``directory`` (default: the test's), and the arguments that name it."""
+    directory = directory or runner.workdir
+    (directory / "group_vars").mkdir(parents=True, exist_ok=True)
+    (directory / "inventory.ini").write_text(textwrap.dedent(INVENTORY))
+    files = {"web": "retrace_app_name: Shop.Web\n", "api": "retrace_app_name: Shop.Api\n", **group_vars}
+    for group, text in files.items():
+        (directory / "group_vars" / f"{group}.yml").write_text(text)
+    return ["-i", str(directory / "inventory.ini")]
+
+
+def deploy(runner, fail_on: str = "", hosts: str = "web:api", extra: str = "", before: str = ""):
+    command = "false" if fail_on else "true"
+    return runner.write("site.yml", before + f"""
+        - name: Deploy
+          hosts: {hosts}
+          gather_facts: false
+          {extra}
+          tasks:
+            - name: Deploy the release
+              ansible.builtin.command: "{{{{ '{command}' if inventory_hostname == '{fail_on}' else 'true' }}}}"
+        """)
+
+
+def deployments(runner) -> list[tuple[str, str, str, int]]:
+    return [(entry["action"], entry["body"]["AppName"], entry["body"]["EnvironmentName"], entry["status"])
+            for entry in runner.emulator.requests()]
+
+
+def test_a_failure_on_an_api_host_cancels_only_shop_api(runner):
+    result = runner.run(*two_apps(runner), str(deploy(runner, fail_on="api2")))
+    assert result.returncode == 2, result.output
+    assert sorted(deployments(runner)) == [("cancel", "Shop.Api", "Production", 202), ("complete", "Shop.Web", "Production", 202),
+                                           ("start", "Shop.Api", "Production", 202), ("start", "Shop.Web", "Production", 202)]
+    lines = result.retrace_lines()
+    assert f"Retrace: {WEB} completed" in lines and f"Retrace: {API} cancelled: failed on api2" in lines, result.output
+    assert not retrace_warnings(result.output), result.output
+
+
+def test_a_build_on_localhost_then_one_app_is_one_deployment_as_before(runner):
+    """Hosts that set no app of their own (the build on localhost) belong to the run's deployment."""
+    build = """
+        - name: Build
+          hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: Build the release
+              ansible.builtin.debug:
+                msg: built
+        """
+    result = runner.run(*two_apps(runner), str(deploy(runner, hosts="web", before=build)), merged=True)
+    assert result.returncode == 0, result.output
+    assert deployments(runner) == [("start", "Shop.Web", "Production", 202), ("complete", "Shop.Web", "Production", 202)]
+    assert result.retrace_lines() == [f"Retrace: {WEB} started", f"Retrace: {WEB} completed"], result.output
+
+
+def test_targets_differing_only_by_environment(runner):
+    args = two_apps(runner, web="retrace_environment_name: Production-EU\n", api="retrace_environment_name: Production-US\n")
+    result = runner.run(*args, "-e", "retrace_app_name=Shop", str(deploy(runner, fail_on="web1")))
+    assert result.returncode == 2, result.output
+    assert sorted(deployments(runner)) == [("cancel", "Shop", "Production-EU", 202), ("complete", "Shop", "Production-US", 202),
+                                           ("start", "Shop", "Production-EU", 202), ("start", "Shop", "Production-US", 202)]
+
+
+def test_a_host_without_an_app_name_is_named_once_and_the_others_are_tracked(runner):
+    args = two_apps(runner, api="retrace_environment_name: Staging\n")  # the api group names no app
+    result = runner.run(*args, str(deploy(runner)), unset=("RETRACE_APP_NAME",))
+    assert result.returncode == 0, result.output
+    assert deployments(runner) == [("start", "Shop.Web", "Production", 202), ("complete", "Shop.Web", "Production", 202)]
+    warnings = retrace_warnings(result.output)
+    assert len(warnings) == 1 and "NOT recorded for api1, api2: app_name: is not set" in warnings[0], result.output
+
+
+def test_with_strict_a_host_without_an_app_name_stops_the_run_before_any_task(runner):
+    args = two_apps(runner, api="retrace_environment_name: Staging\n")
+    result = runner.run(*args, "-e", "retrace_strict=true", str(deploy(runner)), unset=("RETRACE_APP_NAME",))
+    assert result.returncode == 2, result.output
+    assert deployments(runner) == [] and "changed:" not in result.output and "ok:" not in result.output, result.output
+
+
+def test_any_errors_fatal_cancels_the_deployments_whose_hosts_it_stopped(runner):
+    """api1 fails: any_errors_fatal fails the play on every host (ansible-playbook exits 2), without counting web1 and
+    web2 failed in the recap."""
+    playbook = runner.write("site.yml", """
+        - name: Deploy
+          hosts: web:api
+          gather_facts: false
+          any_errors_fatal: true
+          tasks:
+            - name: Copy the release
+              ansible.builtin.command: "{{ 'false' if inventory_hostname == 'api1' else 'true' }}"
+            - name: Switch to the release
+              ansible.builtin.command: "true"
+        """)
+    result = runner.run(*two_apps(runner), str(playbook))
+    assert result.returncode == 2, result.output
+    assert sorted(deployments(runner)) == [("cancel", "Shop.Api", "Production", 202), ("cancel", "Shop.Web", "Production", 202),
+                                           ("start", "Shop.Api", "Production", 202), ("start", "Shop.Web", "Production", 202)]
+    assert f"Retrace: {WEB} cancelled: stopped on web1, web2 (another host's failure ended the run there)" in result.retrace_lines()
+    assert f"Retrace: {API} cancelled: failed on api1" in result.retrace_lines()
+
+
+def test_ansible_runner_ends_each_deployment_by_its_own_hosts(runner, monkeypatch):
+    private, envvars = runner_private_data(runner, deploy(runner, fail_on="web2"))
+    two_apps(runner, private / "inventory")  # ansible-runner's inventory directory, with its group_vars
+    monkeypatch.setenv("PATH", runner.env["PATH"])  # ansible-runner looks ansible-playbook up in its own PATH
+    result = ansible_runner.run(private_data_dir=str(private), playbook="site.yml", quiet=True,
+                                envvars={**envvars, "ANSIBLE_PYTHON_INTERPRETER": sys.executable})
+    assert result.status == "failed", result.stdout.read()
+    assert sorted(deployments(runner)) == [("cancel", "Shop.Web", "Production", 202), ("complete", "Shop.Api", "Production", 202),
+                                           ("start", "Shop.Api", "Production", 202), ("start", "Shop.Web", "Production", 202)]
+
+
+@pytest.mark.parametrize("signum, whole_group", [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGKILL, True)],
+                         ids=["SIGINT-group", "SIGTERM", "SIGKILL-group"])
+def test_every_way_the_run_is_stopped_cancels_both_deployments_once(runner, signum, whole_group):
+    marker = runner.workdir / "both-running"
+    playbook = runner.write("site.yml", f"""
+        - name: Deploy
+          hosts: web1:api1
+          gather_facts: false
+          tasks:
+            - name: Deploy the release
+              ansible.builtin.shell: "touch {marker}.{{{{ inventory_hostname }}}} && sleep 60"
+        """)
+    process, output = start_in_background(runner, *two_apps(runner), str(playbook))
+    try:
+        wait_for(runner.workdir / "both-running.api1", process, output)
+        wait_for(runner.workdir / "both-running.web1", process, output)
+        (os.killpg if whole_group else os.kill)(process.pid, signum)
+        process.wait(timeout=60)
+        actions = wait_for_actions(runner.emulator, 4)
+    finally:
+        kill_session(process.pid)
+    assert sorted(deployments(runner)) == [("cancel", "Shop.Api", "Production", 202), ("cancel", "Shop.Web", "Production", 202),
+                                           ("start", "Shop.Api", "Production", 202), ("start", "Shop.Web", "Production", 202)], (
+        actions, output.read_text())
