@@ -171,3 +171,21 @@ def test_every_way_the_run_is_stopped_cancels_both_deployments_once(runner, sign
     assert sorted(deployments(runner)) == [("cancel", "Shop.Api", "Production", 202), ("cancel", "Shop.Web", "Production", 202),
                                            ("start", "Shop.Api", "Production", 202), ("start", "Shop.Web", "Production", 202)], (
         actions, output.read_text())
+
+
+def test_a_host_s_own_variables_and_templates_reading_them_give_it_its_own_deployment(runner):
+    """Settings are resolved once per set of groups, except where a host has its own: an inventory host var, a
+    host_vars file, or a group template that reads the host's name."""
+    args = two_apps(runner, api="retrace_app_name: Shop.Api\nretrace_environment_name: \"{{ 'Canary' if inventory_hostname == 'api1' else 'Production' }}\"\n")
+    (runner.workdir / "host_vars").mkdir()
+    (runner.workdir / "host_vars" / "web2.yml").write_text("retrace_app_name: Shop.Admin\n")
+    inventory = runner.workdir / "inventory.ini"
+    inventory.write_text(inventory.read_text().replace("web1\n", "web1\nweb3 retrace_app_name=Shop.Jobs\n"))
+    result = runner.run(*args, str(deploy(runner, fail_on="api1")))
+    assert result.returncode == 2, result.output
+    assert sorted(deployments(runner)) == sorted([
+        ("start", "Shop.Web", "Production", 202), ("complete", "Shop.Web", "Production", 202),
+        ("start", "Shop.Jobs", "Production", 202), ("complete", "Shop.Jobs", "Production", 202),
+        ("start", "Shop.Admin", "Production", 202), ("complete", "Shop.Admin", "Production", 202),
+        ("start", "Shop.Api", "Canary", 202), ("cancel", "Shop.Api", "Canary", 202),
+        ("start", "Shop.Api", "Production", 202), ("complete", "Shop.Api", "Production", 202)]), result.output
