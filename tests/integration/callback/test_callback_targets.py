@@ -189,3 +189,15 @@ def test_a_host_s_own_variables_and_templates_reading_them_give_it_its_own_deplo
         ("start", "Shop.Admin", "Production", 202), ("complete", "Shop.Admin", "Production", 202),
         ("start", "Shop.Api", "Canary", 202), ("cancel", "Shop.Api", "Canary", 202),
         ("start", "Shop.Api", "Production", 202), ("complete", "Shop.Api", "Production", 202)]), result.output
+
+
+@pytest.mark.retrace_emulator(allow_any_app=False)
+def test_with_strict_a_refused_later_start_stops_the_run_and_cancels_the_one_started(runner):
+    """The demo account knows DemoApp, not Shop.Api: web's deployment starts, api's start is refused at api1's first
+    task, the run stops there (exit 2) and web's deployment is cancelled on the way out."""
+    args = two_apps(runner, web="retrace_app_name: DemoApp\n")
+    result = runner.run(*args, "-e", "retrace_strict=true", "--forks", "1", str(deploy(runner, hosts="web1:api1")))
+    assert result.returncode == 2, result.output
+    assert [(action, app) for action, app, _environment, _status in deployments(runner)] == [
+        ("start", "DemoApp"), ("start", "Shop.Api"), ("cancel", "DemoApp")], result.output
+    assert "changed: [api1]" not in result.output, result.output
