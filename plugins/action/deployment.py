@@ -28,7 +28,7 @@ from ansible.utils.display import Display
 from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.stackify.retrace.plugins.module_utils import _resolve, _run
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import KNOWN_VARIABLES, MODULE_SETTINGS, STATE_SPEC
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import KNOWN_VARIABLES, MODULE_SETTINGS, TASK_SPEC
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task
 from ansible_collections.stackify.retrace.plugins.plugin_utils._ansible_variables import is_template, variable_sources
 from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect, detect_controller_job
@@ -41,18 +41,28 @@ class ActionModule(ActionBase):
     _requires_connection = False
     _supports_check_mode = True
     TRANSFERS_FILES = False
+    #: the task's arguments that are not settings
+    TASK_ARGUMENTS = tuple(TASK_SPEC)
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
-        # A bad state is a bug in the playbook, not a tracking problem: it fails the task, strict or not.
-        checked = ArgumentSpecValidator(STATE_SPEC).validate({name: self._task.args[name] for name in STATE_SPEC if name in self._task.args})
+        # A bad state or for_host is a bug in the playbook, not a tracking problem: it fails the task, strict or not.
+        checked = ArgumentSpecValidator(TASK_SPEC).validate({name: self._task.args[name] for name in TASK_SPEC if name in self._task.args})
         if checked.error_messages:
             return dict(result, failed=True, error="invalid_input", msg="; ".join(checked.error_messages))
+        for_host = self._task.args.get("for_host")
+        variables, templar = task_vars, self._templar
+        if for_host and for_host != task_vars.get("inventory_hostname"):
+            try:
+                variables = host_variables(self._task, for_host)
+            except AnsibleError as error:
+                return dict(result, failed=True, error="invalid_input", msg=f"for_host: {error}")
+            templar = self._templar.copy_with_new_env(available_variables=variables)
         job = detect_controller_job(os.environ, task_vars)
         run_pid = _run_pid()
         place = _run.process_place(run_pid) if run_pid is not None else None
-        resolved = self._resolve(task_vars, place, job)
+        resolved = self._resolve(task_vars, place, job, variables, templar)
         host = task_vars.get("inventory_hostname")
         # What happened goes to stderr, as the callback's lines do: a machine-readable stdout callback stays parseable.
         # A no_log task shows none of it.
@@ -67,17 +77,14 @@ class ActionModule(ActionBase):
                                               entry_point=f"ansible-module; ansible-core {ansible_version}",
                                               name_fields=job.name_fields() if job else None))
 
-    def _resolve(self, task_vars, place, job):
-        """Every setting with its source: the task's arguments, ``retrace_*`` variables, module_defaults, ``RETRACE_*``,
-        then the version this run started (end tasks) and detection (controller job, CI, git of the playbook's
-        directory)."""
+    def _resolve(self, task_vars, place, job, host_vars, templar, detect_memo=None):
+        """Every setting with its source: the task's arguments, ``retrace_*`` variables (``host_vars``, templated with
+        ``templar``: the task's host's, or the host ``for_host`` names), module_defaults, ``RETRACE_*``, then the version
+        this run started (end tasks) and detection (controller job, CI, git of the playbook's directory).
+        ``detect_memo``: a dict in which detection is kept for the next resolution with the same values."""
         extra_vars = load_extra_vars(self._loader)
-        arguments = {name: value for name, value in self._task.args.items() if name != "state"}
-        variables = variable_sources(task_vars, extra_vars, self._templar, KNOWN_VARIABLES)
-        written = self._written_arguments()
-        # Ansible has merged the module_defaults that apply to this task into its arguments; the task's own win.
-        defaulted = {name for name in arguments if name not in written}
-        written = {**self._written_defaults(), **written}
+        variables = variable_sources(host_vars, extra_vars, templar, KNOWN_VARIABLES)
+        arguments, written, defaulted = self._arguments()
         # An argument the playbook writes literally is the project's; one written as a template is a variable's value.
         templated = {name for name in arguments if is_template(written.get(name, "{{"))}
         # The role's own start and end tasks take no settings but the state: they are not a way to set one.
@@ -98,10 +105,24 @@ class ActionModule(ActionBase):
         fallbacks = [_run.started_from(place, "the version this run started")] if place is not None else []
 
         def detected(values):
-            found = detect(os.environ, task_vars.get("playbook_dir"), values, job)
+            key = tuple(sorted((name, repr(value)) for name, value in values.items()))
+            found = detect_memo.get(key) if detect_memo is not None else None
+            if found is None:
+                found = detect(os.environ, task_vars.get("playbook_dir"), values, job)
+                if detect_memo is not None:
+                    detect_memo[key] = found
             return _resolve.detected_source(found.values, found.notes, found.provider)
         return _resolve.resolve(sources, MODULE_SETTINGS, fallbacks=fallbacks + [detected], unknown=unknown, environ=os.environ,
                                 problems=variables.problems)
+
+    def _arguments(self):
+        """The task's settings as Ansible gives them (module_defaults merged in), the same as the playbook writes them
+        (templates unrendered; module_defaults below the task's own), and the names only module_defaults gave."""
+        arguments = {name: value for name, value in self._task.args.items() if name not in self.TASK_ARGUMENTS}
+        written = self._written_arguments()
+        # Ansible has merged the module_defaults that apply to this task into its arguments; the task's own win.
+        defaulted = {name for name in arguments if name not in written}
+        return arguments, {**self._written_defaults(self._task.resolved_action), **written}, defaulted
 
     def _written_arguments(self):
         """The task's arguments as the playbook writes them, templates unrendered; {} when they cannot be read."""
@@ -110,8 +131,8 @@ class ActionModule(ActionBase):
         except AnsibleError:
             return {}
 
-    def _written_defaults(self):
-        """The module_defaults that apply to this task, as the playbook writes them, merged as Ansible merges them
+    def _written_defaults(self, action):
+        """The module_defaults that apply to a task of ``action`` in this task's place, as the playbook writes them, merged as Ansible merges them
         (its groups first, then the action's own entry).  A group or entry written as one template gives arguments
         this cannot see: they, and every earlier one they may replace, are left out (read as templated).  ansible-core's
         own merge (``executor.module_common._get_action_arg_defaults``) is private and renders whole-entry templates,
@@ -119,7 +140,6 @@ class ActionModule(ActionBase):
         defaults = self._task.module_defaults
         play = getattr(self._task._parent, "_play", None)  # pylint: disable=protected-access
         action_groups = getattr(play, "_action_groups", None)
-        action = self._task.resolved_action
         groups = action_groups.get(action, []) if isinstance(action_groups, dict) else []
         merged = {}
         for entry in defaults if isinstance(defaults, list) else ():
@@ -138,6 +158,16 @@ class ActionModule(ActionBase):
         if self._task.run_once:
             return 1
         return len(task_vars.get("ansible_play_batch") or ()) or 1
+
+
+def host_variables(task, host_name):
+    """The variables ``task`` sees on the inventory host ``host_name``, as Ansible gives a task its ``task_vars``
+    (inventory, facts, play, role and extra vars); AnsibleError when the inventory has no such host."""
+    manager = task.get_variable_manager()
+    host = manager._inventory.get_host(host_name)  # pylint: disable=protected-access
+    if host is None:
+        raise AnsibleError(f"no host {host_name!r} in the inventory")
+    return manager.get_vars(play=task.get_play(), host=host, task=task)
 
 
 def _pick(values, names, inside):

@@ -19,6 +19,10 @@ description:
   - Sending the start from several hosts makes Retrace answer HTTP 409 for all but the first, so
     set C(run_once) to V(true) for start, complete and cancel, or use the C(stackify.retrace.tracked_deployment)
     role, which sends exactly one start and one complete or cancel around your deployment tasks.
+  - One task records one deployment (one application, environment and version). A play deploying several
+    applications or environments sends one call per deployment, with a C(loop); O(for_host) makes each call read the
+    C(retrace_*) variables of a host of that deployment. The C(stackify.retrace.tracked_deployment) role does this
+    for you, listing the deployments with P(stackify.retrace.deployment_targets#module).
   - Under C(serial), a C(run_once) start task runs once per batch; the later batches find the deployment this run
     started still in progress and send nothing again (RV(tracked=true), no warning), so a start in a C(serial)
     play and an end in a later play record one deployment.
@@ -74,6 +78,16 @@ options:
     type: str
     required: true
     choices: [started, completed, cancelled]
+  for_host:
+    description:
+      - The inventory host whose C(retrace_*) variables (C(host_vars), its groups' C(group_vars), facts) the task reads,
+        instead of those of the host it runs for. With C(run_once) and a C(loop), one task records the deployment of
+        each group of hosts, for example the targets P(stackify.retrace.deployment_targets#module) lists.
+      - The task's own arguments, C(module_defaults) and the controller's environment apply as usual.
+      - A name that is not in the inventory fails the task.
+      - Run without its action plugin, the module reads no variables, and ignores this.
+    type: str
+    version_added: 2.1.0
 attributes:
   check_mode:
     support: full
@@ -209,6 +223,24 @@ EXAMPLES = r"""
     uri: "https://ci.example.com/builds/{{ build_id }}"
   run_once: true
 
+# Several applications in one play (group_vars/web.yml sets retrace_app_name: Shop.Web,
+# group_vars/api.yml retrace_app_name: Shop.Api): one start per deployment, each reading
+# the variables of one of its hosts.
+- name: List the deployments of the play's hosts
+  stackify.retrace.deployment_targets:
+    hosts: "{{ ansible_play_batch }}"
+  run_once: true
+  register: retrace_targets
+
+- name: Start each deployment
+  stackify.retrace.deployment:
+    state: started
+    for_host: "{{ item.host }}"
+  run_once: true
+  loop: "{{ retrace_targets.targets }}"
+  loop_control:
+    label: "{{ item.app_name }} to {{ item.environment_name }}"
+
 # Check mode: see what would be sent.
 - name: Show the request without sending it
   stackify.retrace.deployment:
@@ -303,7 +335,7 @@ from ansible.module_utils.ansible_release import __version__ as ansible_version
 from ansible.module_utils.basic import AnsibleModule, _load_params
 
 from ansible_collections.stackify.retrace.plugins.module_utils import _resolve, _run
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import ARGUMENT_SPEC, MODULE_SETTINGS
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import ARGUMENT_SPEC, MODULE_SETTINGS, TASK_SPEC
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines, deployment_task
 
 
@@ -313,7 +345,8 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     # The arguments as written, not as the spec converted them, defaults left out: the core checks them, and
     # the environment outranks only what the task did not set.
-    arguments = {name: value for name, value in _load_params().items() if not name.startswith("_") and name != "state"}
+    # for_host names whose variables to read; on its own the module reads none.
+    arguments = {name: value for name, value in _load_params().items() if not name.startswith("_") and name not in TASK_SPEC}
     resolved = _resolve.resolve([_resolve.Source("the task's arguments", arguments, _resolve.PROJECT, "the task's {option} argument"),
                                  _resolve.environment_source(os.environ, MODULE_SETTINGS)], MODULE_SETTINGS, environ=os.environ)
     lines = TaskLines(detail=module.debug, debug=module.debug)

@@ -16,14 +16,14 @@ def test_galaxy_yml_releases_the_version_the_code_reports():
     assert galaxy["version"] == VERSION
 
 
-def test_plugins_and_role_were_added_in_a_released_version_not_after_it():
-    added = re.findall(r"^version_added: (\S+)$", (ROOT / "plugins/modules/deployment.py").read_text(), re.M)
-    added += re.findall(r"^version_added: (\S+)$", (ROOT / "plugins/callback/deployment.py").read_text(), re.M)
+def test_plugins_and_role_were_added_in_a_released_version_or_the_next_minor_one():
+    plugins = ("plugins/modules/deployment.py", "plugins/modules/deployment_targets.py", "plugins/callback/deployment.py")
+    added = [value for path in plugins for value in re.findall(r"^version_added: (\S+)$", (ROOT / path).read_text(), re.M)]
     specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())
     added.append(specs["argument_specs"]["main"]["version_added"])
-    version = tuple(int(part) for part in VERSION.split("."))
-    assert len(added) == 3
-    assert all(tuple(int(part) for part in value.split(".")) <= version for value in added), added
+    major, minor, _patch = (int(part) for part in VERSION.split("."))
+    assert len(added) == 4
+    assert all(tuple(int(part) for part in value.split(".")) <= (major, minor + 1, 0) for value in added), added
 
 
 def _readme_variables() -> dict[str, tuple[str, str]]:

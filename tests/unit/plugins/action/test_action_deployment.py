@@ -65,10 +65,11 @@ def fixture_transport(monkeypatch):
 
 
 def run_task(args, task_vars=None, *, extra_vars=None, written=None, check_mode=False, run_once=True, monkeypatch=None,
-             module_defaults=None):
+             module_defaults=None, inventory=None):
     """One task: ``args`` as Ansible hands them over (templated, module_defaults merged in), ``written`` as the
     playbook writes them (default: the same, literally), ``task_vars`` with the variables, ``extra_vars`` those given
-    with -e, ``module_defaults`` as the play writes them (the collection's group is ``group/stackify.retrace.retrace``)."""
+    with -e, ``module_defaults`` as the play writes them (the collection's group is ``group/stackify.retrace.retrace``),
+    ``inventory`` the variables the variable manager gives each other host, by name."""
     # As Ansible hands them over: the extra vars are among the task's variables, and what the playbook writes is
     # marked as a template Ansible may render (data tagging).
     task_vars = {"playbook_dir": "/nonexistent", **(task_vars or {}), **(extra_vars or {})}
@@ -76,6 +77,9 @@ def run_task(args, task_vars=None, *, extra_vars=None, written=None, check_mode=
                           action="stackify.retrace.deployment", resolved_action="stackify.retrace.deployment",
                           module_defaults=module_defaults)
     task._parent._play._action_groups = {"stackify.retrace.deployment": ["stackify.retrace.retrace"]}  # pylint: disable=protected-access
+    manager = task.get_variable_manager.return_value
+    manager._inventory.get_host.side_effect = lambda name: name if name in (inventory or {}) else None  # pylint: disable=protected-access
+    manager.get_vars.side_effect = lambda play, host, task: {**task_vars, **inventory[host]}
     as_written = {name: trust_as_template(value) if isinstance(value, str) else value
                   for name, value in (written if written is not None else args).items()}
     task.get_ds.return_value = {"stackify.retrace.deployment": as_written}
@@ -136,6 +140,25 @@ def test_a_bad_state_is_a_playbook_bug_and_fails_the_task(transport, args, messa
     result = run_task({**ARGS, **args})
     assert result["failed"] is True and result["error"] == "invalid_input" and message in result["msg"]
     assert transport.posts == []
+
+
+def test_for_host_reads_that_host_s_retrace_variables(transport):
+    inventory = {"api1": {"inventory_hostname": "api1", "retrace_app_name": "Shop.Api"}}
+    result = run_task({"state": "started", "for_host": "api1", **{name: value for name, value in ARGS.items() if name != "app_name"}},
+                      {"inventory_hostname": "web1", "retrace_app_name": "Shop.Web"}, inventory=inventory)
+    assert result["tracked"] is True and transport.posts[0][1]["AppName"] == "Shop.Api"
+
+
+def test_for_host_naming_the_task_s_own_host_reads_the_task_s_variables(transport):
+    result = run_task({"state": "started", "for_host": "web1", **{name: value for name, value in ARGS.items() if name != "app_name"}},
+                      {"inventory_hostname": "web1", "retrace_app_name": "Shop.Web"}, inventory={})
+    assert result["tracked"] is True and transport.posts[0][1]["AppName"] == "Shop.Web"
+
+
+def test_for_host_naming_no_inventory_host_is_a_playbook_bug_and_fails_the_task(transport):
+    result = run_task({"state": "started", "for_host": "nowhere", **ARGS}, {"inventory_hostname": "web1"}, inventory={})
+    assert result["failed"] is True and result["error"] == "invalid_input"
+    assert result["msg"] == "for_host: no host 'nowhere' in the inventory" and transport.posts == []
 
 
 def test_an_invalid_setting_without_strict_is_one_warning(transport):

@@ -34,7 +34,7 @@ def test_every_option_is_documented_with_its_type_default_and_choices():
 
 
 def test_the_options_are_the_core_s_shared_settings_and_the_module_s_own():
-    assert set(ansible_options.ARGUMENT_SPEC) == {"state"} | set(settings.OPTIONS) | set(settings.MODULE_OPTIONS)
+    assert set(ansible_options.ARGUMENT_SPEC) == {"state", "for_host"} | set(settings.OPTIONS) | set(settings.MODULE_OPTIONS)
     assert ansible_options.ARGUMENT_SPEC["api_url"]["default"] == settings.DEFAULT_API_URL
     assert ansible_options.ARGUMENT_SPEC["stale_start"]["choices"] == list(settings.STALE_START_CHOICES)
 
