@@ -1,10 +1,14 @@
 """stackify.retrace.tracked_deployment with several deployments in one play: one per app and environment of its hosts."""
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pytest
 
-from ansible_run import DEMO_KEY, run_playbook, write_playbook
+from ansible_run import BIN, DEMO_KEY, run_playbook, write_playbook
 
 APPS = {DEMO_KEY: {"apps": ["Shop.Web", "Shop.Api"], "environments": ["Production", "Staging"]}}
 INVENTORY = "[web]\nweb1\nweb2\n\n[api]\napi1\napi2\n\n[all:vars]\nansible_connection=local\n"
@@ -26,6 +30,9 @@ def _project(tmp_path, group_vars: dict, role_vars: dict | None = None) -> str:
             "tasks": [{"name": "Deploy", "ansible.builtin.include_role": {"name": "stackify.retrace.tracked_deployment"},
                        "vars": variables}]}
     return write_playbook(tmp_path, [play])
+
+
+GUARD_LANDS_WITHIN = 15.0
 
 
 def _sent(retrace_emulator) -> list[tuple]:
@@ -83,3 +90,32 @@ def test_with_strict_a_host_without_an_app_name_stops_the_play_before_any_start(
     assert "NOT recorded for api1, api2: app_name: is not set" in run.stdout and "(strict: the run stops)" in run.stdout
     assert "deploying" not in run.stdout
     assert retrace_emulator.journal() == []
+
+
+@pytest.mark.retrace_emulator(accounts=APPS)
+def test_a_killed_run_cancels_every_deployment_it_started(tmp_path, role_env, retrace_emulator):
+    marker = tmp_path / "deploying"
+    playbook = _project(tmp_path, {"web": {"retrace_app_name": "Shop.Web"}, "api": {"retrace_app_name": "Shop.Api"}},
+                        {"retrace_environment_name": "Production"})
+    (tmp_path / "steps.yml").write_text(json.dumps([{"name": "Long step", "ansible.builtin.shell": f"touch {marker} && sleep 60"}]))
+    (tmp_path / "inventory.ini").write_text(INVENTORY)
+    with (tmp_path / "output.txt").open("wb") as output:  # a worker may outlive a killed ansible-playbook: no pipe
+        process = subprocess.Popen([str(BIN / "ansible-playbook"), str(playbook), "-i", str(tmp_path / "inventory.ini")],
+                                   env=role_env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "output.txt").read_text()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    expected = [("start", "Shop.Web"), ("start", "Shop.Api"), ("cancel", "Shop.Api"), ("cancel", "Shop.Web")]
+    deadline = time.monotonic() + GUARD_LANDS_WITHIN
+    while sorted(_actions(retrace_emulator)) != sorted(expected) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sent = _actions(retrace_emulator)
+    assert sorted(sent) == sorted(expected) and sent[:2] == expected[:2]
+
+
+def _actions(retrace_emulator) -> list[tuple]:
+    return [(action, app) for action, app, _environment, _version in _sent(retrace_emulator)]
