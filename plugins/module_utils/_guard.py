@@ -131,8 +131,8 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
     The run's watcher for this API account holds it from now on; the first arm of the run forks that watcher.
     Returns at once (the fork costs a few milliseconds, an added deployment less; nothing is sent).  Never raises:
     when no watcher can hold it (no ``fork``, no private directory) it says why through ``log`` and returns an
-    unarmed guard, and the run goes on.  Only the run's own signal handlers may raise, for a stop signal that
-    arrived during the fork and is handled just after it: the watcher is then stood down.
+    unarmed guard, and the run goes on.  Only the run's own signal handlers may raise, for a stop signal that arrived
+    meanwhile (one that arrived during the fork is handled just after it): the deployment is then stood down.
     """
     log = log or (lambda message: None)
     owner_pid = owner_pid or os.getpid()
@@ -146,7 +146,11 @@ def arm_orphan_guard(client: "DeploymentClient", deployment: "Deployment", *, ow
         with _run_lock(_lock_path(control_path)):
             if _ask(path, _PING):  # this owner already has a live watcher holding this deployment
                 return OrphanGuard(path, created=False)
-            answer = _ask(control_path, _add_message(client, deployment, account))
+            try:
+                answer = _ask(control_path, _add_message(client, deployment, account))
+            except BaseException:
+                _ask(path, _RELEASE)  # a handler raised (the run stops) mid-add: the caller never gets this guard
+                raise
             if answer in (b"ok", b"exists"):
                 return OrphanGuard(path, created=answer == b"ok")
             # No watcher of this run and account yet: fork it.  One that answered otherwise (it cannot hold this
