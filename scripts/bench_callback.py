@@ -1,14 +1,18 @@
 """What the stackify.retrace.deployment callback costs: wall-time ratios, tracked vs. untracked.
 
-    .venv/bin/python scripts/bench_callback.py [--rounds 15] [--hosts 500]
+    .venv/bin/python scripts/bench_callback.py [--rounds 21] [--hosts 500] [--many-host-rounds 5] [--targets 5]
 
 1. A trivial one-task playbook on localhost, run alternately with and without the callback
    (against the local emulator): the ratio of the medians, of wall time and of CPU time.
    Target: CPU ratio <= 1.03.  The CPU counted is that of ansible-playbook, its workers and the
    orphan guard's watcher: this process makes itself a child subreaper, so the watcher, which
    detaches from ansible-playbook, is reparented to it and reaped here (RUSAGE_CHILDREN).
-2. The same playbook against an inventory of many hosts: exactly 2 requests must reach the
-   emulator, and the tracked/untracked ratio must be no worse than with 1 host.
+2. The same playbook against an inventory of many hosts in several groups, every group's group_vars naming the
+   same app (one target): exactly 2 requests must reach the emulator, and the tracked/untracked ratio must be
+   no worse than with 1 host.
+3. The same hosts and groups, each group's group_vars naming an app of its own (``--targets`` of them), run in
+   the same rounds as 2: exactly 2 requests per target (a start and a complete each); the CPU tracking adds with
+   one target and with several, and their difference as a % of the untracked run's CPU (flat: under 1 %).
 
 Prints figures; never fails on timing (only on a wrong request count).
 """
@@ -16,6 +20,7 @@ Prints figures; never fails on timing (only on a wrong request count).
 from __future__ import annotations
 
 import argparse
+import collections
 import ctypes
 import dataclasses
 import os
@@ -31,7 +36,7 @@ from collection_path import use_checkout_as_collection
 
 COLLECTIONS_ROOT = use_checkout_as_collection()
 
-from retrace_emulator import DEMO_API_KEY, RetraceEmulator  # noqa: E402  (needs the path set above)
+from retrace_emulator import DEMO_API_KEY, DEMO_APP, RetraceEmulator  # noqa: E402  (needs the path set above)
 
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).parent / "ansible-playbook"
 PLAYBOOK = """\
@@ -59,6 +64,9 @@ def environment(emulator_url: str, workdir: pathlib.Path, tracked: bool) -> dict
         env["ANSIBLE_CALLBACKS_ENABLED"] = "stackify.retrace.deployment"
     return env
 
+
+#: several targets cost no more than one when the CPU tracking adds differs by less than this % of the untracked run's
+FLAT_PERCENT = 1.0
 
 #: prctl(2) option: orphaned descendants are reparented to this process instead of init (Linux 3.4+)
 PR_SET_CHILD_SUBREAPER = 36
@@ -176,17 +184,139 @@ def measure(emulator: RetraceEmulator, workdir: pathlib.Path, hosts: int, rounds
                                      in zip(tracked, untracked)))
 
 
+def write_grouped_inventory(directory: pathlib.Path, hosts: int, apps: list[str]) -> pathlib.Path:
+    """``hosts`` local hosts in one group per entry of ``apps`` (about equal blocks), each group's group_vars naming
+    its app, as a user would: ``retrace_app_name: App1`` in ``group_vars/group1.yml``."""
+    (directory / "group_vars").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index, app in enumerate(apps):
+        group = f"group{index + 1}"
+        first, last = index * hosts // len(apps), (index + 1) * hosts // len(apps)
+        lines += [f"[{group}]"] + [f"host{n:04d} ansible_connection=local" for n in range(first, last)]
+        (directory / "group_vars" / f"{group}.yml").write_text(f"retrace_app_name: {app}\n")
+    inventory = directory / "hosts.ini"
+    inventory.write_text("\n".join(lines) + "\n")
+    return inventory
+
+
+@dataclasses.dataclass
+class TargetFigures:
+    """The same hosts and groups tracked as one target and as ``targets``; CPU seconds are medians over rounds."""
+
+    targets: int
+    #: one target (every group names the same app): tracked vs untracked, as in section 2
+    one: Figures
+    #: the tracked runs with ``targets`` targets
+    spread_wall: float
+    spread_cpu: float
+    #: median over rounds of (tracked with ``targets`` - tracked with one target), CPU seconds; the two ran in the same round
+    paired_cpu_difference: float
+    #: per tracked run, "action status" -> count, of the requests the emulator received during it
+    requests_one: list[dict]
+    requests_spread: list[dict]
+
+    @property
+    def added_one_ms(self) -> float:
+        return (self.one.tracked_cpu - self.one.untracked_cpu) * 1000
+
+    @property
+    def added_spread_ms(self) -> float:
+        return (self.spread_cpu - self.one.untracked_cpu) * 1000
+
+    @property
+    def difference_percent(self) -> float:
+        """What tracking several targets adds beyond one, as a % of the untracked run's CPU."""
+        return (self.spread_cpu - self.one.tracked_cpu) / self.one.untracked_cpu * 100
+
+    @property
+    def flat(self) -> bool:
+        return self.difference_percent < FLAT_PERCENT
+
+    @property
+    def requests_right(self) -> bool:
+        """Each tracked run sent one start and one complete per target, and Retrace accepted them all."""
+        return (all(sent == {"start 202": 1, "complete 202": 1} for sent in self.requests_one)
+                and all(sent == {"start 202": self.targets, "complete 202": self.targets} for sent in self.requests_spread))
+
+    def requests_per_run(self, which: list[dict]) -> str:
+        """"2" when every run sent as many requests, else each run's count ("2 2 3")."""
+        counts = [sum(sent.values()) for sent in which]
+        return f"{counts[0]}" if len(set(counts)) == 1 else " ".join(map(str, counts))
+
+
+def measure_targets(emulator: RetraceEmulator, workdir: pathlib.Path, hosts: int, targets: int, rounds: int) -> TargetFigures:
+    """``hosts`` hosts in ``targets`` groups, tracked as one target and as ``targets``, and untracked.
+
+    The emulator must accept the apps App1 ... App<targets> (``RetraceEmulator(allow_any_app=True)``).  Each round runs
+    the three, its order rotated round by round, so that all three see the same machine and none always goes first.
+    One untracked run serves both: the two inventories differ only in the app their group_vars name, which only the
+    callback reads.
+    """
+    if not become_subreaper():
+        print("warning: not a child subreaper: the orphan guard's CPU time is not counted", file=sys.stderr)
+    playbook = workdir / "site.yml"
+    playbook.write_text(PLAYBOOK)
+    one_target = write_grouped_inventory(workdir / f"targets-1-of-{hosts}", hosts, [DEMO_APP] * targets)
+    spread = write_grouped_inventory(workdir / f"targets-{targets}-of-{hosts}", hosts, [f"App{n + 1}" for n in range(targets)])
+    tracked_env = environment(emulator.url, workdir, tracked=True)
+    untracked_env = environment(emulator.url, workdir, tracked=False)
+    kinds = {"one": (one_target, tracked_env), "spread": (spread, tracked_env), "untracked": (one_target, untracked_env)}
+    for inventory, env in kinds.values():  # warm-up
+        run_once(inventory, playbook, env)
+    runs: dict[str, list[tuple[float, float]]] = {kind: [] for kind in kinds}
+    sent: dict[str, list[dict]] = {"one": [], "spread": []}
+    order = list(kinds)
+    for number in range(rounds):
+        for kind in order[number % 3:] + order[:number % 3]:
+            inventory, env = kinds[kind]
+            before = len(emulator.requests())
+            runs[kind].append(run_once(inventory, playbook, env))
+            if kind in sent:
+                sent[kind].append(dict(collections.Counter(f"{entry['action']} {entry['status']}"
+                                                           for entry in emulator.requests()[before:])))
+    one_runs, spread_runs, untracked_runs = runs["one"], runs["spread"], runs["untracked"]
+    one = Figures(statistics.median(wall for wall, _cpu in one_runs), statistics.median(wall for wall, _cpu in untracked_runs),
+                  statistics.median(cpu for _wall, cpu in one_runs), statistics.median(cpu for _wall, cpu in untracked_runs),
+                  sum(sum(counts.values()) for counts in sent["one"]) / rounds,
+                  statistics.median(tracked_cpu / untracked_cpu for (_w1, tracked_cpu), (_w2, untracked_cpu)
+                                    in zip(one_runs, untracked_runs)))
+    return TargetFigures(targets, one, statistics.median(wall for wall, _cpu in spread_runs),
+                         statistics.median(cpu for _wall, cpu in spread_runs),
+                         statistics.median(spread_cpu - one_cpu for (_w1, spread_cpu), (_w2, one_cpu) in zip(spread_runs, one_runs)),
+                         sent["one"], sent["spread"])
+
+
+def describe_targets(figures: TargetFigures, hosts: int) -> list[str]:
+    """The lines scripts/bench_callback.py prints about one target against several."""
+    verdict = "flat" if figures.flat else "NOT flat"
+    return [
+        f"{hosts} hosts in {figures.targets} groups: requests per tracked run {figures.requests_per_run(figures.requests_one)} "
+        f"with 1 target (target 2), {figures.requests_per_run(figures.requests_spread)} with {figures.targets} targets "
+        f"(target {2 * figures.targets}: a start and a complete each)",
+        f"CPU added by tracking (tracked - untracked, medians): {figures.added_one_ms:+.0f} ms with 1 target, "
+        f"{figures.added_spread_ms:+.0f} ms with {figures.targets} targets (untracked run {figures.one.untracked_cpu:.2f} s of CPU)",
+        f"{figures.targets} targets - 1 target: {figures.added_spread_ms - figures.added_one_ms:+.0f} ms = "
+        f"{figures.difference_percent:+.2f} % of the untracked run's CPU: {verdict} (flat: under {FLAT_PERCENT:g} %); "
+        f"paired per round: {figures.paired_cpu_difference * 1000:+.0f} ms = "
+        f"{figures.paired_cpu_difference / figures.one.untracked_cpu * 100:+.2f} %",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--hosts", type=int, default=500)
-    parser.add_argument("--many-host-rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=21, help="rounds of the 1-host runs (default 21)")
+    parser.add_argument("--hosts", type=int, default=500, help="hosts in the many-host inventory (default 500)")
+    parser.add_argument("--many-host-rounds", type=int, default=5, help="rounds of the many-host runs (default 5; each "
+                        "round is three runs: one target, several targets, untracked)")
+    parser.add_argument("--targets", type=int, default=5, help="groups of the many-host inventory, each its own app in "
+                        "the several-target runs (default 5)")
     args = parser.parse_args()
     load_before = f"{os.getloadavg()[0]:.2f}"
-    with RetraceEmulator() as emulator, tempfile.TemporaryDirectory(prefix="retrace-bench-") as tmp:
+    with RetraceEmulator(allow_any_app=True) as emulator, tempfile.TemporaryDirectory(prefix="retrace-bench-") as tmp:
         workdir = pathlib.Path(tmp)
         one = measure(emulator, workdir, 1, args.rounds)
-        many = measure(emulator, workdir, args.hosts, args.many_host_rounds)
+        spread = measure_targets(emulator, workdir, args.hosts, args.targets, args.many_host_rounds)
+        many = spread.one
     print(f"load average before/after: {load_before} / {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs\n")
     print(f"{'inventory':<12}{'tracked s':>11}{'untracked s':>13}{'wall ratio':>12}{'added ms':>10}{'cpu ratio':>11}{'requests/run':>14}")
     for label, figures in (("1 host", one), (f"{args.hosts} hosts", many)):
@@ -200,7 +330,11 @@ def main() -> int:
     verdict = "no worse" if many.wall_ratio <= one.wall_ratio else "WORSE"
     print(f"{args.hosts} hosts: {many.requests_per_run:g} requests per run (target 2); wall ratio {many.wall_ratio:.3f} "
           f"vs {one.wall_ratio:.3f} with 1 host ({verdict})")
-    return 0 if one.requests_per_run == 2 and many.requests_per_run == 2 else 1
+    print("\n".join(describe_targets(spread, args.hosts)))
+    for label, sent in (("1 target", spread.requests_one), (f"{args.targets} targets", spread.requests_spread)):
+        if not spread.requests_right:
+            print(f"requests of each tracked run, {label}: {sent}", file=sys.stderr)
+    return 0 if one.requests_per_run == 2 and spread.requests_right else 1
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Chaos soak: deployments stopped at random moments, by random means; how many stay in progress in Retrace?
 
-    .venv/bin/python scripts/bench_chaos.py [--runs 153] [--seed N] [--parallel 2] [--grace 20] [--budget 600]
+    .venv/bin/python scripts/bench_chaos.py [--runs 207] [--seed N] [--parallel 2] [--grace 20] [--budget 600]
 
-Each run is a real ``ansible-playbook`` with the callback, a real ``ansible-playbook`` with the
-tracked_deployment role, or a real ``fab deploy`` (local steps), against one Retrace emulator on
-loopback, with its own version.  It is stopped at a random moment (a seeded fraction of how long an
-undisturbed run of its entry point takes on this machine, measured just before the soak; the seed is
-printed, and ``--seed`` replays a soak) by a random one of:
+Each run is a real ``ansible-playbook`` with the callback (on one host, or on two hosts whose groups are two
+apps: two deployments in one run), a real ``ansible-playbook`` with the tracked_deployment role, or a real
+``fab deploy`` (local steps), against one Retrace emulator on loopback, with its own version.  It is
+stopped at a random moment (a seeded fraction of how long an undisturbed run of its entry point takes on
+this machine, measured just before the soak; the seed is printed, and ``--seed`` replays a soak) by a
+random one of:
 
 - SIGINT to the process group (Ctrl-C in a terminal);
 - SIGTERM to the main process (``kill PID``, a CI runner's cancel);
@@ -17,8 +18,8 @@ printed, and ``--seed`` replays a soak) by a random one of:
 
 Delays range from before the start is sent to after the run has ended by itself, so some runs send
 nothing and some complete.  After the last run and a grace period, the emulator's deployment state is
-read: the goal is **0** deployments left in progress.  Also printed, per entry point and per way of
-stopping: how the runs ended, ends Retrace refused or received twice, and how long after the stop
+read: the goal is **0** deployments left in progress (each app of a two-app run counts).  Also printed,
+per entry point and per way of stopping: how the deployments ended, ends Retrace refused or received twice, and how long after the stop
 the end landed (median / max; for SIGKILL and the ansible-runner cancel that is the orphan guard).
 
 A soak, not a test: it is part of ``make bench`` (scripts/benchmark.py), not of ``make test``; it
@@ -52,11 +53,13 @@ COLLECTIONS_ROOT = use_checkout_as_collection()
 import ansible_runner  # noqa: E402
 import yaml  # noqa: E402
 
-from retrace_emulator import DEMO_API_KEY, RetraceEmulator  # noqa: E402
+from retrace_emulator import DEMO_API_KEY, DEMO_APP, DEMO_ENVIRONMENTS, RetraceEmulator  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(sys.executable).parent
-ENTRY_POINTS = ("callback", "role", "fab deploy")
+ENTRY_POINTS = ("callback", "callback (2 targets)", "role", "fab deploy")
+#: the apps the "callback (2 targets)" runs deploy: its inventory's groups web and api, one host each
+TWO_TARGETS = {"web": "Shop.Web", "api": "Shop.Api"}
 #: way of stopping -> (signal, to the whole process group?); "runner-cancel" is ansible-runner's own
 STOPS = {
     "SIGINT": (signal.SIGINT, True),
@@ -113,6 +116,11 @@ class Workbench:
                  "vars": {"tracked_deployment_tasks": "steps.yml"}}]}])
         self.inventory = directory / "hosts.ini"
         self.inventory.write_text("web1 ansible_connection=local\n", encoding="utf-8")
+        # group vars in the inventory itself: ansible-runner takes it as text, with no group_vars/ beside it
+        self.two_target_inventory = directory / "two-targets.ini"
+        self.two_target_inventory.write_text("".join(
+            f"[{group}]\n{group}1 ansible_connection=local\n[{group}:vars]\nretrace_app_name={app}\n"
+            for group, app in TWO_TARGETS.items()), encoding="utf-8")
         fab = directory / "fab"
         fab.mkdir()
         (fab / "fabfile.py").symlink_to(ROOT / "fabfile.py")
@@ -128,6 +136,13 @@ class Workbench:
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         return path
 
+    def apps(self, entry: str) -> tuple[str, ...]:
+        """The apps one run of ``entry`` deploys: one deployment each, all of the run's version."""
+        return tuple(TWO_TARGETS.values()) if entry == "callback (2 targets)" else (DEMO_APP,)
+
+    def inventory_for(self, entry: str) -> pathlib.Path:
+        return self.two_target_inventory if entry == "callback (2 targets)" else self.inventory
+
     def ansible_environment(self, run: Run) -> dict:
         env = {name: value for name, value in os.environ.items() if not name.startswith(("ANSIBLE_", "RETRACE_", "STACKIFY_"))}
         env.update(ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT), ANSIBLE_PYTHON_INTERPRETER=sys.executable,
@@ -136,7 +151,7 @@ class Workbench:
                    PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                    RETRACE_API_URL=self.emulator.url, RETRACE_API_KEY=DEMO_API_KEY, RETRACE_APP_NAME="DemoApp",
                    RETRACE_ENVIRONMENT_NAME="Production", RETRACE_VERSION=run.version)
-        if run.entry == "callback":
+        if run.entry.startswith("callback"):
             env["ANSIBLE_CALLBACKS_ENABLED"] = "stackify.retrace.deployment"
         return env
 
@@ -148,8 +163,8 @@ class Workbench:
                    "GIT_CEILING_DIRECTORIES": str(self.directory)}
             return ([str(BIN / "fab"), "-f", str(self.fab_directory / "runtime.yaml"), "deploy", "--version", run.version],
                     self.fab_directory, env)
-        playbook = self.callback_playbook if run.entry == "callback" else self.role_playbook
-        return [str(BIN / "ansible-playbook"), "-i", str(self.inventory), str(playbook)], playbook.parent, \
+        playbook = self.role_playbook if run.entry == "role" else self.callback_playbook
+        return [str(BIN / "ansible-playbook"), "-i", str(self.inventory_for(run.entry)), str(playbook)], playbook.parent, \
             self.ansible_environment(run)
 
 
@@ -157,7 +172,7 @@ def calibrate(bench: Workbench, parallel: int) -> dict[str, float]:
     """Seconds an undisturbed run of each entry point takes (``parallel`` at once, the slowest), on this machine now."""
     lengths = {}
     for entry in ENTRY_POINTS:
-        runs = [Run(-1 - number, entry, "none", 0.0, f"calibration-{entry.replace(' ', '-')}-{number}") for number in range(parallel)]
+        runs = [Run(-1 - number, entry, "none", 0.0, f"calibration-{_slug(entry)}-{number}") for number in range(parallel)]
 
         def undisturbed(run: Run) -> float:
             argv, cwd, env = bench.command(run)
@@ -169,6 +184,11 @@ def calibrate(bench: Workbench, parallel: int) -> dict[str, float]:
         with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
             lengths[entry] = max(pool.map(undisturbed, runs))
     return lengths
+
+
+def _slug(entry: str) -> str:
+    """"callback (2 targets)" -> "callback-2-targets": a name for versions."""
+    return "-".join("".join(char if char.isalnum() else " " for char in entry).split())
 
 
 # --- one run ------------------------------------------------------------------------------------------------
@@ -209,7 +229,7 @@ def execute(bench: Workbench, run: Run) -> Run:
 def _execute_under_ansible_runner(bench: Workbench, run: Run) -> Run:
     root = bench.directory / f"runner-{run.index:03d}"
     (root / "project").mkdir(parents=True)
-    playbook = bench.callback_playbook if run.entry == "callback" else bench.role_playbook
+    playbook = bench.role_playbook if run.entry == "role" else bench.callback_playbook
     for source in playbook.parent.iterdir():
         (root / "project" / source.name).write_bytes(source.read_bytes())
     envvars = {name: value for name, value in bench.ansible_environment(run).items()
@@ -224,7 +244,7 @@ def _execute_under_ansible_runner(bench: Workbench, run: Run) -> Run:
         return True
 
     # pexpect_timeout: how often ansible-runner asks the cancel callback (default 5 s)
-    result = ansible_runner.run(private_data_dir=str(root), playbook="site.yml", inventory=bench.inventory.read_text(),
+    result = ansible_runner.run(private_data_dir=str(root), playbook="site.yml", inventory=bench.inventory_for(run.entry).read_text(),
                                 envvars=envvars, quiet=True, settings={"pexpect_timeout": 0.2}, cancel_callback=cancel)
     run.exited_at = time.monotonic()
     run.returncode = result.rc
@@ -245,7 +265,10 @@ def _kill_group(pgid: int) -> None:
 
 @dataclasses.dataclass
 class Outcome:
+    """What became of one deployment of a run (a run of "callback (2 targets)" has two)."""
+
     run: Run
+    app: str
     state: str  # "not started", "completed", "cancelled", "in progress"
     #: ends answered 409 once the start was accepted (a second end after the deployment was closed).  A 409 before
     #: that is a run stopped while its start was in flight: its cancel, and its guard's sent again until the start
@@ -257,11 +280,14 @@ class Outcome:
     journal: list  # (action, status, seconds after the stop) of this run's requests
 
 
-def outcome(run: Run, entries: list[dict], states: dict[str, str]) -> Outcome:
-    mine = [entry for entry in entries if (entry.get("body") or {}).get("Version") == run.version]
+def outcome(run: Run, app: str, entries: list[dict], states: dict[tuple[str, str], str]) -> Outcome:
+    """The deployment of ``app`` that ``run`` made, from the emulator's journal and its deployments' states, keyed by
+    (AppName, Version)."""
+    mine = [entry for entry in entries if (entry.get("body") or {}).get("Version") == run.version
+            and (entry.get("body") or {}).get("AppName") == app]
     ends = [entry for entry in mine if entry["action"] in ("complete", "cancel")]
     accepted = [entry for entry in ends if entry["status"] == 202]
-    state = {None: "not started", "in_progress": "in progress"}.get(states.get(run.version), states.get(run.version))
+    state = {None: "not started", "in_progress": "in progress"}.get(states.get((app, run.version)), states.get((app, run.version)))
     latency, by_guard = None, False
     if accepted and run.stopped_at is not None and accepted[0]["monotonic"] >= run.stopped_at:
         latency = accepted[0]["monotonic"] - run.stopped_at
@@ -271,24 +297,32 @@ def outcome(run: Run, entries: list[dict], states: dict[str, str]) -> Outcome:
     journal = [(entry["action"], entry["status"], round(entry["monotonic"] - origin, 2)) for entry in mine]
     started = [entry["monotonic"] for entry in mine if entry["action"] == "start" and entry["status"] == 202]
     refused = [entry for entry in ends if entry["status"] == 409 and started and entry["monotonic"] >= started[0]]
-    return Outcome(run, state, len(refused), len(accepted), latency, by_guard, journal)
+    return Outcome(run, app, state, len(refused), len(accepted), latency, by_guard, journal)
 
 
 # --- the soak ---------------------------------------------------------------------------------------------------
+
+def pairs() -> list[tuple[str, str]]:
+    """Every (entry point, way of stopping) the soak tries: all but an ansible-runner cancel of ``fab deploy``."""
+    return [(entry, stop) for entry in ENTRY_POINTS for stop in STOPS if not (entry == "fab deploy" and stop == "runner-cancel")]
+
+
+#: runs of a soak by default: 9 of each pair
+RUNS = 9 * len(pairs())
+
 
 def plan(runs: int, rng: random.Random, seed: int, only: tuple[str, ...] = ()) -> list[Run]:
     """Every (entry point, way of stopping) pair about equally often, in random order, with random delays.
 
     ``only``: "ENTRY:STOP" pairs (e.g. "role:SIGHUP") to keep, to look closer at one case.
     """
-    pairs = [(entry, stop) for entry in ENTRY_POINTS for stop in STOPS if not (entry == "fab deploy" and stop == "runner-cancel")
-             and (not only or f"{entry}:{stop}" in only)]
-    if not pairs:
+    pairs_kept = [(entry, stop) for entry, stop in pairs() if not only or f"{entry}:{stop}" in only]
+    if not pairs_kept:
         raise SystemExit(f"bench_chaos: --only {' '.join(only)} names no pair; entry points {ENTRY_POINTS}, stops {tuple(STOPS)}")
     chosen: list[tuple[str, str]] = []
     while len(chosen) < runs:
-        rng.shuffle(pairs)
-        chosen += pairs
+        rng.shuffle(pairs_kept)
+        chosen += pairs_kept
     return [Run(index, entry, stop, round(rng.uniform(*MOMENTS), 3), f"chaos-{seed}-{index:03d}")
             for index, (entry, stop) in enumerate(chosen[:runs])]
 
@@ -307,7 +341,8 @@ def soak(runs: int, seed: int, parallel: int, grace: float, budget: float, keep:
           f"grace {grace:g} s, budget {budget:g} s", flush=True)
     began = time.monotonic()
     done: list[Run] = []
-    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp, RetraceEmulator() as emulator:
+    account = {"apps": [DEMO_APP, *TWO_TARGETS.values()], "environments": list(DEMO_ENVIRONMENTS)}
+    with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp, RetraceEmulator({DEMO_API_KEY: account}) as emulator:
         bench = Workbench(pathlib.Path(tmp), emulator)
         lengths = calibrate(bench, parallel)
         print("  undisturbed runs take " + ", ".join(f"{entry} {seconds:.1f} s" for entry, seconds in lengths.items())
@@ -333,24 +368,25 @@ def soak(runs: int, seed: int, parallel: int, grace: float, budget: float, keep:
         print(f"  all {len(done)} runs stopped; grace period {grace:g} s for the orphan guards ...", flush=True)
         time.sleep(grace)
         entries = emulator.requests()
-        states = {record["Version"]: record["state"] for record in emulator.deployments()}
-        outcomes = [outcome(run, entries, states) for run in sorted(done, key=lambda run: run.index)]
+        states = {(record["AppName"], record["Version"]): record["state"] for record in emulator.deployments()}
+        outcomes = [outcome(run, app, entries, states) for run in sorted(done, key=lambda run: run.index)
+                    for app in bench.apps(run.entry)]
         figures = report(outcomes, seed, time.monotonic() - began, len(planned))
         if keep and figures["in_progress"]:
             for item in outcomes:
                 if item.state == "in progress":
                     text = item.run.log.read_text(errors="replace") if item.run.log and item.run.log.is_file() else ""
-                    print(f"\n--- run {item.run.index} ({item.run.entry}, {item.run.stop}, {item.run.delay} s) ---\n{text[-3000:]}")
+                    print(f"\n--- run {item.run.index} ({item.run.entry}, {item.app}, {item.run.stop}, {item.run.delay} s) ---\n{text[-3000:]}")
     return figures
 
 
 def report(outcomes: list[Outcome], seed: int, seconds: float, planned: int) -> dict:
-    """Print the tables; return the headline figures."""
+    """Print the tables (a row counts deployments: two per run of "callback (2 targets)"); return the headline figures."""
     def table(title: str, key) -> None:
         groups: dict[str, list[Outcome]] = collections.defaultdict(list)
         for item in outcomes:
             groups[key(item)].append(item)
-        print(f"\n{title:<16} {'runs':>5} {'not started':>12} {'completed':>10} {'cancelled':>10} {'IN PROGRESS':>12} "
+        print(f"\n{title:<20} {'deployments':>11} {'not started':>12} {'completed':>10} {'cancelled':>10} {'IN PROGRESS':>12} "
               f"{'409 ends':>9} {'double ends':>12}   end landed after the stop: median / max (by guard)")
         for name in sorted(groups):
             items = groups[name]
@@ -358,7 +394,7 @@ def report(outcomes: list[Outcome], seed: int, seconds: float, planned: int) -> 
             latencies = [item.end_latency for item in items if item.end_latency is not None]
             guard = sum(1 for item in items if item.by_guard)
             timing = f"{statistics.median(latencies):.2f} s / {max(latencies):.2f} s ({guard})" if latencies else "-"
-            print(f"{name:<16} {len(items):>5} {count['not started']:>12} {count['completed']:>10} {count['cancelled']:>10} "
+            print(f"{name:<20} {len(items):>11} {count['not started']:>12} {count['completed']:>10} {count['cancelled']:>10} "
                   f"{count['in progress']:>12} {sum(item.refused_ends for item in items):>9} "
                   f"{sum(1 for item in items if item.accepted_ends > 1):>12}   {timing}")
 
@@ -366,22 +402,22 @@ def report(outcomes: list[Outcome], seed: int, seconds: float, planned: int) -> 
     table("way of stopping", lambda item: item.run.stop)
     in_progress = [item for item in outcomes if item.state == "in progress"]
     guard_latencies = [item.end_latency for item in outcomes if item.by_guard and item.end_latency is not None]
-    hung = sum(1 for item in outcomes if item.run.hung)
-    print(f"\nruns: {len(outcomes)} of {planned} planned (seed {seed}), {seconds:.0f} s; processes that outlived "
-          f"{EXIT_TIMEOUT:g} s after the stop: {hung}"
-          + "".join(f"\n  run {item.run.index}: {item.run.entry}, {item.run.stop} after {item.run.delay} s"
-                    for item in outcomes if item.run.hung))
+    runs = list({item.run.index: item.run for item in outcomes}.values())
+    hung = sum(1 for run in runs if run.hung)
+    print(f"\nruns: {len(runs)} of {planned} planned (seed {seed}), {len(outcomes)} deployments, {seconds:.0f} s; processes "
+          f"that outlived {EXIT_TIMEOUT:g} s after the stop: {hung}"
+          + "".join(f"\n  run {run.index}: {run.entry}, {run.stop} after {run.delay} s" for run in runs if run.hung))
     if guard_latencies:
         print(f"orphan guard: {len(guard_latencies)} ends landed after the run was gone; from the stop: median "
               f"{statistics.median(guard_latencies):.2f} s, max {max(guard_latencies):.2f} s")
     odd = [item for item in outcomes if item.state == "in progress" or item.accepted_ends > 1 or item.refused_ends]
     print(f"deployments left in progress: {len(in_progress)} (goal 0)"
           + "".join(f"\n  run {item.run.index}: {item.run.entry}, {item.run.stop} after {item.run.delay} s, "
-                    f"version {item.run.version}" for item in in_progress))
+                    f"{item.app} version {item.run.version}" for item in in_progress))
     for item in odd:  # (action, status, seconds after the stop): what Retrace saw of each run that went wrong
         print(f"  run {item.run.index} ({item.run.entry}, {item.run.stop} after {item.run.delay} s, exit "
-              f"{item.run.returncode}), {item.state}: {item.journal}")
-    return {"runs": len(outcomes), "planned": planned, "seed": seed, "seconds": seconds, "in_progress": len(in_progress),
+              f"{item.run.returncode}), {item.app} {item.state}: {item.journal}")
+    return {"runs": len(runs), "deployments": len(outcomes), "planned": planned, "seed": seed, "seconds": seconds, "in_progress": len(in_progress),
             "double_ends": sum(1 for item in outcomes if item.accepted_ends > 1),
             "refused_ends": sum(item.refused_ends for item in outcomes),
             "guard_median": statistics.median(guard_latencies) if guard_latencies else None,
@@ -392,7 +428,7 @@ def report(outcomes: list[Outcome], seed: int, seconds: float, planned: int) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=153, help="runs in all (default 153: 9 of each of the 17 pairs)")
+    parser.add_argument("--runs", type=int, default=RUNS, help=f"runs in all (default {RUNS}: 9 of each of the {len(pairs())} pairs)")
     parser.add_argument("--seed", type=int, default=None, help="replay a soak (default: the current time)")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (default 2)")
     parser.add_argument("--grace", type=float, default=20.0, help="seconds to wait for orphan guards after the last run")
