@@ -17,10 +17,13 @@ from collection_path import use_checkout_as_collection
 
 use_checkout_as_collection()
 
-from retrace_emulator import DEMO_API_KEY, RetraceEmulator, format_timeline  # noqa: E402  (needs the path set above)
+from demo_steps.callback import TWO_APPS  # noqa: E402
+from retrace_emulator import DEMO_API_KEY, DEMO_APP, DEMO_ENVIRONMENTS, RetraceEmulator, format_timeline  # noqa: E402  (needs the path set above)
 
 #: demo steps in story order, one module each in scripts/demo_steps/
 STEPS = ("core", "callback", "module_and_role", "lifecycle", "fabric")
+#: the demo's Retrace account: DemoApp, and the two apps of the callback's two-app run, in both environments
+APPS = (DEMO_APP, *TWO_APPS)
 
 
 def run_steps(emulator: RetraceEmulator, workdir: pathlib.Path) -> None:
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port of the emulator and its page (default: any free port)")
     args = parser.parse_args(argv)
     _stop_on_signals()
-    emulator = RetraceEmulator(port=args.port)
+    emulator = RetraceEmulator({DEMO_API_KEY: {"apps": APPS, "environments": DEMO_ENVIRONMENTS}}, port=args.port)
     try:
         try:
             emulator.start()
@@ -66,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 def _demo(emulator: RetraceEmulator, keep_serving: bool) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="retrace-demo-") as tmp:
-        print(f"Retrace API emulator listening on {emulator.url} (demo account: app DemoApp, environments Production and Staging)")
+        print(f"Retrace API emulator listening on {emulator.url} (demo account: apps {', '.join(APPS)}; environments "
+              f"{' and '.join(DEMO_ENVIRONMENTS)})")
         print(f"Watch what it receives, live: open {emulator.url}/ in a browser\n", flush=True)
         run_steps(emulator, pathlib.Path(tmp))
         print("\nWhat the emulated Retrace received:\n")
