@@ -185,7 +185,7 @@ options:
       - Start a small watcher process that sends cancel if the process that started the deployment dies without
         ending it (SIGKILL of the job by AWX or ansible-runner, the OOM killer, a crash, SIGHUP). It runs in its
         own session, holds no terminal, keeps the key in memory only, and sends nothing when the run ends the
-        deployment itself.
+        deployment itself. One watcher covers every deployment a run starts with the same API key and URL.
       - When not set, the E(RETRACE_ORPHAN_GUARD) environment variable is used.
     type: bool
     default: true
