@@ -339,7 +339,7 @@ def chaos_figures(runs: int, seed: int | None) -> list[Figure]:
     guard = (f"median {soak['guard_median']:.2f} s, max {soak['guard_max']:.2f} s over {soak['guard_ends']} ends"
              if soak["guard_ends"] else "no end landed after a run was gone")
     return [
-        Figure(f"chaos soak: deployments left in progress ({soak['deployments']} of {soak['runs']} runs, seed {soak['seed']})",
+        Figure(f"chaos soak: deployments left in progress ({soak['deployments']} deployments of {soak['runs']} runs, seed {soak['seed']})",
                f"{soak['in_progress']}" + (f"  ({left})" if left else ""), "0", soak["in_progress"] == 0),
         Figure("chaos soak: deployments ended twice, or ends refused (409)",
                f"{soak['double_ends']} / {soak['refused_ends']}", "0 / 0",
