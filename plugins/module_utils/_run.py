@@ -131,13 +131,15 @@ class Target:
     """One deployment of a run, and what this run did with it."""
 
     def __init__(self, deployment: Deployment | None, client: DeploymentClient | None, label: str,
-                 problems: t.Sequence[RetraceError] = (), place: str | None = None):
+                 problems: t.Sequence[RetraceError] = (), place: str | None = None, policy: TrackingPolicy | None = None):
         self.deployment = deployment
         self.client = client
         self.label = label
         #: why it cannot be recorded (settings missing or invalid): said at open, nothing is sent
         self.problems = list(problems)
         self.place = place
+        #: its own strict, stale_start and orphan_guard (the settings of its hosts); None: the run's
+        self.policy = policy
         #: the hosts this deployment covers, in the order they joined it (:meth:`DeploymentRun.target_for`)
         self.hosts: list[str] = []
         self.state = PENDING
@@ -332,6 +334,7 @@ class DeploymentRun:
                    name_fields: t.Mapping[str, t.Any] | None = None) -> Target:
         """The target of ``host``: the deployment its resolved settings describe, shared with every host whose settings
         describe the same one (API URL, AppName, EnvironmentName, Version; the first host's other fields are sent).
+        Its ``strict``, ``stale_start`` and ``orphan_guard`` are those of its first host's settings.
 
         Hosts whose settings cannot be recorded share one target per distinct set of problems; with more than one
         target in the run, its NOT recorded line names them.  Nothing is sent.
@@ -341,6 +344,7 @@ class DeploymentRun:
         if target is None:
             target = self._by_identity[identity] = self.target(resolved, transport, entry_point=entry_point,
                                                                name_fields=name_fields)
+            target.policy = policy_of(resolved)
         if host not in target.hosts:
             target.hosts.append(host)
         return target
@@ -433,7 +437,7 @@ class DeploymentRun:
                 raise BadTransition(f"{_sentence(conflict)} A live run on this machine (process {holder}) is deploying it "
                                     "now: it was not cancelled.", action=START, status=conflict.status,
                                     attempts=conflict.attempts, server_message=conflict.server_message) from None
-            if self.policy.stale_start != "recover" or self.hosts_in_task > 1 or self.workflow_job_id:
+            if self._policy(target).stale_start != "recover" or self.hosts_in_task > 1 or self.workflow_job_id:
                 raise
             self.reporter.warning(f"{target.label} was left in progress by a run that ended without closing it "
                                   "(stale_start: recover): cancelling it and starting again")
@@ -454,7 +458,7 @@ class DeploymentRun:
         return result
 
     def _arm_guard(self, target: Target) -> None:
-        if not self._guarded():
+        if not self._guarded(target):
             return
         why: list[str] = []
         with self.budget.charge():
@@ -480,7 +484,9 @@ class DeploymentRun:
             target.guard = _guard.orphan_guard_of(target.client.settings, target.deployment, self.owner_pid)
         if self.hosts_in_task > 1:
             self.reporter.warning(f"{target.label}: this task ran for {self.hosts_in_task} hosts, and each would send its own "
-                                  "start: add 'run_once: true' to the task, or use the stackify.retrace.tracked_deployment role")
+                                  "start: add 'run_once: true' to the task (hosts of several apps or environments: loop over what "
+                                  "stackify.retrace.deployment_targets lists, with for_host), or use the "
+                                  "stackify.retrace.tracked_deployment role")
         self.reporter.info(f"{target.label} is already in progress, started earlier by this run: nothing sent again")
 
     def _recorded_state(self, target: Target) -> str | None:
@@ -554,14 +560,22 @@ class DeploymentRun:
         return self._close_each_of([target for target in list(self.targets) if target.state in OPEN_STATES or target.state == JOINED],
                                    lambda target: (succeeded, reason))
 
-    def close_each(self, *, failed: t.Mapping[str, str]) -> list[Step]:
+    def close_each(self, *, failed: t.Mapping[str, str], failed_for: t.Mapping[str, t.Collection[Target]] | None = None,
+                   unfinished: str | None = None) -> list[Step]:
         """End each open deployment by what happened on its own hosts (:attr:`Target.hosts`): cancelled when one of them
         is in ``failed`` (host -> :data:`HOST_FAILED`, :data:`HOST_UNREACHABLE` or :data:`HOST_STOPPED`: another
         host's failure stopped it), the line naming them; completed otherwise.  A target without hosts completes.
+
+        ``failed_for``: for a host of several deployments (a host in two plays that deploy two apps), the ones its
+        failure was in; others are not cancelled for it.  ``unfinished``: the run did not finish (an error aborted it):
+        the deployments none of whose hosts failed are cancelled too, for that reason.
         """
         def outcome(target: Target) -> tuple[bool, str | None]:
-            own = {host: failed[host] for host in target.hosts if host in failed}
-            return (False, hosts_failure_reason(own)) if own else (True, None)
+            own = {host: failed[host] for host in target.hosts
+                   if host in failed and (failed_for is None or host not in failed_for or target in failed_for[host])}
+            if own:
+                return False, hosts_failure_reason(own)
+            return (False, unfinished) if unfinished else (True, None)
         return self._close_each_of([target for target in list(self.targets) if target.state in OPEN_STATES or target.state == JOINED],
                                    outcome)
 
@@ -652,7 +666,7 @@ class DeploymentRun:
         line = f"{target.label}: the {action} was NOT recorded: {said}"
         target.notes.append(f"the {action} failed: see the warning above")
         # A failed cancel leaves the run failed already; only where the call is the whole task does strict fail it.
-        fails = self.policy.strict and (action == COMPLETE or self.calls_are_tasks)
+        fails = self._policy(target).strict and (action == COMPLETE or self.calls_are_tasks)
         (self.reporter.error if fails else self.reporter.warning)(line + (STRICT_SUFFIX if fails else ""))
         return Step(END_FAILED, line, fails_run=fails, error=error)
 
@@ -662,8 +676,13 @@ class DeploymentRun:
         """`` for web1, web2``: the hosts of a target, named where the run holds several."""
         return f" for {hosts_text(target.hosts)}" if target.hosts and len(self.targets) > 1 else ""
 
+    def _policy(self, target: Target) -> TrackingPolicy:
+        """The rules ``target`` is opened and closed by: its own hosts' settings (``strict`` in ``group_vars/api.yml``
+        holds for the api hosts' deployment), else the run's."""
+        return target.policy or self.policy
+
     def _not_recorded(self, target: Target, line: str, error: RetraceError) -> Step:
-        if self.policy.strict:
+        if self._policy(target).strict:
             self.reporter.error(line + STRICT_SUFFIX)
             return Step(NOT_RECORDED, line, fails_run=True, error=error)
         self.reporter.warning(line + FAIL_OPEN_SUFFIX)
@@ -687,8 +706,8 @@ class DeploymentRun:
             seconds = elapsed_deadline if seconds is None else min(seconds, elapsed_deadline)
         return _CallsWithin(target.client, seconds, self.clock, self.reporter.debug)
 
-    def _guarded(self) -> bool:
-        return self.policy.orphan_guard and self.owner_pid is not None
+    def _guarded(self, target: Target) -> bool:
+        return self._policy(target).orphan_guard and self.owner_pid is not None
 
     def _owner_gone(self) -> bool:
         return self.owner_pid is not None and not _guard.is_alive(self.owner_pid)
@@ -862,5 +881,6 @@ def _hinted(error: RetraceError, hosts_in_task: int) -> str:
     """The error, with the ``run_once`` hint when several hosts of one task each sent the start."""
     if isinstance(error, BadTransition) and error.action == START and hosts_in_task > 1:
         return (f"{_sentence(error)} This task ran for {hosts_in_task} hosts, and each sent its own start: add "
-                "'run_once: true' to the task, or use the stackify.retrace.tracked_deployment role.")
+                "'run_once: true' to the task (hosts of several apps or environments: loop over what "
+                "stackify.retrace.deployment_targets lists, with for_host), or use the stackify.retrace.tracked_deployment role.")
     return str(error)

@@ -550,3 +550,30 @@ def test_a_watcher_that_does_not_answer_while_the_run_lives_does_not_stop_the_co
     guards.watcher_answers = False
     assert run.close(target, succeeded=True).state == _run.COMPLETED
     assert transport.sent == ["start", "complete"]
+
+
+def test_a_host_of_two_deployments_cancels_only_the_one_it_failed_in(guards):
+    run, host, transport, lines = several_targets_run(guards)
+    web, api = host("web1", app_name="Shop.Web"), host("web1", app_name="Shop.Api")  # one host, two plays
+    run.open(web)
+    run.open(api)
+    run.close_each(failed={"web1": _run.HOST_FAILED}, failed_for={"web1": [api]})
+    assert lines.at("info")[-2:] == ["deployment 7 of Shop.Web to Production completed",
+                                     "deployment 7 of Shop.Api to Production cancelled: failed on web1"]
+
+
+def test_a_run_that_did_not_finish_cancels_every_deployment_each_for_its_own_reason(guards):
+    run, host, transport, lines = several_targets_run(guards)
+    web, api = host("web1", app_name="Shop.Web"), host("api1", app_name="Shop.Api")
+    run.open(web)
+    run.open(api)
+    run.close_each(failed={"web1": _run.HOST_UNREACHABLE}, unfinished="an error aborted the run")
+    assert lines.at("info")[-2:] == ["deployment 7 of Shop.Web to Production cancelled: unreachable: web1",
+                                     "deployment 7 of Shop.Api to Production cancelled: an error aborted the run"]
+
+
+def test_a_deployment_is_opened_by_the_strict_setting_of_its_own_hosts(guards):
+    run, host, transport, lines = several_targets_run(guards, start=[401])
+    lenient, strict = host("web1", app_name="Shop.Web"), host("api1", app_name="Shop.Api", strict=True)
+    assert not run.open(lenient).fails_run
+    assert run.open(strict).fails_run and "(strict: the run stops)" in lines.at("error")[0]
