@@ -30,7 +30,7 @@ from invoke.exceptions import Exit, Failure, ThreadException
 from invoke.runners import normalize_hide
 
 from .core._resolve import Resolved
-from .core._run import HOST_FAILED, HOST_STOPPED, HOST_UNREACHABLE, DeploymentRun, Target
+from .core._run import HOST_FAILED, HOST_STOPPED, HOST_UNREACHABLE, PENDING, DeploymentRun, Target
 from .core.errors import InvalidInput
 from .core.settings import DEPLOYMENT_OPTIONS, OPTIONS, deployment_name
 from .remote import CONNECT_ERRORS, REMOTE_STOP_LIMIT, RemoteCommands
@@ -53,6 +53,8 @@ NOT_CONFIRMED = f"may still be running on the host: the stop did not complete wi
 #: process the tree no longer holds (a daemon it started) still has the step's output open
 OUTPUT_HELD = (f"may still be running on the host: something it started still holds its output open "
                f"{REMOTE_STOP_LIMIT:g} s after the stop")
+#: the summary's state of a deployment whose start was never sent: the run stopped before (strict, a signal)
+NOT_STARTED = "not started (the run stopped before its start)"
 #: the summary's detail for a host a serial run had not reached when the signal came
 NOT_REACHED = "skipped: the run was interrupted"
 
@@ -498,7 +500,8 @@ def summary_groups(run: DeploymentRun) -> list[tuple[str, list[str]]]:
         deployment = target.deployment
         name = (f"{deployment.app_name} {deployment.version} to {deployment.environment_name}" if deployment is not None
                 else target.label)
-        state = target.state + (f" ({run.dry_run}: nothing sent)" if run.dry_run and target.recordable else "")
+        state = NOT_STARTED if target.state == PENDING else target.state
+        state += f" ({run.dry_run}: nothing sent)" if run.dry_run and target.recordable else ""
         groups.append((f"{name}: {state}", target.hosts))
     return groups
 

@@ -272,11 +272,13 @@ class TrackedRun:
         """Open every deployment of the run, one after another, before the block; then end each by what happened on its
         own hosts (``what_happened()``: :meth:`DeploymentRun.close_each`).
 
-        A start that stops the run (``strict``) cancels the deployments opened before it.  An exception from the
-        block, or a signal at any moment, ends every deployment still open (:meth:`DeploymentRun.close_all`).
+        The deployments that cannot be recorded (a setting missing or invalid) are opened first: with ``strict`` one
+        of them stops the run before any start is sent.  A start that stops the run (``strict``: refused, unreachable)
+        cancels the deployments opened before it.  An exception from the block, or a signal at any moment, ends every
+        deployment still open (:meth:`DeploymentRun.close_all`).
         """
         try:
-            for target in list(self.run.targets):
+            for target in sorted(self.run.targets, key=lambda target: target.recordable):
                 step = self.run.open(target, since=since)
                 if step.fails_run:
                     self.run.close_all(succeeded=False, reason="the run stopped before any step (strict)")

@@ -119,6 +119,20 @@ def test_strict_with_a_malformed_entry_exits_2_before_any_step(ssh_project, sshd
     assert ssh_project.actions() == [] and not marker.exists()
 
 
+def test_strict_and_a_host_in_no_entry_given_last_sends_nothing_and_says_what_was_not_started(ssh_project, sshd):
+    marker = ssh_project.directory / "ran"
+    web, lost, _third = sshd.host_strings
+    ssh_project.fabric_yaml({"strict": True, "app_name": None, "steps": [f"touch {marker}"],
+                             "targets": [{"app_name": "Shop.Web", "hosts": [web]}]})
+
+    result = ssh_project.run("-H", f"{web},{lost}", "deploy", "--version", "7.0.7")
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ssh_project.actions() == [] and not marker.exists()
+    assert f"NOT recorded for {lost}: app_name: is not set" in result.stderr
+    assert "  Shop.Web 7.0.7 to Production: not started (the run stopped before its start)" in _summary(result.stdout)
+
+
 def test_strict_and_a_refused_later_start_cancels_the_started_one_before_any_step(ssh_project, sshd):
     marker = ssh_project.directory / "ran"
     web, admin, _third = sshd.host_strings
