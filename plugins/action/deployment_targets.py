@@ -21,7 +21,7 @@ from ansible_collections.stackify.retrace.plugins.action.deployment import Actio
 from ansible_collections.stackify.retrace.plugins.action.deployment import _run_pid, host_variables
 from ansible_collections.stackify.retrace.plugins.module_utils import _run
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_options import TARGETS_SPEC
-from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import TaskLines
+from ansible_collections.stackify.retrace.plugins.module_utils._ansible_task import PREFIX as LINE_PREFIX, TaskLines
 from ansible_collections.stackify.retrace.plugins.module_utils._ansible_transport import AnsibleUrlsTransport
 from ansible_collections.stackify.retrace.plugins.plugin_utils._ansible_variables import PREFIX, is_template, templated
 from ansible_collections.stackify.retrace.plugins.plugin_utils._source import detect_controller_job
@@ -77,7 +77,7 @@ class ActionModule(DeploymentAction):
         if lines.warnings:
             result["warnings"] = lines.warnings
         if stops:
-            return dict(result, failed=True, error="invalid_input", msg="; ".join(lines.errors))
+            return dict(result, failed=True, error="invalid_input", msg=LINE_PREFIX + "; ".join(lines.errors))
         return dict(result, msg=_summary(run.targets, unresolved))
 
     def _resolutions(self, hosts, task_vars, place, job):

@@ -54,7 +54,8 @@ def test_two_apps_each_host_s_failure_cancels_only_its_own_app(tmp_path, role_en
                                        ("complete", "Shop.Web", "Production", "1.0"), ("cancel", "Shop.Api", "Production", "1.0")]
     assert run.stdout.count("deploying") == 4
     assert "Deployment failed on api2: Failing step: broken on api2" in run.stdout
-    assert "(item=Shop.Web to Production)" in run.stdout and "(item=Shop.Api to Production: cancelled)" in run.stdout
+    assert "(item=deployment 1.0 of Shop.Web to Production)" in run.stdout
+    assert "(item=deployment 1.0 of Shop.Api to Production: cancelled)" in run.stdout
     assert _warnings(run) == []
 
 
@@ -87,7 +88,8 @@ def test_with_strict_a_host_without_an_app_name_stops_the_play_before_any_start(
                                                                               "retrace_strict": True})
     run = run_playbook(playbook, env=role_env, inventory=INVENTORY)
     assert run.returncode == 2, run.stdout
-    assert "NOT recorded for api1, api2: app_name: is not set" in run.stdout and "(strict: the run stops)" in run.stdout
+    assert '"msg": "Retrace: deployment 1.0 to Production NOT recorded for api1, api2: app_name: is not set' in run.stdout
+    assert "(strict: the run stops)" in run.stdout
     assert "deploying" not in run.stdout
     assert retrace_emulator.journal() == []
 

@@ -76,7 +76,8 @@ def test_with_strict_a_host_that_cannot_be_recorded_fails_the_task():
     strict = dict(SHARED, retrace_strict=True)
     result, _manager = list_targets({"web1": dict(strict, retrace_app_name="Shop.Web"), "db1": strict})
     assert result["failed"] is True
-    assert "NOT recorded for db1: app_name: is not set" in result["msg"] and result["msg"].endswith("(strict: the run stops)")
+    assert result["msg"].startswith("Retrace: deployment 1.0 to Production NOT recorded for db1: app_name: is not set")
+    assert result["msg"].endswith("(strict: the run stops)")
 
 
 def test_the_deployment_module_s_defaults_apply():
