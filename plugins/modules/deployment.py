@@ -230,16 +230,17 @@ EXAMPLES = r"""
   stackify.retrace.deployment_targets:
     hosts: "{{ ansible_play_batch }}"
   run_once: true
-  register: retrace_targets
+  register: deployment_targets
 
 - name: Start each deployment
   stackify.retrace.deployment:
     state: started
     for_host: "{{ item.host }}"
   run_once: true
-  loop: "{{ retrace_targets.targets }}"
+  loop: "{{ deployment_targets.targets }}"
   loop_control:
-    label: "{{ item.app_name }} to {{ item.environment_name }}"
+    label: "{{ item.label }}"
+  register: deployment_starts
 
 # Check mode: see what would be sent.
 - name: Show the request without sending it
@@ -249,7 +250,7 @@ EXAMPLES = r"""
     environment_name: Production
     version: "2.4.1"
   check_mode: true
-  register: retrace_request
+  register: deployment_request
 
 # Try it against the local emulator: python -m retrace_emulator --port 8765
 - name: Start a deployment at the emulator

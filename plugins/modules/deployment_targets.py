@@ -74,17 +74,17 @@ EXAMPLES = r"""
   stackify.retrace.deployment_targets:
     hosts: "{{ ansible_play_batch }}"
   run_once: true
-  register: retrace_targets
+  register: deployment_targets
 
 - name: Start each deployment
   stackify.retrace.deployment:
     state: started
     for_host: "{{ item.host }}"
   run_once: true
-  loop: "{{ retrace_targets.targets }}"
+  loop: "{{ deployment_targets.targets }}"
   loop_control:
-    label: "{{ item.app_name }} to {{ item.environment_name }}"
-  register: retrace_starts
+    label: "{{ item.label }}"
+  register: deployment_starts
 """
 
 RETURN = r"""
