@@ -408,10 +408,11 @@ def deploy_to(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | None =
 
     With ``retrace.targets`` in the config, each host is in the deployment of its entry there (docs/fabric.md,
     "Several apps or environments in one run"): every deployment starts before any step, and each ends by what
-    happened on its own hosts.
+    happened on its own hosts.  The local machine alone is in no entry: one line says ``targets`` does not apply,
+    and the deployment is the one the other settings describe.
     """
     found = deploy_targets(config)
-    if found is not None:
+    if found is not None and any(isinstance(target, Connection) for target in targets):
         _deploy_each(targets, config, flags, found, labels=labels, budget_from=budget_from)
         return
     run, target, resolved = new_run(config, flags, owner_pid=os.getpid())  # says unknown settings first
@@ -456,9 +457,11 @@ def _deploy_each(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | Non
     for target, label in zip(targets, labels):
         entry = entry_of(target, label, entries)
         where = entry.where if entry is not None and entry.fields is not None else None
+        if where is None and not isinstance(target, Connection):
+            where = LOCAL  # no entry lists the local machine: its NOT recorded line offers none
         wheres.add(where)
         if where not in resolved_by_entry:
-            resolved_by_entry[where] = resolve(config, flags, entry=entry, targets=True)
+            resolved_by_entry[where] = resolve(config, flags, entry=entry, targets=where != LOCAL)
         host_target = run.target_for(label, resolved_by_entry[where], transport, entry_point=ENTRY_POINT)
         fields.append(deployment_fields(host_target, resolved_by_entry[where]))
     if problems and None not in wheres:

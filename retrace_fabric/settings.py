@@ -42,6 +42,9 @@ DEPLOY_OPTIONS = {name: FABRIC_OPTIONS[name] for name in ("steps", "parallel", "
 TRACKING_OPTIONS = {**OPTIONS, "detect_source": FABRIC_OPTIONS["detect_source"]}
 #: ``retrace.targets``: the deployments of one ``fab deploy``, each with its hosts (:func:`deploy_targets`)
 TARGETS = "targets"
+TARGETS_VARIABLE = FABRIC_ENV_PREFIX + TARGETS.upper()
+#: said where ``retrace.targets`` is set but the call records one deployment (single calls, ``tracked()``, a local run)
+TARGETS_NOT_HERE = "retrace.targets applies to fab deploy; this call records the deployment the other settings describe"
 #: the settings a ``targets`` entry may give its hosts, besides ``hosts``
 TARGET_FIELDS = ("app_name", "environment_name", "version", "name")
 KNOWN_KEYS = (*{**OPTIONS, **FABRIC_OPTIONS}, TARGETS)
@@ -145,8 +148,17 @@ def resolve(config, flags: t.Mapping[str, t.Any] | None = None, *, environ: t.Ma
     unknown = _resolve.unknown_settings(map(str, section), SECTION_NAME, KNOWN_KEYS)
     unknown += _resolve.unknown_settings(sorted(name for name in environ if name.startswith(FABRIC_ENV_PREFIX)),
                                          "the environment", KNOWN_KEYS, prefix=FABRIC_ENV_PREFIX, upper_case=True)
+    if TARGETS_VARIABLE in environ:
+        unknown.append(TargetsOutOfPlace(TARGETS_VARIABLE, "the environment", None))
     return _resolve.resolve(found, TRACKING_OPTIONS, fallbacks=fallbacks, environ=environ, unknown=unknown,
                             problems=([problem] if problem is not None else []) + list(problems))
+
+
+class TargetsOutOfPlace(_resolve.UnknownSetting):
+    """``FABRIC_RETRACE_TARGETS``: a list of mappings, which only a config file holds."""
+
+    def line(self) -> str:
+        return f"retrace.targets is read from fabric.yaml (or a Fabric config file) only: {self.key} is ignored"
 
 
 def deploy_settings(config, environ: t.Mapping[str, str] | None = None) -> _resolve.Resolved:

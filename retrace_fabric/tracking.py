@@ -41,7 +41,7 @@ from .core._run import DeploymentRun, Step, Target, policy_of
 from .core.errors import InvalidInput
 from .core.transport import UrllibTransport
 from .remote import CONNECT_ERRORS, RemoteCommands
-from .settings import FLAG_OPTIONS, forget_key_variables, resolve
+from .settings import FLAG_OPTIONS, TARGETS_NOT_HERE, deploy_targets, forget_key_variables, resolve
 
 #: when this package was loaded (the fabfile's import): ``fab deploy`` counts its start's deadline from here
 LOADED_AT = time.monotonic()
@@ -118,11 +118,14 @@ def new_run(config, flags: t.Mapping[str, t.Any] | None = None, *, owner_pid: in
 
     ``place``: single calls' directory, where a start's version is recorded; ``ends_a_start``: this run sends the
     end of a start sent from ``place`` earlier, whose version it takes when none is given.  Once the key is read,
-    its variables leave this process's environment.
+    its variables leave this process's environment.  ``retrace.targets`` in the config is one warning: it applies to
+    ``fab deploy``'s hosts, and this run records the deployment the other settings describe.
     """
     resolved = resolve(config, flags, started_here=place if ends_a_start else None)
     run, transport = new_engine(config, resolved, owner_pid=owner_pid, place=place, calls_are_tasks=calls_are_tasks)
     target = run.target(resolved, transport, entry_point=ENTRY_POINT)
+    if deploy_targets(config) is not None:
+        run.reporter.warning(TARGETS_NOT_HERE)
     forget_key_variables(os.environ)
     return run, target, resolved
 

@@ -175,3 +175,17 @@ def test_a_signal_to_the_group_cancels_both_deployments_once(ssh_project, sshd, 
     finally:
         _kill_all(sleep_marker)
     assert _until_gone(sleep_marker) == []
+
+
+def test_targets_in_the_environment_or_for_a_single_call_are_one_line_each(project):
+    targets = '[{"app_name": "Shop.Web", "hosts": ["web1"]}]'
+    deployed = project.run("deploy", "--version", "7.2.0", env={"FABRIC_RETRACE_TARGETS": targets})
+    project.fabric_yaml({"targets": [{"app_name": "Shop.Web", "hosts": ["web1"]}]})
+    started = project.run("retrace.start", "--version", "7.2.1")
+
+    assert deployed.returncode == started.returncode == 0, deployed.stderr + started.stderr
+    assert deployed.stderr.splitlines() == ["retrace: WARNING: retrace.targets is read from fabric.yaml (or a Fabric config "
+                                            "file) only: FABRIC_RETRACE_TARGETS is ignored"]
+    assert started.stderr.splitlines() == ["retrace: WARNING: retrace.targets applies to fab deploy; this call records the "
+                                           "deployment the other settings describe"]
+    assert _recorded(project) == [("DemoApp", "Production", "7.2.0", "completed"), ("DemoApp", "Production", "7.2.1", "in_progress")]
