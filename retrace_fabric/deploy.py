@@ -53,6 +53,8 @@ NOT_CONFIRMED = f"may still be running on the host: the stop did not complete wi
 #: process the tree no longer holds (a daemon it started) still has the step's output open
 OUTPUT_HELD = (f"may still be running on the host: something it started still holds its output open "
                f"{REMOTE_STOP_LIMIT:g} s after the stop")
+#: what the line about a malformed ``retrace.targets`` names, when no host is left in no entry
+TARGETS_LABEL = "a deployment of retrace.targets"
 #: the summary's state of a deployment whose start was never sent: the run stopped before (strict, a signal)
 NOT_STARTED = "not started (the run stopped before its start)"
 #: the summary's detail for a host a serial run had not reached when the signal came
@@ -465,7 +467,8 @@ def _deploy_each(targets: t.Sequence, config, flags: t.Mapping[str, t.Any] | Non
         host_target = run.target_for(label, resolved_by_entry[where], transport, entry_point=ENTRY_POINT)
         fields.append(deployment_fields(host_target, resolved_by_entry[where]))
     if problems and None not in wheres:
-        run.target(run_resolved, transport, entry_point=ENTRY_POINT)  # no host is in it: said all the same
+        # No host is in no entry: what is wrong with retrace.targets is said on its own (strict stops the run on it).
+        run.add(Target(None, None, TARGETS_LABEL, problems))
     forget_key_variables(os.environ)
     steps, settings = _steps(targets, config)
     runner = HostRunner(targets, steps, {}, parallel=settings["parallel"], fail_fast=settings["fail_fast"], labels=labels,

@@ -171,8 +171,9 @@ class TargetEntry(t.NamedTuple):
     """One entry of ``retrace.targets``: the deployment fields it sets, and its hosts as written."""
 
     where: str
-    #: None for an entry whose keys are wrong: its hosts are in no entry
+    #: None for an entry left out (a wrong key, a host listed earlier): its hosts are in no entry
     fields: dict[str, t.Any] | None
+    #: as written, but for a host an earlier entry lists
     hosts: list[str]
 
 
@@ -183,8 +184,9 @@ def deploy_targets(config) -> tuple[list[TargetEntry], list[InvalidInput]] | Non
     """``retrace.targets`` as entries, with the problems of its shape; None when it is not set (one deployment).
 
     An entry that is not a mapping, or whose ``hosts`` is not a non-empty list of host strings, is left out, with a
-    problem; an entry with an unknown key or a host already listed in an earlier entry keeps its hosts, but not its
-    fields: its hosts are then in no entry, and the problem says why.  Values are checked by the resolver.
+    problem; an entry with an unknown key or a host already listed in an earlier entry (the same host name and port,
+    whatever the user) is left out: a host listed earlier stays in its earlier entry, the entry keeps its other hosts
+    but not its fields (they are in no entry), and the problem says so.  Values are checked by the resolver.
     """
     section, _problem = config_section(config)
     raw = section.get(TARGETS)
@@ -195,7 +197,7 @@ def deploy_targets(config) -> tuple[list[TargetEntry], list[InvalidInput]] | Non
                                           f"got {raw!r}")]
     entries: list[TargetEntry] = []
     problems: list[InvalidInput] = []
-    listed: dict[str, str] = {}
+    listed: dict[tuple[str, str], tuple[str, str]] = {}  # each machine's entry, and the host string written there
     for number, item in enumerate(raw, 1):
         where = f"entry {number}"
         if not hasattr(item, "keys"):
@@ -209,13 +211,26 @@ def deploy_targets(config) -> tuple[list[TargetEntry], list[InvalidInput]] | Non
             continue
         hosts = [host.strip() for host in hosts]
         wrong = [f"unknown key {str(key)!r}" for key in item.keys() if key not in (*TARGET_FIELDS, "hosts")]
-        wrong += [f"{host} is in {listed[host]} already" for host in hosts if host in listed]
+        earlier = {host: listed[machine(host)] for host in hosts if machine(host) in listed}
+        wrong += [f"{host} is in {first_where} already" + (f", as {first}" if first != host else "")
+                  for host, (first_where, first) in earlier.items()]
         for host in hosts:
-            listed.setdefault(host, where)
+            listed.setdefault(machine(host), (where, host))
         if wrong:
+            left = [host for host in hosts if host not in earlier]  # a host listed earlier stays in its earlier entry
             problems.append(InvalidInput(TARGETS, f"{where}: {'; '.join(wrong)} (an entry sets {', '.join(TARGET_FIELDS)} "
-                                                  "and hosts; a host is in one entry)"))
-            entries.append(TargetEntry(where, None, hosts))
+                                                  f"and hosts; a host is in one entry): {where} is left out"
+                                                  + (f", {', '.join(left)} in no entry" if left else "")))
+            entries.append(TargetEntry(where, None, left))
             continue
         entries.append(TargetEntry(where, {key: item[key] for key in TARGET_FIELDS if item.get(key) is not None}, hosts))
     return entries, problems
+
+
+def machine(host: str) -> tuple[str, str]:
+    """The host name and port a host string names, whatever its user: ``deploy@web1`` and ``web1:22`` are one machine."""
+    address = host.rpartition("@")[2]
+    name, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or (":" in name and not name.endswith("]")):
+        name, port = address, "22"  # no port, or a bare IPv6 address
+    return name.strip("[]").lower(), port

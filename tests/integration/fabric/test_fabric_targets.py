@@ -189,3 +189,20 @@ def test_targets_in_the_environment_or_for_a_single_call_are_one_line_each(proje
     assert started.stderr.splitlines() == ["retrace: WARNING: retrace.targets applies to fab deploy; this call records the "
                                            "deployment the other settings describe"]
     assert _recorded(project) == [("DemoApp", "Production", "7.2.0", "completed"), ("DemoApp", "Production", "7.2.1", "in_progress")]
+
+
+def test_a_machine_in_two_entries_stays_in_the_first_and_deploys_once(ssh_project, sshd):
+    web = sshd.host_strings[0]
+    same_machine = web.split("@", 1)[1]  # without the user
+    ssh_project.fabric_yaml({"app_name": None, "steps": ["echo ran as $RETRACE_APP_NAME"], "targets": [
+        {"app_name": "Shop.Web", "hosts": [web]}, {"app_name": "Shop.Api", "hosts": [same_machine]}]})
+
+    result = ssh_project.run("deploy", "--version", "7.3.0")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _recorded(ssh_project) == [("Shop.Web", "Production", "7.3.0", "completed")]
+    assert result.stdout.count("] ran as") == 1 and f"[{web}] ran as Shop.Web" in result.stdout
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith(f"retrace: WARNING: a deployment of retrace.targets NOT recorded: targets: entry 2: {same_machine} "
+                              f"is in entry 1 already, as {web} (")
+    assert warning.endswith("a host is in one entry): entry 2 is left out (strict is off: the deployment goes on)"), warning

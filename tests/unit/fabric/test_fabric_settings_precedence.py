@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrace_fabric.settings import FLAG_OPTIONS, SECTION_NAME, deploy_settings, deploy_targets, resolve
+from retrace_fabric.settings import FLAG_OPTIONS, SECTION_NAME, deploy_settings, deploy_targets, machine, resolve
 
 FILE = {"retrace": {"version": "file", "app_name": "FileApp", "detect_source": False}}
 
@@ -183,3 +183,17 @@ def test_a_value_of_the_wrong_type_in_an_entry_is_named_with_its_entry():
     (entry,), _problems = deploy_targets(config)
     problem = str(resolve(config, {}, environ={}, entry=entry).problems[0])
     assert problem.startswith("version:") and "entry 1" in problem, problem
+
+
+def test_a_machine_listed_again_stays_in_its_first_entry_and_the_later_entry_is_left_out():
+    entries, (problem,) = deploy_targets({"retrace": {"targets": [
+        {"app_name": "Web", "hosts": ["web1"]}, {"app_name": "Api", "hosts": ["deploy@WEB1:22", "api2"]}]}})
+    assert [(entry.fields, entry.hosts) for entry in entries] == [({"app_name": "Web"}, ["web1"]), (None, ["api2"])]
+    assert str(problem).startswith("targets: entry 2: deploy@WEB1:22 is in entry 1 already, as web1 (")
+    assert str(problem).endswith("a host is in one entry): entry 2 is left out, api2 in no entry")
+
+
+@pytest.mark.parametrize("host, named", [("web1", ("web1", "22")), ("deploy@web1:2222", ("web1", "2222")),
+                                         ("::1", ("::1", "22")), ("u@[::1]:2222", ("::1", "2222"))])
+def test_a_host_string_names_a_machine_by_host_name_and_port(host, named):
+    assert machine(host) == named
