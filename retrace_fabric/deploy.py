@@ -573,7 +573,7 @@ run_recorded_hosts = Task(_run_recorded, name="deploy-run-hosts")
 
 @task(help=FLAG_HELP, auto_shortflags=False, post=[run_recorded_hosts])
 def deploy(c, app_name=None, environment_name=None, version=None, name=None, branch=None, commit=None, uri=None, api_url=None):
-    """Run retrace.steps on every host (-H) or locally, tracked in Retrace as one deployment.
+    """Run retrace.steps on every host (-H) or locally, tracked in Retrace: one deployment per app and environment (retrace.targets).
 
     One start before any host is touched, one complete after every host succeeded, one cancel if
     a host fails, cannot be reached, or the run is interrupted (SIGINT, SIGTERM, SIGHUP: exit 128 + N);

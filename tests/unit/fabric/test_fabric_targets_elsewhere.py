@@ -10,7 +10,7 @@ from invoke import Context, MockContext, Result
 from invoke.exceptions import Exit
 import pytest
 
-from retrace_fabric import tracked
+from retrace_fabric import deploy, tracked
 from retrace_fabric.deploy import deploy_to
 from retrace_fabric.settings import TARGETS_NOT_HERE, resolve
 
@@ -66,3 +66,7 @@ def test_targets_in_the_environment_are_named_as_ignored():
     (unknown,) = resolve({}, {}, environ={"FABRIC_RETRACE_TARGETS": "[{hosts: [web1]}]"}).unknown
     assert unknown.line() == ("retrace.targets is read from fabric.yaml (or a Fabric config file) only: "
                               "FABRIC_RETRACE_TARGETS is ignored")
+
+
+def test_fab_list_says_one_deployment_per_app_and_environment():
+    assert deploy.body.__doc__.splitlines()[0].endswith("one deployment per app and environment (retrace.targets).")
