@@ -286,6 +286,7 @@ import importlib.util
 import os
 import signal
 import sys
+import typing as t
 
 from ansible import constants, context
 from ansible.errors import AnsibleError
@@ -300,6 +301,7 @@ _VARIABLE_PREFIX = "retrace_"
 INI_SECTION = "callback_retrace"
 #: the settings that make a host's deployment its own rather than the run's default
 TARGET_OPTIONS = ("app_name", "environment_name", "version")
+UNFINISHED = "ansible-playbook stopped before the end of the run (an error aborted it)"
 LISTING_MODES = ("syntax", "listhosts", "listtasks", "listtags")
 #: exit code of a run that strict tracking stops: the one a failed task gives (ansible-core's ExitCode.HOST_FAILED),
 #: so that the callback, the role and a module-tracked playbook end alike
@@ -336,11 +338,14 @@ class CallbackModule(CallbackBase):
         self._default = None  # (resolved settings, transport) of the hosts that set no deployment of their own
         self._extra_vars = {}
         self._detections = {}  # what detection (CI, git) found, by what it was asked for: once per run
-        self._host_keys = None  # the current play's HostKeys, once its first task started
-        self._by_key = {}  # HostKeys key -> (resolved settings, transport)
-        self._target_of_host = {}  # host name -> its Target in the current play
+        self._plays = {}  # _play_id(play) -> _PlayTargets, for each play of the playbook file being run
+        self._play_assigned = False  # the current play's batch has its targets
+        self._plays_started = set()  # id() of each play that started
+        self._by_key = {}  # HostKeys key -> _Settings
         self._hosts_in_play = set()  # hosts of the current play on which a task started
-        self._stopped_hosts = set()  # hosts another host's failure stopped (any_errors_fatal, max_fail_percentage)
+        # host -> the deployments it failed in, was unreachable in, or was stopped in (by another host's failure)
+        self._failed_in = {}
+        self._stopped_hosts = set()
 
     def set_options(self, task_keys=None, var_options=None, direct=None):
         # The core reads and checks every setting itself (one parser for every entry point, strict first); Ansible's
@@ -360,14 +365,14 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_play_start(self, play):
         self._play = play
-        self._host_keys = None
-        self._target_of_host = {}
+        self._plays_started.add(_play_id(play))
+        self._play_assigned = False
         self._hosts_in_play = set()
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         if self._playbook is not None:
             self._guarded(self._open)
-        if self._run is not None and self._host_keys is None:
+        if self._run is not None and not self._play_assigned:
             self._guarded(self._assign_play_hosts)
 
     def v2_playbook_on_handler_task_start(self, task):
@@ -379,21 +384,35 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         if self._run is not None and not ignore_errors:
-            self._stops_the_play_if_fatal(result.task)
+            self._guarded(self._failed, result.host, result.task)
 
     def v2_runner_on_unreachable(self, result):
         if self._run is not None:
-            self._stops_the_play_if_fatal(result.task)
+            self._guarded(self._failed, result.host, result.task)
 
     def v2_playbook_on_no_hosts_remaining(self):
         # max_fail_percentage exceeded (or every host failed): the play's other hosts are stopped
-        self._stopped_hosts.update(self._hosts_in_play)
+        if self._run is not None:
+            self._guarded(self._stop_play)
 
-    def _stops_the_play_if_fatal(self, task):
-        """A failure of an ``any_errors_fatal`` or ``run_once`` task fails the play on each of its hosts (ansible-core
-        marks them failed, not counting them in the recap): each deployment with a host in the play is cancelled."""
+    def _failed(self, host, task):
+        """A host failed in this play: its failure counts for the deployment it has here (a host of two plays may
+        deploy two apps).  A failure of an ``any_errors_fatal`` or ``run_once`` task fails the play on each of its
+        hosts (ansible-core marks them failed, not counting them in the recap): each deployment of the play ends so."""
+        self._note_failure(host.name)
         if _is_true(task.any_errors_fatal) or _is_true(task.run_once):
-            self._stopped_hosts.update(self._hosts_in_play)
+            self._stop_play()
+
+    def _stop_play(self):
+        self._stopped_hosts.update(self._hosts_in_play)
+        for name in self._hosts_in_play:
+            self._note_failure(name)
+
+    def _note_failure(self, name):
+        plan = self._plays.get(_play_id(self._play))
+        target = plan.target_of_host.get(name) if plan is not None else None
+        if target is not None:
+            self._failed_in.setdefault(name, set()).add(target)
 
     def v2_playbook_on_stats(self, stats):
         self._last_recap = _recap(stats)
@@ -437,59 +456,76 @@ class CallbackModule(CallbackBase):
         self._watch_for_early_exit()
 
     def _assign_play_hosts(self):
-        """Give each host of the play's batch its target, at the play's first task: settings that cannot be recorded
-        are said now, naming their hosts (with strict, the run stops before any task), and a target starts with the
-        first task on one of its hosts (:meth:`_host_starts`)."""
-        from ansible_collections.stackify.retrace.plugins.plugin_utils._host_targets import HostKeys
-        manager = self._play.get_variable_manager()
-        self._host_keys = HostKeys(self._play, manager)
-        try:
-            hosts = manager._inventory.get_hosts(self._play.hosts, order=self._play.order)  # pylint: disable=protected-access
-        except AnsibleError:
-            hosts = []  # each host is then given its target at its first task
-        targets = {id(target): target for target in map(self._target_for, hosts)}
-        for target in targets.values():
+        """Give each host its target at the play's (or batch's) first task.  At the first task of a playbook file, the
+        hosts of all its plays get theirs: settings that cannot be recorded are said then, naming their hosts (with
+        strict, the run stops before any task).  A target starts with the first task on one of its hosts
+        (:meth:`_host_starts`)."""
+        self._play_assigned = True
+        if _play_id(self._play) not in self._plays:
+            plays = self._current_playbook.get_plays() if self._current_playbook is not None else []
+            for play in [play for play in plays if _play_id(play) not in self._plays | {_play_id(self._play): None}]:
+                self._assign(play, _play_hosts(play, ignore_restrictions=True))
+        self._assign(self._play, _play_hosts(self._play))  # the batch running now
+        for target in list(self._run.targets):
             if not target.recordable and target.state == "pending":
                 self._stop_if(self._run.open(target))
 
+    def _assign(self, play, hosts):
+        from ansible_collections.stackify.retrace.plugins.plugin_utils._host_targets import HostKeys
+        plan = self._plays.get(_play_id(play))
+        if plan is None:
+            plan = self._plays[_play_id(play)] = _PlayTargets(play, HostKeys(play, play.get_variable_manager()))
+        settings = [(host, self._settings_of(plan, host)) for host in hosts if host.name not in plan.target_of_host]
+        plan.names_own = plan.names_own or any(found.names_own for _host, found in settings)
+        for host, found in settings:
+            self._target_for(plan, host, found)
+
     def _host_starts(self, host):
         self._hosts_in_play.add(host.name)
-        target = self._target_of_host.get(host.name) or self._target_for(host)
+        plan = self._plays.get(_play_id(self._play))
+        if plan is None:  # a play whose hosts could not be listed: each host gets its target here
+            self._assign(self._play, [])
+            plan = self._plays[_play_id(self._play)]
+        target = plan.target_of_host.get(host.name) or self._target_for(plan, host, self._settings_of(plan, host))
         if target.state == "pending":
             self._stop_if(self._run.open(target))
 
-    def _target_for(self, host):
-        """``host``'s target: the deployment its settings in this play describe, resolved once per HostKeys key."""
-        key = self._host_keys.key(host)
-        found = self._by_key.get(key)
-        if found is None:
-            variables, shared = self._host_keys.variables(host)
-            found = self._settings_of(variables)
-            if shared:
-                self._by_key[key] = found
-        resolved, transport = found
+    def _target_for(self, plan, host, found):
+        """``host``'s target in ``plan``'s play: its own settings when they name a deployment of their own, or describe
+        one that can be recorded; otherwise, in a play where no host names one (a build on localhost), the run's
+        default deployment."""
+        resolved, transport = found.resolved, found.transport
+        if not found.names_own and not found.recordable and not plan.names_own:
+            resolved, transport = self._default
         job = self._job
         with self._run.budget.charge():
             target = self._run.target_for(host.name, resolved, transport, entry_point=ENTRY_POINT,
                                           name_fields=job.name_fields() if job else None)
         if target.client is not None and target.client.settings.api_key.reveal() not in self._api_keys:
             self._api_keys.append(target.client.settings.api_key.reveal())
-        self._target_of_host[host.name] = target
+        plan.target_of_host[host.name] = target
         return target
 
-    def _settings_of(self, variables):
-        """(resolved settings, transport) for a host whose play variables are ``variables``: the run's default (the
-        first play's, as one deployment per run is tracked) unless they set an app, environment or version of its own."""
+    def _settings_of(self, plan, host):
+        """``host``'s settings in ``plan``'s play, resolved once per HostKeys key."""
         from ansible.template import Templar
+        from ansible_collections.stackify.retrace.plugins.module_utils._run import describes_a_deployment
         from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
+        key = plan.keys.key(host)
+        found = self._by_key.get(key)
+        if found is not None:
+            return found
+        variables, shared = plan.keys.variables(host)
         own = {name[len(_VARIABLE_PREFIX):] for name in variables
                if name.startswith(_VARIABLE_PREFIX) and name not in self._extra_vars}
-        if not own & set(TARGET_OPTIONS):
-            return self._default
         with self._run.budget.charge():
-            resolved = _resolve_settings(variables, self._extra_vars, Templar(loader=self._play._loader, variables=variables),
+            resolved = _resolve_settings(variables, self._extra_vars, Templar(loader=plan.play._loader, variables=variables),
                                          self._directory, self._detections)
-            return resolved, UrllibTransport(resolved["validate_certs"], resolved["ca_path"], resolved["use_proxy"])
+            transport = UrllibTransport(resolved["validate_certs"], resolved["ca_path"], resolved["use_proxy"])
+        found = _Settings(resolved, transport, bool(own & set(TARGET_OPTIONS)), describes_a_deployment(resolved))
+        if shared:
+            self._by_key[key] = found
+        return found
 
     def _variables(self, playbook):
         """The variables tracking reads, and the extra vars: those of the first play of the playbook being run that sets
@@ -513,35 +549,50 @@ class CallbackModule(CallbackBase):
         from ansible_collections.stackify.retrace.plugins.module_utils._run import hosts_failure_reason
         if self._stopped_by:
             return False, f"the run was stopped by {self._stopped_by}"
-        happened = self._what_happened()
+        happened, _failed_in = self._what_happened(run_finished)
         if happened:
             return False, hosts_failure_reason(happened)
         if not run_finished:
-            return False, "ansible-playbook stopped before the end of the run (an error aborted it)"
+            return False, UNFINISHED
         return True, None
 
     def _close(self, succeeded, reason, exit_on_failure=True, run_finished=False):
+        """End the run's deployments: on a signal (or a strict stop), every open one for the same reason; else each by
+        what happened on its own hosts -- and when the run did not finish (an error aborted it), the others cancelled."""
         run = self._run
         if run is None:
             return
-        if run_finished and not self._stopped_by:
-            if not any(target.state != "pending" for target in run.targets):
-                self._display.display(NO_TASK_RAN, stderr=True)
-            steps = run.close_each(failed=self._what_happened())
-        else:
+        if self._stopped_by:
             steps = run.close_all(succeeded=succeeded, reason=reason)
+        else:
+            if run_finished and not any(target.state != "pending" for target in run.targets):
+                self._display.display(NO_TASK_RAN, stderr=True)
+            happened, failed_in = self._what_happened(run_finished)
+            steps = run.close_each(failed=happened, failed_for=failed_in, unfinished=None if run_finished else UNFINISHED)
         for step in steps:
             if exit_on_failure:
                 self._stop_if(step)
 
-    def _what_happened(self):
-        """Host -> what happened to it, for each host that ends its deployment with a cancel (the core's words)."""
+    def _what_happened(self, run_finished=True):
+        """(host -> what happened to it, host -> the deployments that counts for), for each host that ends a deployment
+        with a cancel (the core's words).
+
+        Hosts of the plays that never started (the run stopped after a failed play) count as stopped, in those plays'
+        deployments only: ``switch traffic`` on the api hosts never ran, so their deployment is not complete.
+        """
         from ansible_collections.stackify.retrace.plugins.module_utils import _run
         failed, unreachable = self._last_recap or ((), ())
         happened = dict.fromkeys(self._stopped_hosts, _run.HOST_STOPPED)
+        failed_in = {name: set(targets) for name, targets in self._failed_in.items()}
+        if run_finished:
+            for play_id, plan in self._plays.items():
+                if play_id not in self._plays_started:
+                    for name, target in plan.target_of_host.items():
+                        happened.setdefault(name, _run.HOST_STOPPED)
+                        failed_in.setdefault(name, set()).add(target)
         happened.update(dict.fromkeys(unreachable, _run.HOST_UNREACHABLE))
         happened.update(dict.fromkeys(failed, _run.HOST_FAILED))
-        return happened
+        return happened, failed_in
 
     def _close_at_exit(self):
         # Only the process that started the run ends it: forked workers inherit handlers and atexit entries.
@@ -573,6 +624,7 @@ class CallbackModule(CallbackBase):
         Exception and KeyboardInterrupt, and becomes the exit code of ansible-playbook.
         """
         if step.fails_run:
+            self._stopped_by = self._stopped_by or "strict tracking (see the error above)"
             raise SystemExit(STRICT_EXIT_CODE)
 
     def _guarded(self, step, *args):
@@ -609,6 +661,47 @@ class _Reporter:
 
     def error(self, line):
         self._display.error(f"Retrace: {line}")
+
+
+class _Settings(t.NamedTuple):
+    """One host's resolved settings in a play, and what decides its target."""
+
+    resolved: t.Any
+    transport: t.Any
+    #: its own variables name an app, environment or version
+    names_own: bool
+    #: they describe a deployment that can be recorded
+    recordable: bool
+
+
+class _PlayTargets:
+    """The hosts of one play, each with its target."""
+
+    def __init__(self, play, keys):
+        self.play = play
+        self.keys = keys
+        self.target_of_host = {}
+        #: some host of the play names an app, environment or version of its own
+        self.names_own = False
+
+
+def _play_id(play):
+    """What names a play across the copies ansible-core makes of it (one per serial batch, ``TaskQueueManager.run``)."""
+    return play._uuid  # pylint: disable=protected-access
+
+
+def _play_hosts(play, ignore_restrictions=False):
+    """The hosts of ``play`` (``ignore_restrictions``: all of them, not only the batch running now); none when its
+    host pattern cannot be read yet (a template only its own turn renders)."""
+    patterns = play.hosts if isinstance(play.hosts, list) else [play.hosts]
+    if any("{{" in str(pattern) or "{%" in str(pattern) for pattern in patterns):
+        return []
+    try:
+        # pylint: disable-next=protected-access
+        return play.get_variable_manager()._inventory.get_hosts(play.hosts, order=play.order,
+                                                                 ignore_restrictions=ignore_restrictions)
+    except AnsibleError:
+        return []
 
 
 def _resolve_settings(variables, extra_vars, templar, directory, detections):

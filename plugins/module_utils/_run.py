@@ -836,6 +836,14 @@ def joined_message(deployment: Deployment, workflow_job_id: str) -> str:
             f"workflow {workflow_job_id}; this job joins it and sends no end")
 
 
+def describes_a_deployment(resolved: "Resolved") -> bool:
+    """True when ``resolved`` has no problem and gives the key, app, environment and version: a deployment
+    :meth:`DeploymentRun.target` can record (it may still fail to build, on a value the wire refuses)."""
+    options = resolved.as_dict()
+    return (not resolved.problems and all(options.get(option) is not None for option in REQUIRED_OPTIONS)
+            and bool(options.get("api_key") or options.get("api_key_file")))
+
+
 def hosts_text(names: t.Sequence[str]) -> str:
     """``web1, web2 and 3 more``: up to :data:`HOSTS_SHOWN` host names."""
     shown = ", ".join(names[:HOSTS_SHOWN])

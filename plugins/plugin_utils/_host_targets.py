@@ -19,7 +19,8 @@ from ansible import constants
 
 PREFIX = "retrace_"
 #: names a template may read that differ from host to host even within the same groups
-HOST_LEVEL_NAMES = frozenset(("inventory_hostname", "inventory_hostname_short", "hostvars", "vars", "omit"))
+#: (and lookups: ``lookup('vars', 'tier')`` reads a host's variable by a name the template only holds as text)
+HOST_LEVEL_NAMES = frozenset(("inventory_hostname", "inventory_hostname_short", "hostvars", "vars", "lookup", "query", "q"))
 _GROUP_VARS_ONLY_PLUGINS = ("host_group_vars", "ansible.builtin.host_group_vars")
 
 
@@ -32,13 +33,13 @@ class HostKeys:
         self._with_host_files = _hosts_with_host_vars_files(variable_manager)
         self._template_names: dict[str, frozenset[str]] = {}
 
-    def key(self, host) -> tuple:
+    def key(self, host) -> tuple:  # pylint: disable=protected-access
         """(the play, the host's groups, the host's own ``retrace_*`` values): hosts with equal keys share settings,
         unless :meth:`variables` found a template reading the host's own variables (then its key names the host)."""
         own = {name: value for name, value in host.vars.items() if name.startswith(PREFIX)}
         if self._with_host_files is None or host.name in self._with_host_files:
             own.update(_vars_plugins_retrace_values(self.manager, host))
-        return (id(self.play), frozenset(group.name for group in host.groups),
+        return (self.play._uuid, frozenset(group.name for group in host.groups),
                 tuple(sorted((name, repr(value)) for name, value in own.items())))
 
     def variables(self, host) -> tuple[t.Mapping[str, t.Any], bool]:

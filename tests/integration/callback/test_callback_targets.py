@@ -74,7 +74,8 @@ def test_a_failure_on_an_api_host_cancels_only_shop_api(runner):
 
 
 def test_a_build_on_localhost_then_one_app_is_one_deployment_as_before(runner):
-    """Hosts that set no app of their own (the build on localhost) belong to the run's deployment."""
+    """Hosts of a play where no host names an app of its own (the build on localhost), with no app set for the whole
+    run, belong to the run's deployment."""
     build = """
         - name: Build
           hosts: localhost
@@ -84,10 +85,22 @@ def test_a_build_on_localhost_then_one_app_is_one_deployment_as_before(runner):
               ansible.builtin.debug:
                 msg: built
         """
-    result = runner.run(*two_apps(runner), str(deploy(runner, hosts="web", before=build)), merged=True)
+    result = runner.run(*two_apps(runner), str(deploy(runner, hosts="web", before=build)), merged=True, unset=("RETRACE_APP_NAME",))
     assert result.returncode == 0, result.output
     assert deployments(runner) == [("start", "Shop.Web", "Production", 202), ("complete", "Shop.Web", "Production", 202)]
     assert result.retrace_lines() == [f"Retrace: {WEB} started", f"Retrace: {WEB} completed"], result.output
+
+
+def test_hosts_without_an_app_of_their_own_take_the_run_s_app_as_with_the_role(runner):
+    """RETRACE_APP_NAME=DemoApp for the run, Shop.Web for the web group: the api hosts deploy DemoApp (the usual
+    fallbacks), and their failure cancels DemoApp only."""
+    args = two_apps(runner)
+    (runner.workdir / "group_vars" / "api.yml").unlink()
+    result = runner.run(*args, str(deploy(runner, fail_on="api1")))
+    assert result.returncode == 2, result.output
+    assert sorted(deployments(runner)) == [("cancel", "DemoApp", "Production", 202), ("complete", "Shop.Web", "Production", 202),
+                                           ("start", "DemoApp", "Production", 202), ("start", "Shop.Web", "Production", 202)]
+    assert "Retrace: deployment 1.0.0 of DemoApp to Production cancelled: failed on api1" in result.retrace_lines()
 
 
 def test_targets_differing_only_by_environment(runner):
@@ -175,16 +188,19 @@ def test_every_way_the_run_is_stopped_cancels_both_deployments_once(runner, sign
 
 def test_a_host_s_own_variables_and_templates_reading_them_give_it_its_own_deployment(runner):
     """Settings are resolved once per set of groups, except where a host has its own: an inventory host var, a
-    host_vars file, or a group template that reads the host's name."""
+    host_vars file, a group template that reads the host's name, or one that looks a variable up by name."""
     args = two_apps(runner, api="retrace_app_name: Shop.Api\nretrace_environment_name: \"{{ 'Canary' if inventory_hostname == 'api1' else 'Production' }}\"\n")
     (runner.workdir / "host_vars").mkdir()
     (runner.workdir / "host_vars" / "web2.yml").write_text("retrace_app_name: Shop.Admin\n")
+    (runner.workdir / "group_vars" / "web.yml").write_text("retrace_app_name: \"Shop.{{ lookup('ansible.builtin.vars', 'tier') }}\"\n")
     inventory = runner.workdir / "inventory.ini"
-    inventory.write_text(inventory.read_text().replace("web1\n", "web1\nweb3 retrace_app_name=Shop.Jobs\n"))
+    inventory.write_text(inventory.read_text().replace("web1\nweb2\n", "web1 tier=Web\nweb2 tier=Web\nweb3 retrace_app_name=Shop.Jobs\n"
+                                                                           "web4 tier=Blog\n"))
     result = runner.run(*args, str(deploy(runner, fail_on="api1")))
     assert result.returncode == 2, result.output
     assert sorted(deployments(runner)) == sorted([
         ("start", "Shop.Web", "Production", 202), ("complete", "Shop.Web", "Production", 202),
+        ("start", "Shop.Blog", "Production", 202), ("complete", "Shop.Blog", "Production", 202),
         ("start", "Shop.Jobs", "Production", 202), ("complete", "Shop.Jobs", "Production", 202),
         ("start", "Shop.Admin", "Production", 202), ("complete", "Shop.Admin", "Production", 202),
         ("start", "Shop.Api", "Canary", 202), ("cancel", "Shop.Api", "Canary", 202),
@@ -201,3 +217,71 @@ def test_with_strict_a_refused_later_start_stops_the_run_and_cancels_the_one_sta
     assert [(action, app) for action, app, _environment, _status in deployments(runner)] == [
         ("start", "DemoApp"), ("start", "Shop.Api"), ("cancel", "DemoApp")], result.output
     assert "changed: [api1]" not in result.output, result.output
+
+
+def test_a_host_in_two_plays_fails_only_the_deployment_of_the_play_it_failed_in(runner):
+    playbook = runner.write("site.yml", """
+        - name: Deploy the web app
+          hosts: web1
+          gather_facts: false
+          vars:
+            retrace_app_name: Shop.Web
+          tasks:
+            - name: Deploy it
+              ansible.builtin.command: "true"
+        - name: Deploy the jobs
+          hosts: web1
+          gather_facts: false
+          vars:
+            retrace_app_name: Shop.Jobs
+          tasks:
+            - name: Deploy them
+              ansible.builtin.command: "false"
+        """)
+    result = runner.run(*two_apps(runner), str(playbook))
+    assert result.returncode == 2, result.output
+    assert sorted(deployments(runner)) == [("cancel", "Shop.Jobs", "Production", 202), ("complete", "Shop.Web", "Production", 202),
+                                           ("start", "Shop.Jobs", "Production", 202), ("start", "Shop.Web", "Production", 202)]
+
+
+def test_a_deployment_whose_last_play_never_ran_is_cancelled(runner):
+    """The api play ran, the web play failed on every web host and ended the run: the api hosts' switch-over never
+    ran, so Shop.Api is not complete either."""
+    def play(name, hosts, command):
+        return f"""
+        - name: {name}
+          hosts: {hosts}
+          gather_facts: false
+          tasks:
+            - name: {name}
+              ansible.builtin.command: "{command}"
+        """
+    playbook = runner.write("site.yml", play("Install api", "api", "true") + play("Install web", "web", "false")
+                            + play("Switch api traffic", "api", "true"))
+    result = runner.run(*two_apps(runner), str(playbook))
+    assert result.returncode == 2, result.output
+    assert sorted(deployments(runner))[:2] == [("cancel", "Shop.Api", "Production", 202), ("cancel", "Shop.Web", "Production", 202)]
+    assert (f"Retrace: {API} cancelled: stopped on api1, api2 (another host's failure ended the run there)"
+            in result.retrace_lines()), result.output
+
+
+def test_with_strict_a_later_play_s_host_without_an_app_stops_the_run_before_any_task(runner):
+    args = two_apps(runner, api="retrace_environment_name: Staging\n")
+    playbook = runner.write("site.yml", """
+        - name: Deploy web
+          hosts: web
+          gather_facts: false
+          tasks:
+            - name: Deploy it
+              ansible.builtin.command: "true"
+        - name: Deploy api
+          hosts: api
+          gather_facts: false
+          tasks:
+            - name: Deploy it
+              ansible.builtin.command: "true"
+        """)
+    result = runner.run(*args, "-e", "retrace_strict=true", str(playbook), unset=("RETRACE_APP_NAME",))
+    assert result.returncode == 2, result.output
+    assert deployments(runner) == [] and "changed:" not in result.output, result.output
+    assert "NOT recorded for api1, api2: app_name: is not set" in result.output
