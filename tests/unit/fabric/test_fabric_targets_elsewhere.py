@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from fabric import Connection
 from invoke import Context, MockContext, Result
 from invoke.exceptions import Exit
-import pytest
 
 from retrace_fabric import deploy, tracked
 from retrace_fabric.deploy import deploy_to
