@@ -697,9 +697,8 @@ def _play_hosts(play, ignore_restrictions=False):
     if any("{{" in str(pattern) or "{%" in str(pattern) for pattern in patterns):
         return []
     try:
-        # pylint: disable-next=protected-access
-        return play.get_variable_manager()._inventory.get_hosts(play.hosts, order=play.order,
-                                                                 ignore_restrictions=ignore_restrictions)
+        inventory = play.get_variable_manager()._inventory  # pylint: disable=protected-access
+        return inventory.get_hosts(play.hosts, order=play.order, ignore_restrictions=ignore_restrictions)
     except AnsibleError:
         return []
 

@@ -194,8 +194,8 @@ def test_a_host_s_own_variables_and_templates_reading_them_give_it_its_own_deplo
     (runner.workdir / "host_vars" / "web2.yml").write_text("retrace_app_name: Shop.Admin\n")
     (runner.workdir / "group_vars" / "web.yml").write_text("retrace_app_name: \"Shop.{{ lookup('ansible.builtin.vars', 'tier') }}\"\n")
     inventory = runner.workdir / "inventory.ini"
-    inventory.write_text(inventory.read_text().replace("web1\nweb2\n", "web1 tier=Web\nweb2 tier=Web\nweb3 retrace_app_name=Shop.Jobs\n"
-                                                                           "web4 tier=Blog\n"))
+    hosts = "web1 tier=Web\nweb2 tier=Web\nweb3 retrace_app_name=Shop.Jobs\nweb4 tier=Blog\n"
+    inventory.write_text(inventory.read_text().replace("web1\nweb2\n", hosts))
     result = runner.run(*args, str(deploy(runner, fail_on="api1")))
     assert result.returncode == 2, result.output
     assert sorted(deployments(runner)) == sorted([
