@@ -206,8 +206,9 @@ def deploy_targets(config) -> tuple[list[TargetEntry], list[InvalidInput]] | Non
         hosts = item.get("hosts")
         if (not isinstance(hosts, (list, tuple)) or not hosts
                 or not all(isinstance(host, str) and host.strip() for host in hosts)):
+            unknown = "".join(f"; unknown key {str(key)!r}" for key in item.keys() if key not in (*TARGET_FIELDS, "hosts"))
             problems.append(InvalidInput(TARGETS, f"{where}: hosts must be a non-empty list of hosts ([web1, deploy@web2:2222]), "
-                                                  f"got {hosts!r}"))
+                                                  f"got {hosts!r}{unknown}"))
             continue
         hosts = [host.strip() for host in hosts]
         wrong = [f"unknown key {str(key)!r}" for key in item.keys() if key not in (*TARGET_FIELDS, "hosts")]

@@ -299,8 +299,6 @@ from ansible.plugins.callback import CallbackBase
 ENTRY_POINT = "ansible-callback"
 _VARIABLE_PREFIX = "retrace_"
 INI_SECTION = "callback_retrace"
-#: the settings that make a host's deployment its own rather than the run's default
-TARGET_OPTIONS = ("app_name", "environment_name", "version")
 UNFINISHED = "ansible-playbook stopped before the end of the run (an error aborted it)"
 LISTING_MODES = ("syntax", "listhosts", "listtasks", "listtags")
 #: exit code of a run that strict tracking stops: the one a failed task gives (ansible-core's ExitCode.HOST_FAILED),
@@ -340,7 +338,7 @@ class CallbackModule(CallbackBase):
         self._detections = {}  # what detection (CI, git) found, by what it was asked for: once per run
         self._plays = {}  # _play_id(play) -> _PlayTargets, for each play of the playbook file being run
         self._play_assigned = False  # the current play's batch has its targets
-        self._plays_started = set()  # id() of each play that started
+        self._stats_for = 0  # how many playbook files sent their recap
         self._by_key = {}  # HostKeys key -> _Settings
         self._hosts_in_play = set()  # hosts of the current play on which a task started
         # host -> the deployments it failed in, was unreachable in, or was stopped in (by another host's failure)
@@ -365,7 +363,6 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_play_start(self, play):
         self._play = play
-        self._plays_started.add(_play_id(play))
         self._play_assigned = False
         self._hosts_in_play = set()
 
@@ -416,6 +413,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         self._last_recap = _recap(stats)
+        self._stats_for = self._playbooks_seen
         if self._playbooks_seen >= _playbook_count():
             if self._playbook is not None:
                 self._playbook = None
@@ -463,9 +461,9 @@ class CallbackModule(CallbackBase):
         self._play_assigned = True
         if _play_id(self._play) not in self._plays:
             plays = self._current_playbook.get_plays() if self._current_playbook is not None else []
-            for play in [play for play in plays if _play_id(play) not in self._plays | {_play_id(self._play): None}]:
-                self._assign(play, _play_hosts(play, ignore_restrictions=True))
-        self._assign(self._play, _play_hosts(self._play))  # the batch running now
+            for play in [play for play in plays if _play_id(play) not in self._plays and _play_id(play) != _play_id(self._play)]:
+                self._assign(play, _play_hosts(play))
+        self._assign(self._play, _play_hosts(self._play))
         for target in list(self._run.targets):
             if not target.recordable and target.state == "pending":
                 self._stop_if(self._run.open(target))
@@ -476,7 +474,7 @@ class CallbackModule(CallbackBase):
         if plan is None:
             plan = self._plays[_play_id(play)] = _PlayTargets(play, HostKeys(play, play.get_variable_manager()))
         settings = [(host, self._settings_of(plan, host)) for host in hosts if host.name not in plan.target_of_host]
-        plan.names_own = plan.names_own or any(found.names_own for _host, found in settings)
+        plan.names_app = plan.names_app or any(found.names_app for _host, found in settings)
         for host, found in settings:
             self._target_for(plan, host, found)
 
@@ -486,16 +484,20 @@ class CallbackModule(CallbackBase):
         if plan is None:  # a play whose hosts could not be listed: each host gets its target here
             self._assign(self._play, [])
             plan = self._plays[_play_id(self._play)]
+        plan.ran.add(host.name)
         target = plan.target_of_host.get(host.name) or self._target_for(plan, host, self._settings_of(plan, host))
         if target.state == "pending":
             self._stop_if(self._run.open(target))
 
     def _target_for(self, plan, host, found):
-        """``host``'s target in ``plan``'s play: its own settings when they name a deployment of their own, or describe
-        one that can be recorded; otherwise, in a play where no host names one (a build on localhost), the run's
-        default deployment."""
+        """``host``'s target in ``plan``'s play: its own settings -- unless they give no app at all (none of the host's
+        own, none for the run) in a play where no host names one, and no other environment or version than the run's
+        default deployment (a build on localhost): then that deployment, the one a run deploying one app always
+        recorded."""
         resolved, transport = found.resolved, found.transport
-        if not found.names_own and not found.recordable and not plan.names_own:
+        default = self._default[0]
+        if resolved.get("app_name") is None and not found.names_app and not plan.names_app and all(
+                resolved.get(option) in (None, default.get(option)) for option in ("environment_name", "version")):
             resolved, transport = self._default
         job = self._job
         with self._run.budget.charge():
@@ -509,7 +511,6 @@ class CallbackModule(CallbackBase):
     def _settings_of(self, plan, host):
         """``host``'s settings in ``plan``'s play, resolved once per HostKeys key."""
         from ansible.template import Templar
-        from ansible_collections.stackify.retrace.plugins.module_utils._run import describes_a_deployment
         from ansible_collections.stackify.retrace.plugins.module_utils.transport import UrllibTransport
         key = plan.keys.key(host)
         found = self._by_key.get(key)
@@ -522,7 +523,7 @@ class CallbackModule(CallbackBase):
             resolved = _resolve_settings(variables, self._extra_vars, Templar(loader=plan.play._loader, variables=variables),
                                          self._directory, self._detections)
             transport = UrllibTransport(resolved["validate_certs"], resolved["ca_path"], resolved["use_proxy"])
-        found = _Settings(resolved, transport, bool(own & set(TARGET_OPTIONS)), describes_a_deployment(resolved))
+        found = _Settings(resolved, transport, "app_name" in own)
         if shared:
             self._by_key[key] = found
         return found
@@ -553,8 +554,16 @@ class CallbackModule(CallbackBase):
         if happened:
             return False, hosts_failure_reason(happened)
         if not run_finished:
-            return False, UNFINISHED
+            return False, self._unfinished()
         return True, None
+
+    def _unfinished(self):
+        """Why a run ended before its last recap: ansible-playbook stops after a playbook file in which a host failed."""
+        failed, unreachable = self._last_recap or ((), ())
+        if (failed or unreachable) and 0 < self._stats_for == self._playbooks_seen < _playbook_count():
+            return (f"ansible-playbook stopped after {os.path.basename(self._current_playbook._file_name)}, where a host "
+                    "failed: the playbook files after it did not run")
+        return UNFINISHED
 
     def _close(self, succeeded, reason, exit_on_failure=True, run_finished=False):
         """End the run's deployments: on a signal (or a strict stop), every open one for the same reason; else each by
@@ -568,7 +577,7 @@ class CallbackModule(CallbackBase):
             if run_finished and not any(target.state != "pending" for target in run.targets):
                 self._display.display(NO_TASK_RAN, stderr=True)
             happened, failed_in = self._what_happened(run_finished)
-            steps = run.close_each(failed=happened, failed_for=failed_in, unfinished=None if run_finished else UNFINISHED)
+            steps = run.close_each(failed=happened, failed_for=failed_in, unfinished=None if run_finished else self._unfinished())
         for step in steps:
             if exit_on_failure:
                 self._stop_if(step)
@@ -577,17 +586,18 @@ class CallbackModule(CallbackBase):
         """(host -> what happened to it, host -> the deployments that counts for), for each host that ends a deployment
         with a cancel (the core's words).
 
-        Hosts of the plays that never started (the run stopped after a failed play) count as stopped, in those plays'
-        deployments only: ``switch traffic`` on the api hosts never ran, so their deployment is not complete.
+        In a run where a host failed, the hosts of a play on which none of its tasks started (the run stopped after a
+        failed play or ``serial`` batch, or the host failed in an earlier play) count as stopped, in that play's
+        deployment only: ``switch traffic`` on the api hosts never ran, so their deployment is not complete.
         """
         from ansible_collections.stackify.retrace.plugins.module_utils import _run
         failed, unreachable = self._last_recap or ((), ())
         happened = dict.fromkeys(self._stopped_hosts, _run.HOST_STOPPED)
         failed_in = {name: set(targets) for name, targets in self._failed_in.items()}
-        if run_finished:
-            for play_id, plan in self._plays.items():
-                if play_id not in self._plays_started:
-                    for name, target in plan.target_of_host.items():
+        if run_finished and (failed or unreachable or happened):
+            for plan in self._plays.values():
+                for name, target in plan.target_of_host.items():
+                    if name not in plan.ran:
                         happened.setdefault(name, _run.HOST_STOPPED)
                         failed_in.setdefault(name, set()).add(target)
         happened.update(dict.fromkeys(unreachable, _run.HOST_UNREACHABLE))
@@ -668,10 +678,8 @@ class _Settings(t.NamedTuple):
 
     resolved: t.Any
     transport: t.Any
-    #: its own variables name an app, environment or version
-    names_own: bool
-    #: they describe a deployment that can be recorded
-    recordable: bool
+    #: its own variables name an app
+    names_app: bool
 
 
 class _PlayTargets:
@@ -681,8 +689,10 @@ class _PlayTargets:
         self.play = play
         self.keys = keys
         self.target_of_host = {}
-        #: some host of the play names an app, environment or version of its own
-        self.names_own = False
+        #: the hosts on which a task of the play started
+        self.ran = set()
+        #: some host of the play names an app of its own
+        self.names_app = False
 
 
 def _play_id(play):
@@ -690,15 +700,23 @@ def _play_id(play):
     return play._uuid  # pylint: disable=protected-access
 
 
-def _play_hosts(play, ignore_restrictions=False):
-    """The hosts of ``play`` (``ignore_restrictions``: all of them, not only the batch running now); none when its
-    host pattern cannot be read yet (a template only its own turn renders)."""
-    patterns = play.hosts if isinstance(play.hosts, list) else [play.hosts]
-    if any("{{" in str(pattern) or "{%" in str(pattern) for pattern in patterns):
-        return []
+def _play_hosts(play):
+    """All the hosts of ``play`` (every ``serial`` batch); none when its host pattern cannot be read yet: a template
+    only its own turn renders, or a group or host the run has not made yet (``add_host``, ``group_by``), which
+    ansible-core would warn about."""
+    from ansible.inventory.manager import split_host_pattern
+    inventory = play.get_variable_manager()._inventory  # pylint: disable=protected-access
+    # ignore_restrictions: while a play runs, the inventory is restricted to its batch (another play's hosts, the
+    # play's other batches are not in it); --limit still applies.
+    for term in split_host_pattern(play.hosts):
+        name = str(term).lstrip("!&")
+        if "{{" in name or "{%" in name:
+            return []
+        if not any(mark in name for mark in "*?~[") and name not in ("all", "localhost") and name not in inventory.groups \
+                and inventory.get_host(name) is None:
+            return []
     try:
-        inventory = play.get_variable_manager()._inventory  # pylint: disable=protected-access
-        return inventory.get_hosts(play.hosts, order=play.order, ignore_restrictions=ignore_restrictions)
+        return inventory.get_hosts(play.hosts, order=play.order, ignore_restrictions=True)
     except AnsibleError:
         return []
 
@@ -784,20 +802,13 @@ def _install_bytecode_cache():
 
 
 def _first_host_variables(play):
-    """``play``'s variables for its first host (None when it has no host, or its host pattern is still a template:
-    a play not yet run, whose ``hosts:`` only its own turn renders)."""
-    manager = play.get_variable_manager() if play is not None else None
-    patterns = play.hosts if play is not None and isinstance(play.hosts, list) else [getattr(play, "hosts", "")]
-    if manager is None or any("{{" in str(pattern) or "{%" in str(pattern) for pattern in patterns):
+    """``play``'s variables for its first host (None when it has no host, or its hosts cannot be listed yet:
+    :func:`_play_hosts`)."""
+    if play is None or play.get_variable_manager() is None:
         return None
-    try:
-        # ignore_restrictions: while a play runs, the inventory is restricted to its batch (another play's hosts are
-        # not in it); --limit still applies.
-        hosts = manager._inventory.get_hosts(play.hosts, order=play.order, ignore_restrictions=True)  # pylint: disable=protected-access
-    except AnsibleError:
-        return None
+    hosts = _play_hosts(play)
     # hostvars included (lazily, as for a task): a retrace_* template may read another host's variables
-    return manager.get_vars(play=play, host=hosts[0]) if hosts else None
+    return play.get_variable_manager().get_vars(play=play, host=hosts[0]) if hosts else None
 
 
 def _is_ad_hoc():

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import time
 import typing as t
@@ -283,6 +284,8 @@ class DeploymentRun:
         self.budget = Budget(policy.time_budget, clock)
         self.targets: list[Target] = []
         self._by_identity: dict[tuple, Target] = {}
+        #: the targets in the order they were opened: they end in the same order
+        self._opened: list[Target] = []
         self._said: set[str] = set()
 
     # --- targets ---------------------------------------------------------------------------------------
@@ -363,6 +366,8 @@ class DeploymentRun:
         run must stop before any deploy step).  The orphan guard is armed on :attr:`owner_pid` before the start is
         sent (a run killed while its start is in flight is cancelled too), and stood down if nothing landed.
         """
+        if target not in self._opened:
+            self._opened.append(target)
         if not target.recordable:
             target.state = NOT_RECORDED
             return self._not_recorded(target, f"{target.label} NOT recorded{self._for_hosts(target)}: "
@@ -580,7 +585,10 @@ class DeploymentRun:
                                    outcome)
 
     def _close_each_of(self, targets: list[Target], outcome: t.Callable[[Target], tuple[bool, str | None]]) -> list[Step]:
-        """Close ``targets`` one after another, each end given an equal share of what is left of the time budget."""
+        """Close ``targets`` one after another, in the order they were opened, each end given an equal share of what is
+        left of the time budget."""
+        opened = {id(target): position for position, target in enumerate(self._opened)}
+        targets = sorted(targets, key=lambda target: opened.get(id(target), len(opened)))
         steps = []
         for done, target in enumerate(targets):
             succeeded, reason = outcome(target)
@@ -867,12 +875,15 @@ def hosts_failure_reason(what_happened: t.Mapping[str, str]) -> str:
 
 
 def _identity(resolved: "Resolved") -> tuple:
-    """What makes two hosts' settings one deployment: API URL, AppName, EnvironmentName and Version -- and, for
-    settings that cannot be recorded, the same problems."""
+    """What makes two hosts' settings one deployment: the account (API URL and key), AppName, EnvironmentName and
+    Version -- and, for settings that cannot be recorded, the same problems.  The key only as a digest, kept nowhere."""
     options = resolved.as_dict()
     url = options.get("api_url") if isinstance(options.get("api_url"), str) else DEFAULT_API_URL
+    key = options.get("api_key")
+    key = key.reveal() if hasattr(key, "reveal") else key
+    account = hashlib.sha256(f"{key}\n{options.get('api_key_file')}".encode("utf-8")).hexdigest()
     fields = tuple(str(options.get(name)) for name in REQUIRED_OPTIONS)
-    return (url.rstrip("/"), *fields, tuple(str(problem) for problem in resolved.problems))
+    return (url.rstrip("/"), account, *fields, tuple(str(problem) for problem in resolved.problems))
 
 
 def _problems_text(problems: t.Sequence[RetraceError]) -> str:

@@ -32,6 +32,7 @@ class HostKeys:
         self.manager = variable_manager
         self._with_host_files = _hosts_with_host_vars_files(variable_manager)
         self._template_names: dict[str, frozenset[str]] = {}
+        self._host_level_names: frozenset[str] | None = None
 
     def key(self, host) -> tuple:  # pylint: disable=protected-access
         """(the play, the host's groups, the host's own ``retrace_*`` values): hosts with equal keys share settings,
@@ -54,17 +55,31 @@ class HostKeys:
     def _shared_template(self, value: t.Any, variables: t.Mapping[str, t.Any], host, depth: int = 0) -> bool:
         if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
             return True
-        if depth > 2:
+        if depth > 2 or self._with_host_files is None:  # another vars plugin may give any host any variable
             return False
         names = self._names_read(value)
         if names is None:
             return False
         for name in names:
-            if name in HOST_LEVEL_NAMES or name.startswith("ansible_") or name in host.vars:
+            if name in HOST_LEVEL_NAMES or name.startswith("ansible_") or name in self.host_level_names():
                 return False
             if not self._shared_template(variables.get(name), variables, host, depth + 1):
                 return False
         return True
+
+    def host_level_names(self) -> frozenset[str]:
+        """Every variable name some host sets for itself: in the inventory, or in a ``host_vars/`` file (one host
+        without it and another with it share a key, so whether a template reads one is asked of all hosts)."""
+        if self._host_level_names is None:
+            # pylint: disable-next=protected-access
+            inventory = self.manager._inventory
+            names = {name for host in inventory.hosts.values() for name in host.vars}
+            for name in self._with_host_files or ():
+                host = inventory.get_host(name)
+                if host is not None:
+                    names.update(_vars_plugins_values(self.manager, host))
+            self._host_level_names = frozenset(names)
+        return self._host_level_names
 
     def _names_read(self, text: str) -> frozenset[str] | None:
         """The variables a template reads (None: it cannot be parsed here, so it is taken as reading anything)."""
@@ -79,6 +94,10 @@ class HostKeys:
 
 
 def _vars_plugins_retrace_values(manager, host) -> dict[str, t.Any]:
+    return {name: value for name, value in _vars_plugins_values(manager, host).items() if name.startswith(PREFIX)}
+
+
+def _vars_plugins_values(manager, host) -> dict[str, t.Any]:
     """What vars plugins give ``host`` itself, from beside the inventory and beside the playbook (``host_vars/``)."""
     from ansible.vars.plugins import get_vars_from_inventory_sources, get_vars_from_path
     # pylint: disable=protected-access
@@ -86,7 +105,7 @@ def _vars_plugins_retrace_values(manager, host) -> dict[str, t.Any]:
     basedir = manager._loader.get_basedir()
     if basedir:
         found.update(get_vars_from_path(manager._loader, basedir, [host], "task"))
-    return {name: value for name, value in found.items() if name.startswith(PREFIX)}
+    return found
 
 
 def _hosts_with_host_vars_files(manager) -> set[str] | None:

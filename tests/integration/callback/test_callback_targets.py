@@ -188,14 +188,16 @@ def test_every_way_the_run_is_stopped_cancels_both_deployments_once(runner, sign
 
 def test_a_host_s_own_variables_and_templates_reading_them_give_it_its_own_deployment(runner):
     """Settings are resolved once per set of groups, except where a host has its own: an inventory host var, a
-    host_vars file, a group template that reads the host's name, or one that looks a variable up by name."""
-    args = two_apps(runner, api="retrace_app_name: Shop.Api\nretrace_environment_name: \"{{ 'Canary' if inventory_hostname == 'api1' else 'Production' }}\"\n")
+    host_vars file, a group template reading a variable some host sets for itself, or one that looks a variable up by
+    name."""
+    args = two_apps(runner, web="retrace_app_name: \"Shop.{{ tier }}\"\n",
+                    api="retrace_app_name: Shop.Api\nretrace_environment_name: \"{{ lookup('ansible.builtin.vars', 'stage') }}\"\n")
     (runner.workdir / "host_vars").mkdir()
-    (runner.workdir / "host_vars" / "web2.yml").write_text("retrace_app_name: Shop.Admin\n")
-    (runner.workdir / "group_vars" / "web.yml").write_text("retrace_app_name: \"Shop.{{ lookup('ansible.builtin.vars', 'tier') }}\"\n")
+    for host, text in {"web1": "tier: Web\n", "web2": "retrace_app_name: Shop.Admin\n", "web4": "tier: Blog\n"}.items():
+        (runner.workdir / "host_vars" / f"{host}.yml").write_text(text)
     inventory = runner.workdir / "inventory.ini"
-    hosts = "web1 tier=Web\nweb2 tier=Web\nweb3 retrace_app_name=Shop.Jobs\nweb4 tier=Blog\n"
-    inventory.write_text(inventory.read_text().replace("web1\nweb2\n", hosts))
+    hosts = "web1\nweb2\nweb3 retrace_app_name=Shop.Jobs\nweb4\n[api]\napi1 stage=Canary\napi2 stage=Production\n"
+    inventory.write_text(inventory.read_text().replace("web1\nweb2\n[api]\napi1\napi2\n", hosts))
     result = runner.run(*args, str(deploy(runner, fail_on="api1")))
     assert result.returncode == 2, result.output
     assert sorted(deployments(runner)) == sorted([
@@ -285,3 +287,62 @@ def test_with_strict_a_later_play_s_host_without_an_app_stops_the_run_before_any
     assert result.returncode == 2, result.output
     assert deployments(runner) == [] and "changed:" not in result.output, result.output
     assert "NOT recorded for api1, api2: app_name: is not set" in result.output
+
+
+def test_a_serial_batch_that_never_ran_cancels_its_deployment(runner):
+    """The web batch fails on every host and ends the run: the api batch of the same play never ran."""
+    playbook = runner.write("site.yml", """
+        - name: Install the release
+          hosts: web:api
+          gather_facts: false
+          serial: 2
+          tasks:
+            - name: Install it
+              ansible.builtin.command: "{{ 'false' if inventory_hostname in groups['web'] else 'true' }}"
+        """)
+    result = runner.run(*two_apps(runner), str(playbook))
+    assert result.returncode == 2, result.output
+    assert [(action, app) for action, app, _environment, _status in deployments(runner)] == [
+        ("start", "Shop.Web"), ("cancel", "Shop.Web")], result.output
+
+
+def test_plays_on_groups_the_run_makes_are_read_when_they_start_without_a_warning(runner):
+    playbook = runner.write("site.yml", """
+        - name: Make a group
+          hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: Add api1 to a new group
+              ansible.builtin.add_host:
+                name: api1
+                groups: fresh
+        - name: Deploy to it
+          hosts: fresh
+          gather_facts: false
+          tasks:
+            - name: Deploy
+              ansible.builtin.command: "true"
+        """)
+    result = runner.run(*two_apps(runner), str(playbook))
+    assert result.returncode == 0, result.output
+    assert "Could not match supplied host pattern" not in result.output
+    assert ("start", "Shop.Api", "Production", 202) in deployments(runner), result.output
+
+
+def test_after_a_failed_playbook_file_each_deployment_is_cancelled_for_its_own_reason(runner):
+    def playbook(name, hosts, command):
+        return str(runner.write(name, f"""
+            - name: {name}
+              hosts: {hosts}
+              gather_facts: false
+              tasks:
+                - name: Run it
+                  ansible.builtin.command: "{command}"
+            """))
+    args = two_apps(runner)
+    result = runner.run(*args, playbook("api.yml", "api", "true"), playbook("web.yml", "web", "false"),
+                        playbook("switch.yml", "api", "true"))
+    assert result.returncode == 2, result.output
+    assert f"Retrace: {WEB} cancelled: failed on web1, web2" in result.retrace_lines(), result.output
+    assert (f"Retrace: {API} cancelled: ansible-playbook stopped after web.yml, where a host failed: the playbook files "
+            "after it did not run") in result.retrace_lines(), result.output

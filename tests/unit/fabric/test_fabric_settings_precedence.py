@@ -163,6 +163,8 @@ def test_a_target_entry_ranks_below_the_flags_and_above_the_environment_and_the_
     ([{"app_name": "Shop", "hosts": "web1"}], "targets: entry 1: hosts must be a non-empty list of hosts"),
     ([{"app_name": "Shop", "hosts": ["web1", 7]}], "targets: entry 1: hosts must be a non-empty list of hosts"),
     ([{"app": "Shop", "hosts": ["web1"]}], "targets: entry 1: unknown key 'app'"),
+    ([{"app_name": "Shop", "host": ["web1"]}], "targets: entry 1: hosts must be a non-empty list of hosts ([web1, "
+                                               "deploy@web2:2222]), got None; unknown key 'host'"),
     ([{"hosts": ["web1"]}, {"app_name": "Api", "hosts": ["web1"]}], "targets: entry 2: web1 is in entry 1 already"),
 ])
 def test_a_malformed_targets_setting_is_a_problem(targets, said):

@@ -577,3 +577,15 @@ def test_a_deployment_is_opened_by_the_strict_setting_of_its_own_hosts(guards):
     lenient, strict = host("web1", app_name="Shop.Web"), host("api1", app_name="Shop.Api", strict=True)
     assert not run.open(lenient).fails_run
     assert run.open(strict).fails_run and "(strict: the run stops)" in lines.at("error")[0]
+
+
+def test_the_same_deployment_for_another_account_is_another_target_and_ends_in_the_order_opened(guards):
+    run, host, transport, lines = several_targets_run(guards)
+    other_account, ours = host("web2", app_name="Shop.Web", api_key="another-account-key-0123"), host("web1", app_name="Shop.Web")
+    assert other_account is not ours
+    run.open(ours)
+    run.open(other_account)
+    run.close_each(failed={})
+    assert [step for step in transport.sent] == ["start", "start", "complete", "complete"]
+    assert lines.at("info")[-2:] == ["deployment 7 of Shop.Web to Production completed"] * 2
+    assert run._opened == [ours, other_account]  # pylint: disable=protected-access
