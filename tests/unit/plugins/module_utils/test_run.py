@@ -586,6 +586,6 @@ def test_the_same_deployment_for_another_account_is_another_target_and_ends_in_t
     run.open(ours)
     run.open(other_account)
     run.close_each(failed={})
-    assert [step for step in transport.sent] == ["start", "start", "complete", "complete"]
+    assert transport.sent == ["start", "start", "complete", "complete"]
     assert lines.at("info")[-2:] == ["deployment 7 of Shop.Web to Production completed"] * 2
     assert run._opened == [ours, other_account]  # pylint: disable=protected-access
